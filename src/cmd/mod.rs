@@ -1,0 +1,10 @@
+//! One pipeline per subcommand, wiring the library modules together. I/O and
+//! user-facing messages live here; the maths stays in the modules.
+
+pub mod convert;
+pub mod demo;
+pub mod evaluate;
+pub mod inspect;
+pub mod pairs;
+pub mod report;
+pub mod search;

@@ -1,0 +1,1 @@
+//! The comparison engines (filled in by the evaluate work).

@@ -1,0 +1,1 @@
+//! The evaluate output directory format (filled in by the evaluate work).

@@ -1,0 +1,9 @@
+//! What the AI Hub K-Face data is: the condition codes of an image, the
+//! selection notation of the K-Face literature, and (in later modules) the
+//! path grammar, the annotation format and archive reading.
+
+pub mod attrs;
+pub mod select;
+
+pub use attrs::{Attributes, ImageKey};
+pub use select::Selection;

@@ -1,0 +1,18 @@
+//! facekit: convert the AI Hub K-Face dataset into arcface_torch training
+//! shards, compare face embeddings on the CPU or a CUDA GPU, and report the
+//! verification, identification and open-set metrics a threshold is chosen by.
+//!
+//! The library holds the pieces; `src/cmd/` wires one pipeline per
+//! subcommand; `src/main.rs` only parses arguments and maps outcomes to exit
+//! codes.
+
+pub mod cli;
+pub mod cmd;
+pub mod compare;
+pub mod evaldir;
+pub mod kface;
+pub mod metrics;
+pub mod output;
+
+/// The version written into every output that records one.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! Metrics over score statistics (filled in by the evaluate work).
