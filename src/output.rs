@@ -4,7 +4,7 @@
 //! terminal.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -50,6 +50,13 @@ impl Write for AtomicFile {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.writer.as_mut().expect("writer present until commit").flush()
+    }
+}
+
+/// Seekable, for formats that patch headers after the data (zip).
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.writer.as_mut().expect("writer present until commit").seek(pos)
     }
 }
 
