@@ -23,9 +23,21 @@ impl Light {
     pub fn of(code: u8) -> Light {
         const DIRECTIONAL: [u32; 3] = [400, 200, 100];
         let (lux, dir, ambient): (u32, [f32; 3], f32) = match code {
-            1..=7 => ([1000, 400, 200, 150, 100, 40, 0][code as usize - 1], [0.0, 0.0, 1.0], 0.75),
-            8..=11 => ([400, 200, 100, 40][code as usize - 8], angled(0.0, 30.0), 0.45),
-            12..=15 => ([400, 200, 100, 40][code as usize - 12], angled(0.0, -15.0), 0.45),
+            1..=7 => (
+                [1000, 400, 200, 150, 100, 40, 0][code as usize - 1],
+                [0.0, 0.0, 1.0],
+                0.75,
+            ),
+            8..=11 => (
+                [400, 200, 100, 40][code as usize - 8],
+                angled(0.0, 30.0),
+                0.45,
+            ),
+            12..=15 => (
+                [400, 200, 100, 40][code as usize - 12],
+                angled(0.0, -15.0),
+                0.45,
+            ),
             16..=30 => {
                 let group = (code as usize - 16) / 3;
                 let lux = DIRECTIONAL[(code as usize - 16) % 3];
@@ -36,8 +48,16 @@ impl Light {
         };
         // Brightness on a log scale: 40 lx → 0.3, 1000 lx → 1; 0 lx is
         // practically black.
-        let level = if lux == 0 { 0.035 } else { 0.3 + 0.7 * (lux as f32 / 40.0).ln() / 25f32.ln() };
-        Light { level, dir, ambient }
+        let level = if lux == 0 {
+            0.035
+        } else {
+            0.3 + 0.7 * (lux as f32 / 40.0).ln() / 25f32.ln()
+        };
+        Light {
+            level,
+            dir,
+            ambient,
+        }
     }
 
     /// Brightness factor of a surface with unit normal `n`.
@@ -55,10 +75,21 @@ fn angled(yaw: f32, elevation: f32) -> [f32; 3] {
 }
 
 /// Paints the image of `attrs` for an identity placed by `placement`.
-pub fn render(identity: &Identity, attrs: &Attributes, placement: &Placement, width: u32, height: u32) -> RgbImage {
+pub fn render(
+    identity: &Identity,
+    attrs: &Attributes,
+    placement: &Placement,
+    width: u32,
+    height: u32,
+) -> RgbImage {
     let mut img = RgbImage::new(width, height);
     let light = Light::of(attrs.light);
-    let painter = Painter { id: identity, placement, light, s: placement.view.scale };
+    let painter = Painter {
+        id: identity,
+        placement,
+        light,
+        s: placement.view.scale,
+    };
     painter.backdrop(&mut img);
     painter.torso(&mut img);
     let ears_in_front = painter.ears_facing();
@@ -111,12 +142,14 @@ impl Painter<'_> {
     fn backdrop(&self, img: &mut RgbImage) {
         let (w, h) = img.dimensions();
         let base = self.light.level * (0.6 + 0.4 * self.light.dir[2]);
-        for y in 0..h {
-            // A soft vertical falloff and a sideways gradient for side lights.
+        // A sideways gradient for side lights and a soft vertical falloff.
+        let fx: Vec<f32> = (0..w)
+            .map(|x| base * (1.0 + 0.3 * self.light.dir[0] * (x as f32 / w as f32 - 0.5)))
+            .collect();
+        for (y, row) in img.as_mut().chunks_exact_mut(3 * w as usize).enumerate() {
             let fy = 1.0 - 0.12 * (y as f32 / h as f32);
-            for x in 0..w {
-                let fx = 1.0 + 0.3 * self.light.dir[0] * (x as f32 / w as f32 - 0.5);
-                img.put_pixel(x, y, image::Rgb(scale(self.id.backdrop, base * fx * fy)));
+            for (px, k) in row.chunks_exact_mut(3).zip(&fx) {
+                px.copy_from_slice(&scale(self.id.backdrop, k * fy));
             }
         }
     }
@@ -127,7 +160,13 @@ impl Painter<'_> {
         let front = [0.0, 0.0, 1.0];
         let shoulders = self.project([0.0, 2.05, -0.1]);
         let rx = s * (0.8 + 0.75 * yaw_c);
-        fill_ellipse(img, shoulders, rx, 0.8 * s, self.lit(self.id.clothes, front));
+        fill_ellipse(
+            img,
+            shoulders,
+            rx,
+            0.8 * s,
+            self.lit(self.id.clothes, front),
+        );
         let top = self.project([0.0, 0.6, -0.15]);
         let bottom = self.project([0.0, 1.45, -0.15]);
         let half = 0.36 * s;
@@ -137,7 +176,11 @@ impl Painter<'_> {
             [bottom[0] + half, bottom[1]],
             [bottom[0] - half, bottom[1]],
         ];
-        fill_polygon(img, &neck, scale(self.id.skin, 0.8 * self.light.shade(front)));
+        fill_polygon(
+            img,
+            &neck,
+            scale(self.id.skin, 0.8 * self.light.shade(front)),
+        );
     }
 
     /// The head ellipsoid, pixel by pixel: the visible surface point under
@@ -205,7 +248,11 @@ impl Painter<'_> {
                     })
                     .collect()
             };
-            fill_polygon(img, &ring(0.09, 0.045, 0.8), self.lit([235.0, 230.0, 225.0], n));
+            fill_polygon(
+                img,
+                &ring(0.09, 0.045, 0.8),
+                self.lit([235.0, 230.0, 225.0], n),
+            );
             fill_polygon(img, &ring(0.04, 0.04, 1.0), self.lit(id.iris, n));
             fill_polygon(img, &ring(0.016, 0.016, 1.0), self.lit([10.0, 8.0, 8.0], n));
             // The upper lid line.
@@ -243,7 +290,10 @@ impl Painter<'_> {
         let base = id.on_surface(0.0, id.nose_y + 0.07, id.nose_len * 0.45);
         let ala_r = id.on_surface(-0.09, id.nose_y + 0.04, 0.03);
         let ala_l = id.on_surface(0.09, id.nose_y + 0.04, 0.03);
-        let colour = scale(id.skin, 0.86 * self.light.shade(normalize([0.0, 0.25, 1.0])));
+        let colour = scale(
+            id.skin,
+            0.86 * self.light.shade(normalize([0.0, 0.25, 1.0])),
+        );
         let [b, t, bs, r, l] = [bridge, tip, base, ala_r, ala_l].map(|p| self.project(p));
         for tri in [[b, t, bs], [b, r, bs], [b, l, bs], [r, t, l], [r, bs, l]] {
             fill_polygon(img, &tri, colour);
@@ -252,7 +302,13 @@ impl Painter<'_> {
             let nostril = id.on_surface(x, id.nose_y + 0.055, id.nose_len * 0.35);
             let facing = self.placement.view.facing(normalize([x * 6.0, 0.8, 0.5]));
             if facing > 0.2 {
-                fill_ellipse(img, self.project(nostril), 0.022 * self.s, 0.014 * self.s, [30, 20, 20]);
+                fill_ellipse(
+                    img,
+                    self.project(nostril),
+                    0.022 * self.s,
+                    0.014 * self.s,
+                    [30, 20, 20],
+                );
             }
         }
     }
@@ -276,10 +332,21 @@ impl Painter<'_> {
             let lower = line(e.open);
             let teeth = line(0.035);
             let outline = |a: &[[f32; 3]], b: &[[f32; 3]]| -> Vec<[f32; 2]> {
-                a.iter().chain(b.iter().rev()).map(|&p| self.project(p)).collect()
+                a.iter()
+                    .chain(b.iter().rev())
+                    .map(|&p| self.project(p))
+                    .collect()
             };
-            fill_polygon(img, &outline(&upper, &lower), self.lit([90.0, 25.0, 35.0], [0.0, 0.0, 1.0]));
-            fill_polygon(img, &outline(&upper, &teeth), self.lit([240.0, 238.0, 230.0], [0.0, 0.0, 1.0]));
+            fill_polygon(
+                img,
+                &outline(&upper, &lower),
+                self.lit([90.0, 25.0, 35.0], [0.0, 0.0, 1.0]),
+            );
+            fill_polygon(
+                img,
+                &outline(&upper, &teeth),
+                self.lit([240.0, 238.0, 230.0], [0.0, 0.0, 1.0]),
+            );
             self.curve(img, &lower, 0.022, id.lips);
             self.curve(img, &upper, 0.016, id.lips);
         } else {
@@ -289,7 +356,12 @@ impl Painter<'_> {
 
     /// Whether each ear (right, left) faces the camera.
     fn ears_facing(&self) -> [bool; 2] {
-        [-1.0f32, 1.0].map(|side| self.placement.view.facing(normalize([side * 0.87, 0.0, 0.5])) > 0.05)
+        [-1.0f32, 1.0].map(|side| {
+            self.placement
+                .view
+                .facing(normalize([side * 0.87, 0.0, 0.5]))
+                > 0.05
+        })
     }
 
     /// Draws the ears whose facing passes `which`; the hidden ones go under
@@ -312,13 +384,17 @@ impl Painter<'_> {
             };
             let n = normalize([side * 0.87, 0.0, 0.5]);
             fill_polygon(img, &ring(0.09, 0.17), self.lit(self.id.skin, n));
-            fill_polygon(img, &ring(0.045, 0.1), scale(self.id.skin, 0.7 * self.light.shade(n)));
+            fill_polygon(
+                img,
+                &ring(0.045, 0.1),
+                scale(self.id.skin, 0.7 * self.light.shade(n)),
+            );
         }
     }
 
     fn glasses(&self, img: &mut RgbImage, thickness: f32, colour: [f32; 3], dark_lenses: bool) {
         let id = self.id;
-        let r = 0.13;
+        let r = 0.14;
         for side in [-1.0f32, 1.0] {
             let cx = side * id.eye_dx;
             let rim: Vec<[f32; 3]> = (0..=24)
@@ -365,10 +441,15 @@ impl Painter<'_> {
         let outer = (0..=12).rev().map(|i| {
             let t = i as f32 / 6.0 - 1.0;
             let x = t * 0.85 * id.head_w;
-            id.on_surface(x, y + 0.05, 0.4 * (1.0 - 0.5 * t * t))
+            // Tilted down, so the brim shows as a band from the front too.
+            id.on_surface(x, y + 0.14, 0.4 * (1.0 - 0.5 * t * t))
         });
         let pts: Vec<[f32; 2]> = inner.chain(outer).map(|p| self.project(p)).collect();
-        fill_polygon(img, &pts, scale(id.cap, 0.8 * self.light.shade(normalize([0.0, -1.0, 0.2]))));
+        fill_polygon(
+            img,
+            &pts,
+            scale(id.cap, 0.8 * self.light.shade(normalize([0.0, -1.0, 0.2]))),
+        );
     }
 
     /// A thick line through head-frame points, each sample shaded by its
@@ -386,14 +467,22 @@ impl Painter<'_> {
             let steps = (len / (0.5 * r)).ceil().max(1.0) as usize;
             for k in 0..=steps {
                 let t = k as f32 / steps as f32;
-                fill_ellipse(img, [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t], r, r, c);
+                fill_ellipse(
+                    img,
+                    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t],
+                    r,
+                    r,
+                    c,
+                );
             }
         }
     }
 }
 
+/// `colour × k` as bytes; `as u8` saturates, and avoids a libm `round`
+/// call per channel in the per-pixel loops.
 fn scale(colour: [f32; 3], k: f32) -> [u8; 3] {
-    colour.map(|v| (v * k).round().clamp(0.0, 255.0) as u8)
+    colour.map(|v| (v * k + 0.5) as u8)
 }
 
 fn fill_ellipse(img: &mut RgbImage, centre: [f32; 2], rx: f32, ry: f32, colour: [u8; 3]) {
@@ -419,7 +508,9 @@ fn fill_polygon(img: &mut RgbImage, pts: &[[f32; 2]], colour: [u8; 3]) {
         return;
     }
     let (w, h) = img.dimensions();
-    let (lo, hi) = pts.iter().fold((f32::MAX, f32::MIN), |(lo, hi), p| (lo.min(p[1]), hi.max(p[1])));
+    let (lo, hi) = pts.iter().fold((f32::MAX, f32::MIN), |(lo, hi), p| {
+        (lo.min(p[1]), hi.max(p[1]))
+    });
     let y0 = lo.floor().max(0.0) as u32;
     let y1 = (hi.ceil().max(0.0) as u32).min(h);
     let mut xs: Vec<f32> = Vec::with_capacity(8);
@@ -445,18 +536,22 @@ fn fill_polygon(img: &mut RgbImage, pts: &[[f32; 2]], colour: [u8; 3]) {
 
 fn noise_seed(id: &str, attrs: &Attributes) -> u64 {
     let id_hash = id.bytes().fold(0u64, |h, b| mix(h ^ b as u64));
-    mix(id_hash ^ ((attrs.accessory as u64) << 24 | (attrs.light as u64) << 16 | (attrs.expression as u64) << 8 | attrs.camera as u64))
+    mix(id_hash
+        ^ ((attrs.accessory as u64) << 24
+            | (attrs.light as u64) << 16
+            | (attrs.expression as u64) << 8
+            | attrs.camera as u64))
 }
 
 /// Faint sensor-like noise, so the JPEGs carry texture like photos do.
 fn add_noise(img: &mut RgbImage, seed: u64) {
-    let mut state = (seed | 1) as u32 ^ (seed >> 32) as u32 | 1;
-    for px in img.pixels_mut() {
+    let mut state = ((seed ^ (seed >> 32)) as u32) | 1;
+    for px in img.as_mut().chunks_exact_mut(3) {
         state ^= state << 13;
         state ^= state >> 17;
         state ^= state << 5;
         let n = (state % 5) as i16 - 2;
-        for v in px.0.iter_mut() {
+        for v in px.iter_mut() {
             *v = (*v as i16 + n).clamp(0, 255) as u8;
         }
     }

@@ -92,12 +92,20 @@ impl Identity {
             scale: u(0.28, 0.32),
             offset: [u(-0.03, 0.03), u(-0.04, 0.02)],
             skin,
-            hair: [hair_level * u(0.9, 1.3), hair_level, hair_level * u(0.8, 1.0)],
+            hair: [
+                hair_level * u(0.9, 1.3),
+                hair_level,
+                hair_level * u(0.8, 1.0),
+            ],
             iris: [u(40.0, 80.0), u(25.0, 50.0), u(15.0, 35.0)],
             lips: [u(170.0, 200.0), u(90.0, 120.0), u(95.0, 125.0)],
             clothes: [u(30.0, 200.0), u(30.0, 200.0), u(30.0, 200.0)],
             cap: [u(20.0, 220.0), u(20.0, 220.0), u(20.0, 220.0)],
-            backdrop: [grey + u(-6.0, 6.0), grey + u(-6.0, 6.0), grey + u(-2.0, 10.0)],
+            backdrop: [
+                grey + u(-6.0, 6.0),
+                grey + u(-6.0, 6.0),
+                grey + u(-2.0, 10.0),
+            ],
         }
     }
 
@@ -137,10 +145,25 @@ impl Expression {
     pub fn of(code: u8) -> Expression {
         match code {
             // E02 broad smile: wide, corners up, teeth showing.
-            2 => Expression { width: 1.2, corner_dy: -0.05, open: 0.11, brow_drop: -0.01 },
+            2 => Expression {
+                width: 1.2,
+                corner_dy: -0.05,
+                open: 0.11,
+                brow_drop: -0.01,
+            },
             // E03 frown: narrow, corners down, brows lowered.
-            3 => Expression { width: 0.88, corner_dy: 0.035, open: 0.0, brow_drop: 0.035 },
-            _ => Expression { width: 1.0, corner_dy: 0.0, open: 0.0, brow_drop: 0.0 },
+            3 => Expression {
+                width: 0.88,
+                corner_dy: 0.035,
+                open: 0.0,
+                brow_drop: 0.035,
+            },
+            _ => Expression {
+                width: 1.0,
+                corner_dy: 0.0,
+                open: 0.0,
+                brow_drop: 0.0,
+            },
         }
     }
 }
@@ -197,7 +220,10 @@ impl View {
     /// Image position of a head-frame point.
     pub fn project(&self, p: [f32; 3]) -> [f32; 2] {
         let q = self.rotate(p);
-        [self.centre[0] + self.scale * q[0], self.centre[1] + self.scale * q[1]]
+        [
+            self.centre[0] + self.scale * q[0],
+            self.centre[1] + self.scale * q[1],
+        ]
     }
 
     /// How much a head-frame normal faces the camera (cosine).
@@ -298,12 +324,23 @@ pub fn session_shift(identity_index: usize, accessory: u8, seed: u64) -> [f32; 2
     [a * 0.02, b * 0.02]
 }
 
-pub fn place(identity: &Identity, attrs: &Attributes, width: u32, height: u32, shift: [f32; 2]) -> Placement {
+pub fn place(
+    identity: &Identity,
+    attrs: &Attributes,
+    width: u32,
+    height: u32,
+    shift: [f32; 2],
+) -> Placement {
     let view = View::new(identity, attrs.camera, width, height, shift);
     let expression = Expression::of(attrs.expression);
     let points3 = head_points(identity, expression);
     let points = points3.map(|p| view.project(p));
-    Placement { view, expression, points3, points }
+    Placement {
+        view,
+        expression,
+        points3,
+        points,
+    }
 }
 
 /// The annotation of an image: rounded points and the camera's boxes,
@@ -319,7 +356,12 @@ pub fn annotate(placement: &Placement, camera: u8, width: u32, height: u32) -> A
         let bh = bh.min(h);
         let x = (cx - bw / 2.0).clamp(0.0, w - bw);
         let y = (cy - bh / 2.0).clamp(0.0, h - bh);
-        [x.round() as i32, y.round() as i32, bw.round() as i32, bh.round() as i32]
+        [
+            x.round() as i32,
+            y.round() as i32,
+            bw.round() as i32,
+            bh.round() as i32,
+        ]
     };
     let boxes = boxes_for_camera(camera)
         .iter()
@@ -333,13 +375,21 @@ pub fn annotate(placement: &Placement, camera: u8, width: u32, height: u32) -> A
             BoxKind::Nose => rect(p[0][0], p[0][1] - 0.1 * s, 0.32 * s, 0.42 * s),
             BoxKind::Mouth => {
                 let span = (p[4][0] - p[3][0]).abs();
-                rect((p[3][0] + p[4][0]) / 2.0, (p[3][1] + p[4][1]) / 2.0, span + 0.16 * s, 0.3 * s)
+                rect(
+                    (p[3][0] + p[4][0]) / 2.0,
+                    (p[3][1] + p[4][1]) / 2.0,
+                    span + 0.16 * s,
+                    0.3 * s,
+                )
             }
             BoxKind::EarR => rect(p[5][0], p[5][1], 0.22 * s, 0.4 * s),
             BoxKind::EarL => rect(p[6][0], p[6][1], 0.22 * s, 0.4 * s),
         })
         .collect();
-    Annotation { points: p.map(|[x, y]| [x.round() as i32, y.round() as i32]), boxes }
+    Annotation {
+        points: p.map(|[x, y]| [x.round() as i32, y.round() as i32]),
+        boxes,
+    }
 }
 
 pub fn dot(a: [f32; 3], b: [f32; 3]) -> f32 {
@@ -388,17 +438,29 @@ mod tests {
         let p = points(7);
         assert!(p[1][0] < p[2][0], "eyeR left of eyeL");
         assert!(p[3][0] < p[4][0], "mouthR left of mouthL");
-        assert!(p[5][0] < p[1][0] && p[6][0] > p[2][0], "ears outside the eyes");
-        assert!(p[1][1] < p[0][1] && p[0][1] < p[3][1], "eyes above nose above mouth");
+        assert!(
+            p[5][0] < p[1][0] && p[6][0] > p[2][0],
+            "ears outside the eyes"
+        );
+        assert!(
+            p[1][1] < p[0][1] && p[0][1] < p[3][1],
+            "eyes above nose above mouth"
+        );
     }
 
     #[test]
     fn profiles_face_the_way_the_visibility_flags_say() {
         // C1 sees the subject's left side: the nose points image-left.
         let c1 = points(1);
-        assert!(c1[0][0] < c1[6][0] - 30.0, "C1 nose left of the visible (left) ear");
+        assert!(
+            c1[0][0] < c1[6][0] - 30.0,
+            "C1 nose left of the visible (left) ear"
+        );
         let c13 = points(13);
-        assert!(c13[0][0] > c13[5][0] + 30.0, "C13 nose right of the visible (right) ear");
+        assert!(
+            c13[0][0] > c13[5][0] + 30.0,
+            "C13 nose right of the visible (right) ear"
+        );
         // The two eyes nearly coincide in a full profile.
         assert!((c1[1][0] - c1[2][0]).abs() < 3.0);
     }
@@ -413,7 +475,10 @@ mod tests {
     #[test]
     fn box_counts_follow_the_spec_table() {
         let counts: Vec<usize> = (1..=20).map(|c| boxes_for_camera(c).len()).collect();
-        assert_eq!(counts, [5, 5, 6, 6, 6, 6, 7, 6, 6, 6, 6, 5, 5, 6, 6, 7, 6, 6, 6, 6]);
+        assert_eq!(
+            counts,
+            [5, 5, 6, 6, 6, 6, 7, 6, 6, 6, 6, 5, 5, 6, 6, 7, 6, 6, 6, 6]
+        );
         for c in 1..=20 {
             assert_eq!(boxes_for_camera(c)[0], BoxKind::Face);
         }
@@ -441,7 +506,10 @@ mod tests {
                     let a = Attributes::new(1, 1, e, c).unwrap();
                     let ann = annotate(&place(&someone(), &a, w, h, [0.0, 0.0]), c, w, h);
                     for [x, y] in ann.points {
-                        assert!((0..w as i32).contains(&x) && (0..h as i32).contains(&y), "C{c} {x},{y}");
+                        assert!(
+                            (0..w as i32).contains(&x) && (0..h as i32).contains(&y),
+                            "C{c} {x},{y}"
+                        );
                     }
                     for [x, y, bw, bh] in ann.boxes {
                         assert!(x >= 0 && y >= 0 && x + bw <= w as i32 && y + bh <= h as i32);

@@ -18,12 +18,12 @@ use std::io::{self, Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use image::codecs::jpeg::JpegEncoder;
-use image::{ExtendedColorType, RgbImage};
+use image::RgbImage;
+use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
@@ -31,11 +31,14 @@ use crate::kface::{Attributes, Selection};
 use crate::output::AtomicFile;
 use face::{mix, Annotation, Identity};
 
-/// JPEG quality of the synthetic photos.
+/// JPEG quality of the synthetic photos. They are written with 4:2:0
+/// chroma subsampling, as cameras and libjpeg do by default (`image`'s
+/// encoder only writes 4:4:4, and is 2-4x slower here); jpeg-encoder's
+/// scalar path, so the bytes do not depend on the CPU's SIMD features.
 pub const JPEG_QUALITY: u8 = 90;
 
 /// The three resolution tiers of the AI Hub release (spec §2.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     Low,
@@ -129,7 +132,7 @@ impl Default for Config {
 pub const KOREAN_PARENT: &str = "한국인 안면 이미지";
 
 /// A planted fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     /// The first half of a good JPEG.
@@ -150,14 +153,14 @@ pub enum FaultKind {
 /// `19062421/S001/L1/E01/C7.jpg` is that path in the tree and member
 /// `S001/L1/E01/C7.jpg` of `19062421.zip` in the zip form; a name with no
 /// `/` is a file beside the identity folders (a member of the tier zip).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Fault {
     pub kind: FaultKind,
     pub file: String,
 }
 
 /// What was written.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub tier: Tier,
     pub seed: u64,
@@ -177,7 +180,11 @@ pub struct Summary {
 impl Summary {
     /// The files of the faults of `kind`.
     pub fn files_of(&self, kind: FaultKind) -> Vec<&str> {
-        self.faults.iter().filter(|f| f.kind == kind).map(|f| f.file.as_str()).collect()
+        self.faults
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| f.file.as_str())
+            .collect()
     }
 }
 
@@ -186,19 +193,28 @@ pub enum SynthError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error("{}: {source}", path.display())]
-    Zip { path: PathBuf, source: zip::result::ZipError },
+    Zip {
+        path: PathBuf,
+        source: zip::result::ZipError,
+    },
     #[error("encoding a JPEG: {0}")]
-    Encode(#[from] image::ImageError),
+    Encode(#[from] jpeg_encoder::EncodingError),
     #[error("bad synth config: {0}")]
     Config(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SynthError + '_ {
-    move |source| SynthError::Io { path: path.to_path_buf(), source }
+    move |source| SynthError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn zip_err(path: &Path) -> impl FnOnce(zip::result::ZipError) -> SynthError + '_ {
-    move |source| SynthError::Zip { path: path.to_path_buf(), source }
+    move |source| SynthError::Zip {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Whether the real set has an annotation for these conditions: S001 under
@@ -245,12 +261,21 @@ fn days_in_month(year: u32, month: u32) -> u32 {
 
 /// The look of identity `index` (of `id`) under `seed`.
 pub fn identity(id: &str, index: usize, seed: u64) -> Identity {
-    Identity::random(id.to_string(), &mut ChaCha8Rng::seed_from_u64(mix(seed ^ mix(index as u64 + 1))))
+    Identity::random(
+        id.to_string(),
+        &mut ChaCha8Rng::seed_from_u64(mix(seed ^ mix(index as u64 + 1))),
+    )
 }
 
 /// One photo: the drawn image and, where the real set has one, its
 /// annotation (the points the face was drawn at).
-pub fn photo(person: &Identity, index: usize, attrs: &Attributes, tier: Tier, seed: u64) -> (RgbImage, Annotation) {
+pub fn photo(
+    person: &Identity,
+    index: usize,
+    attrs: &Attributes,
+    tier: Tier,
+    seed: u64,
+) -> (RgbImage, Annotation) {
     let (w, h) = tier.size();
     let shift = face::session_shift(index, attrs.accessory, seed);
     let placement = face::place(person, attrs, w, h, shift);
@@ -265,14 +290,22 @@ struct Item {
     txt: Option<String>,
 }
 
-fn make_item(person: &Identity, index: usize, attrs: Attributes, config: &Config) -> Result<Item, SynthError> {
+fn make_item(
+    person: &Identity,
+    index: usize,
+    attrs: Attributes,
+    config: &Config,
+) -> Result<Item, SynthError> {
     let (image, annotation) = photo(person, index, &attrs, config.tier, config.seed);
     let mut jpg = Vec::with_capacity(32 << 10);
-    JpegEncoder::new_with_quality(&mut jpg, JPEG_QUALITY).encode(
+    let mut encoder = Encoder::new(&mut jpg, JPEG_QUALITY);
+    encoder.set_sampling_factor(SamplingFactor::F_2_2);
+    // Tier sizes fit u16.
+    encoder.encode(
         image.as_raw(),
-        image.width(),
-        image.height(),
-        ExtendedColorType::Rgb8,
+        image.width() as u16,
+        image.height() as u16,
+        ColorType::Rgb,
     )?;
     let txt = has_annotation(&attrs).then(|| annotation.to_text());
     Ok(Item { attrs, jpg, txt })
@@ -295,10 +328,15 @@ fn conditions(selection: &Selection) -> Vec<Attributes> {
 
 /// Picks the images to break: distinct images, annotation faults only on
 /// annotated ones; a fault is left out when no image is left for it.
-fn plan_faults(ids: &[String], conds: &[Attributes], seed: u64) -> Vec<(usize, Attributes, FaultKind)> {
+fn plan_faults(
+    ids: &[String],
+    conds: &[Attributes],
+    seed: u64,
+) -> Vec<(usize, Attributes, FaultKind)> {
     let mut rng = ChaCha8Rng::seed_from_u64(mix(seed ^ 0xFA17));
-    let all: Vec<(usize, Attributes)> =
-        (0..ids.len()).flat_map(|i| conds.iter().map(move |a| (i, *a))).collect();
+    let all: Vec<(usize, Attributes)> = (0..ids.len())
+        .flat_map(|i| conds.iter().map(move |a| (i, *a)))
+        .collect();
     let mut taken = BTreeSet::new();
     let mut plan = Vec::new();
     let kinds = [
@@ -309,7 +347,10 @@ fn plan_faults(ids: &[String], conds: &[Attributes], seed: u64) -> Vec<(usize, A
         FaultKind::LandmarksOutside,
     ];
     for kind in kinds {
-        let needs_txt = matches!(kind, FaultKind::MalformedAnnotation | FaultKind::LandmarksOutside);
+        let needs_txt = matches!(
+            kind,
+            FaultKind::MalformedAnnotation | FaultKind::LandmarksOutside
+        );
         let pool: Vec<&(usize, Attributes)> = all
             .iter()
             .filter(|(i, a)| !taken.contains(&(*i, *a)) && (!needs_txt || has_annotation(a)))
@@ -327,9 +368,9 @@ fn apply_fault(item: &mut Item, kind: FaultKind, width: u32) {
     match kind {
         FaultKind::TruncatedJpeg => item.jpg.truncate(item.jpg.len() / 2),
         FaultKind::EmptyJpeg => item.jpg.clear(),
-        FaultKind::NotJpeg => {
-            item.jpg = b"<html><head><title>404 Not Found</title></head><body>404 Not Found</body></html>\n".to_vec()
-        }
+        FaultKind::NotJpeg => item.jpg =
+            b"<html><head><title>404 Not Found</title></head><body>404 Not Found</body></html>\n"
+                .to_vec(),
         FaultKind::MalformedAnnotation => {
             if let Some(txt) = &mut item.txt {
                 *txt = txt.lines().take(5).map(|l| format!("{l}\n")).collect();
@@ -357,7 +398,12 @@ fn apply_fault(item: &mut Item, kind: FaultKind, width: u32) {
 /// Stray files for the first identity: `(file relative to the tier root,
 /// bytes)`, the same names in the tree and the zip form.
 fn stray_files(first_id: &str, first: &Attributes) -> Vec<(String, Vec<u8>)> {
-    let folder = format!("{}/{}/{}", first.accessory_code(), first.light_code(), first.expression_code());
+    let folder = format!(
+        "{}/{}/{}",
+        first.accessory_code(),
+        first.light_code(),
+        first.expression_code()
+    );
     let apple_double = {
         // The header of an AppleDouble file, as macOS zips add under __MACOSX.
         let mut b = vec![0x00, 0x05, 0x16, 0x07, 0x00, 0x02, 0x00, 0x00];
@@ -366,11 +412,23 @@ fn stray_files(first_id: &str, first: &Attributes) -> Vec<(String, Vec<u8>)> {
         b
     };
     vec![
-        ("readme.txt".into(), "K-Face synthetic sample (facekit synth). Not real faces.\n".into()),
+        (
+            "readme.txt".into(),
+            "K-Face synthetic sample (facekit synth). Not real faces.\n".into(),
+        ),
         (".DS_Store".into(), b"\0\0\0\x01Bud1\0\0\x10\0".to_vec()),
-        (format!("{first_id}/.DS_Store"), b"\0\0\0\x01Bud1\0\0\x10\0".to_vec()),
-        (format!("{first_id}/{folder}/Thumbs.db"), vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]),
-        (format!("{first_id}/__MACOSX/{folder}/._{}.jpg", first.camera_code()), apple_double),
+        (
+            format!("{first_id}/.DS_Store"),
+            b"\0\0\0\x01Bud1\0\0\x10\0".to_vec(),
+        ),
+        (
+            format!("{first_id}/{folder}/Thumbs.db"),
+            vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1],
+        ),
+        (
+            format!("{first_id}/__MACOSX/{folder}/._{}.jpg", first.camera_code()),
+            apple_double,
+        ),
     ]
 }
 
@@ -380,17 +438,34 @@ pub fn generate(config: &Config, out: &Path) -> Result<Summary, SynthError> {
         return Err(SynthError::Config("at least one identity is needed".into()));
     }
     if !config.tree && !config.zip {
-        return Err(SynthError::Config("neither the tree nor the zip form was asked for".into()));
+        return Err(SynthError::Config(
+            "neither the tree nor the zip form was asked for".into(),
+        ));
     }
     let conds = conditions(&config.selection);
     if conds.is_empty() {
-        return Err(SynthError::Config(format!("selection {} holds no image", config.selection)));
+        return Err(SynthError::Config(format!(
+            "selection {} holds no image",
+            config.selection
+        )));
     }
     let ids = identity_ids(config.identities, config.seed);
-    let plan = if config.faults { plan_faults(&ids, &conds, config.seed) } else { Vec::new() };
-    let strays = if config.faults { stray_files(&ids[0], &conds[0]) } else { Vec::new() };
+    let plan = if config.faults {
+        plan_faults(&ids, &conds, config.seed)
+    } else {
+        Vec::new()
+    };
+    let strays = if config.faults {
+        stray_files(&ids[0], &conds[0])
+    } else {
+        Vec::new()
+    };
 
-    let base = if config.korean_parent { out.join(KOREAN_PARENT) } else { out.to_path_buf() };
+    let base = if config.korean_parent {
+        out.join(KOREAN_PARENT)
+    } else {
+        out.to_path_buf()
+    };
     let mut tree_root = base.join(config.tier.folder());
     if config.extra_nesting {
         tree_root.push(config.tier.lowercase());
@@ -401,7 +476,9 @@ pub fn generate(config: &Config, out: &Path) -> Result<Summary, SynthError> {
         fs::create_dir_all(&tree_root).map_err(io_err(&tree_root))?;
     }
     let mut outer = match config.zip {
-        true => Some(ZipWriter::new(AtomicFile::create(&zip_path).map_err(io_err(&zip_path))?)),
+        true => Some(ZipWriter::new(
+            AtomicFile::create(&zip_path).map_err(io_err(&zip_path))?,
+        )),
         false => None,
     };
 
@@ -426,26 +503,42 @@ pub fn generate(config: &Config, out: &Path) -> Result<Summary, SynthError> {
         for &(_, attrs, kind) in plan.iter().filter(|(i, _, _)| *i == index) {
             if let Some(item) = items.iter_mut().find(|it| it.attrs == attrs) {
                 apply_fault(item, kind, width);
-                let ext = if matches!(kind, FaultKind::MalformedAnnotation | FaultKind::LandmarksOutside) {
+                let ext = if matches!(
+                    kind,
+                    FaultKind::MalformedAnnotation | FaultKind::LandmarksOutside
+                ) {
                     "txt"
                 } else {
                     "jpg"
                 };
-                summary.faults.push(Fault { kind, file: format!("{id}/{}.{ext}", attrs.relative_stem()) });
+                summary.faults.push(Fault {
+                    kind,
+                    file: format!("{id}/{}.{ext}", attrs.relative_stem()),
+                });
             }
         }
         summary.images += items.len() as u64;
         summary.annotations += items.iter().filter(|it| it.txt.is_some()).count() as u64;
         let own_strays: Vec<(&str, &[u8])> = strays
             .iter()
-            .filter_map(|(file, bytes)| Some((file.strip_prefix(id.as_str())?.strip_prefix('/')?, bytes.as_slice())))
+            .filter_map(|(file, bytes)| {
+                Some((
+                    file.strip_prefix(id.as_str())?.strip_prefix('/')?,
+                    bytes.as_slice(),
+                ))
+            })
             .collect();
         if config.tree {
             write_identity_tree(&tree_root.join(id), &items, &own_strays)?;
         }
         if let Some(outer) = outer.as_mut() {
             let inner = identity_zip(&items, &own_strays).map_err(zip_err(&zip_path))?;
-            outer.start_file(format!("{id}.zip"), member_options(CompressionMethod::Stored)).map_err(zip_err(&zip_path))?;
+            outer
+                .start_file(
+                    format!("{id}.zip"),
+                    member_options(CompressionMethod::Stored),
+                )
+                .map_err(zip_err(&zip_path))?;
             outer.write_all(&inner).map_err(io_err(&zip_path))?;
         }
     }
@@ -455,11 +548,16 @@ pub fn generate(config: &Config, out: &Path) -> Result<Summary, SynthError> {
             fs::write(&path, bytes).map_err(io_err(&path))?;
         }
         if let Some(outer) = outer.as_mut() {
-            outer.start_file(file.as_str(), member_options(CompressionMethod::Deflated)).map_err(zip_err(&zip_path))?;
+            outer
+                .start_file(file.as_str(), member_options(CompressionMethod::Deflated))
+                .map_err(zip_err(&zip_path))?;
             outer.write_all(bytes).map_err(io_err(&zip_path))?;
         }
     }
-    summary.faults.extend(strays.iter().map(|(file, _)| Fault { kind: FaultKind::StrayFile, file: file.clone() }));
+    summary.faults.extend(strays.iter().map(|(file, _)| Fault {
+        kind: FaultKind::StrayFile,
+        file: file.clone(),
+    }));
     summary.faults.sort();
     if let Some(outer) = outer {
         let file = outer.finish().map_err(zip_err(&zip_path))?;
@@ -479,25 +577,39 @@ fn member_options(method: CompressionMethod) -> SimpleFileOptions {
 /// One identity folder. The photos are plain writes, not temp-and-rename:
 /// a synthetic tree is test data, and thousands of renames would dominate
 /// the run; an interrupted run is simply run again.
-fn write_identity_tree(dir: &Path, items: &[Item], strays: &[(&str, &[u8])]) -> Result<(), SynthError> {
+fn write_identity_tree(
+    dir: &Path,
+    items: &[Item],
+    strays: &[(&str, &[u8])],
+) -> Result<(), SynthError> {
     let folders: BTreeSet<PathBuf> = items
         .iter()
-        .map(|it| dir.join(it.attrs.accessory_code()).join(it.attrs.light_code()).join(it.attrs.expression_code()))
-        .chain(strays.iter().filter_map(|(f, _)| dir.join(f).parent().map(Path::to_path_buf)))
+        .map(|it| {
+            dir.join(it.attrs.accessory_code())
+                .join(it.attrs.light_code())
+                .join(it.attrs.expression_code())
+        })
+        .chain(
+            strays
+                .iter()
+                .filter_map(|(f, _)| dir.join(f).parent().map(Path::to_path_buf)),
+        )
         .collect();
     for folder in &folders {
         fs::create_dir_all(folder).map_err(io_err(folder))?;
     }
-    items.par_iter().try_for_each(|it| -> Result<(), SynthError> {
-        let stem = dir.join(it.attrs.relative_stem());
-        let jpg = stem.with_extension("jpg");
-        fs::write(&jpg, &it.jpg).map_err(io_err(&jpg))?;
-        if let Some(txt) = &it.txt {
-            let path = stem.with_extension("txt");
-            fs::write(&path, txt).map_err(io_err(&path))?;
-        }
-        Ok(())
-    })?;
+    items
+        .par_iter()
+        .try_for_each(|it| -> Result<(), SynthError> {
+            let stem = dir.join(it.attrs.relative_stem());
+            let jpg = stem.with_extension("jpg");
+            fs::write(&jpg, &it.jpg).map_err(io_err(&jpg))?;
+            if let Some(txt) = &it.txt {
+                let path = stem.with_extension("txt");
+                fs::write(&path, txt).map_err(io_err(&path))?;
+            }
+            Ok(())
+        })?;
     for (file, bytes) in strays {
         let path = dir.join(file);
         fs::write(&path, bytes).map_err(io_err(&path))?;
@@ -512,10 +624,16 @@ fn identity_zip(items: &[Item], strays: &[(&str, &[u8])]) -> zip::result::ZipRes
     let mut zip = ZipWriter::new(Cursor::new(Vec::with_capacity(size)));
     for it in items {
         let stem = it.attrs.relative_stem();
-        zip.start_file(format!("{stem}.jpg"), member_options(CompressionMethod::Stored))?;
+        zip.start_file(
+            format!("{stem}.jpg"),
+            member_options(CompressionMethod::Stored),
+        )?;
         zip.write_all(&it.jpg)?;
         if let Some(txt) = &it.txt {
-            zip.start_file(format!("{stem}.txt"), member_options(CompressionMethod::Deflated))?;
+            zip.start_file(
+                format!("{stem}.txt"),
+                member_options(CompressionMethod::Deflated),
+            )?;
             zip.write_all(txt.as_bytes())?;
         }
     }
