@@ -129,7 +129,8 @@ pub struct Verification {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FmrPoint {
     pub fmr_target: f64,
-    /// The largest threshold whose FMR is <= the target (conservative).
+    /// The lowest threshold whose FMR is <= the target (bob.measure's
+    /// `far_threshold`: the conservative rule, the largest FMR not above it).
     pub threshold: f64,
     pub threshold_l2: f64,
     /// The realised FMR at the threshold.
@@ -174,7 +175,7 @@ pub struct Identification {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FpirPoint {
     pub fpir_target: f64,
-    /// The largest threshold whose FPIR is <= the target.
+    /// The lowest threshold whose FPIR is <= the target.
     pub threshold: f64,
     pub threshold_l2: f64,
     pub fpir: f64,
