@@ -92,9 +92,11 @@ impl Row {
 
 fn convert(args: &ConvertBench) -> anyhow::Result<()> {
     let root = workspace_root();
-    let facekit = root.join("target/release/facekit");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let facekit = target.join("release/facekit");
     build_facekit(&root)?;
-    let work = root.join("target/bench-convert");
+    let work = target.join("bench-convert");
     let data = synthetic_tree(&work, args.images)?;
     let tree = data
         .tree_root
