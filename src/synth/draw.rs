@@ -543,14 +543,21 @@ fn noise_seed(id: &str, attrs: &Attributes) -> u64 {
             | attrs.camera as u64))
 }
 
-/// Faint sensor-like noise, so the JPEGs carry texture like photos do.
+/// Faint sensor-like noise, so the JPEGs carry texture like photos do:
+/// -2..=2 grey levels per pixel, three random bits each.
 fn add_noise(img: &mut RgbImage, seed: u64) {
-    let mut state = ((seed ^ (seed >> 32)) as u32) | 1;
-    for px in img.as_mut().chunks_exact_mut(3) {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let n = (state % 5) as i16 - 2;
+    const LEVELS: [i16; 8] = [-2, -1, -1, 0, 0, 1, 1, 2];
+    let mut state = seed | 1;
+    let mut bits = 0u64;
+    for (i, px) in img.as_mut().chunks_exact_mut(3).enumerate() {
+        if i % 21 == 0 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            bits = state;
+        }
+        let n = LEVELS[(bits & 7) as usize];
+        bits >>= 3;
         for v in px.iter_mut() {
             *v = (*v as i16 + n).clamp(0, 255) as u8;
         }

@@ -19,7 +19,7 @@ use crate::measure::{self, Measured};
 pub enum Bench {
     /// facekit convert vs the reference Python pipeline (and the zip path with --zip)
     #[command(
-        after_help = "Example:\n  FACEKIT_PYTHON_INTEROP=/work/venv-interop/bin/python cargo xtask bench convert"
+        after_help = "Example:\n  FACEKIT_PYTHON_INTEROP=/work/venv-interop/bin/python cargo xtask bench convert --zip"
     )]
     Convert(ConvertBench),
 }
@@ -48,7 +48,8 @@ pub struct ConvertBench {
 
 /// The images of every bench identity: annotated (S001 L1/L3/L6) and
 /// unannotated ones (L2, S002, S003) that take sibling landmarks, nine
-/// cameras from 60° to -60° (so profiles and the face-box path are in).
+/// cameras from +60° to -60°. No L7, so facekit's default selection takes
+/// every image.
 const SELECTION: &str = "S1-3 L1-3,6 E1-3 C3-11";
 const PER_IDENTITY: u64 = 3 * 4 * 3 * 9;
 
@@ -58,29 +59,26 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
     }
 }
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace")
-        .to_path_buf()
-}
-
+/// One tool's runs.
 struct Row {
     tool: String,
+    /// Source images offered; rates are per source image.
     images: u64,
+    /// Records the tool wrote (last run).
+    records: u64,
     runs: Vec<Measured>,
 }
 
 impl Row {
     fn rate(&self) -> f64 {
-        measure::median(
-            &self
-                .runs
-                .iter()
-                .map(|m| self.images as f64 / m.seconds)
-                .collect::<Vec<_>>(),
-        )
+        let rates: Vec<f64> = self
+            .runs
+            .iter()
+            .map(|m| self.images as f64 / m.seconds)
+            .collect();
+        measure::median(&rates)
     }
+
     fn peak_rss(&self) -> u64 {
         self.runs
             .iter()
@@ -91,52 +89,61 @@ impl Row {
 }
 
 fn convert(args: &ConvertBench) -> anyhow::Result<()> {
-    let root = workspace_root();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask sits in the workspace")?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    build_facekit(root)?;
     let facekit = target.join("release/facekit");
-    build_facekit(&root)?;
     let work = target.join("bench-convert");
-    let data = synthetic_tree(&work, args.images)?;
+    let data = synthetic_data(&work, args.images)?;
     let tree = data
         .tree_root
         .clone()
         .context("the bench data has a tree")?;
-    let images = data.images;
     println!(
-        "data: {images} synthetic Middle images ({} identities, {SELECTION}) in {}",
+        "data: {} synthetic Middle images ({} identities, {SELECTION}) in {}",
+        data.images,
         data.identities.len(),
         tree.display()
     );
 
-    let mut rows = Vec::new();
-    rows.push(Row {
-        tool: "facekit convert (tree)".into(),
-        images,
-        runs: facekit_runs(&facekit, &tree, &work.join("out-facekit"), args)?,
-    });
+    let mut rows = vec![facekit_row(
+        "facekit convert (tree)",
+        &facekit,
+        &tree,
+        &work.join("out-facekit"),
+        &data,
+        args,
+    )?];
     if args.zip {
         let zip = data.zip_path.clone().context("the bench data has a zip")?;
-        rows.push(Row {
-            tool: "facekit convert (Middle_Resolution.zip)".into(),
-            images,
-            runs: facekit_runs(&facekit, &zip, &work.join("out-facekit-zip"), args)?,
-        });
+        let out = work.join("out-facekit-zip");
+        rows.push(facekit_row(
+            "facekit convert (Middle_Resolution.zip)",
+            &facekit,
+            &zip,
+            &out,
+            &data,
+            args,
+        )?);
     }
-    let python_note = if args.no_python {
+    let note = if args.no_python {
         "Python reference skipped (--no-python)".to_string()
     } else if let Some(python) = std::env::var_os("FACEKIT_PYTHON_INTEROP") {
-        let (row, inner_rate) = python_runs(
+        let (row, inner_rate) = python_row(
             Path::new(&python),
-            &root,
+            root,
             &tree,
             &work.join("out-python"),
-            images,
+            &data,
             args,
         )?;
         rows.push(row);
         format!(
-            "Python: {} worker processes, peak RSS summed over its processes; {inner_rate:.0} images/s after its imports",
+            "Python: {} worker processes, peak RSS summed over its processes; \
+             {inner_rate:.0} images/s after its imports",
             args.python_workers
         )
     } else {
@@ -145,48 +152,12 @@ fn convert(args: &ConvertBench) -> anyhow::Result<()> {
             .to_string()
     };
     print_table(&rows, args);
-    println!("{python_note}");
+    println!("{note}");
     Ok(())
 }
 
-/// The reference pipeline's runs, and its own median rate after imports.
-fn python_runs(
-    python: &Path,
-    root: &Path,
-    tree: &Path,
-    out: &Path,
-    images: u64,
-    args: &ConvertBench,
-) -> anyhow::Result<(Row, f64)> {
-    let script = root.join("scripts/bench/convert_reference.py");
-    let mut runs = Vec::new();
-    let mut inner_rates = Vec::new();
-    for _ in 0..args.runs {
-        fresh(out)?;
-        let m = measure::run(
-            Command::new(python)
-                .arg(&script)
-                .arg(tree)
-                .arg(out)
-                .args(["--workers", &args.python_workers.to_string()]),
-        )?;
-        let report: serde_json::Value = serde_json::from_str(m.stdout.trim())
-            .with_context(|| format!("reading the Python pipeline's report {:?}", m.stdout))?;
-        if report["images"].as_u64() != Some(images) {
-            bail!(
-                "the Python pipeline wrote {} of {images} images",
-                report["images"]
-            );
-        }
-        inner_rates.push(report["images_per_s"].as_f64().unwrap_or(0.0));
-        runs.push(m);
-    }
-    let tool = format!("Python reference ({} workers)", args.python_workers);
-    Ok((Row { tool, images, runs }, measure::median(&inner_rates)))
-}
-
-/// Builds the release binary in the same invocation as xtask's own
-/// dependencies, so the feature set (and the cached build) is shared.
+/// Builds the release binary in one invocation with xtask, so both share
+/// one feature set and one cached build.
 fn build_facekit(root: &Path) -> anyhow::Result<()> {
     let status = Command::new(env!("CARGO"))
         .current_dir(root)
@@ -199,9 +170,9 @@ fn build_facekit(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The bench tree and zip, made once and reused while `synth.json` says
-/// they match.
-fn synthetic_tree(work: &Path, images: u64) -> anyhow::Result<Summary> {
+/// The bench tree and zip, written once and reused while their
+/// `synth.json` matches.
+fn synthetic_data(work: &Path, images: u64) -> anyhow::Result<Summary> {
     let identities = images.div_ceil(PER_IDENTITY).max(1) as usize;
     let config = Config {
         identities,
@@ -216,10 +187,10 @@ fn synthetic_tree(work: &Path, images: u64) -> anyhow::Result<Summary> {
     };
     let dir = work.join(format!("data-{identities}"));
     let stamp = dir.join("synth.json");
-    if let Some(existing) = fs::read_to_string(&stamp)
+    let existing = fs::read_to_string(&stamp)
         .ok()
-        .and_then(|t| serde_json::from_str::<Summary>(&t).ok())
-    {
+        .and_then(|t| serde_json::from_str::<Summary>(&t).ok());
+    if let Some(existing) = existing {
         let same = existing.identities.len() == identities
             && existing.selection == config.selection.to_string()
             && existing.seed == config.seed
@@ -240,15 +211,20 @@ fn synthetic_tree(work: &Path, images: u64) -> anyhow::Result<Summary> {
     Ok(summary)
 }
 
-fn facekit_runs(
+fn facekit_row(
+    tool: &str,
     facekit: &Path,
     src: &Path,
     out: &Path,
+    data: &Summary,
     args: &ConvertBench,
-) -> anyhow::Result<Vec<Measured>> {
+) -> anyhow::Result<Row> {
     let mut runs = Vec::new();
+    let mut records = 0;
     for _ in 0..args.runs {
-        fresh(out)?;
+        if out.exists() {
+            fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;
+        }
         let mut cmd = Command::new(facekit);
         cmd.arg("convert")
             .arg(src)
@@ -259,8 +235,62 @@ fn facekit_runs(
             cmd.args(["--jobs", &jobs.to_string()]);
         }
         runs.push(measure::run(&mut cmd)?);
+        let dataset = out.join("dataset.json");
+        let text = fs::read_to_string(&dataset)
+            .with_context(|| format!("reading {}", dataset.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", dataset.display()))?;
+        records = json["num_image"]
+            .as_u64()
+            .with_context(|| format!("{}: no num_image", dataset.display()))?;
     }
-    Ok(runs)
+    Ok(Row {
+        tool: tool.to_string(),
+        images: data.images,
+        records,
+        runs,
+    })
+}
+
+/// The reference pipeline's runs, and its own median rate after imports.
+fn python_row(
+    python: &Path,
+    root: &Path,
+    tree: &Path,
+    out: &Path,
+    data: &Summary,
+    args: &ConvertBench,
+) -> anyhow::Result<(Row, f64)> {
+    let script = root.join("scripts/bench/convert_reference.py");
+    let mut runs = Vec::new();
+    let mut records = 0;
+    let mut inner_rates = Vec::new();
+    for _ in 0..args.runs {
+        fresh(out)?;
+        let mut cmd = Command::new(python);
+        cmd.arg(&script)
+            .arg(tree)
+            .arg(out)
+            .args(["--workers", &args.python_workers.to_string()]);
+        let m = measure::run(&mut cmd)?;
+        let report: serde_json::Value = serde_json::from_str(m.stdout.trim())
+            .with_context(|| format!("reading the Python pipeline's report {:?}", m.stdout))?;
+        records = report["images"]
+            .as_u64()
+            .context("the Python report has no image count")?;
+        inner_rates.push(report["images_per_s"].as_f64().unwrap_or(0.0));
+        runs.push(m);
+    }
+    let tool = format!("Python reference ({} workers)", args.python_workers);
+    Ok((
+        Row {
+            tool,
+            images: data.images,
+            records,
+            runs,
+        },
+        measure::median(&inner_rates),
+    ))
 }
 
 fn fresh(dir: &Path) -> anyhow::Result<()> {
@@ -277,17 +307,18 @@ fn print_table(rows: &[Row], args: &ConvertBench) {
         .map(Row::rate);
     println!();
     println!(
-        "| tool | images/s (median of {}) | peak RSS | ratio to Python |",
+        "| tool | records | images/s (median of {}) | peak RSS | ratio to Python |",
         args.runs
     );
-    println!("|---|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|");
     for row in rows {
         let ratio = python.map_or("-".to_string(), |p| format!("{:.2}x", row.rate() / p));
+        let rss = row.peak_rss() as f64 / (1u64 << 20) as f64;
         println!(
-            "| {} | {:.0} | {:.0} MiB | {ratio} |",
+            "| {} | {} | {:.0} | {rss:.0} MiB | {ratio} |",
             row.tool,
-            row.rate(),
-            row.peak_rss() as f64 / (1 << 20) as f64,
+            row.records,
+            row.rate()
         );
     }
     if let [tree, zip, ..] = rows {
@@ -297,5 +328,8 @@ fn print_table(rows: &[Row], args: &ConvertBench) {
                 zip.rate() / tree.rate()
             );
         }
+    }
+    if rows.iter().any(|r| r.records != rows[0].records) {
+        println!("note: the tools wrote different record counts; images/s counts source images");
     }
 }
