@@ -3,7 +3,9 @@
 //! path grammar, the annotation format and archive reading.
 
 pub mod attrs;
+pub mod holdout;
 pub mod select;
 
 pub use attrs::{Attributes, ImageKey};
+pub use holdout::{HoldoutPlan, HoldoutSpec, Split};
 pub use select::Selection;
