@@ -62,8 +62,11 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<Measured> {
     if waited != pid {
         bail!("waiting for {shown}: {}", std::io::Error::last_os_error());
     }
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        bail!("{shown} failed (wait status {status})");
+    if !libc::WIFEXITED(status) {
+        bail!("{shown} was killed by signal {}", libc::WTERMSIG(status));
+    }
+    if libc::WEXITSTATUS(status) != 0 {
+        bail!("{shown} exited with status {}", libc::WEXITSTATUS(status));
     }
     Ok(Measured {
         seconds,
