@@ -448,3 +448,46 @@ fn tiers_have_their_sizes_and_scaled_points() {
         "same relative position: {eyes:?}"
     );
 }
+
+#[test]
+fn aligned_crops_put_the_drawn_eyes_and_mouth_on_the_arcface_template() {
+    use crate::align::{norm_crop, ARCFACE_112};
+    // Within `r` pixels of a template point, some pixel passes `test`. The
+    // five-point fit leaves residuals: a smile or frown changes the mouth's
+    // width, which the template's does not, hence the looser mouth check.
+    let near = |img: &RgbImage, [x, y]: [f32; 2], r: i32, test: &dyn Fn([u8; 3]) -> bool| {
+        let (x, y) = (x.round() as i32, y.round() as i32);
+        (-r..=r)
+            .any(|dy| (-r..=r).any(|dx| test(img.get_pixel((x + dx) as u32, (y + dy) as u32).0)))
+    };
+    for index in 0..3 {
+        let person = identity(&format!("1906242{index}"), index, 11);
+        for camera in [6, 7, 8, 16] {
+            for expression in 1..=3 {
+                let attrs = Attributes::new(1, 1, expression, camera).unwrap();
+                let (img, ann) = photo(&person, index, &attrs, Tier::Middle, 11);
+                let p = ann.points.map(|[x, y]| [x as f64, y as f64]);
+                let crop = norm_crop(&img, &[p[1], p[2], p[0], p[3], p[4]], 112).unwrap();
+                let at = format!("identity {index} C{camera} E0{expression}");
+                let dark = |px: [u8; 3]| px.iter().all(|&v| v < 90);
+                let lips = |px: [u8; 3]| px[0] as i32 - px[1] as i32 > 45;
+                assert!(
+                    near(&crop, ARCFACE_112[0], 2, &dark),
+                    "{at}: right eye off the template"
+                );
+                assert!(
+                    near(&crop, ARCFACE_112[1], 2, &dark),
+                    "{at}: left eye off the template"
+                );
+                assert!(
+                    near(&crop, ARCFACE_112[3], 5, &lips),
+                    "{at}: right mouth corner off the template"
+                );
+                assert!(
+                    near(&crop, ARCFACE_112[4], 5, &lips),
+                    "{at}: left mouth corner off the template"
+                );
+            }
+        }
+    }
+}
