@@ -327,7 +327,8 @@ fn conditions(selection: &Selection) -> Vec<Attributes> {
 }
 
 /// Picks the images to break: distinct images, annotation faults only on
-/// annotated ones; a fault is left out when no image is left for it.
+/// annotated ones, L7 only when nothing else is left (facekit's default
+/// selection skips it); a fault is left out when no image is left for it.
 fn plan_faults(
     ids: &[String],
     conds: &[Attributes],
@@ -351,10 +352,18 @@ fn plan_faults(
             kind,
             FaultKind::MalformedAnnotation | FaultKind::LandmarksOutside
         );
-        let pool: Vec<&(usize, Attributes)> = all
+        let free = |(i, a): &&(usize, Attributes)| {
+            !taken.contains(&(*i, *a)) && (!needs_txt || has_annotation(a))
+        };
+        // Prefer images that facekit's default selection (all but L7) takes.
+        let mut pool: Vec<&(usize, Attributes)> = all
             .iter()
-            .filter(|(i, a)| !taken.contains(&(*i, *a)) && (!needs_txt || has_annotation(a)))
+            .filter(free)
+            .filter(|(_, a)| a.light != 7)
             .collect();
+        if pool.is_empty() {
+            pool = all.iter().filter(free).collect();
+        }
         if !pool.is_empty() {
             let (i, a) = *pool[rng.gen_range(0..pool.len())];
             taken.insert((i, a));

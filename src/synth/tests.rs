@@ -239,6 +239,10 @@ fn faults_are_planted_when_asked_and_only_then() {
     ] {
         assert_eq!(kinds.iter().filter(|k| **k == kind).count(), 1, "{kind:?}");
     }
+    assert!(
+        summary.faults.iter().all(|f| !f.file.contains("/L7/")),
+        "faults avoid L7, which convert skips by default"
+    );
     let truncated = read(summary.files_of(FaultKind::TruncatedJpeg)[0]);
     assert!(truncated.starts_with(&[0xFF, 0xD8]) && !truncated.ends_with(&[0xFF, 0xD9]));
     // `image`'s default decode pads a truncated scan with grey; strict mode fails.
