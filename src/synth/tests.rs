@@ -495,3 +495,38 @@ fn aligned_crops_put_the_drawn_eyes_and_mouth_on_the_arcface_template() {
         }
     }
 }
+
+/// CPU time of this thread, so a loaded machine does not inflate the figure.
+fn thread_cpu() -> std::time::Duration {
+    let stat = fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    std::time::Duration::from_nanos(
+        stat.split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+#[test]
+#[ignore = "a measurement: cargo test --release --lib synth::tests::generator_cost -- --ignored --nocapture"]
+fn generator_cost_per_image() {
+    let person = identity("19062421", 0, 0);
+    let conds = conditions(&"S1-6 L1,16 E1-3 C1-20".parse().unwrap());
+    let config = Config::default();
+    let start = thread_cpu();
+    let mut bytes = 0;
+    for a in &conds {
+        let (image, _) = photo(&person, 0, a, Tier::Middle, 0);
+        bytes += image.as_raw().len();
+    }
+    let render = (thread_cpu() - start) / conds.len() as u32;
+    let start = thread_cpu();
+    for a in &conds {
+        bytes += make_item(&person, 0, *a, &config).unwrap().jpg.len();
+    }
+    let total = (thread_cpu() - start) / conds.len() as u32;
+    println!(
+        "Middle tier, one thread: draw {render:?}, draw + encode {total:?} per image ({:.0} images/s per core) [{bytes}]",
+        1.0 / total.as_secs_f64()
+    );
+}
