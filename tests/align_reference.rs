@@ -39,14 +39,21 @@ fn matrix(value: &Value) -> Affine {
 
 fn assert_matrix_eq(ours: &Affine, theirs: &Affine, what: &str) {
     for (a, b) in ours.0.iter().flatten().zip(theirs.0.iter().flatten()) {
-        assert!((a - b).abs() <= 1e-9, "{what}: ours {ours:?}\nskimage {theirs:?}");
+        assert!(
+            (a - b).abs() <= 1e-9,
+            "{what}: ours {ours:?}\nskimage {theirs:?}"
+        );
     }
 }
 
 /// Mean absolute difference per channel value, and the largest difference.
 fn compare(ours: &RgbImage, theirs: &RgbImage) -> (f64, u8) {
     assert_eq!(ours.dimensions(), theirs.dimensions());
-    let diffs = ours.as_raw().iter().zip(theirs.as_raw()).map(|(&a, &b)| a.abs_diff(b));
+    let diffs = ours
+        .as_raw()
+        .iter()
+        .zip(theirs.as_raw())
+        .map(|(&a, &b)| a.abs_diff(b));
     let (sum, max) = diffs.fold((0u64, 0u8), |(s, m), d| (s + u64::from(d), m.max(d)));
     (sum as f64 / ours.as_raw().len() as f64, max)
 }
@@ -60,7 +67,11 @@ fn matrices_equal_skimage() {
         for (size, theirs) in case["matrices"].as_object().unwrap() {
             let size: u32 = size.parse().unwrap();
             let ours = estimate_norm(&landmarks, size).unwrap();
-            assert_matrix_eq(&ours, &matrix(theirs), &format!("{} at {size}", case["name"]));
+            assert_matrix_eq(
+                &ours,
+                &matrix(theirs),
+                &format!("{} at {size}", case["name"]),
+            );
             checked += 1;
         }
     }
@@ -73,7 +84,11 @@ fn degenerate_branches_match_skimage() {
     for case in reference["degenerate"].as_array().unwrap() {
         let ours = estimate_norm(&points(&case["landmarks"]), 112);
         if case["ok"].as_bool().unwrap() {
-            assert_matrix_eq(&ours.unwrap(), &matrix(&case["matrix_112"]), case["name"].as_str().unwrap());
+            assert_matrix_eq(
+                &ours.unwrap(),
+                &matrix(&case["matrix_112"]),
+                case["name"].as_str().unwrap(),
+            );
         } else {
             assert_eq!(ours, Err(AlignError::Degenerate), "{}", case["name"]);
         }
@@ -88,11 +103,17 @@ fn crops_match_cv2_warp_affine() {
         let landmarks = points(&case["landmarks"]);
         for crop in case["crops"].as_array().unwrap() {
             let size = crop["size"].as_u64().unwrap() as u32;
-            let source = png(reference["images"][crop["image"].as_str().unwrap()].as_str().unwrap());
+            let source = png(reference["images"][crop["image"].as_str().unwrap()]
+                .as_str()
+                .unwrap());
             let ours = warp_affine(&source, &estimate_norm(&landmarks, size).unwrap(), size);
             let (mad, max) = compare(&ours, &png(crop["file"].as_str().unwrap()));
             // Exact but for a rare 1/32-pixel rounding flip from last-bit matrix differences.
-            assert!(mad < 0.05 && max <= 2, "{}: mean abs diff {mad}, max {max}", crop["file"]);
+            assert!(
+                mad < 0.05 && max <= 2,
+                "{}: mean abs diff {mad}, max {max}",
+                crop["file"]
+            );
             worst = worst.max(mad);
         }
     }
@@ -108,8 +129,17 @@ fn face_box_crops_match_cv2() {
         let size = case["size"].as_u64().unwrap() as u32;
         let ours = face_box_transform(box_xywh, size).unwrap();
         assert_matrix_eq(&ours, &matrix(&case["matrix"]), "face box");
-        let source = png(reference["images"][case["image"].as_str().unwrap()].as_str().unwrap());
-        let (mad, max) = compare(&warp_affine(&source, &ours, size), &png(case["file"].as_str().unwrap()));
-        assert!(mad < 0.05 && max <= 2, "{}: mean abs diff {mad}, max {max}", case["file"]);
+        let source = png(reference["images"][case["image"].as_str().unwrap()]
+            .as_str()
+            .unwrap());
+        let (mad, max) = compare(
+            &warp_affine(&source, &ours, size),
+            &png(case["file"].as_str().unwrap()),
+        );
+        assert!(
+            mad < 0.05 && max <= 2,
+            "{}: mean abs diff {mad}, max {max}",
+            case["file"]
+        );
     }
 }

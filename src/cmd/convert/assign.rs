@@ -51,7 +51,12 @@ mod tests {
     use crate::kface::Attributes;
 
     fn row(id: &str, camera: u8, split: RowSplit, status: Status) -> Row {
-        let mut r = Row::new(format!("{id}/{camera}"), id.into(), Attributes::new(1, 1, 1, camera), split);
+        let mut r = Row::new(
+            format!("{id}/{camera}"),
+            id.into(),
+            Attributes::new(1, 1, 1, camera),
+            split,
+        );
         r.status = status;
         r
     }
@@ -74,7 +79,11 @@ mod tests {
     fn labels_are_dense_over_identities_with_records() {
         let mut rows = rows();
         let a = assign(&mut rows, 0);
-        let labels: Vec<_> = a.classes.iter().map(|(id, c)| (id.as_str(), c.0, c.1)).collect();
+        let labels: Vec<_> = a
+            .classes
+            .iter()
+            .map(|(id, c)| (id.as_str(), c.0, c.1))
+            .collect();
         assert_eq!(labels, [("a", 0, 2), ("d", 1, 1)]);
         assert_eq!(rows[1].label, Some(0));
         assert_eq!(rows[3].label, None);
@@ -92,7 +101,9 @@ mod tests {
     #[test]
     fn keys_are_a_seeded_shuffle() {
         let many = |seed| {
-            let mut rows: Vec<Row> = (1..=20).map(|c| row("a", c, RowSplit::Train, Status::Ok)).collect();
+            let mut rows: Vec<Row> = (1..=20)
+                .map(|c| row("a", c, RowSplit::Train, Status::Ok))
+                .collect();
             assign(&mut rows, seed).order
         };
         assert_eq!(many(3), many(3));

@@ -33,8 +33,15 @@ use spool::Spool;
 
 /// Outputs a finished run leaves in DIR; any of them present means DIR is
 /// taken unless `--force`.
-const OUTPUTS: [&str; 7] =
-    ["dataset.json", "train.rec", "train.idx", "manifest.parquet", "identities.csv", "preview.png", "eval"];
+const OUTPUTS: [&str; 7] = [
+    "dataset.json",
+    "train.rec",
+    "train.idx",
+    "manifest.parquet",
+    "identities.csv",
+    "preview.png",
+    "eval",
+];
 /// Where `--format folder` puts the class folders.
 const FOLDER_DIR: &str = "train";
 
@@ -102,8 +109,14 @@ fn policy(choice: LandmarkPolicy) -> (Policy, &'static str) {
 /// Creates DIR, refusing to replace a finished output without `--force`;
 /// with it, removes the outputs the new run would not overwrite.
 fn prepare_out(dir: &Path, force: bool) -> anyhow::Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
-    let taken: Vec<&str> = OUTPUTS.iter().chain([&FOLDER_DIR]).copied().filter(|n| dir.join(n).exists()).collect();
+    fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
+    let taken: Vec<&str> = OUTPUTS
+        .iter()
+        .chain([&FOLDER_DIR])
+        .copied()
+        .filter(|n| dir.join(n).exists())
+        .collect();
     if taken.is_empty() {
         return Ok(());
     }
@@ -117,10 +130,16 @@ fn prepare_out(dir: &Path, force: bool) -> anyhow::Result<()> {
     // dataset.json first, so an interrupted forced run never looks finished.
     for name in ["dataset.json", "train.rec", "train.idx", "eval", FOLDER_DIR] {
         let path = dir.join(name);
-        let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
         match removed {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("{}: cannot remove the previous output", path.display()))
+                return Err(e).with_context(|| {
+                    format!("{}: cannot remove the previous output", path.display())
+                })
             }
             _ => {}
         }
@@ -129,7 +148,11 @@ fn prepare_out(dir: &Path, force: bool) -> anyhow::Result<()> {
 }
 
 fn describe_sources(sources: &[PathBuf]) -> String {
-    sources.iter().map(|s| s.display().to_string()).collect::<Vec<_>>().join(", ")
+    sources
+        .iter()
+        .map(|s| s.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
@@ -140,7 +163,11 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     };
     let enroll: Selection = args.enroll.parse().context("--enroll")?;
     crate::align::template(args.size).context("--size")?;
-    let holdout = args.holdout.as_deref().map(HoldoutSpec::parse).transpose()?;
+    let holdout = args
+        .holdout
+        .as_deref()
+        .map(HoldoutSpec::parse)
+        .transpose()?;
     let (landmark_policy, policy_name) = policy(args.landmarks);
 
     let found = discover(&args.sources)?;
@@ -153,18 +180,33 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         warn(line);
     }
     if found.is_empty() {
-        bail!("no K-Face images found in {} (looked for {PATTERN})", describe_sources(&args.sources));
+        bail!(
+            "no K-Face images found in {} (looked for {PATTERN})",
+            describe_sources(&args.sources)
+        );
     }
     for (unit, winner) in &found.duplicates {
-        warn(&format!("identity {} in {} was already read from {winner}; skipped", unit.identity(), unit.origin()));
+        warn(&format!(
+            "identity {} in {} was already read from {winner}; skipped",
+            unit.identity(),
+            unit.origin()
+        ));
     }
-    let identities: BTreeSet<String> = found.units.iter().map(|u| u.identity().to_string()).collect();
+    let identities: BTreeSet<String> = found
+        .units
+        .iter()
+        .map(|u| u.identity().to_string())
+        .collect();
     let plan = match &holdout {
         Some(spec) => HoldoutPlan::new(spec, &identities, args.out_of_db_share, args.seed)?,
         None => HoldoutPlan::default(),
     };
     if !plan.missing.is_empty() {
-        warn(&format!("{} held-out identities are not in the sources: {}", plan.missing.len(), plan.missing.join(" ")));
+        warn(&format!(
+            "{} held-out identities are not in the sources: {}",
+            plan.missing.len(),
+            plan.missing.join(" ")
+        ));
     }
     prepare_out(&args.out, args.force)?;
 
@@ -178,18 +220,31 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         plan,
     };
     let pool = output::thread_pool(args.jobs)?;
-    let mut spool = Spool::create(&args.out).with_context(|| format!("{}: cannot create the spool", args.out.display()))?;
+    let mut spool = Spool::create(&args.out)
+        .with_context(|| format!("{}: cannot create the spool", args.out.display()))?;
     let progress = output::progress(0, "converting", quiet);
     let mut rows: Vec<Row> = Vec::new();
     for unit in &found.units {
-        process::process_unit(unit.as_ref(), &settings, &pool, &mut spool, &mut rows, &progress)
-            .context("spooling the converted crops")?;
+        process::process_unit(
+            unit.as_ref(),
+            &settings,
+            &pool,
+            &mut spool,
+            &mut rows,
+            &progress,
+        )
+        .context("spooling the converted crops")?;
     }
     for (unit, winner) in &found.duplicates {
         process::duplicate_rows(unit.as_ref(), winner, &mut rows);
     }
     for orphan in &found.orphans {
-        let row = Row::new(orphan.source.clone(), orphan.identity.clone().unwrap_or_default(), None, RowSplit::Excluded);
+        let row = Row::new(
+            orphan.source.clone(),
+            orphan.identity.clone().unwrap_or_default(),
+            None,
+            RowSplit::Excluded,
+        );
         rows.push(row.with(Status::Failed, orphan.reason.clone()));
     }
     progress.finish_and_clear();
@@ -200,9 +255,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     let ok = count(&|r| r.status == Status::Ok);
     let failed = count(&|r| r.status == Status::Failed);
     let in_selection = count(&|r| r.split != RowSplit::Excluded);
-    let manifest_path = args.out.join("manifest.parquet");
     if ok == 0 {
-        manifest::write_manifest(&manifest_path, &rows)?;
         if in_selection == 0 && failed == 0 {
             bail!(
                 "none of the {} images found in {} is in the selection {}",
@@ -211,10 +264,15 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
                 settings.selection
             );
         }
+        let examples: Vec<String> = rows
+            .iter()
+            .filter(|r| r.status != Status::Ok && r.split != RowSplit::Excluded)
+            .take(3)
+            .map(|r| format!("{}: {}", r.source, r.reason.as_deref().unwrap_or("")))
+            .collect();
         bail!(
-            "no image could be converted ({failed} failed, {} skipped); the reasons are in {}",
-            rows.len() as u64 - failed,
-            manifest_path.display()
+            "no image could be converted ({failed} failed), e.g. {}",
+            examples.join("; ")
         );
     }
 
@@ -233,9 +291,11 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         let eval_dir = args.out.join("eval");
         outputs::write_eval_images(&eval_dir, &eval, &mut spool)?;
         let out_of_db = &settings.plan.out_of_db;
-        manifest::write_eval_manifest(&eval_dir.join("manifest.parquet"), &eval, |id| !out_of_db.contains(id))?;
+        manifest::write_eval_manifest(&eval_dir.join("manifest.parquet"), &eval, |id| {
+            !out_of_db.contains(id)
+        })?;
     }
-    manifest::write_manifest(&manifest_path, &rows)?;
+    manifest::write_manifest(&args.out.join("manifest.parquet"), &rows)?;
     outputs::write_identities(&args.out.join("identities.csv"), &assignment)?;
     outputs::write_preview(&args.out.join("preview.png"), &rows, args.size, &mut spool)?;
     drop(spool);
@@ -282,7 +342,10 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
             .iter()
             .filter(|r| r.status == Status::Failed)
             .take(FIRST_FAILURES)
-            .map(|r| Failure { source: r.source.clone(), reason: r.reason.clone().unwrap_or_default() })
+            .map(|r| Failure {
+                source: r.source.clone(),
+                reason: r.reason.clone().unwrap_or_default(),
+            })
             .collect(),
         arcface_torch: vec![
             format!("config.rec = {:?}", rec_dir.display().to_string()),
@@ -292,7 +355,8 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     };
     let json = serde_json::to_string_pretty(&summary)? + "\n";
     let dataset_json = args.out.join("dataset.json");
-    write_atomic(&dataset_json, json.as_bytes()).with_context(|| format!("{}: cannot write", dataset_json.display()))?;
+    write_atomic(&dataset_json, json.as_bytes())
+        .with_context(|| format!("{}: cannot write", dataset_json.display()))?;
 
     if args.output.json {
         print!("{json}");
@@ -321,10 +385,21 @@ fn print_summary(s: &Summary, out: &Path) {
         );
     }
     if s.failures > 0 {
-        println!("failures: {} (reasons in {}/manifest.parquet)", s.failures, out.display());
+        println!(
+            "failures: {} (reasons in {}/manifest.parquet)",
+            s.failures,
+            out.display()
+        );
     }
-    let shards = if s.format == "rec" { "train.rec, train.idx" } else { "train/" };
-    println!("wrote {}: {shards}, manifest.parquet, identities.csv, dataset.json, preview.png", out.display());
+    let shards = if s.format == "rec" {
+        "train.rec, train.idx"
+    } else {
+        "train/"
+    };
+    println!(
+        "wrote {}: {shards}, manifest.parquet, identities.csv, dataset.json, preview.png",
+        out.display()
+    );
     println!("arcface_torch config:");
     for line in &s.arcface_torch {
         println!("    {line}");

@@ -39,21 +39,30 @@ fn split_of(split: Split) -> RowSplit {
 fn read_reason(err: &SourceError) -> String {
     match err {
         SourceError::Io { source, .. } => format!("cannot read: {source}"),
-        SourceError::TooLarge { size, limit, .. } => format!("file is {size} bytes, over the {limit}-byte limit"),
+        SourceError::TooLarge { size, limit, .. } => {
+            format!("file is {size} bytes, over the {limit}-byte limit")
+        }
         other => other.to_string(),
     }
 }
 
 /// One image's crop: decode, check, align, encode.
-fn convert_one(unit: &dyn LoadedUnit, index: usize, choice: &Choice, settings: &Settings) -> Result<Vec<u8>, String> {
+fn convert_one(
+    unit: &dyn LoadedUnit,
+    index: usize,
+    choice: &Choice,
+    settings: &Settings,
+) -> Result<Vec<u8>, String> {
     let bytes = unit.read(index).map_err(|e| read_reason(&e))?;
     let image = decode_jpeg(&bytes, settings.max_pixels).map_err(|e| e.to_string())?;
     landmarks::check_inside(&choice.crop, image.width(), image.height())?;
     let aligned = match choice.crop {
-        Crop::Points(points) => {
-            norm_crop(&image, &points.map(|[x, y]| [f64::from(x), f64::from(y)]), settings.size)
-                .map_err(|e| e.to_string())?
-        }
+        Crop::Points(points) => norm_crop(
+            &image,
+            &points.map(|[x, y]| [f64::from(x), f64::from(y)]),
+            settings.size,
+        )
+        .map_err(|e| e.to_string())?,
         Crop::FaceBox(b) => {
             let matrix = face_box_transform([b.x, b.y, b.w, b.h].map(f64::from), settings.size)
                 .map_err(|e| e.to_string())?;
@@ -92,7 +101,12 @@ pub fn process_unit(
     let loaded = match unit.load() {
         Ok(loaded) => loaded,
         Err(err) => {
-            let row = Row::new(unit.origin().to_string(), identity, None, RowSplit::Excluded);
+            let row = Row::new(
+                unit.origin().to_string(),
+                identity,
+                None,
+                RowSplit::Excluded,
+            );
             rows.push(row.with(Status::Failed, err.to_string()));
             return Ok(());
         }
@@ -107,12 +121,22 @@ pub fn process_unit(
             FileKind::Image(attrs) => *attrs,
             FileKind::Annotation(_) => continue,
             FileKind::Broken(reason) => {
-                let row = Row::new(file.source.clone(), identity.clone(), None, RowSplit::Excluded);
+                let row = Row::new(
+                    file.source.clone(),
+                    identity.clone(),
+                    None,
+                    RowSplit::Excluded,
+                );
                 rows.push(row.with(Status::Failed, reason.clone()));
                 continue;
             }
         };
-        let row = Row::new(file.source.clone(), identity.clone(), Some(attrs), RowSplit::Excluded);
+        let row = Row::new(
+            file.source.clone(),
+            identity.clone(),
+            Some(attrs),
+            RowSplit::Excluded,
+        );
         if let Some(first) = first_of.get(&attrs) {
             rows.push(row.with(Status::Skipped, format!("duplicate of {first}")));
             continue;
@@ -175,12 +199,22 @@ pub fn duplicate_rows(unit: &dyn Unit, winner: &str, rows: &mut Vec<Row>) {
                     FileKind::Broken(_) => None,
                     FileKind::Annotation(_) => continue,
                 };
-                let row = Row::new(file.source.clone(), identity.clone(), attrs, RowSplit::Excluded);
+                let row = Row::new(
+                    file.source.clone(),
+                    identity.clone(),
+                    attrs,
+                    RowSplit::Excluded,
+                );
                 rows.push(row.with(Status::Skipped, reason.clone()));
             }
         }
         Err(err) => {
-            let row = Row::new(unit.origin().to_string(), identity, None, RowSplit::Excluded);
+            let row = Row::new(
+                unit.origin().to_string(),
+                identity,
+                None,
+                RowSplit::Excluded,
+            );
             rows.push(row.with(Status::Skipped, format!("{reason} ({err})")));
         }
     }

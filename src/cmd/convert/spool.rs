@@ -24,14 +24,30 @@ impl Spool {
     /// A new, empty spool file in `dir`.
     pub fn create(dir: &Path) -> io::Result<Spool> {
         let path = dir.join(format!(".facekit-spool-{}", std::process::id()));
-        let file = File::options().read(true).write(true).create(true).truncate(true).open(&path)?;
-        Ok(Spool { path, writer: Some(BufWriter::with_capacity(1 << 20, file)), reader: None, len: 0 })
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        Ok(Spool {
+            path,
+            writer: Some(BufWriter::with_capacity(1 << 20, file)),
+            reader: None,
+            len: 0,
+        })
     }
 
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<SpoolRef> {
-        let writer = self.writer.as_mut().ok_or_else(|| io::Error::other("spool is closed for writing"))?;
+        let writer = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("spool is closed for writing"))?;
         writer.write_all(bytes)?;
-        let at = SpoolRef { offset: self.len, len: bytes.len() as u32 };
+        let at = SpoolRef {
+            offset: self.len,
+            len: bytes.len() as u32,
+        };
         self.len += bytes.len() as u64;
         Ok(at)
     }
@@ -41,7 +57,10 @@ impl Spool {
         if let Some(writer) = self.writer.take() {
             self.reader = Some(writer.into_inner().map_err(|e| e.into_error())?);
         }
-        let file = self.reader.as_mut().ok_or_else(|| io::Error::other("spool has no file"))?;
+        let file = self
+            .reader
+            .as_mut()
+            .ok_or_else(|| io::Error::other("spool has no file"))?;
         file.seek(SeekFrom::Start(at.offset))?;
         let mut bytes = vec![0; at.len as usize];
         file.read_exact(&mut bytes)?;
