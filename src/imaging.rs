@@ -96,8 +96,13 @@ fn corrupt(err: zune_jpeg::errors::DecodeErrors) -> ImagingError {
     )
 }
 
-/// Encodes an RGB image as a baseline JPEG at `quality` (1..=100; callers use
-/// 95, as insightface's `pack_img` does). Deterministic.
+/// Encodes an RGB image as a baseline JPEG (4:4:4, no chroma subsampling) at
+/// `quality` (1..=100; callers use 95, as insightface's `pack_img` does).
+/// Deterministic: pure Rust, the same bytes on every machine.
+///
+/// # Panics
+/// If a side is 0 or over 65535 pixels, which JPEG cannot store; callers pass
+/// crops of a validated size.
 pub fn encode_jpeg(image: &RgbImage, quality: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(image.as_raw().len() / 4 + 1024);
     JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100))

@@ -35,6 +35,11 @@ pub fn warp_affine(src: &RgbImage, matrix: &Affine, size: u32) -> RgbImage {
     let adelta: Vec<i32> = (0..n).map(|x| cv_round(m0 * x as f64 * AB_SCALE)).collect();
     let bdelta: Vec<i32> = (0..n).map(|x| cv_round(m3 * x as f64 * AB_SCALE)).collect();
     let mut out = vec![0u8; n * n * 3];
+    // Interior test in one unsigned comparison each: 0 <= sx < width - 1.
+    let (last_x, last_y) = (
+        width.saturating_sub(1) as u32,
+        height.saturating_sub(1) as u32,
+    );
     for (y, row) in out.chunks_exact_mut(n * 3).enumerate() {
         let x0 = cv_round((m1 * y as f64 + m2) * AB_SCALE).wrapping_add(ROUND_DELTA);
         let y0 = cv_round((m4 * y as f64 + m5) * AB_SCALE).wrapping_add(ROUND_DELTA);
@@ -47,15 +52,15 @@ pub fn warp_affine(src: &RgbImage, matrix: &Affine, size: u32) -> RgbImage {
             let (gx, gy) = (INTER_TAB_SIZE - fx, INTER_TAB_SIZE - fy);
             let weights = [gy * gx << 5, gy * fx << 5, fy * gx << 5, fy * fx << 5];
             let inside = |v: i32, len: usize| v >= 0 && (v as usize) < len;
-            if inside(sx, width.saturating_sub(1)) && inside(sy, height.saturating_sub(1)) {
+            if (sx as u32) < last_x && (sy as u32) < last_y {
                 let at = sy as usize * stride + sx as usize * 3;
-                let top = &pixels[at..at + 6];
-                let bottom = &pixels[at + stride..at + stride + 6];
+                let top: &[u8; 6] = pixels[at..at + 6].try_into().expect("6 bytes");
+                let bottom: &[u8; 6] = pixels[at + stride..at + stride + 6]
+                    .try_into()
+                    .expect("6 bytes");
                 for c in 0..3 {
-                    dst[c] = blend(
-                        [top[c], top[c + 3], bottom[c], bottom[c + 3]].map(i32::from),
-                        weights,
-                    );
+                    let taps = [top[c], top[c + 3], bottom[c], bottom[c + 3]];
+                    dst[c] = blend(taps.map(i32::from), weights);
                 }
             } else if sx >= -1
                 && sy >= -1
