@@ -562,6 +562,7 @@ fn mxnet_reads_the_records() {
     let output = Command::new(python)
         .arg(script)
         .arg(out.path())
+        .arg("--records")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -570,8 +571,23 @@ fn mxnet_reads_the_records() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
-    assert_eq!(report["num_image"], 16, "{report}");
-    assert_eq!(report["num_classes"], 4, "{report}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["layout"], "flat", "{report}");
+    assert_eq!(report["num_samples"], 16, "{report}");
+    assert_eq!(
+        report["labels"],
+        serde_json::json!({"min": 0, "max": 3, "distinct": 4})
+    );
+    assert_eq!(report["shapes"], serde_json::json!({"112x112x3": 16}));
+    assert_eq!(report["flags"], serde_json::json!({"0": 16}));
+    assert_eq!(report["ids_equal_keys"], true);
+    let ours = records(out.path());
+    let theirs = report["records"].as_array().unwrap();
+    assert_eq!(theirs.len(), ours.len());
+    for (record, (key, label, _)) in theirs.iter().zip(&ours) {
+        assert_eq!(
+            (record["key"].as_u64(), record["label"].as_u64()),
+            (Some(*key), Some(*label as u64))
+        );
+    }
 }
