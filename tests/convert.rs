@@ -277,9 +277,20 @@ fn bad_images_become_failed_rows_and_the_run_goes_on() {
     fs::write(base.join("19071241/S001/L1/E01/C4.txt"), b"1 2\n3 4\n").unwrap();
     // Landmarks beyond the image (an annotation made for a larger tier).
     fs::write(base.join("19071241/S001/L1/E01/C7.txt"), annotation(7, 400)).unwrap();
+    // A name that is not UTF-8, and a link to nothing.
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        let name = std::ffi::OsString::from_vec(b"C\xff7.jpg".to_vec());
+        fs::write(base.join("19062421/S001/L1/E01").join(name), &good).unwrap();
+        let dangling = base.join("19062431/S003/L1/E01/C7.jpg");
+        fs::create_dir_all(dangling.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(src.path().join("gone.jpg"), dangling).unwrap();
+    }
+    let planted = if cfg!(unix) { 8 } else { 6 };
     let output = ok(convert(src.path(), out.path(), &["--json"]));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(summary["failures"], 6, "{summary}");
+    assert_eq!(summary["failures"], planted, "{summary}");
     // C7 of 19071241 lost its landmarks, and so did its S002 sibling.
     assert_eq!(summary["num_image"], 10);
     let manifest = parquet(&out.path().join("manifest.parquet"));
@@ -290,7 +301,7 @@ fn bad_images_become_failed_rows_and_the_run_goes_on() {
         .filter(|&i| status[i].as_deref() == Some("failed"))
         .map(|i| (source[i].clone().unwrap(), reason[i].clone().unwrap()))
         .collect();
-    assert_eq!(failed.len(), 6);
+    assert_eq!(failed.len(), planted);
     let reason_of = |tail: &str| {
         failed
             .iter()
@@ -305,6 +316,11 @@ fn bad_images_become_failed_rows_and_the_run_goes_on() {
         .contains("S001/L1/E01/C4.txt: annotation has 2 point lines"));
     assert!(reason_of("19071241/S001/L1/E01/C7.jpg").contains("outside the 346x230 image"));
     assert!(reason_of("19071241/S002/L1/E01/C7.jpg").contains("outside the 346x230 image"));
+    if cfg!(unix) {
+        assert!(reason_of("19062431/S003/L1/E01/C7.jpg").contains("cannot read"));
+        let undecodable = failed.iter().find(|(s, _)| s.contains('\u{fffd}')).unwrap();
+        assert_eq!(undecodable.1, "file name is not valid UTF-8");
+    }
     assert_eq!(records(out.path()).len(), 10);
 }
 

@@ -288,12 +288,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     };
     let eval = outputs::eval_rows(&rows);
     if !eval.is_empty() {
-        let eval_dir = args.out.join("eval");
-        outputs::write_eval_images(&eval_dir, &eval, &mut spool)?;
-        let out_of_db = &settings.plan.out_of_db;
-        manifest::write_eval_manifest(&eval_dir.join("manifest.parquet"), &eval, |id| {
-            !out_of_db.contains(id)
-        })?;
+        outputs::write_eval(&args.out, &eval, &settings.plan.out_of_db, &mut spool)?;
     }
     manifest::write_manifest(&args.out.join("manifest.parquet"), &rows)?;
     outputs::write_identities(&args.out.join("identities.csv"), &assignment)?;

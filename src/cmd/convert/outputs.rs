@@ -1,6 +1,7 @@
 //! Writing DIR: the training shards, the evaluation set, the tables and the
 //! preview, each file under a temporary name renamed when complete.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -9,7 +10,7 @@ use anyhow::{bail, Context};
 use image::{ImageEncoder, RgbImage};
 
 use super::assign::Assignment;
-use super::manifest::{Row, RowSplit, Status};
+use super::manifest::{self, Row, RowSplit, Status};
 use super::spool::Spool;
 use crate::imaging::decode_jpeg;
 use crate::output::{write_atomic, AtomicFile};
@@ -87,21 +88,48 @@ pub fn write_folder(
     Ok(())
 }
 
-/// The held-out crops as `eval/<ID>/S001/L1/E01/C7.jpg`.
-pub fn write_eval_images(eval_dir: &Path, rows: &[&Row], spool: &mut Spool) -> anyhow::Result<()> {
+/// The evaluation set: the held-out crops as `eval/<ID>/S001/L1/E01/C7.jpg`
+/// and `eval/manifest.parquet`. The tree is built under a temporary name and
+/// renamed whole when complete: one rename instead of one per file, and no
+/// half-written `eval/` ever.
+pub fn write_eval(
+    out: &Path,
+    rows: &[&Row],
+    out_of_db: &BTreeSet<String>,
+    spool: &mut Spool,
+) -> anyhow::Result<()> {
+    let staging = out.join(format!(".eval.partial-{}", std::process::id()));
+    let written = fill_eval(&staging, rows, out_of_db, spool).and_then(|()| {
+        let eval = out.join("eval");
+        fs::rename(&staging, &eval).with_context(|| format!("{}: cannot write", eval.display()))
+    });
+    if written.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    written
+}
+
+fn fill_eval(
+    dir: &Path,
+    rows: &[&Row],
+    out_of_db: &BTreeSet<String>,
+    spool: &mut Spool,
+) -> anyhow::Result<()> {
     for row in rows {
         let rel = row
             .relative_path()
             .with_context(|| format!("{}: evaluation row without conditions", row.source))?;
-        let path = eval_dir.join(&rel);
+        let path = dir.join(&rel);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)
                 .with_context(|| format!("{}: cannot create", parent.display()))?;
         }
         let jpeg = crop_of(spool, row)?;
-        write_atomic(&path, &jpeg).with_context(|| format!("{}: cannot write", path.display()))?;
+        fs::write(&path, &jpeg).with_context(|| format!("{}: cannot write", path.display()))?;
     }
-    Ok(())
+    manifest::write_eval_manifest(&dir.join("manifest.parquet"), rows, |id| {
+        !out_of_db.contains(id)
+    })
 }
 
 /// `identities.csv`: label, identity, converted training images.
