@@ -80,6 +80,10 @@ pub trait Unit: Send + Sync {
     fn origin(&self) -> &str;
     /// Lists the unit's files and makes their bytes readable.
     fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError>;
+    /// The number of images, when known without loading (for progress).
+    fn image_count(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A unit ready to read; dropping it frees what it holds.
@@ -107,6 +111,14 @@ impl Unit for FolderUnit {
     }
     fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
         Ok(Box::new(self))
+    }
+    fn image_count(&self) -> Option<u64> {
+        Some(
+            self.files
+                .iter()
+                .filter(|f| !matches!(f.kind, FileKind::Annotation(_)))
+                .count() as u64,
+        )
     }
 }
 

@@ -222,7 +222,8 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     let pool = output::thread_pool(args.jobs)?;
     let mut spool = Spool::create(&args.out)
         .with_context(|| format!("{}: cannot create the spool", args.out.display()))?;
-    let progress = output::progress(0, "converting", quiet);
+    let known: u64 = found.units.iter().filter_map(|u| u.image_count()).sum();
+    let progress = output::progress(known, "converting", quiet);
     let mut rows: Vec<Row> = Vec::new();
     for unit in &found.units {
         process::process_unit(

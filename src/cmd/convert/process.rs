@@ -108,10 +108,12 @@ pub fn process_unit(
                 RowSplit::Excluded,
             );
             rows.push(row.with(Status::Failed, err.to_string()));
+            progress.inc(unit.image_count().unwrap_or(0));
             return Ok(());
         }
     };
     let loaded: &dyn LoadedUnit = loaded.as_ref();
+    let first_row = rows.len();
     let annotations = read_annotations(loaded);
     let mut first_of: BTreeMap<Attributes, &str> = BTreeMap::new();
     // (row index, file index, landmarks) of the images to convert.
@@ -161,7 +163,12 @@ pub fn process_unit(
             Decision::Fail(reason) => rows.push(row.with(Status::Failed, reason)),
         }
     }
-    progress.inc_length(jobs.len() as u64);
+    // Progress counts every image of the unit; those not converted are done.
+    let listed = (rows.len() - first_row) as u64;
+    if unit.image_count().is_none() {
+        progress.inc_length(listed);
+    }
+    progress.inc(listed - jobs.len() as u64);
     let crops: Vec<Result<Vec<u8>, String>> = pool.install(|| {
         jobs.par_iter()
             .map(|(_, index, choice)| {
