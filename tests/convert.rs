@@ -607,3 +607,48 @@ fn mxnet_reads_the_records() {
         );
     }
 }
+
+#[test]
+fn flat_names_and_duplicate_identities_across_sources() {
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    tree(first.path());
+    // The flat naming of the K-Face README, one identity new, one already seen.
+    for (id, camera) in [("19080101", 7), ("19080101", 4), (IDS[0], 7)] {
+        let stem = format!("{id}_S001_L1_E01_C{camera}");
+        put(second.path(), &format!("flat/{stem}.jpg"), &photo(camera));
+        put(
+            second.path(),
+            &format!("flat/{stem}.txt"),
+            annotation(camera, 0).as_bytes(),
+        );
+    }
+    let out = tempfile::tempdir().unwrap();
+    let output = facekit(&[
+        "convert",
+        first.path().to_str().unwrap(),
+        second.path().to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--json",
+    ]);
+    let output = ok(output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("identity {} in", IDS[0])),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["num_classes"], 5);
+    assert_eq!(summary["num_image"], 18);
+    assert_eq!(summary["counts"]["duplicate_identities"], 1);
+    let manifest = parquet(&out.path().join("manifest.parquet"));
+    let reason = strings(&manifest, "reason");
+    let duplicates = reason
+        .iter()
+        .flatten()
+        .filter(|r| r.starts_with("duplicate identity"))
+        .count();
+    assert_eq!(duplicates, 1);
+    assert_eq!(manifest.height(), 23);
+}
