@@ -557,6 +557,15 @@ fn user_errors_exit_1_with_a_message() {
     let output = convert(src.path(), &out, &["--select", "S3"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("is in the selection"));
+    let broken = tempfile::tempdir().unwrap();
+    put(broken.path(), "19062421/S001/L1/E01/C7.jpg", b"");
+    let output = convert(broken.path(), &out, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("no image could be converted (1 failed)"),
+        "{message}"
+    );
     let missing: PathBuf = src.path().join("nope");
     let output = convert(&missing, &out, &[]);
     assert_eq!(output.status.code(), Some(1));
