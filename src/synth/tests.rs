@@ -94,11 +94,21 @@ fn tree_matches_the_shipped_layout_and_annotation_coverage() {
     let mut jpgs = BTreeSet::new();
     let mut txts = BTreeSet::new();
     for rel in files(&root).keys() {
+        let classified = crate::kface::path::classify(&root.join(rel));
         if strays.contains(rel.as_str()) {
+            assert_eq!(classified, crate::kface::path::Classified::Stray, "{rel}");
             continue;
         }
         let (id, attrs, ext) =
             parse_rel(rel).unwrap_or_else(|| panic!("{rel} is not in the K-Face grammar"));
+        let crate::kface::path::Classified::Match(found) = classified else {
+            panic!("facekit's path grammar does not take {rel}");
+        };
+        assert_eq!(
+            (found.key.identity.as_str(), found.key.attrs),
+            (id.as_str(), attrs),
+            "{rel}"
+        );
         assert!(summary.identities.contains(&id));
         assert!(
             config.selection.contains(&attrs),
@@ -165,6 +175,13 @@ fn annotations_have_the_spec_line_counts_and_format() {
         );
         let face = &rows[7];
         assert_eq!(face[2], face[3], "{rel}: square face box");
+        let parsed = crate::kface::annotation::parse(&text, attrs.camera)
+            .unwrap_or_else(|e| panic!("facekit's annotation parser rejects {rel}: {e}"));
+        assert_eq!(
+            parsed.parts.len(),
+            expected - 8,
+            "{rel}: part boxes after the face box"
+        );
         for r in &rows[..7] {
             assert!(
                 (0..346).contains(&r[0]) && (0..230).contains(&r[1]),
