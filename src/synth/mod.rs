@@ -143,7 +143,8 @@ pub enum FaultKind {
     NotJpeg,
     /// An annotation cut after its fifth line (fewer than the 7 points + face box).
     MalformedAnnotation,
-    /// An annotation whose seven points lie right of the image.
+    /// An annotation whose seven points lie left of the image (negative x,
+    /// so no tier rescale brings them onto it).
     LandmarksOutside,
     /// A file that is no image: `readme.txt`, `.DS_Store`, `Thumbs.db`, a `__MACOSX` AppleDouble file.
     StrayFile,
@@ -393,7 +394,7 @@ fn apply_fault(item: &mut Item, kind: FaultKind, width: u32) {
                     .map(|(k, line)| match line.split_once('\t') {
                         Some((x, rest)) if k < 7 => {
                             let x: i64 = x.parse().unwrap_or(0);
-                            format!("{}\t{rest}\n", x + width as i64)
+                            format!("{}\t{rest}\n", x - width as i64)
                         }
                         _ => format!("{line}\n"),
                     })
