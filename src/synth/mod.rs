@@ -485,11 +485,12 @@ pub fn generate(config: &Config, out: &Path) -> Result<Summary, SynthError> {
     if config.tree {
         fs::create_dir_all(&tree_root).map_err(io_err(&tree_root))?;
     }
-    let mut outer = match config.zip {
-        true => Some(ZipWriter::new(
+    let mut outer = if config.zip {
+        Some(ZipWriter::new(
             AtomicFile::create(&zip_path).map_err(io_err(&zip_path))?,
-        )),
-        false => None,
+        ))
+    } else {
+        None
     };
 
     let (width, _) = config.tier.size();
