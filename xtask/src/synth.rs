@@ -63,6 +63,13 @@ impl SynthArgs {
 
 pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    // Files of an earlier run with another config would linger among the new ones.
+    if std::fs::read_dir(&args.out).is_ok_and(|mut entries| entries.next().is_some()) {
+        anyhow::bail!(
+            "{} is not empty: write synthetic data to a new or empty folder",
+            args.out.display()
+        );
+    }
     let start = Instant::now();
     let summary = synth::generate(&config, &args.out)
         .with_context(|| format!("writing {}", args.out.display()))?;
