@@ -57,7 +57,9 @@ impl ScoreCounts {
             }
             let edge = spec.lower_edge(i);
             match values.last() {
-                Some(&last) if last == edge => *counts.last_mut().expect("counts follow values") += n,
+                Some(&last) if last == edge => {
+                    *counts.last_mut().expect("counts follow values") += n
+                }
                 Some(&last) if last < edge => {
                     // A bin above the lowest tail value still holding scores
                     // means the tail was not the highest scores; keep the
@@ -81,7 +83,12 @@ impl ScoreCounts {
             above.push(total);
             total += c;
         }
-        ScoreCounts { values, counts, above, total }
+        ScoreCounts {
+            values,
+            counts,
+            above,
+            total,
+        }
     }
 
     pub fn values(&self) -> &[f64] {
@@ -121,7 +128,10 @@ mod tests {
     #[test]
     fn exact_counts_step_at_each_distinct_value() {
         let c = ScoreCounts::from_scores(vec![0.5, 0.1, 0.5, 0.9, -0.2]);
-        assert_eq!(c.values(), &[0.9, 0.5, 0.1f32 as f64, -0.2f32 as f64]);
+        assert_eq!(
+            c.values(),
+            &[0.9f32 as f64, 0.5, 0.1f32 as f64, -0.2f32 as f64]
+        );
         assert_eq!(c.counts(), &[1, 2, 1, 1]);
         assert_eq!(c.total(), 5);
         assert_eq!(c.at_or_above(0.5), 3);
@@ -142,7 +152,18 @@ mod tests {
         let c = ScoreCounts::from_binned(&[0.95, 0.9, 0.6], &hist, spec);
         assert_eq!(c.total(), 8);
         // 0.55 shares the 0.5 bin with the tail's 0.6 and sits at its edge.
-        assert_eq!(c.values(), &[0.95f32 as f64, 0.9f32 as f64, 0.6f32 as f64, 0.5, 0.0, -0.5, -1.0]);
+        assert_eq!(
+            c.values(),
+            &[
+                0.95f32 as f64,
+                0.9f32 as f64,
+                0.6f32 as f64,
+                0.5,
+                0.0,
+                -0.5,
+                -1.0
+            ]
+        );
         for v in c.values().to_vec() {
             let truth = scores.iter().filter(|&&s| s as f64 >= v).count() as u64;
             assert_eq!(c.at_or_above(v), truth, "at {v}");
