@@ -360,7 +360,7 @@ fn make_eval_dir(dir: &Path, p: &Params) -> Summary {
             fmr: op.fmr,
         };
         for c in 4..=10 {
-            for l in 1..=6 {
+            for l in 1..=10 {
                 let factor = (1.0 + (c as f64 - 7.0).abs() * 0.5) * (1.0 + (l - 1) as f64 * 0.3);
                 groups[0]
                     .rows
@@ -561,8 +561,12 @@ fn references(html: &str) -> Vec<String> {
 #[test]
 fn report_draws_every_chart_and_a_page_that_only_references_its_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let systems = two_systems(tmp.path());
-    let out = tmp.path().join("report");
+    // FACEKIT_KEEP_REPORT=DIR keeps the report there to look at.
+    let root = std::env::var_os("FACEKIT_KEEP_REPORT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let systems = two_systems(&root);
+    let out = root.join("report");
     let written = write_report(
         &systems,
         &Options {
@@ -627,10 +631,22 @@ fn report_draws_every_chart_and_a_page_that_only_references_its_files() {
         );
     }
     // Korean identity names, both systems' names, the demo banner only for the synthetic one.
-    assert!(
-        html.contains("김민준") && html.contains("한"),
-        "identity names on the page"
-    );
+    let nearest_stranger = systems[0]
+        .probes
+        .iter()
+        .filter(|p| !p.mated)
+        .max_by(|a, b| a.top1_score.unwrap().total_cmp(&b.top1_score.unwrap()))
+        .unwrap();
+    for name in [
+        &nearest_stranger.identity,
+        nearest_stranger.top1_identity.as_ref().unwrap(),
+    ] {
+        assert!(name.chars().any(|c| ('가'..='힣').contains(&c)));
+        assert!(
+            html.contains(name.as_str()),
+            "identity {name} not on the page"
+        );
+    }
     assert!(html.contains("baseline") && html.contains("finetuned"));
     assert_eq!(html.matches("class=\"banner\"").count(), 1);
     assert!(html.contains("Scores drawn by the report test generator."));
@@ -825,13 +841,16 @@ fn breakdowns_use_the_global_threshold_nearest_fmr_1e3() {
         map.y_categories,
         ["C4", "C5", "C6", "C7", "C8", "C9", "C10"]
     );
-    assert_eq!(map.x_categories, ["L1", "L2", "L3", "L4", "L5", "L6"]);
+    assert_eq!(
+        map.x_categories,
+        ["L1", "L2", "L3", "L4", "L5", "L6", "L7", "L8", "L9", "L10"]
+    );
     let rows = &systems[0].summary.groups[0].rows;
     let want = rows
         .iter()
-        .find(|r| r.fmr_target == 1e-3 && r.values == ["C10", "L6"])
+        .find(|r| r.fmr_target == 1e-3 && r.values == ["C10", "L10"])
         .unwrap();
-    assert_eq!(map.cells[6][5], Some(want.fnmr));
+    assert_eq!(map.cells[6][9], Some(want.fnmr));
     let bars = charts.iter().find(|c| c.id == "fnmr-accessory").unwrap();
     let Body::Bars(b) = &bars.body else {
         panic!("not bars")

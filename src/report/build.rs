@@ -9,7 +9,7 @@ use crate::evaldir::{
 use super::chart::{
     decimate, linear_ticks, log_ticks, natural_cmp, palette, percent, pow10_label, probit_ticks,
     Axis, BarGroup, Bars, Body, Chart, Corner, Heatmap, Marker, Scale, Series, Stroke, VLine,
-    XyPlot, BLACK,
+    XyPlot, BLACK, USER,
 };
 use super::system::System;
 
@@ -258,6 +258,11 @@ pub fn det_chart(systems: &[System]) -> Option<Chart> {
     let mut markers = Vec::new();
     for &(i, s) in &with {
         let (rows, marked) = roc_by_fmr(s);
+        // Rates of 0 lie at minus infinity on probit axes: not drawn.
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| r.0 > 0.0 && r.1 > 0.0)
+            .collect();
         let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.0, r.1)).collect();
         let points = decimate(&pts, &x, &y, RESOLUTION, |k| marked.contains(&rows[k].2));
         series.push(Series {
@@ -873,7 +878,7 @@ pub fn open_set_chart(
     if let Some(t) = user_threshold {
         vlines.push(VLine {
             label: format!("your threshold: {}", unit.rule(t)),
-            color: palette(3),
+            color: USER,
             x: unit.of(t),
             stroke: Stroke::Solid,
         });
@@ -1086,7 +1091,7 @@ pub fn identification_tuning_chart(
     if let Some(t) = user_threshold {
         vlines.push(VLine {
             label: format!("your threshold: {}", Unit::Cosine.rule(t)),
-            color: palette(3),
+            color: USER,
             x: t,
             stroke: Stroke::Solid,
         });
@@ -1275,7 +1280,12 @@ fn heatmap_chart(system: &System, index: usize, group: &GroupBreakdown) -> Optio
     let max = rows.iter().map(|r| r.fnmr).fold(0.0, f64::max);
     let (cx, cy) = (&group.columns[xi], &group.columns[yi]);
     Some(Chart {
-        id: format!("fnmr-{}-{}-{}", slug(cy), slug(cx), index + 1),
+        id: format!(
+            "fnmr-{}-{}-{}",
+            slug(&group.columns[0]),
+            slug(&group.columns[1]),
+            index + 1
+        ),
         title: format!(
             "FNMR by {cy} × {cx} at the global threshold: {}",
             system.name
@@ -1380,7 +1390,7 @@ fn bars_chart(systems: &[System], column: &str) -> Option<Chart> {
             y_label: "FNMR".into(),
             categories,
             groups,
-            y_max: (y_max * 1.15).max(1e-3),
+            y_max: (y_max * 1.3).max(1e-3),
         }),
         notes,
         size: SIZE,

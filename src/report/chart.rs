@@ -21,6 +21,8 @@ pub const PALETTE: [Rgb; 10] = [
     Rgb(23, 190, 207),
 ];
 pub const BLACK: Rgb = Rgb(0, 0, 0);
+/// The user's own threshold: a colour no series uses.
+pub const USER: Rgb = Rgb(0, 120, 100);
 
 pub fn palette(i: usize) -> Rgb {
     PALETTE[i % PALETTE.len()]
@@ -375,7 +377,7 @@ pub fn log_ticks(lo: f64, hi: f64) -> Vec<Tick> {
 pub fn probit_ticks(lo: f64, hi: f64) -> Vec<Tick> {
     let decades = (hi / lo).log10();
     let mut values = Vec::new();
-    for k in -9..=-1 {
+    for k in -9..=-2 {
         let base = 10f64.powi(k);
         for m in [1.0, 2.0, 5.0] {
             if m == 1.0 || decades <= 4.0 {
@@ -383,7 +385,7 @@ pub fn probit_ticks(lo: f64, hi: f64) -> Vec<Tick> {
             }
         }
     }
-    values.extend([0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99]);
+    values.extend([0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99]);
     values
         .into_iter()
         .filter(|&v| v >= lo * (1.0 - 1e-9) && v <= hi * (1.0 + 1e-9))

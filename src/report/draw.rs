@@ -5,6 +5,9 @@
 use std::sync::Once;
 
 use image::{codecs::png::PngEncoder, ExtendedColorType, ImageEncoder};
+use std::ops::Range;
+
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -112,6 +115,47 @@ fn draw<DB: DrawingBackend>(chart: &Chart, root: &DrawingArea<DB, Shift>) -> Dra
     }
 }
 
+/// A linear coordinate over plotted values with given tick positions
+/// (plotters' own `WithKeyPoints` over f64 has no label formatter).
+struct Ticked {
+    range: Range<f64>,
+    ticks: Vec<f64>,
+}
+
+impl Ranged for Ticked {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let span = self.range.end - self.range.start;
+        if span == 0.0 {
+            return (limit.0 + limit.1) / 2;
+        }
+        let f = (v - self.range.start) / span;
+        limit.0 + (f * (limit.1 - limit.0) as f64).round() as i32
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.range.clone()
+    }
+}
+
+fn ticked(axis: &Axis) -> Ticked {
+    let (lo, hi) = span(axis);
+    Ticked {
+        range: lo..hi,
+        ticks: key_points(axis),
+    }
+}
+
 /// The plotted range of an axis.
 fn span(axis: &Axis) -> (f64, f64) {
     (axis.scale.apply(axis.lo), axis.scale.apply(axis.hi))
@@ -156,10 +200,7 @@ fn draw_xy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, plot:
         .margin(14)
         .x_label_area_size(48)
         .y_label_area_size(64)
-        .build_cartesian_2d(
-            (x0..x1).with_key_points(key_points(&plot.x)),
-            (y0..y1).with_key_points(key_points(&plot.y)),
-        )
+        .build_cartesian_2d(ticked(&plot.x), ticked(&plot.y))
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -236,14 +277,16 @@ fn draw_xy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, plot:
     for m in &plot.markers {
         let Some(p) = to(&(m.x, m.y)) else { continue };
         let c = color(m.color);
+        // Tags go above the dot, or below it at the top of the plot.
+        let tag_at = if plot.y.fraction(m.y) > 0.93 {
+            (8, 3)
+        } else {
+            (8, -18)
+        };
         let dot = EmptyElement::at(p)
             + Circle::new((0, 0), 5, c.filled())
             + Circle::new((0, 0), 5, BLACK.stroke_width(1))
-            + Text::new(
-                m.tag.clone(),
-                (8, -18),
-                (FONT, 13).into_font().color(&BLACK),
-            );
+            + Text::new(m.tag.clone(), tag_at, (FONT, 13).into_font().color(&BLACK));
         chart.draw_series(std::iter::once(dot)).map_err(err)?;
     }
     if plot.series.iter().any(|s| !s.label.is_empty()) || !plot.vlines.is_empty() {
@@ -282,7 +325,7 @@ pub fn heat(t: f64) -> Rgb {
 }
 
 /// Category key points at the middle of each unit-wide cell.
-fn category_axis(n: usize) -> (std::ops::Range<f64>, Vec<f64>) {
+fn category_axis(n: usize) -> (Range<f64>, Vec<f64>) {
     (
         0.0..n.max(1) as f64,
         (0..n).map(|i| i as f64 + 0.5).collect(),
@@ -315,7 +358,16 @@ fn draw_heatmap<DB: DrawingBackend>(
         .margin(14)
         .x_label_area_size(48)
         .y_label_area_size(80)
-        .build_cartesian_2d(xr.with_key_points(xk), yr.with_key_points(yk))
+        .build_cartesian_2d(
+            Ticked {
+                range: xr,
+                ticks: xk,
+            },
+            Ticked {
+                range: yr,
+                ticks: yk,
+            },
+        )
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -409,8 +461,11 @@ fn draw_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, bar
         .x_label_area_size(48)
         .y_label_area_size(64)
         .build_cartesian_2d(
-            xr.with_key_points(xk),
-            (0.0..bars.y_max).with_key_points(key_points(&y_axis)),
+            Ticked {
+                range: xr,
+                ticks: xk,
+            },
+            ticked(&y_axis),
         )
         .map_err(err)?;
     chart
