@@ -860,6 +860,52 @@ fn breakdowns_use_the_global_threshold_nearest_fmr_1e3() {
 }
 
 #[test]
+fn directories_with_only_verification_or_only_identification_still_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (verif, ident) = (
+        tmp.path().join("pairs-only"),
+        tmp.path().join("search-only"),
+    );
+    let mut summary = make_eval_dir(&verif, &small(4, 0.0, false));
+    summary.identification = None;
+    evaldir::write_summary(&verif, &summary).unwrap();
+    std::fs::remove_file(verif.join(evaldir::PROBES_CSV)).unwrap();
+    let mut summary = make_eval_dir(&ident, &small(5, 0.0, false));
+    summary.verification = None;
+    summary.groups.clear();
+    evaldir::write_summary(&ident, &summary).unwrap();
+    std::fs::remove_file(ident.join(evaldir::ROC_CSV)).unwrap();
+
+    let systems: Vec<System> = [&verif, &ident]
+        .iter()
+        .map(|d| System::load(d, d.file_name().unwrap().to_string_lossy().into_owned()).unwrap())
+        .collect();
+    assert_eq!(systems[1].missing, [evaldir::ROC_CSV]);
+    let out = tmp.path().join("report");
+    let written = write_report(
+        &systems,
+        &Options {
+            user_threshold: Some(0.4),
+        },
+        &out,
+    )
+    .unwrap();
+    let ids: Vec<&str> = written.charts.iter().map(|c| c.id.as_str()).collect();
+    assert!(ids.contains(&"roc") && ids.contains(&"scores-1") && !ids.contains(&"scores-2"));
+    assert!(ids.contains(&"open-set-distance-2") && !ids.contains(&"open-set-distance-1"));
+    assert!(ids.contains(&"tuning-identification") && ids.contains(&"fnmr-camera-light-1"));
+    let roc = build::roc_chart(&systems).unwrap();
+    assert_eq!(
+        xy(&roc).series.len(),
+        1,
+        "only the system with a ROC is drawn"
+    );
+    for c in &written.charts {
+        assert_png_drawn(&out.join(format!("{}.png", c.id)), c.size);
+    }
+}
+
+#[test]
 fn the_command_writes_the_report_and_rejects_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("eval");

@@ -139,7 +139,7 @@ fn choice(h: &mut String, systems: &[System], options: &Options) {
             lines.push(format!(
                 "<b>Recommended for open-set search: accept if {} (cos ≥ {})</b>, the threshold for \
                  FPIR ≤ {}. At it, {} of {} out-of-DB probes are taken for someone in the DB (FPIR) \
-                 and {} of {} in-DB probes are missed (FNIR {}).",
+                 and {} of {} in-DB probes are missed (FNIR; 95% interval {}).",
                 escape(&Unit::Distance.rule(p.threshold)),
                 f4(p.threshold),
                 target_tag(p.fpir_target),
