@@ -1035,7 +1035,11 @@ fn the_page_renders_in_headless_chromium() {
 #[ignore]
 fn bench_report_over_ten_million_scores() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("eval");
+    // FACEKIT_KEEP_REPORT=DIR keeps the evaluation directory, to time the command on it.
+    let root = std::env::var_os("FACEKIT_KEEP_REPORT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let dir = root.join("eval");
     let p = Params {
         seed: 9,
         genuine: 100_000,
@@ -1057,7 +1061,7 @@ fn bench_report_over_ten_million_scores() {
         &Options {
             user_threshold: Some(0.3),
         },
-        &tmp.path().join("report"),
+        &root.join("report"),
     )
     .unwrap();
     let total = start.elapsed();
