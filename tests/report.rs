@@ -714,7 +714,7 @@ fn plotted_operating_points_are_those_of_operating_points_csv() {
                 .collect::<Vec<_>>()
         );
 
-        let tuning = build::verification_tuning_chart(&systems).unwrap();
+        let tuning = build::verification_tuning_chart(&systems, None).unwrap();
         let tuning = xy(&tuning);
         for r in &fmr {
             assert!(tuning

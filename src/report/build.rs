@@ -2,8 +2,8 @@
 //! Pure functions: tests read what a chart plots without drawing it.
 
 use crate::evaldir::{
-    cosine_to_l2, FpirPoint, GroupBreakdown, HistogramRow, ProbeRow, HIST_GENUINE, HIST_IMPOSTOR,
-    HIST_MATED_TOP1, HIST_NON_MATED_TOP1,
+    cosine_to_l2, FpirPoint, GroupBreakdown, HistogramRow, ProbeRow, RocRow, HIST_GENUINE,
+    HIST_IMPOSTOR, HIST_MATED_TOP1, HIST_NON_MATED_TOP1,
 };
 
 use super::chart::{
@@ -36,9 +36,9 @@ pub fn all_charts(systems: &[System], options: &Options) -> Vec<Chart> {
     let mut charts = Vec::new();
     charts.extend(roc_chart(systems));
     charts.extend(det_chart(systems));
-    charts.extend(verification_tuning_chart(systems));
+    charts.extend(verification_tuning_chart(systems, options.user_threshold));
     for (i, s) in systems.iter().enumerate() {
-        charts.extend(score_histogram_chart(s, i));
+        charts.extend(score_histogram_chart(s, i, options.user_threshold));
     }
     for (i, s) in systems.iter().enumerate() {
         for unit in [Unit::Distance, Unit::Cosine] {
@@ -308,7 +308,7 @@ pub fn det_chart(systems: &[System]) -> Option<Chart> {
     })
 }
 
-pub fn verification_tuning_chart(systems: &[System]) -> Option<Chart> {
+pub fn verification_tuning_chart(systems: &[System], user_threshold: Option<f64>) -> Option<Chart> {
     let with = verification_systems(systems);
     if with.is_empty() {
         return None;
@@ -323,11 +323,13 @@ pub fn verification_tuning_chart(systems: &[System]) -> Option<Chart> {
             .fold(f64::INFINITY, f64::min)
     };
     let marked = || {
-        with.iter().flat_map(|(_, s)| {
-            s.points("fmr")
-                .map(|p| p.threshold)
-                .chain(s.summary.verification.iter().map(|v| v.eer_threshold))
-        })
+        with.iter()
+            .flat_map(|(_, s)| {
+                s.points("fmr")
+                    .map(|p| p.threshold)
+                    .chain(s.summary.verification.iter().map(|v| v.eer_threshold))
+            })
+            .chain(user_threshold)
     };
     let x_lo = with
         .iter()
@@ -431,12 +433,31 @@ pub fn verification_tuning_chart(systems: &[System]) -> Option<Chart> {
             y,
             series,
             markers,
-            vlines: vec![],
+            vlines: user_threshold.map(user_line).into_iter().collect(),
             legend: Corner::LowerLeft,
         }),
         notes: vec![],
         size: SIZE,
     })
+}
+
+/// The user's threshold as a line on a cosine axis.
+fn user_line(t: f64) -> VLine {
+    VLine {
+        label: format!("your threshold: {}", Unit::Cosine.rule(t)),
+        color: USER,
+        x: t,
+        stroke: Stroke::Solid,
+    }
+}
+
+/// The vertex of the ROC curve at the lowest listed threshold at or above
+/// `t`: the rates of accepting at `t` (exact where `roc.csv` lists every
+/// distinct score, approximate where collinear vertices were dropped).
+pub fn roc_at(roc: &[RocRow], t: f64) -> Option<&RocRow> {
+    roc.iter()
+        .filter(|r| r.threshold >= t)
+        .min_by(|a, b| a.threshold.total_cmp(&b.threshold))
 }
 
 /// `lo..hi` widened by 8% each side; a unit-wide window when empty.
@@ -532,7 +553,11 @@ fn share_axis(max_share: f64) -> Axis {
     }
 }
 
-pub fn score_histogram_chart(system: &System, index: usize) -> Option<Chart> {
+pub fn score_histogram_chart(
+    system: &System,
+    index: usize,
+    user_threshold: Option<f64>,
+) -> Option<Chart> {
     let v = system.summary.verification.as_ref()?;
     let genuine = system.bins(HIST_GENUINE);
     let impostor = system.bins(HIST_IMPOSTOR);
@@ -541,6 +566,13 @@ pub fn score_histogram_chart(system: &System, index: usize) -> Option<Chart> {
     }
     let all: Vec<&HistogramRow> = genuine.iter().chain(impostor.iter()).copied().collect();
     let (lo, hi) = value_range(&all, |s| s, 0.05)?;
+    let (lo, hi) = match user_threshold {
+        Some(t) => (
+            lo.min((t / 0.05).floor() * 0.05),
+            hi.max((t / 0.05).ceil() * 0.05),
+        ),
+        None => (lo, hi),
+    };
     let (lo, hi) = (lo.max(-1.0), hi.min(1.0));
     let g = rebin(&genuine, lo, hi, DISPLAY_BINS, |s| s);
     let im = rebin(&impostor, lo, hi, DISPLAY_BINS, |s| s);
@@ -580,7 +612,7 @@ pub fn score_histogram_chart(system: &System, index: usize) -> Option<Chart> {
         x: v.eer_threshold,
         stroke: Stroke::Dashed,
     });
-    let notes = vec![format!(
+    let mut notes = vec![format!(
         "genuine: {} comparisons, mean {:.3} ± {:.3}   impostor: {} comparisons, mean {:.3} ± {:.3}   d′ = {:.2}",
         thousands(v.genuine_count),
         v.genuine_mean,
@@ -590,6 +622,20 @@ pub fn score_histogram_chart(system: &System, index: usize) -> Option<Chart> {
         v.impostor_std,
         v.d_prime
     )];
+    if let Some(t) = user_threshold {
+        vlines.push(user_line(t));
+        if let Some(r) = roc_at(&system.roc, t) {
+            notes.push(format!(
+                "Your threshold {} ({}): FMR ≈ {} ({} impostor comparisons accepted), FNMR ≈ {} ({} genuine rejected).",
+                Unit::Cosine.rule(t),
+                Unit::Distance.rule(t),
+                percent(r.fmr),
+                thousands(r.false_matches),
+                percent(r.fnmr),
+                thousands(r.false_non_matches)
+            ));
+        }
+    }
     Some(Chart {
         id: format!("scores-{}", index + 1),
         title: format!("Genuine and impostor scores: {}", system.name),
@@ -1088,14 +1134,7 @@ pub fn identification_tuning_chart(
             ));
         }
     }
-    if let Some(t) = user_threshold {
-        vlines.push(VLine {
-            label: format!("your threshold: {}", Unit::Cosine.rule(t)),
-            color: USER,
-            x: t,
-            stroke: Stroke::Solid,
-        });
-    }
+    vlines.extend(user_threshold.map(user_line));
     Some(Chart {
         id: "tuning-identification".into(),
         title: "Threshold tuning, open-set search: FPIR and FNIR against the threshold".into(),

@@ -4,9 +4,11 @@
 
 use std::fmt::Write;
 
-use crate::evaldir::{cosine_to_l2, ProbeRow, RocRow};
+use crate::evaldir::{cosine_to_l2, ProbeRow};
 
-use super::build::{recommended_fpir_point, target_tag, thousands, OpenSetCurve, Options, Unit};
+use super::build::{
+    recommended_fpir_point, roc_at, target_tag, thousands, OpenSetCurve, Options, Unit,
+};
 use super::chart::{percent, Chart};
 use super::system::System;
 
@@ -58,15 +60,6 @@ fn f4(v: f64) -> String {
 fn interval(ci: Option<[f64; 2]>) -> String {
     ci.map(|[a, b]| format!("[{}, {}]", percent(a), percent(b)))
         .unwrap_or_else(|| "–".into())
-}
-
-/// The vertex of the ROC curve at the lowest listed threshold at or above
-/// `t`: the rates of accepting at `t` (exact where `roc.csv` lists every
-/// distinct score).
-pub fn roc_at(roc: &[RocRow], t: f64) -> Option<&RocRow> {
-    roc.iter()
-        .filter(|r| r.threshold >= t)
-        .min_by(|a, b| a.threshold.total_cmp(&b.threshold))
 }
 
 pub fn page(systems: &[System], charts: &[Chart], options: &Options) -> String {
