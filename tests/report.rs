@@ -906,6 +906,30 @@ fn directories_with_only_verification_or_only_identification_still_report() {
 }
 
 #[test]
+fn the_same_inputs_give_byte_identical_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let systems = two_systems(tmp.path());
+    let options = Options {
+        user_threshold: Some(0.3),
+    };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let written = write_report(&systems, &options, &a).unwrap();
+    write_report(&systems, &options, &b).unwrap();
+    let mut files = vec!["index.html".to_string()];
+    for c in &written.charts {
+        files.push(format!("{}.png", c.id));
+        files.push(format!("{}.svg", c.id));
+    }
+    for f in files {
+        let (x, y) = (
+            std::fs::read(a.join(&f)).unwrap(),
+            std::fs::read(b.join(&f)).unwrap(),
+        );
+        assert!(x == y, "{f} differs between two runs");
+    }
+}
+
+#[test]
 fn the_command_writes_the_report_and_rejects_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("eval");
