@@ -1132,6 +1132,20 @@ pub fn identification_tuning_chart(
                 percent(p.fpir),
                 percent(p.fnir)
             ));
+            vlines.push(VLine {
+                label: format!(
+                    "recommended ({}): {}",
+                    s.name,
+                    Unit::Cosine.rule(p.threshold)
+                ),
+                color: if with.len() == 1 {
+                    BLACK
+                } else {
+                    palette(2 * i)
+                },
+                x: p.threshold,
+                stroke: Stroke::Solid,
+            });
         }
     }
     vlines.extend(user_threshold.map(user_line));
