@@ -79,6 +79,15 @@ impl Row {
         measure::median(&rates)
     }
 
+    fn rate_per_cpu_second(&self) -> f64 {
+        let rates: Vec<f64> = self
+            .runs
+            .iter()
+            .map(|m| self.images as f64 / m.cpu_seconds)
+            .collect();
+        measure::median(&rates)
+    }
+
     fn peak_rss(&self) -> u64 {
         self.runs
             .iter()
@@ -301,24 +310,29 @@ fn fresh(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn print_table(rows: &[Row], args: &ConvertBench) {
-    let python = rows
-        .iter()
-        .find(|r| r.tool.starts_with("Python"))
-        .map(Row::rate);
+    let python = rows.iter().find(|r| r.tool.starts_with("Python"));
+    let ratio = |mine: f64, theirs: Option<f64>| {
+        theirs.map_or("-".to_string(), |p| format!("{:.2}x", mine / p))
+    };
     println!();
     println!(
-        "| tool | records | images/s (median of {}) | peak RSS | ratio to Python |",
+        "| tool | records | images/s (median of {}) | ratio to Python | images per CPU-second | ratio | peak RSS |",
         args.runs
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for row in rows {
-        let ratio = python.map_or("-".to_string(), |p| format!("{:.2}x", row.rate() / p));
         let rss = row.peak_rss() as f64 / (1u64 << 20) as f64;
         println!(
-            "| {} | {} | {:.0} | {rss:.0} MiB | {ratio} |",
+            "| {} | {} | {:.0} | {} | {:.0} | {} | {rss:.0} MiB |",
             row.tool,
             row.records,
-            row.rate()
+            row.rate(),
+            ratio(row.rate(), python.map(Row::rate)),
+            row.rate_per_cpu_second(),
+            ratio(
+                row.rate_per_cpu_second(),
+                python.map(Row::rate_per_cpu_second)
+            ),
         );
     }
     if let [tree, zip, ..] = rows {
