@@ -362,24 +362,27 @@ pub fn write_histograms(path: &Path, rows: &[HistogramRow]) -> Result<(), EvalDi
         path: path.to_path_buf(),
         source,
     };
-    let mut df = DataFrame::new(vec![
-        Column::new(
-            "kind".into(),
-            rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "bin_low".into(),
-            rows.iter().map(|r| r.bin_low).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "bin_high".into(),
-            rows.iter().map(|r| r.bin_high).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "count".into(),
-            rows.iter().map(|r| r.count).collect::<Vec<_>>(),
-        ),
-    ])
+    let mut df = DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new(
+                "kind".into(),
+                rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "bin_low".into(),
+                rows.iter().map(|r| r.bin_low).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "bin_high".into(),
+                rows.iter().map(|r| r.bin_high).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "count".into(),
+                rows.iter().map(|r| r.count).collect::<Vec<_>>(),
+            ),
+        ],
+    )
     .map_err(pq_err)?;
     let mut file = AtomicFile::create(path).map_err(io_err(path))?;
     ParquetWriter::new(&mut file)

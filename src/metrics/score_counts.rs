@@ -202,7 +202,10 @@ mod tests {
     #[test]
     fn exact_counts_step_at_each_distinct_value() {
         let c = ScoreCounts::from_scores(vec![0.5, 0.1, 0.5, 0.9, -0.2]);
-        assert_eq!(c.values(), &[0.9, 0.5, 0.1f32 as f64, -0.2f32 as f64]);
+        assert_eq!(
+            c.values(),
+            &[0.9f32 as f64, 0.5, 0.1f32 as f64, -0.2f32 as f64]
+        );
         assert_eq!(c.counts(), &[1, 2, 1, 1]);
         assert_eq!(c.total(), 5);
         assert_eq!(c.at_or_above(0.5), 3);
