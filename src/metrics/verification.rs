@@ -228,7 +228,7 @@ impl CurveSummary {
         // lowest vertex with one class exhausted is the final candidate.
         let mut bob_best: Option<(u128, f64)> = None;
         let mut bob_final: (u128, f64) = (bob_gap(&top), first.threshold);
-        let mut consider = |best: &mut Option<(u128, f64)>, gap: u128, threshold: f64| {
+        let consider = |best: &mut Option<(u128, f64)>, gap: u128, threshold: f64| {
             if best.is_none_or(|(g, _)| gap < g) {
                 *best = Some((gap, threshold));
             }
