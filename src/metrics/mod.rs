@@ -42,3 +42,5 @@ pub enum MetricsError {
 mod anchor_tests;
 #[cfg(test)]
 mod property_tests;
+#[cfg(test)]
+mod speed_tests;

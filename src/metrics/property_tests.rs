@@ -128,3 +128,141 @@ proptest! {
         }
     }
 }
+
+/// bob.measure `_minimizing_threshold(neg, pos, "absolute-difference")`,
+/// transcribed loop for loop, with the rates compared exactly
+/// (|FA·P − FR·N|) instead of bob's float accumulation.
+fn bob_eer_threshold_reference(neg: &[f32], pos: &[f32]) -> f64 {
+    let mut neg: Vec<f64> = neg.iter().map(|&x| x as f64).collect();
+    let mut pos: Vec<f64> = pos.iter().map(|&x| x as f64).collect();
+    neg.sort_by(f64::total_cmp);
+    pos.sort_by(f64::total_cmp);
+    let (n, p) = (neg.len() as i128, pos.len() as i128);
+    let (mut fa, mut fr) = (n, 0i128); // far = fa / n, frr = fr / p
+    let crit = |fa: i128, fr: i128| (fa * p - fr * n).abs();
+    let mut min_pred = i128::MAX;
+    let mut min_thr = f64::NAN;
+    let (mut pi, mut ni) = (0usize, 0usize);
+    let mut thr = neg[0].min(pos[0]);
+    while pi < pos.len() && ni < neg.len() {
+        let pred = crit(fa, fr);
+        if pred <= min_pred {
+            min_pred = pred;
+            min_thr = thr;
+        }
+        if pos[pi] >= neg[ni] {
+            thr = neg[ni];
+            ni += 1;
+            fa -= 1;
+        } else {
+            thr = pos[pi];
+            pi += 1;
+            fr += 1;
+        }
+        while ni < neg.len() && thr == neg[ni] {
+            ni += 1;
+            fa -= 1;
+        }
+        while pi < pos.len() && thr == pos[pi] {
+            pi += 1;
+            fr += 1;
+        }
+        if ni < neg.len() || pi < pos.len() {
+            if ni < neg.len() && pi < pos.len() {
+                thr += neg[ni].min(pos[pi]);
+            } else if ni < neg.len() {
+                thr += neg[ni];
+            } else {
+                thr += pos[pi];
+            }
+            thr /= 2.0;
+        }
+    }
+    if crit(fa, fr) < min_pred {
+        min_pred = crit(fa, fr);
+        min_thr = thr;
+    }
+    if (ni < neg.len() || pi < pos.len()) && crit(0, p) < min_pred {
+        min_thr = if ni < neg.len() {
+            neg[neg.len() - 1].next_up()
+        } else {
+            pos[pos.len() - 1].next_up()
+        };
+    }
+    min_thr
+}
+
+/// pyeer `get_eer_values` over every distinct score (ascending), exact.
+/// `None` where pyeer warns that the curves never cross.
+fn pyeer_eer_reference(g: &[f32], i: &[f32]) -> Option<(f64, f64, f64)> {
+    let mut values: Vec<f64> = g.iter().chain(i).map(|&x| x as f64).collect();
+    values.sort_by(f64::total_cmp);
+    values.dedup();
+    let (p, n) = (g.len() as u128, i.len() as u128);
+    let fm = |t: f64| brute_at_or_above(i, t) as u128;
+    let fnm = |t: f64| g.len() as u128 - brute_at_or_above(g, t) as u128;
+    let t2 = values.iter().position(|&t| fm(t) * p <= fnm(t) * n)?;
+    let t1 = if fm(values[t2]) * p != fnm(values[t2]) * n && t2 != 0 {
+        t2 - 1
+    } else {
+        t2
+    };
+    let (a, b) = (values[t1], values[t2]);
+    let rates = |t: f64| (fm(t) as f64 / n as f64, fnm(t) as f64 / p as f64);
+    if fm(a) * p + fnm(a) * n <= fm(b) * p + fnm(b) * n {
+        let (fmr, fnmr) = rates(a);
+        Some((fnmr, fmr, a))
+    } else {
+        let (fmr, fnmr) = rates(b);
+        Some((fmr, fnmr, b))
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn bob_eer_threshold_matches_its_loop(g in scores(40), i in scores(120)) {
+        let (gc, ic) = (ScoreCounts::from_scores(g.clone()), ScoreCounts::from_scores(i.clone()));
+        let e = CurveSummary::compute(&gc, &ic).unwrap().eer;
+        prop_assert_eq!(e.bob_threshold, bob_eer_threshold_reference(&i, &g));
+    }
+
+    #[test]
+    fn eer_interval_matches_pyeer_where_the_curves_cross(g in scores(40), i in scores(120)) {
+        let (gc, ic) = (ScoreCounts::from_scores(g.clone()), ScoreCounts::from_scores(i.clone()));
+        let e = CurveSummary::compute(&gc, &ic).unwrap().eer;
+        if let Some((low, high, t)) = pyeer_eer_reference(&g, &i) {
+            prop_assert_eq!((e.low, e.high, e.threshold), (low, high, t));
+        } else {
+            // Only the vertex above every score has FMR <= FNMR.
+            prop_assert!(e.threshold >= gc.values()[0].max(ic.values()[0]));
+        }
+    }
+
+    #[test]
+    fn the_decimated_curve_keeps_every_vertex_on_its_polyline(g in scores(40), i in scores(200)) {
+        let (gc, ic) = (ScoreCounts::from_scores(g), ScoreCounts::from_scores(i));
+        let full: Vec<RocPoint> = roc_vertices(&gc, &ic).collect();
+        let roc = CurveSummary::compute(&gc, &ic).unwrap().roc;
+        prop_assert_eq!(roc.first(), full.first());
+        prop_assert_eq!(roc.last(), full.last());
+        for v in &roc {
+            prop_assert!(full.contains(v));
+        }
+        // Each full vertex lies on the segment of the decimated curve that
+        // spans its false-match count and false-non-match count.
+        for v in &full {
+            let on = roc.windows(2).any(|w| {
+                let (a, b) = (&w[0], &w[1]);
+                let within = a.false_matches <= v.false_matches && v.false_matches <= b.false_matches
+                    && b.false_non_matches <= v.false_non_matches && v.false_non_matches <= a.false_non_matches;
+                let cross = (b.false_matches as i128 - a.false_matches as i128) * (v.false_non_matches as i128 - a.false_non_matches as i128)
+                    - (v.false_matches as i128 - a.false_matches as i128) * (b.false_non_matches as i128 - a.false_non_matches as i128);
+                within && cross == 0
+            });
+            prop_assert!(on, "vertex {:?} off the decimated curve", v);
+        }
+        prop_assert_eq!(drop_collinear(full.iter().copied()), roc);
+    }
+}

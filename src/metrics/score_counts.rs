@@ -8,11 +8,12 @@ use crate::compare::HistogramSpec;
 pub struct ScoreCounts {
     /// Distinct values, strictly descending.
     values: Vec<f64>,
-    /// `counts[i]` scores equal `values[i]` (or, for binned scores, lie in
-    /// the bin whose lower edge is `values[i]`).
-    counts: Vec<u64>,
-    /// `above[i]` = sum of `counts[..i]`, the number of scores > `values[i]`.
-    above: Vec<u64>,
+    /// `at_or_above[i]` scores are >= `values[i]`; the count at `values[i]`
+    /// (for binned scores: in the bin whose lower edge it is) is the
+    /// difference from the previous entry. One cumulative vector instead of
+    /// counts plus prefix sums: 10^7 distinct values make 80 MB less to
+    /// allocate and fault in.
+    at_or_above: Vec<u64>,
     total: u64,
 }
 
@@ -21,26 +22,23 @@ impl ScoreCounts {
     /// caller (they are failures to compare, not scores).
     pub fn from_scores(scores: Vec<f32>) -> ScoreCounts {
         let keys = sort_descending_keys(scores);
-        let mut values: Vec<f64> = Vec::new();
-        let mut counts: Vec<u64> = Vec::new();
-        let mut last_key = None;
-        for key in keys {
-            if last_key == Some(key) {
-                *counts.last_mut().expect("counts follow values") += 1;
-                continue;
-            }
-            last_key = Some(key);
-            let s = score_of_key(key) as f64;
-            match values.last() {
-                // -0.0 and 0.0 have different keys but are one value.
-                Some(&last) if last == s => *counts.last_mut().expect("counts follow values") += 1,
-                _ => {
-                    values.push(s);
-                    counts.push(1);
-                }
+        // Keys and values are one-to-one (-0.0 was keyed as 0.0), so runs
+        // of equal keys are the distinct values; size the vectors first.
+        let distinct =
+            keys.windows(2).filter(|w| w[0] != w[1]).count() + usize::from(!keys.is_empty());
+        let mut values = Vec::with_capacity(distinct);
+        let mut at_or_above = Vec::with_capacity(distinct);
+        for (i, &key) in keys.iter().enumerate() {
+            if i + 1 == keys.len() || keys[i + 1] != key {
+                values.push(score_of_key(key) as f64);
+                at_or_above.push(i as u64 + 1);
             }
         }
-        ScoreCounts::from_runs(values, counts)
+        ScoreCounts {
+            values,
+            at_or_above,
+            total: keys.len() as u64,
+        }
     }
 
     /// Impostor counts from an engine: the exact highest scores (`tail`,
@@ -56,8 +54,8 @@ impl ScoreCounts {
             rest[b] = rest[b].saturating_sub(1);
         }
         let exact = ScoreCounts::from_scores(tail.to_vec());
+        let mut counts: Vec<u64> = exact.counts().collect();
         let mut values = exact.values;
-        let mut counts = exact.counts;
         for (i, &n) in rest.iter().enumerate().rev() {
             if n == 0 {
                 continue;
@@ -84,16 +82,17 @@ impl ScoreCounts {
     }
 
     fn from_runs(values: Vec<f64>, counts: Vec<u64>) -> ScoreCounts {
-        let mut above = Vec::with_capacity(counts.len());
         let mut total = 0u64;
-        for &c in &counts {
-            above.push(total);
-            total += c;
-        }
+        let at_or_above = counts
+            .iter()
+            .map(|&c| {
+                total += c;
+                total
+            })
+            .collect();
         ScoreCounts {
             values,
-            counts,
-            above,
+            at_or_above,
             total,
         }
     }
@@ -101,8 +100,10 @@ impl ScoreCounts {
     pub fn values(&self) -> &[f64] {
         &self.values
     }
-    pub fn counts(&self) -> &[u64] {
-        &self.counts
+    /// The number of scores at each of `values()`.
+    pub fn counts(&self) -> impl Iterator<Item = u64> + '_ {
+        let before = std::iter::once(0).chain(self.at_or_above.iter().copied());
+        self.at_or_above.iter().zip(before).map(|(&a, b)| a - b)
     }
     pub fn total(&self) -> u64 {
         self.total
@@ -113,17 +114,15 @@ impl ScoreCounts {
 
     /// The number of scores >= `values()[i]`.
     pub fn at_or_above_index(&self, i: usize) -> u64 {
-        self.above[i] + self.counts[i]
+        self.at_or_above[i]
     }
 
     /// The number of scores >= `t`.
     pub fn at_or_above(&self, t: f64) -> u64 {
         // values are descending: find the first index with value < t.
-        let i = self.values.partition_point(|&v| v >= t);
-        if i == self.values.len() {
-            self.total
-        } else {
-            self.above[i]
+        match self.values.partition_point(|&v| v >= t) {
+            0 => 0,
+            i => self.at_or_above[i - 1],
         }
     }
 
@@ -133,12 +132,13 @@ impl ScoreCounts {
     }
 }
 
-/// A u32 whose descending order is the descending `total_cmp` order of the
-/// f32 it came from: flip every bit of a negative number, only the sign bit
-/// of a positive one, then complement (ascending key = descending score).
+/// A u32 whose ascending order is the descending order of the f32 it came
+/// from: flip every bit of a negative number, only the sign bit of a
+/// positive one (the usual total-order key), then complement. -0.0 is keyed
+/// as 0.0, so equal scores have equal keys.
 #[inline]
 fn key_of_score(s: f32) -> u32 {
-    let bits = s.to_bits();
+    let bits = (s + 0.0).to_bits();
     let ascending = if bits >> 31 == 1 {
         !bits
     } else {
@@ -158,37 +158,47 @@ fn score_of_key(key: u32) -> f32 {
     f32::from_bits(bits)
 }
 
+/// Radix digits: 11 + 11 + 10 bits.
+const DIGIT_BITS: u32 = 11;
+const DIGITS: usize = 3;
+const BUCKETS: usize = 1 << DIGIT_BITS;
+
 /// The scores as keys sorted ascending (scores descending): an LSD radix
-/// sort, 8 bits a pass, skipping passes whose digit is the same for every
-/// score. Several times faster than a comparison sort on 10^7 scores.
+/// sort, three passes of 11 bits, skipping a pass whose digit is the same
+/// for every score. About 5 times faster than a comparison sort on 10^7
+/// scores.
 fn sort_descending_keys(scores: Vec<f32>) -> Vec<u32> {
-    let mut keys: Vec<u32> = scores.into_iter().map(key_of_score).collect();
-    if keys.len() < 256 {
+    let mut histograms = vec![[0usize; BUCKETS]; DIGITS];
+    let mut keys: Vec<u32> = scores
+        .into_iter()
+        .map(|s| {
+            let k = key_of_score(s);
+            for (d, h) in histograms.iter_mut().enumerate() {
+                h[((k >> (DIGIT_BITS * d as u32)) as usize) & (BUCKETS - 1)] += 1;
+            }
+            k
+        })
+        .collect();
+    if keys.len() < 1024 {
         keys.sort_unstable();
         return keys;
     }
-    let mut histograms = [[0usize; 256]; 4];
-    for &k in &keys {
-        for (pass, h) in histograms.iter_mut().enumerate() {
-            h[((k >> (8 * pass)) & 0xff) as usize] += 1;
-        }
-    }
     let mut buffer = vec![0u32; keys.len()];
-    for (pass, h) in histograms.iter().enumerate() {
+    for (d, h) in histograms.iter().enumerate() {
         if h.iter().any(|&c| c == keys.len()) {
             continue;
         }
-        let mut offsets = [0usize; 256];
+        let mut offsets = [0usize; BUCKETS];
         let mut sum = 0;
-        for (o, &c) in offsets.iter_mut().zip(h) {
+        for (o, &c) in offsets.iter_mut().zip(h.iter()) {
             *o = sum;
             sum += c;
         }
-        let shift = 8 * pass;
+        let shift = DIGIT_BITS * d as u32;
         for &k in &keys {
-            let d = ((k >> shift) & 0xff) as usize;
-            buffer[offsets[d]] = k;
-            offsets[d] += 1;
+            let b = ((k >> shift) as usize) & (BUCKETS - 1);
+            buffer[offsets[b]] = k;
+            offsets[b] += 1;
         }
         std::mem::swap(&mut keys, &mut buffer);
     }
@@ -206,7 +216,7 @@ mod tests {
             c.values(),
             &[0.9f32 as f64, 0.5, 0.1f32 as f64, -0.2f32 as f64]
         );
-        assert_eq!(c.counts(), &[1, 2, 1, 1]);
+        assert_eq!(c.counts().collect::<Vec<_>>(), [1, 2, 1, 1]);
         assert_eq!(c.total(), 5);
         assert_eq!(c.at_or_above(0.5), 3);
         assert_eq!(c.at_or_above(0.50001), 1);
