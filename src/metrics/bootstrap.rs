@@ -285,3 +285,31 @@ fn ln_gamma(x: f64) -> f64 {
     let t = x + G + 0.5;
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_subject_has_no_spread() {
+        let samples: Vec<SubjectScore> = [0.1, 0.5, 0.7, 0.9]
+            .iter()
+            .map(|&score| SubjectScore { subject: 7, score })
+            .collect();
+        let ci = miss_rate_intervals(&samples, &[0.6, 0.0], 50, 1).unwrap();
+        assert_eq!(ci, [[0.5, 0.5], [0.0, 0.0]]);
+        assert_eq!(miss_rate_intervals(&[], &[0.5], 50, 1), None);
+    }
+
+    #[test]
+    fn clopper_pearson_closed_forms() {
+        // No errors in n trials: the upper bound solves (1 - p)^n = 0.025.
+        let [lo, hi] = clopper_pearson(0, 100, 0.95);
+        assert_eq!(lo, 0.0);
+        assert!(((1.0 - hi).powi(100) - 0.025).abs() < 1e-12);
+        let [lo, hi] = clopper_pearson(100, 100, 0.95);
+        assert_eq!(hi, 1.0);
+        assert!((lo.powi(100) - 0.025).abs() < 1e-12);
+        assert!(clopper_pearson(1, 0, 0.95)[0].is_nan());
+    }
+}
