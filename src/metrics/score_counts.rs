@@ -2,6 +2,8 @@
 //! counts, highest first: the exact step function every verification metric
 //! is read from.
 
+use rayon::prelude::*;
+
 use crate::compare::HistogramSpec;
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -20,24 +22,88 @@ pub struct ScoreCounts {
 impl ScoreCounts {
     /// Exact counts of the given scores. NaN scores are dropped by the
     /// caller (they are failures to compare, not scores).
+    ///
+    /// A radix sort shaped for 10^7 scores, on rayon's current pool: one
+    /// pass over memory scatters the keys by their top 11 bits (sign,
+    /// exponent and two mantissa bits of a cosine), then each bucket is
+    /// sorted on its low 21 bits in two cache-resident passes and written
+    /// out as distinct values, buckets in parallel. Several times faster
+    /// than a comparison sort; the result does not depend on the threads.
     pub fn from_scores(scores: Vec<f32>) -> ScoreCounts {
-        let keys = sort_descending_keys(scores);
-        // Keys and values are one-to-one (-0.0 was keyed as 0.0), so runs
-        // of equal keys are the distinct values; size the vectors first.
-        let distinct =
-            keys.windows(2).filter(|w| w[0] != w[1]).count() + usize::from(!keys.is_empty());
-        let mut values = Vec::with_capacity(distinct);
-        let mut at_or_above = Vec::with_capacity(distinct);
-        for (i, &key) in keys.iter().enumerate() {
-            if i + 1 == keys.len() || keys[i + 1] != key {
-                values.push(score_of_key(key) as f64);
-                at_or_above.push(i as u64 + 1);
+        let total = scores.len() as u64;
+        if scores.len() < PARALLEL_FROM {
+            let mut keys: Vec<u32> = scores.into_iter().map(key_of_score).collect();
+            keys.sort_unstable();
+            let mut values = Vec::new();
+            let mut at_or_above = Vec::new();
+            let mut end = 0;
+            for run in keys.chunk_by(|a, b| a == b) {
+                end += run.len() as u64;
+                values.push(score_of_key(run[0]) as f64);
+                at_or_above.push(end);
             }
+            return ScoreCounts {
+                values,
+                at_or_above,
+                total,
+            };
         }
+        let mut bucket_sizes = vec![0usize; 1 << TOP_BITS];
+        let mut keys: Vec<u32> = scores
+            .into_iter()
+            .map(|s| {
+                let k = key_of_score(s);
+                bucket_sizes[(k >> LOW_BITS) as usize] += 1;
+                k
+            })
+            .collect();
+        let mut starts = Vec::with_capacity(bucket_sizes.len());
+        let mut sum = 0;
+        for &size in &bucket_sizes {
+            starts.push(sum);
+            sum += size;
+        }
+        let mut by_top = vec![0u32; keys.len()];
+        let mut cursor = starts.clone();
+        for &k in &keys {
+            let b = (k >> LOW_BITS) as usize;
+            by_top[cursor[b]] = k;
+            cursor[b] += 1;
+        }
+
+        // Sort each bucket (`keys` is now scratch space) and count its
+        // distinct keys; then write each bucket's runs into its own part of
+        // the output. A run's cumulative count is the bucket's start plus
+        // the run's end: no bucket waits for another.
+        let buckets = split_by_sizes(&mut by_top, &bucket_sizes);
+        let scratch = split_by_sizes(&mut keys, &bucket_sizes);
+        let distinct: Vec<usize> = buckets
+            .into_par_iter()
+            .zip(scratch)
+            .map(|(bucket, scratch)| {
+                sort_low_bits(bucket, scratch);
+                bucket.chunk_by(|a, b| a == b).count()
+            })
+            .collect();
+        let mut values = vec![0f64; distinct.iter().sum()];
+        let mut at_or_above = vec![0u64; values.len()];
+        split_by_sizes(&mut values, &distinct)
+            .into_par_iter()
+            .zip(split_by_sizes(&mut at_or_above, &distinct))
+            .zip(starts.par_iter().zip(&bucket_sizes))
+            .for_each(|((values, at_or_above), (&start, &size))| {
+                let mut end = start;
+                let runs = by_top[start..start + size].chunk_by(|a, b| a == b);
+                for ((v, c), run) in values.iter_mut().zip(at_or_above.iter_mut()).zip(runs) {
+                    end += run.len();
+                    *v = score_of_key(run[0]) as f64;
+                    *c = end as u64;
+                }
+            });
         ScoreCounts {
             values,
             at_or_above,
-            total: keys.len() as u64,
+            total,
         }
     }
 
@@ -158,51 +224,55 @@ fn score_of_key(key: u32) -> f32 {
     f32::from_bits(bits)
 }
 
-/// Radix digits: 11 + 11 + 10 bits.
-const DIGIT_BITS: u32 = 11;
-const DIGITS: usize = 3;
-const BUCKETS: usize = 1 << DIGIT_BITS;
+/// Below this many scores a comparison sort is as fast as the radix sort.
+const PARALLEL_FROM: usize = 1 << 16;
+/// Bits of the key that the first (most significant) radix pass sorts on.
+const TOP_BITS: u32 = 11;
+const LOW_BITS: u32 = 32 - TOP_BITS;
+/// Bits per pass when a bucket is sorted on its low bits (two passes).
+const LOW_DIGIT_BITS: u32 = 11;
 
-/// The scores as keys sorted ascending (scores descending): an LSD radix
-/// sort, three passes of 11 bits, skipping a pass whose digit is the same
-/// for every score. About 5 times faster than a comparison sort on 10^7
-/// scores.
-fn sort_descending_keys(scores: Vec<f32>) -> Vec<u32> {
-    let mut histograms = vec![[0usize; BUCKETS]; DIGITS];
-    let mut keys: Vec<u32> = scores
-        .into_iter()
-        .map(|s| {
-            let k = key_of_score(s);
-            for (d, h) in histograms.iter_mut().enumerate() {
-                h[((k >> (DIGIT_BITS * d as u32)) as usize) & (BUCKETS - 1)] += 1;
-            }
-            k
-        })
-        .collect();
-    if keys.len() < 1024 {
-        keys.sort_unstable();
-        return keys;
+/// The slice cut into consecutive parts of the given sizes.
+fn split_by_sizes<'a, T>(mut rest: &'a mut [T], sizes: &[usize]) -> Vec<&'a mut [T]> {
+    let mut parts = Vec::with_capacity(sizes.len());
+    for &size in sizes {
+        let (part, tail) = std::mem::take(&mut rest).split_at_mut(size);
+        parts.push(part);
+        rest = tail;
     }
-    let mut buffer = vec![0u32; keys.len()];
-    for (d, h) in histograms.iter().enumerate() {
-        if h.iter().any(|&c| c == keys.len()) {
-            continue;
-        }
+    parts
+}
+
+/// Sorts keys that share their top bits, by their low bits: two LSD radix
+/// passes through `scratch` (same length), or a comparison sort when few.
+fn sort_low_bits(keys: &mut [u32], scratch: &mut [u32]) {
+    if keys.len() < 256 {
+        keys.sort_unstable();
+        return;
+    }
+    const BUCKETS: usize = 1 << LOW_DIGIT_BITS;
+    let mask = BUCKETS - 1;
+    let mut low = [0usize; BUCKETS];
+    let mut high = [0usize; BUCKETS];
+    for &k in keys.iter() {
+        low[k as usize & mask] += 1;
+        high[(k >> LOW_DIGIT_BITS) as usize & mask] += 1;
+    }
+    let scatter = |from: &[u32], to: &mut [u32], counts: &[usize; BUCKETS], shift: u32| {
         let mut offsets = [0usize; BUCKETS];
         let mut sum = 0;
-        for (o, &c) in offsets.iter_mut().zip(h.iter()) {
+        for (o, &c) in offsets.iter_mut().zip(counts) {
             *o = sum;
             sum += c;
         }
-        let shift = DIGIT_BITS * d as u32;
-        for &k in &keys {
-            let b = ((k >> shift) as usize) & (BUCKETS - 1);
-            buffer[offsets[b]] = k;
-            offsets[b] += 1;
+        for &k in from {
+            let d = (k >> shift) as usize & mask;
+            to[offsets[d]] = k;
+            offsets[d] += 1;
         }
-        std::mem::swap(&mut keys, &mut buffer);
-    }
-    keys
+    };
+    scatter(keys, scratch, &low, 0);
+    scatter(scratch, keys, &high, LOW_DIGIT_BITS);
 }
 
 #[cfg(test)]

@@ -21,11 +21,11 @@ fn normal_scores(n: usize, mean: f64, sd: f64, rng: &mut ChaCha8Rng) -> Vec<f32>
         .collect()
 }
 
-/// This thread's CPU time (user + system) in seconds, from
-/// /proc/thread-self/stat (10 ms ticks): the machine is shared, so wall
-/// time alone says little.
-fn thread_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+/// This process's CPU time (user + system, all threads) in seconds, from
+/// /proc/self/stat (10 ms ticks): the machine is shared, so wall time alone
+/// says little.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
@@ -48,15 +48,15 @@ fn ten_million_impostor_scores() {
     let impostor = normal_scores(10_000_000, 0.0, 0.1, &mut rng);
     let genuine = normal_scores(10_000, 0.45, 0.1, &mut rng);
     let targets = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1];
-    let cpu = thread_cpu_seconds();
+    let cpu = cpu_seconds();
     let start = Instant::now();
     let i = ScoreCounts::from_scores(impostor);
     let g = ScoreCounts::from_scores(genuine);
     let counted = start.elapsed();
-    let cpu_counted = thread_cpu_seconds();
+    let cpu_counted = cpu_seconds();
     let report = verification(&g, &i, &targets).expect("both classes present");
     let total = start.elapsed();
-    let cpu_total = thread_cpu_seconds();
+    let cpu_total = cpu_seconds();
     println!(
         "cpu: counts {:.0} ms, metrics {:.0} ms",
         (cpu_counted - cpu) * 1e3,

@@ -19,8 +19,17 @@
 //!   highest impostor score. The nearest-FMR lookup of pyeer and insightface
 //!   (which can overshoot) is [`nearest_fmr_point`].
 //!
-//! Everything is one pass over the distinct values (O(distinct), no sort),
-//! integer counts until the final division.
+//! * **roc.csv** holds the curve without collinear vertices
+//!   ([`drop_collinear`]); scikit-learn's `drop_intermediate` is
+//!   [`drop_intermediate`], for its compatibility lookups.
+//!
+//! Counts are integers until the final division. Nothing here walks the
+//! impostor values one by one except the moments (one pass) and the
+//! compatibility lookup [`nearest_fmr_point`]: FMR − FNMR is monotone in the
+//! threshold, so the EERs are binary searches, and the curve only turns at
+//! genuine values, so it costs O(genuine · log impostor).
+
+use rayon::prelude::*;
 
 use super::{MetricsError, ScoreCounts};
 use crate::evaldir::{cosine_to_l2, FmrPoint, RocRow, Verification};
@@ -461,18 +470,42 @@ pub struct Moments {
 impl Moments {
     /// Exact for exact counts; for binned impostor counts each score below
     /// the exact tail stands at its bin's lower edge. NaN when empty.
+    ///
+    /// One pass of sums shifted by a middle value (no cancellation for
+    /// scores in [-1, 1]), in fixed chunks summed in order, so the result
+    /// does not depend on the threads.
     pub fn of(counts: &ScoreCounts) -> Moments {
+        const CHUNK: usize = 1 << 16;
+        let values = counts.values();
         let n = counts.total() as f64;
-        let pairs = || counts.values().iter().zip(counts.counts());
-        let mean = pairs().map(|(&v, c)| v * c as f64).sum::<f64>() / n;
-        let var = pairs()
-            .map(|(&v, c)| (v - mean) * (v - mean) * c as f64)
-            .sum::<f64>()
-            / n;
+        let shift = values.get(values.len() / 2).copied().unwrap_or(0.0);
+        let partial: Vec<(f64, f64)> = (0..values.len().div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|chunk| {
+                let range = chunk * CHUNK..((chunk + 1) * CHUNK).min(values.len());
+                let mut before = match range.start {
+                    0 => 0,
+                    i => counts.at_or_above_index(i - 1),
+                };
+                let (mut s1, mut s2) = (0.0, 0.0);
+                for i in range {
+                    let after = counts.at_or_above_index(i);
+                    let (c, d) = ((after - before) as f64, values[i] - shift);
+                    s1 += c * d;
+                    s2 += c * d * d;
+                    before = after;
+                }
+                (s1, s2)
+            })
+            .collect();
+        let (s1, s2) = partial
+            .iter()
+            .fold((0.0, 0.0), |(a, b), &(x, y)| (a + x, b + y));
+        let m = s1 / n;
         Moments {
             count: counts.total(),
-            mean,
-            std: var.sqrt(),
+            mean: shift + m,
+            std: (s2 / n - m * m).max(0.0).sqrt(),
         }
     }
 }
