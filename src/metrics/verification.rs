@@ -711,7 +711,7 @@ eer their midpoint, eer_threshold its score (accept if score >= threshold); the 
 every score (FMR 0, FNMR 1), so it always crosses where pyeer would report 1";
 
 /// All verification metrics: the curve summary, a binary search per FMR
-/// target, two passes for the moments.
+/// target, one pass for the moments.
 pub fn verification(
     genuine: &ScoreCounts,
     impostor: &ScoreCounts,
