@@ -13,6 +13,8 @@ pub mod evaldir;
 pub mod kface;
 pub mod metrics;
 pub mod output;
+pub mod pairs;
+pub mod shard;
 
 /// The version written into every output that records one.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -2,6 +2,7 @@
 //! selection notation of the K-Face literature, and (in later modules) the
 //! path grammar, the annotation format and archive reading.
 
+pub mod archive;
 pub mod attrs;
 pub mod holdout;
 pub mod select;

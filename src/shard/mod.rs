@@ -1,0 +1,3 @@
+//! Output shards and the files other tools read: the verification `.bin`.
+
+pub mod verification_bin;
