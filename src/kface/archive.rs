@@ -16,6 +16,9 @@ use std::fs::File;
 use std::io::{self, BufReader, Cursor};
 use std::path::{Path, PathBuf};
 
+use super::path::{parse_flat, parse_in_identity, FileRole};
+use super::source::{FileKind, LoadedUnit, SourceError, SourceFile, Unit, MAX_FILE_BYTES};
+use super::Attributes;
 pub use zipread::{decode_name, is_unsafe_name, Entry, ListingFault, MemberFault};
 use zipread::{list, read_entry, ListError};
 
@@ -41,6 +44,8 @@ pub fn is_zip(path: &Path) -> bool {
 /// A member of an archive that could not be used, with its display source.
 #[derive(Debug)]
 pub struct Failure {
+    /// The stem of the member's name (`19062422` for `19062422.zip`).
+    pub identity: String,
     pub source: String,
     pub fault: MemberFault,
 }
@@ -67,6 +72,9 @@ pub struct IdentityZip {
     /// Display source of the archive: `Middle_Resolution.zip!19062421.zip`.
     pub source: String,
     location: Location,
+    /// Damage of the tier zip that shows at this identity (the last one
+    /// found in a tier zip whose central directory is gone).
+    outer_damage: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +116,7 @@ pub fn open(path: &Path) -> Result<ZipSource, ArchiveError> {
                 identity: file_stem(&name),
                 source: archive,
                 location: Location::File(path.to_path_buf()),
+                outer_damage: None,
             }],
             failures: Vec::new(),
             damage: listing.salvaged,
@@ -117,13 +126,21 @@ pub fn open(path: &Path) -> Result<ZipSource, ArchiveError> {
     for entry in inner {
         let member_source = format!("{archive}{SEPARATOR}{}", entry.name);
         match entry.fault {
-            Some(fault) => source.failures.push(Failure { source: member_source, fault: fault.into() }),
+            Some(fault) => source.failures.push(Failure {
+                identity: file_stem(&entry.name),
+                source: member_source,
+                fault: fault.into(),
+            }),
             None => source.identities.push(IdentityZip {
                 identity: file_stem(&entry.name),
                 source: member_source,
                 location: Location::Member { outer: path.to_path_buf(), entry: entry.clone() },
+                outer_damage: None,
             }),
         }
+    }
+    if let (Some(damage), Some(last)) = (&source.damage, source.identities.last_mut()) {
+        last.outer_damage = Some(format!("{archive}: {damage}"));
     }
     Ok(source)
 }
@@ -154,7 +171,7 @@ impl IdentityZip {
     /// be read at all is an error for the whole unit.
     pub fn load(&self) -> Result<IdentityArchive, ArchiveError> {
         let io_err = |source| ArchiveError::Io { archive: self.source.clone(), source };
-        let mut damage = Vec::new();
+        let mut damage: Vec<String> = self.outer_damage.iter().cloned().collect();
         let bytes = match &self.location {
             Location::File(path) => std::fs::read(path).map_err(io_err)?,
             Location::Member { outer, entry } => {
@@ -207,12 +224,144 @@ impl IdentityArchive {
         format!("{}{SEPARATOR}{name}", self.source)
     }
 
+    /// A member's listing: sizes, flags, a fault known before reading.
+    pub fn entry(&self, index: usize) -> Option<&Entry> {
+        self.entries.get(index)
+    }
+
     /// Inflates and checks one member.
     pub fn read(&self, index: usize) -> Result<Vec<u8>, MemberFault> {
         let entry = self.entries.get(index).ok_or_else(|| {
             MemberFault::Io(io::Error::new(io::ErrorKind::NotFound, format!("no member {index}")))
         })?;
         read_entry(&mut Cursor::new(&self.bytes[..]), entry)
+    }
+}
+
+/// The units of a zip for discovery ([`super::source::zip_units`]): each
+/// identity archive, then each inner archive that cannot be read (its unit
+/// fails to load, which the manifest records as one failed row).
+pub fn units(path: &Path) -> Result<Vec<Box<dyn Unit>>, SourceError> {
+    let found = open(path).map_err(source_error)?;
+    let mut units: Vec<Box<dyn Unit>> = Vec::new();
+    for zip in found.identities {
+        units.push(Box::new(ZipUnit(zip)));
+    }
+    for failure in found.failures {
+        units.push(Box::new(FailedZip(failure)));
+    }
+    Ok(units)
+}
+
+fn source_error(err: ArchiveError) -> SourceError {
+    match err {
+        ArchiveError::Io { archive, source } => SourceError::Io { path: archive, source },
+        ArchiveError::NotZip { archive } => {
+            SourceError::Unsupported { path: archive, reason: "not a zip archive".into() }
+        }
+        ArchiveError::Member { archive, fault } => SourceError::Unsupported { path: archive, reason: fault.to_string() },
+    }
+}
+
+/// One identity's zip as a discovery unit.
+struct ZipUnit(IdentityZip);
+
+impl Unit for ZipUnit {
+    fn identity(&self) -> &str {
+        &self.0.identity
+    }
+    fn origin(&self) -> &str {
+        &self.0.source
+    }
+    fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
+        let archive = self.0.load().map_err(source_error)?;
+        Ok(Box::new(LoadedZip::new(archive)))
+    }
+}
+
+/// An inner archive that cannot be read: loading it fails with the reason.
+struct FailedZip(Failure);
+
+impl Unit for FailedZip {
+    fn identity(&self) -> &str {
+        &self.0.identity
+    }
+    fn origin(&self) -> &str {
+        &self.0.source
+    }
+    fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
+        Err(SourceError::Unsupported { path: self.0.source.clone(), reason: self.0.fault.to_string() })
+    }
+}
+
+/// The K-Face files of a loaded identity archive, in the order a sorted
+/// walk of the extracted folder meets them, so that both give the same
+/// rows.
+struct LoadedZip {
+    archive: IdentityArchive,
+    files: Vec<SourceFile>,
+    /// The member behind each file; `None` for the damage note.
+    members: Vec<Option<usize>>,
+}
+
+/// Conditions and role of a member named `S001/L1/E01/C7.jpg` (any
+/// folders above it), or `<ID>_S001_L1_E01_C7.jpg` of this identity.
+fn member_key(name: &str, identity: &str) -> Option<(Attributes, FileRole)> {
+    let parts: Vec<&str> = name.split('/').collect();
+    if let Some(found) = parse_in_identity(&parts[parts.len().saturating_sub(4)..]) {
+        return Some(found);
+    }
+    let flat = parse_flat(parts.last()?)?;
+    (flat.key.identity == identity).then_some((flat.key.attrs, flat.role))
+}
+
+impl LoadedZip {
+    fn new(archive: IdentityArchive) -> LoadedZip {
+        let mut found: Vec<(Vec<&str>, usize, FileKind)> = Vec::new();
+        for member in archive.members() {
+            let Some((attrs, role)) = member_key(member.name, &archive.identity) else {
+                continue;
+            };
+            let kind = match archive.entry(member.index).and_then(|e| e.fault) {
+                Some(fault) => FileKind::Broken(fault.to_string()),
+                None => match role {
+                    FileRole::Image => FileKind::Image(attrs),
+                    FileRole::Annotation => FileKind::Annotation(attrs),
+                },
+            };
+            found.push((member.name.split('/').collect(), member.index, kind));
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut files = Vec::with_capacity(found.len() + 1);
+        let mut members = Vec::with_capacity(found.len() + 1);
+        for (_, index, kind) in found {
+            files.push(SourceFile { source: archive.member_source(index), kind });
+            members.push(Some(index));
+        }
+        if let Some(damage) = &archive.damage {
+            let reason = format!("damaged archive, members may be missing: {damage}");
+            files.push(SourceFile { source: archive.source.clone(), kind: FileKind::Broken(reason) });
+            members.push(None);
+        }
+        LoadedZip { archive, files, members }
+    }
+}
+
+impl LoadedUnit for LoadedZip {
+    fn files(&self) -> &[SourceFile] {
+        &self.files
+    }
+
+    fn read(&self, index: usize) -> Result<Vec<u8>, SourceError> {
+        let source = self.files.get(index).map_or_else(|| self.archive.source.clone(), |f| f.source.clone());
+        let Some(&Some(member)) = self.members.get(index) else {
+            return Err(SourceError::Unsupported { path: source, reason: "not a member".into() });
+        };
+        let size = self.archive.entry(member).map_or(0, |e| e.uncompressed_size);
+        if size != u64::MAX && size > MAX_FILE_BYTES {
+            return Err(SourceError::TooLarge { path: source, size, limit: MAX_FILE_BYTES });
+        }
+        self.archive.read(member).map_err(|fault| SourceError::Unsupported { path: source, reason: fault.to_string() })
     }
 }
 

@@ -182,10 +182,7 @@ pub const PATTERN: &str = "<ID>/S00a/Lb/E0c/Cn.jpg or <ID>_S00a_Lb_E0c_Cn.jpg (o
 
 /// The units of a zip file: the seam where the archive reader plugs in.
 pub fn zip_units(path: &Path) -> Result<Vec<Box<dyn Unit>>, SourceError> {
-    Err(SourceError::Unsupported {
-        path: path.to_string_lossy().into_owned(),
-        reason: "reading zip archives is not supported yet; extract it and pass the folder".into(),
-    })
+    super::archive::units(path)
 }
 
 fn is_zip(path: &Path) -> bool {

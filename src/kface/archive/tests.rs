@@ -395,3 +395,64 @@ fn reading_never_panics_on_cut_or_scrambled_archives() {
         }
     }
 }
+
+#[test]
+fn discovery_units_list_kface_members_in_walk_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut secret = Raw::new("S001/L2/E01/C7.jpg", b"ciphertext");
+    secret.flags = 1;
+    let inner = raw_zip(&[
+        Raw::new("S001/L10/E01/C7.jpg", b"l10"),
+        Raw::new("S001/L1/E01/C7.txt", b"txt"),
+        Raw::new("readme.txt", b"not K-Face"),
+        Raw::new("S001/L1/E01/C7.jpg", b"l1"),
+        secret,
+    ]);
+    let mut locked = Raw::new("19062422.zip", &inner);
+    locked.flags = 1;
+    let tier = raw_zip(&[Raw::new("19062421.zip", &inner), locked]);
+    let path = write(dir.path(), "Middle_Resolution.zip", &tier);
+
+    let units = units(&path).unwrap();
+    let ids: Vec<&str> = units.iter().map(|u| u.identity()).collect();
+    assert_eq!(ids, ["19062421", "19062422"]);
+    let loaded = units[0].load().unwrap();
+    let listed: Vec<(String, FileKind)> = loaded
+        .files()
+        .iter()
+        .map(|f| (f.source.rsplit('!').next().unwrap().to_string(), f.kind.clone()))
+        .collect();
+    let a = |l| Attributes::new(1, l, 1, 7).unwrap();
+    assert_eq!(
+        listed,
+        [
+            ("S001/L1/E01/C7.jpg".to_string(), FileKind::Image(a(1))),
+            ("S001/L1/E01/C7.txt".to_string(), FileKind::Annotation(a(1))),
+            ("S001/L10/E01/C7.jpg".to_string(), FileKind::Image(a(10))),
+            ("S001/L2/E01/C7.jpg".to_string(), FileKind::Broken("encrypted member".into())),
+        ]
+    );
+    assert_eq!(loaded.read(0).unwrap(), b"l1");
+    assert_eq!(loaded.read(2).unwrap(), b"l10");
+    assert!(loaded.files()[0].source.ends_with("Middle_Resolution.zip!19062421.zip!S001/L1/E01/C7.jpg"));
+    let err = units[1].load().err().unwrap();
+    assert_eq!(err.to_string(), format!("{}!19062422.zip: encrypted member", path.display()));
+}
+
+#[test]
+fn a_damaged_identity_archive_says_so_in_its_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = identity_zip(12, CompressionMethod::Stored);
+    let third = &listing(&full).entries[3];
+    let path = write(dir.path(), "19062421.zip", &full[..data_start(&full, third) + 5]);
+    let units = units(&path).unwrap();
+    let loaded = units[0].load().unwrap();
+    let kinds: Vec<&FileKind> = loaded.files().iter().map(|f| &f.kind).collect();
+    assert!(matches!(kinds[0], FileKind::Image(_)) && matches!(kinds[1], FileKind::Annotation(_)));
+    assert!(matches!(kinds[2], FileKind::Image(_)));
+    assert!(loaded.read(2).unwrap_err().to_string().contains("truncated"));
+    match kinds.last().unwrap() {
+        FileKind::Broken(reason) => assert!(reason.starts_with("damaged archive, members may be missing"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
