@@ -53,7 +53,11 @@ pub struct Available {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PairsError {
     #[error("only {available} distinct {kind} pairs exist for these selections, {wanted} were asked for")]
-    NotEnough { kind: &'static str, available: u64, wanted: usize },
+    NotEnough {
+        kind: &'static str,
+        available: u64,
+        wanted: usize,
+    },
 }
 
 /// Distinct unordered pairs {a, b}, a != b, with one of them in F and the
@@ -70,8 +74,9 @@ struct Pool {
     /// All of S, identity by identity, and each identity's block in it.
     s_all: Vec<usize>,
     s_block: Vec<(usize, usize)>,
-    /// Every image of F with its identity's group index.
-    f_all: Vec<(usize, usize)>,
+    /// Every image of F: the image, its identity's group, and its own
+    /// position in that identity's block of S (when it is in S).
+    f_all: Vec<(usize, usize, Option<usize>)>,
     in_first: Vec<bool>,
     in_second: Vec<bool>,
     /// Position of each image in (identity, path) order, so that choices
@@ -104,10 +109,19 @@ impl Pool {
                 next_rank += 1;
             }
             let g = pool.groups.len();
-            let f: Vec<usize> = members.iter().copied().filter(|&i| pool.in_first[i]).collect();
-            let s: Vec<usize> = members.iter().copied().filter(|&i| pool.in_second[i]).collect();
-            pool.f_all.extend(f.iter().map(|&i| (i, g)));
-            pool.s_block.push((pool.s_all.len(), pool.s_all.len() + s.len()));
+            let (mut f, mut s) = (Vec::new(), Vec::new());
+            for &i in &members {
+                let own_position = pool.in_second[i].then_some(s.len());
+                if pool.in_second[i] {
+                    s.push(i);
+                }
+                if pool.in_first[i] {
+                    f.push(i);
+                    pool.f_all.push((i, g, own_position));
+                }
+            }
+            pool.s_block
+                .push((pool.s_all.len(), pool.s_all.len() + s.len()));
             pool.s_all.extend(&s);
             pool.groups.push((f, s));
         }
@@ -128,16 +142,19 @@ impl Pool {
             s += gs.len() as u64;
             i += gi;
         }
-        Available { genuine, impostor: distinct(f, s, i) - genuine }
+        Available {
+            genuine,
+            impostor: distinct(f, s, i) - genuine,
+        }
     }
 
     /// Valid partners of the F image at `f_all[k]`.
     fn partners(&self, k: usize, genuine: bool) -> u64 {
-        let (image, g) = self.f_all[k];
+        let (_, g, own_position) = self.f_all[k];
         let (lo, hi) = self.s_block[g];
         let own = (hi - lo) as u64;
         if genuine {
-            own - u64::from(self.in_second[image])
+            own - u64::from(own_position.is_some())
         } else {
             self.s_all.len() as u64 - own
         }
@@ -145,15 +162,14 @@ impl Pool {
 
     /// The `j`-th valid partner of the F image at `f_all[k]`.
     fn partner(&self, k: usize, j: usize, genuine: bool) -> usize {
-        let (image, g) = self.f_all[k];
+        let (_, g, own_position) = self.f_all[k];
         let (lo, hi) = self.s_block[g];
         if genuine {
-            let own = &self.s_all[lo..hi];
-            let skip = own.binary_search(&image).ok().filter(|_| self.in_second[image]);
-            own[match skip {
-                Some(p) if j >= p => j + 1,
-                _ => j,
-            }]
+            self.s_all[lo
+                + match own_position {
+                    Some(p) if j >= p => j + 1,
+                    _ => j,
+                }]
         } else if j < lo {
             self.s_all[j]
         } else {
@@ -179,7 +195,11 @@ impl Pool {
     }
 
     fn draw(&self, n: usize, genuine: bool, available: u64, rng: &mut ChaCha8Rng) -> Vec<Pair> {
-        let pair = |(first, second)| Pair { first, second, genuine };
+        let pair = |(first, second)| Pair {
+            first,
+            second,
+            genuine,
+        };
         if n as u64 * 2 > available {
             let mut all = self.enumerate(genuine);
             all.shuffle(rng);
@@ -217,11 +237,16 @@ pub fn available(images: &[EvalImage], first: &Selection, second: &Selection) ->
 pub fn sample(images: &[EvalImage], request: &PairRequest) -> Result<Vec<Pair>, PairsError> {
     let pool = Pool::new(images, &request.first, &request.second);
     let have = pool.available();
-    for (kind, available, wanted) in
-        [("genuine", have.genuine, request.positives), ("impostor", have.impostor, request.negatives)]
-    {
+    for (kind, available, wanted) in [
+        ("genuine", have.genuine, request.positives),
+        ("impostor", have.impostor, request.negatives),
+    ] {
         if wanted as u64 > available {
-            return Err(PairsError::NotEnough { kind, available, wanted });
+            return Err(PairsError::NotEnough {
+                kind,
+                available,
+                wanted,
+            });
         }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(request.seed);
@@ -255,7 +280,11 @@ mod tests {
                 for &c in cameras {
                     let attrs = Attributes::new(1, light, 1, c).unwrap();
                     let identity = format!("1908{:04}", 2641 + id);
-                    out.push(EvalImage { path: format!("{identity}/{}.jpg", attrs.relative_stem()), identity, attrs });
+                    out.push(EvalImage {
+                        path: format!("{identity}/{}.jpg", attrs.relative_stem()),
+                        identity,
+                        attrs,
+                    });
                 }
             }
         }
@@ -264,7 +293,13 @@ mod tests {
     }
 
     fn request(positives: usize, negatives: usize, seed: u64) -> PairRequest {
-        PairRequest { positives, negatives, first: Selection::all(), second: Selection::all(), seed }
+        PairRequest {
+            positives,
+            negatives,
+            first: Selection::all(),
+            second: Selection::all(),
+            seed,
+        }
     }
 
     fn check(images: &[EvalImage], req: &PairRequest, pairs: &[Pair]) {
@@ -272,7 +307,10 @@ mod tests {
         let mut seen = HashSet::new();
         for (i, p) in pairs.iter().enumerate() {
             assert_ne!(p.first, p.second);
-            assert!(seen.insert((p.first.min(p.second), p.first.max(p.second))), "pair repeated: {p:?}");
+            assert!(
+                seen.insert((p.first.min(p.second), p.first.max(p.second))),
+                "pair repeated: {p:?}"
+            );
             let (a, b) = (&images[p.first], &images[p.second]);
             assert_eq!(p.genuine, a.identity == b.identity, "label of {p:?}");
             assert_eq!(p.genuine, i < req.positives, "positives come first");
@@ -285,11 +323,23 @@ mod tests {
         // 3 identities × 4 images, no constraint: C(12,2) = 66 pairs, 3 × C(4,2) = 18 genuine.
         let ims = images(3, &[4, 7]);
         let all = Selection::all();
-        assert_eq!(available(&ims, &all, &all), Available { genuine: 18, impostor: 48 });
+        assert_eq!(
+            available(&ims, &all, &all),
+            Available {
+                genuine: 18,
+                impostor: 48
+            }
+        );
         // First side camera 4, second side camera 7: disjoint sides, 12 × 2 each way... 6 × 6 ordered.
         let c4: Selection = "C4".parse().unwrap();
         let c7: Selection = "C7".parse().unwrap();
-        assert_eq!(available(&ims, &c4, &c7), Available { genuine: 3 * 2 * 2, impostor: 6 * 6 - 12 });
+        assert_eq!(
+            available(&ims, &c4, &c7),
+            Available {
+                genuine: 3 * 2 * 2,
+                impostor: 6 * 6 - 12
+            }
+        );
         // Brute force agrees on an overlapping constraint.
         let l1: Selection = "L1".parse().unwrap();
         let mut g = HashSet::new();
@@ -298,19 +348,35 @@ mod tests {
             for b in 0..ims.len() {
                 if a != b && l1.contains(&ims[a].attrs) && all.contains(&ims[b].attrs) {
                     let key = (a.min(b), a.max(b));
-                    if ims[a].identity == ims[b].identity { g.insert(key) } else { m.insert(key) };
+                    if ims[a].identity == ims[b].identity {
+                        g.insert(key)
+                    } else {
+                        m.insert(key)
+                    };
                 }
             }
         }
         let got = available(&ims, &l1, &all);
-        assert_eq!((got.genuine, got.impostor), (g.len() as u64, m.len() as u64));
+        assert_eq!(
+            (got.genuine, got.impostor),
+            (g.len() as u64, m.len() as u64)
+        );
     }
 
     #[test]
     fn pairs_are_distinct_labelled_and_constrained() {
         let ims = images(5, &[1, 4, 7, 10, 13]);
-        for (first, second) in [("S1 L1 E1 C4-10", "C1-20"), ("L1", "L2"), ("C7", "C7"), ("S1", "S1")] {
-            let req = PairRequest { first: first.parse().unwrap(), second: second.parse().unwrap(), ..request(40, 40, 3) };
+        for (first, second) in [
+            ("S1 L1 E1 C4-10", "C1-20"),
+            ("L1", "L2"),
+            ("C7", "C7"),
+            ("S1", "S1"),
+        ] {
+            let req = PairRequest {
+                first: first.parse().unwrap(),
+                second: second.parse().unwrap(),
+                ..request(5, 40, 3)
+            };
             let pairs = sample(&ims, &req).unwrap();
             check(&ims, &req, &pairs);
         }
@@ -343,12 +409,26 @@ mod tests {
     fn too_many_pairs_is_a_clear_error() {
         let ims = images(3, &[4, 7]);
         let err = sample(&ims, &request(19, 1, 0)).unwrap_err();
-        assert_eq!(err, PairsError::NotEnough { kind: "genuine", available: 18, wanted: 19 });
-        assert_eq!(err.to_string(), "only 18 distinct genuine pairs exist for these selections, 19 were asked for");
+        assert_eq!(
+            err,
+            PairsError::NotEnough {
+                kind: "genuine",
+                available: 18,
+                wanted: 19
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "only 18 distinct genuine pairs exist for these selections, 19 were asked for"
+        );
         let one_identity = images(1, &[4, 7]);
         assert!(matches!(
             sample(&one_identity, &request(1, 1, 0)),
-            Err(PairsError::NotEnough { kind: "impostor", available: 0, .. })
+            Err(PairsError::NotEnough {
+                kind: "impostor",
+                available: 0,
+                ..
+            })
         ));
     }
 
@@ -361,6 +441,10 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[0].ends_with(" 1") && lines[1].ends_with(" 0"));
         let first: Vec<&str> = lines[0].split(' ').collect();
-        assert!(first[0].starts_with("1908") && first[0].ends_with(".jpg") && first[0].contains("/S001/L"));
+        assert!(
+            first[0].starts_with("1908")
+                && first[0].ends_with(".jpg")
+                && first[0].contains("/S001/L")
+        );
     }
 }

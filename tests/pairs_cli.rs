@@ -22,15 +22,27 @@ fn write_eval(dir: &Path) {
         for light in [1u8, 2, 3] {
             for camera in [4u8, 7, 10] {
                 let attrs = Attributes::new(1, light, 1, camera).unwrap();
-                let role = if light == 1 && camera == 7 && n % 2 == 0 { "gallery" } else { "probe" };
-                rows.push((format!("{id}/{}.jpg", attrs.relative_stem()), id.to_string(), role, n % 2 == 0, attrs));
+                let role = if light == 1 && camera == 7 && n % 2 == 0 {
+                    "gallery"
+                } else {
+                    "probe"
+                };
+                rows.push((
+                    format!("{id}/{}.jpg", attrs.relative_stem()),
+                    id.to_string(),
+                    role,
+                    n % 2 == 0,
+                    attrs,
+                ));
             }
         }
     }
     for (i, (path, ..)) in rows.iter().enumerate() {
         let full = dir.join("eval").join(path);
         fs::create_dir_all(full.parent().unwrap()).unwrap();
-        let img = image::RgbImage::from_fn(112, 112, |x, y| image::Rgb([(x + i as u32) as u8, (y * 2) as u8, (i * 9) as u8]));
+        let img = image::RgbImage::from_fn(112, 112, |x, y| {
+            image::Rgb([(x + i as u32) as u8, (y * 2) as u8, (i * 9) as u8])
+        });
         img.save(&full).unwrap();
     }
     let mut df = df!(
@@ -49,11 +61,20 @@ fn write_eval(dir: &Path) {
 }
 
 fn facekit(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_facekit")).args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_facekit"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn pairs_run(dir: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["pairs", dir.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"];
+    let mut args = vec![
+        "pairs",
+        dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
     args.extend_from_slice(extra);
     facekit(&args)
 }
@@ -73,8 +94,16 @@ fn pairs_txt_and_bin_agree_with_the_crops() {
     let dir = tempfile::tempdir().unwrap();
     write_eval(dir.path());
     let out = dir.path().join("pairs");
-    let run = pairs_run(dir.path(), &out, &["--positives", "20", "--negatives", "25", "--seed", "5"]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = pairs_run(
+        dir.path(),
+        &out,
+        &["--positives", "20", "--negatives", "25", "--seed", "5"],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 
     let lines = parse_lines(&fs::read_to_string(out.join("pairs.txt")).unwrap());
     assert_eq!(lines.len(), 45);
@@ -83,18 +112,35 @@ fn pairs_txt_and_bin_agree_with_the_crops() {
         assert_eq!(*same, i < 20, "positives first");
         assert_eq!(*same, a[..8] == b[..8], "label of {a} {b}");
         assert_ne!(a, b);
-        let key = if a < b { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
+        let key = if a < b {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
         assert!(seen.insert(key), "pair repeated: {a} {b}");
     }
 
     let bin = verification_bin::read(&fs::read(out.join("kface.bin")).unwrap()).unwrap();
     assert_eq!(bin.issame, lines.iter().map(|l| l.2).collect::<Vec<_>>());
     for (i, (a, b, _)) in lines.iter().enumerate() {
-        assert_eq!(bin.images[2 * i], fs::read(dir.path().join("eval").join(a)).unwrap());
-        assert_eq!(bin.images[2 * i + 1], fs::read(dir.path().join("eval").join(b)).unwrap());
+        assert_eq!(
+            bin.images[2 * i],
+            fs::read(dir.path().join("eval").join(a)).unwrap()
+        );
+        assert_eq!(
+            bin.images[2 * i + 1],
+            fs::read(dir.path().join("eval").join(b)).unwrap()
+        );
     }
-    let leftovers: Vec<_> = fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 2, "only pairs.txt and kface.bin: {leftovers:?}");
+    let leftovers: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        2,
+        "only pairs.txt and kface.bin: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -103,9 +149,16 @@ fn same_seed_same_files_other_seed_other_pairs() {
     write_eval(dir.path());
     let run = |name: &str, seed: &str| {
         let out = dir.path().join(name);
-        let r = pairs_run(dir.path(), &out, &["--positives", "10", "--negatives", "10", "--seed", seed]);
+        let r = pairs_run(
+            dir.path(),
+            &out,
+            &["--positives", "10", "--negatives", "10", "--seed", seed],
+        );
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        (fs::read(out.join("pairs.txt")).unwrap(), fs::read(out.join("kface.bin")).unwrap())
+        (
+            fs::read(out.join("pairs.txt")).unwrap(),
+            fs::read(out.join("kface.bin")).unwrap(),
+        )
     };
     let a = run("a", "1");
     assert_eq!(a, run("b", "1"));
@@ -120,7 +173,18 @@ fn side_constraints_are_honoured() {
     let r = pairs_run(
         dir.path(),
         &out,
-        &["--positives", "8", "--negatives", "30", "--first", "L1 C7", "--second", "L2-3", "--name", "kface_l1"],
+        &[
+            "--positives",
+            "8",
+            "--negatives",
+            "30",
+            "--first",
+            "L1 C7",
+            "--second",
+            "L2-3",
+            "--name",
+            "kface_l1",
+        ],
     );
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(out.join("kface_l1.bin").exists());
@@ -156,7 +220,11 @@ fn python_pickle_loads_the_bin() {
     let dir = tempfile::tempdir().unwrap();
     write_eval(dir.path());
     let out = dir.path().join("pairs");
-    let r = pairs_run(dir.path(), &out, &["--positives", "12", "--negatives", "12"]);
+    let r = pairs_run(
+        dir.path(),
+        &out,
+        &["--positives", "12", "--negatives", "12"],
+    );
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let script = r#"
 import pickle, sys, zlib
@@ -169,14 +237,27 @@ for b in bins:
     print(len(b), zlib.crc32(b))
 print(' '.join('1' if s else '0' for s in issame))
 "#;
-    let py = Command::new(python).arg("-c").arg(script).arg(out.join("kface.bin")).output().unwrap();
-    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let py = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(out.join("kface.bin"))
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     let bin = verification_bin::read(&fs::read(out.join("kface.bin")).unwrap()).unwrap();
     let mut expected = format!("{} {}\n", bin.images.len(), bin.issame.len());
     for b in &bin.images {
         expected.push_str(&format!("{} {}\n", b.len(), crc32fast::hash(b)));
     }
-    let labels: Vec<&str> = bin.issame.iter().map(|&s| if s { "1" } else { "0" }).collect();
+    let labels: Vec<&str> = bin
+        .issame
+        .iter()
+        .map(|&s| if s { "1" } else { "0" })
+        .collect();
     expected.push_str(&labels.join(" "));
     expected.push('\n');
     assert_eq!(String::from_utf8_lossy(&py.stdout), expected);

@@ -15,8 +15,14 @@ fn fixtures() -> PathBuf {
 #[test]
 fn every_style_reads_to_the_known_contents() {
     let expected: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(fixtures().join("expected.json")).unwrap()).unwrap();
-    let issame: Vec<bool> = expected["issame"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
+        serde_json::from_str(&fs::read_to_string(fixtures().join("expected.json")).unwrap())
+            .unwrap();
+    let issame: Vec<bool> = expected["issame"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_bool().unwrap())
+        .collect();
     let images: Vec<(u64, u64)> = expected["images"]
         .as_array()
         .unwrap()
@@ -30,16 +36,23 @@ fn every_style_reads_to_the_known_contents() {
         let bin = verification_bin::read(&fs::read(fixtures().join(name)).unwrap())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(bin.issame, issame, "{name}");
-        let got: Vec<(u64, u64)> =
-            bin.images.iter().map(|b| (b.len() as u64, crc32fast::hash(b) as u64)).collect();
+        let got: Vec<(u64, u64)> = bin
+            .images
+            .iter()
+            .map(|b| (b.len() as u64, crc32fast::hash(b) as u64))
+            .collect();
         assert_eq!(got, images, "{name}");
-        assert!(bin.images.iter().all(|b| b.starts_with(&[0xff, 0xd8])), "{name}: JPEG bytes");
+        assert!(
+            bin.images.iter().all(|b| b.starts_with(&[0xff, 0xd8])),
+            "{name}: JPEG bytes"
+        );
     }
 }
 
 #[test]
 fn facekit_rewrites_a_python_bin_to_the_same_contents() {
-    let original = verification_bin::read(&fs::read(fixtures().join("numpy_protocol4.bin")).unwrap()).unwrap();
+    let original =
+        verification_bin::read(&fs::read(fixtures().join("numpy_protocol4.bin")).unwrap()).unwrap();
     let rewritten = verification_bin::to_bytes(&original.images, &original.issame).unwrap();
     assert_eq!(verification_bin::read(&rewritten).unwrap(), original);
     // Python's protocol-3 pickle of the same bytes uses memo opcodes; facekit

@@ -31,7 +31,11 @@ pub fn check(bytes: &[u8]) -> Result<BinReport, verification_bin::BinError> {
     let mut undecodable = Vec::new();
     for (i, image) in bin.images.iter().enumerate() {
         match image::load_from_memory(image) {
-            Ok(img) => *sizes.entry(format!("{}x{}", img.width(), img.height())).or_insert(0) += 1,
+            Ok(img) => {
+                *sizes
+                    .entry(format!("{}x{}", img.width(), img.height()))
+                    .or_insert(0) += 1
+            }
             Err(e) => undecodable.push(format!("bins[{i}]: {e}")),
         }
     }
@@ -51,7 +55,11 @@ pub fn run(path: &Path, output: &OutputFlags) -> anyhow::Result<()> {
     if output.json {
         println!("{}", serde_json::to_string(&report)?);
     } else if !output.quiet {
-        let sizes: Vec<String> = report.sizes.iter().map(|(size, n)| format!("{size} ×{n}")).collect();
+        let sizes: Vec<String> = report
+            .sizes
+            .iter()
+            .map(|(size, n)| format!("{size} ×{n}"))
+            .collect();
         println!(
             "{}: {} pairs ({} genuine, {} impostor), {} images; sizes: {}",
             path.display(),
@@ -59,7 +67,11 @@ pub fn run(path: &Path, output: &OutputFlags) -> anyhow::Result<()> {
             report.genuine,
             report.impostor,
             report.images,
-            if sizes.is_empty() { "none".to_string() } else { sizes.join(", ") }
+            if sizes.is_empty() {
+                "none".to_string()
+            } else {
+                sizes.join(", ")
+            }
         );
     }
     if let Some(first) = report.undecodable.first() {
@@ -86,11 +98,22 @@ mod tests {
 
     #[test]
     fn counts_sizes_and_bad_images() {
-        let images = vec![jpeg(112, 112), jpeg(112, 112), jpeg(96, 112), b"not a jpeg".to_vec()];
+        let images = vec![
+            jpeg(112, 112),
+            jpeg(112, 112),
+            jpeg(96, 112),
+            b"not a jpeg".to_vec(),
+        ];
         let bytes = verification_bin::to_bytes(&images, &[true, false]).unwrap();
         let report = check(&bytes).unwrap();
-        assert_eq!((report.pairs, report.genuine, report.impostor, report.images), (2, 1, 1, 4));
-        assert_eq!(report.sizes, BTreeMap::from([("112x112".to_string(), 2), ("96x112".to_string(), 1)]));
+        assert_eq!(
+            (report.pairs, report.genuine, report.impostor, report.images),
+            (2, 1, 1, 4)
+        );
+        assert_eq!(
+            report.sizes,
+            BTreeMap::from([("112x112".to_string(), 2), ("96x112".to_string(), 1)])
+        );
         assert_eq!(report.undecodable.len(), 1);
         assert!(report.undecodable[0].starts_with("bins[3]: "));
     }

@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use polars::prelude::*;
+use polars::prelude::{ParquetReader, SerReader};
 
 use crate::cli::PairsArgs;
 use crate::kface::{Attributes, Selection};
@@ -33,11 +33,15 @@ pub fn run(args: &PairsArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     if args.name.is_empty() || args.name.contains(['/', '\\']) || args.name.starts_with('.') {
-        bail!("--name {:?}: a plain file name is expected (the .bin is written as NAME.bin)", args.name);
+        bail!(
+            "--name {:?}: a plain file name is expected (the .bin is written as NAME.bin)",
+            args.name
+        );
     }
     let pairs = pairs::sample(&images, &request).with_context(|| manifest.display().to_string())?;
 
-    fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create the directory", args.out.display()))?;
+    fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create the directory", args.out.display()))?;
     let txt_path = args.out.join("pairs.txt");
     output::write_atomic(&txt_path, pairs::pairs_txt(&images, &pairs).as_bytes())
         .with_context(|| format!("{}: cannot write", txt_path.display()))?;
@@ -51,20 +55,26 @@ pub fn run(args: &PairsArgs) -> anyhow::Result<()> {
         let path = eval.join(&images[i].path);
         fs::read(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
     });
-    let mut bin = AtomicFile::create(&bin_path).with_context(|| format!("{}: cannot create", bin_path.display()))?;
-    verification_bin::write(&mut bin, crops, &issame).with_context(|| format!("{}: cannot write", bin_path.display()))?;
-    bin.commit().with_context(|| format!("{}: cannot write", bin_path.display()))?;
+    let mut bin = AtomicFile::create(&bin_path)
+        .with_context(|| format!("{}: cannot create", bin_path.display()))?;
+    verification_bin::write(&mut bin, crops, &issame)
+        .with_context(|| format!("{}: cannot write", bin_path.display()))?;
+    bin.commit()
+        .with_context(|| format!("{}: cannot write", bin_path.display()))?;
     bar.finish_and_clear();
 
     let genuine = pairs.iter().filter(|p| p.genuine).count();
-    print_summary(args, &Summary {
-        pairs: pairs.len(),
-        genuine,
-        impostor: pairs.len() - genuine,
-        images: images.len(),
-        pairs_txt: txt_path,
-        bin: bin_path,
-    });
+    print_summary(
+        args,
+        &Summary {
+            pairs: pairs.len(),
+            genuine,
+            impostor: pairs.len() - genuine,
+            images: images.len(),
+            pairs_txt: txt_path,
+            bin: bin_path,
+        },
+    );
     Ok(())
 }
 
@@ -103,7 +113,9 @@ fn print_summary(args: &PairsArgs, s: &Summary) {
 
 /// A code such as `S001`, `L7`, `E02`, `C13`, as its number.
 fn code(value: &str, letter: char) -> Option<u8> {
-    let rest = value.strip_prefix(letter).or_else(|| value.strip_prefix(letter.to_ascii_lowercase()))?;
+    let rest = value
+        .strip_prefix(letter)
+        .or_else(|| value.strip_prefix(letter.to_ascii_lowercase()))?;
     rest.parse().ok()
 }
 
@@ -111,24 +123,51 @@ fn code(value: &str, letter: char) -> Option<u8> {
 /// identity and the four condition codes; rows with a `status` other than
 /// `ok` are left out.
 pub fn read_eval_set(manifest: &Path) -> anyhow::Result<Vec<EvalImage>> {
-    let file = fs::File::open(manifest)
-        .with_context(|| format!("{}: cannot open the eval manifest (was DIR converted with --holdout?)", manifest.display()))?;
-    let df = ParquetReader::new(file).finish().with_context(|| format!("{}: not a readable Parquet file", manifest.display()))?;
+    let file = fs::File::open(manifest).with_context(|| {
+        format!(
+            "{}: cannot open the eval manifest (was DIR converted with --holdout?)",
+            manifest.display()
+        )
+    })?;
+    let df = ParquetReader::new(file)
+        .finish()
+        .with_context(|| format!("{}: not a readable Parquet file", manifest.display()))?;
     let text = |name: &str| -> anyhow::Result<Vec<Option<String>>> {
-        let column = df.column(name).with_context(|| format!("{}: no column {name:?}", manifest.display()))?;
-        let column = column.str().with_context(|| format!("{}: column {name:?} is not text", manifest.display()))?;
-        Ok(column.into_iter().map(|v| v.map(str::to_string)).collect())
+        let column = df
+            .column(name)
+            .with_context(|| format!("{}: no column {name:?}", manifest.display()))?;
+        let column = column
+            .str()
+            .with_context(|| format!("{}: column {name:?} is not text", manifest.display()))?;
+        Ok(column.iter().map(|v| v.map(str::to_string)).collect())
     };
     let paths = text("path")?;
     let identities = text("identity")?;
-    let codes = [text("accessory")?, text("light")?, text("expression")?, text("camera")?];
-    let status = if df.column("status").is_ok() { Some(text("status")?) } else { None };
+    let codes = [
+        text("accessory")?,
+        text("light")?,
+        text("expression")?,
+        text("camera")?,
+    ];
+    let status = if df.column("status").is_ok() {
+        Some(text("status")?)
+    } else {
+        None
+    };
     let mut images = Vec::with_capacity(paths.len());
     for row in 0..paths.len() {
-        if status.as_ref().is_some_and(|s| s[row].as_deref() != Some("ok")) {
+        if status
+            .as_ref()
+            .is_some_and(|s| s[row].as_deref() != Some("ok"))
+        {
             continue;
         }
-        let bad = || anyhow::anyhow!("{}: row {row}: missing or malformed path, identity or condition code", manifest.display());
+        let bad = || {
+            anyhow::anyhow!(
+                "{}: row {row}: missing or malformed path, identity or condition code",
+                manifest.display()
+            )
+        };
         let (Some(path), Some(identity)) = (&paths[row], &identities[row]) else {
             return Err(bad());
         };
@@ -138,7 +177,11 @@ pub fn read_eval_set(manifest: &Path) -> anyhow::Result<Vec<EvalImage>> {
             _ => None,
         }
         .ok_or_else(bad)?;
-        images.push(EvalImage { path: path.clone(), identity: identity.clone(), attrs });
+        images.push(EvalImage {
+            path: path.clone(),
+            identity: identity.clone(),
+            attrs,
+        });
     }
     if images.is_empty() {
         bail!("{}: the eval set holds no image", manifest.display());

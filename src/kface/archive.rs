@@ -38,7 +38,8 @@ pub enum ArchiveError {
 
 /// Whether a path names a zip, by its extension.
 pub fn is_zip(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
 }
 
 /// A member of an archive that could not be used, with its display source.
@@ -92,10 +93,15 @@ fn file_stem(name: &str) -> String {
 }
 
 fn list_file(path: &Path, archive: &str) -> Result<zipread::Listing, ArchiveError> {
-    let io_err = |source| ArchiveError::Io { archive: archive.to_string(), source };
+    let io_err = |source| ArchiveError::Io {
+        archive: archive.to_string(),
+        source,
+    };
     let mut reader = BufReader::new(File::open(path).map_err(io_err)?);
     list(&mut reader).map_err(|e| match e {
-        ListError::NotZip => ArchiveError::NotZip { archive: archive.to_string() },
+        ListError::NotZip => ArchiveError::NotZip {
+            archive: archive.to_string(),
+        },
         ListError::Io(source) => io_err(source),
     })
 }
@@ -107,10 +113,16 @@ fn list_file(path: &Path, archive: &str) -> Result<zipread::Listing, ArchiveErro
 pub fn open(path: &Path) -> Result<ZipSource, ArchiveError> {
     let archive = path.display().to_string();
     let listing = list_file(path, &archive)?;
-    let inner: Vec<&Entry> =
-        listing.entries.iter().filter(|e| !e.is_dir() && e.name.to_ascii_lowercase().ends_with(".zip")).collect();
+    let inner: Vec<&Entry> = listing
+        .entries
+        .iter()
+        .filter(|e| !e.is_dir() && e.name.to_ascii_lowercase().ends_with(".zip"))
+        .collect();
     if inner.is_empty() {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| archive.clone());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| archive.clone());
         return Ok(ZipSource {
             identities: vec![IdentityZip {
                 identity: file_stem(&name),
@@ -122,7 +134,11 @@ pub fn open(path: &Path) -> Result<ZipSource, ArchiveError> {
             damage: listing.salvaged,
         });
     }
-    let mut source = ZipSource { identities: Vec::new(), failures: Vec::new(), damage: listing.salvaged.clone() };
+    let mut source = ZipSource {
+        identities: Vec::new(),
+        failures: Vec::new(),
+        damage: listing.salvaged.clone(),
+    };
     for entry in inner {
         let member_source = format!("{archive}{SEPARATOR}{}", entry.name);
         match entry.fault {
@@ -134,7 +150,10 @@ pub fn open(path: &Path) -> Result<ZipSource, ArchiveError> {
             None => source.identities.push(IdentityZip {
                 identity: file_stem(&entry.name),
                 source: member_source,
-                location: Location::Member { outer: path.to_path_buf(), entry: entry.clone() },
+                location: Location::Member {
+                    outer: path.to_path_buf(),
+                    entry: entry.clone(),
+                },
                 outer_damage: None,
             }),
         }
@@ -170,7 +189,10 @@ impl IdentityZip {
     /// far as it goes (its members carry their own CRCs); one that cannot
     /// be read at all is an error for the whole unit.
     pub fn load(&self) -> Result<IdentityArchive, ArchiveError> {
-        let io_err = |source| ArchiveError::Io { archive: self.source.clone(), source };
+        let io_err = |source| ArchiveError::Io {
+            archive: self.source.clone(),
+            source,
+        };
         let mut damage: Vec<String> = self.outer_damage.iter().cloned().collect();
         let bytes = match &self.location {
             Location::File(path) => std::fs::read(path).map_err(io_err)?,
@@ -180,20 +202,28 @@ impl IdentityZip {
                     Ok(bytes) => bytes,
                     Err(fault) => {
                         damage.push(fault.to_string());
-                        fault.into_recovered().map_err(|fault| ArchiveError::Member {
-                            archive: self.source.clone(),
-                            fault,
-                        })?
+                        fault
+                            .into_recovered()
+                            .map_err(|fault| ArchiveError::Member {
+                                archive: self.source.clone(),
+                                fault,
+                            })?
                     }
                 }
             }
         };
         let listing = list(&mut Cursor::new(&bytes[..])).map_err(|e| match e {
-            ListError::NotZip => ArchiveError::NotZip { archive: self.source.clone() },
+            ListError::NotZip => ArchiveError::NotZip {
+                archive: self.source.clone(),
+            },
             ListError::Io(source) => io_err(source),
         })?;
         damage.extend(listing.salvaged);
-        let entries = listing.entries.into_iter().filter(|e| !e.is_dir()).collect();
+        let entries = listing
+            .entries
+            .into_iter()
+            .filter(|e| !e.is_dir())
+            .collect();
         Ok(IdentityArchive {
             identity: self.identity.clone(),
             source: self.source.clone(),
@@ -207,7 +237,10 @@ impl IdentityZip {
 impl IdentityArchive {
     /// Every file member, in listing order (directories left out).
     pub fn members(&self) -> impl Iterator<Item = Member<'_>> {
-        self.entries.iter().enumerate().map(|(index, e)| Member { index, name: &e.name })
+        self.entries.iter().enumerate().map(|(index, e)| Member {
+            index,
+            name: &e.name,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -232,7 +265,10 @@ impl IdentityArchive {
     /// Inflates and checks one member.
     pub fn read(&self, index: usize) -> Result<Vec<u8>, MemberFault> {
         let entry = self.entries.get(index).ok_or_else(|| {
-            MemberFault::Io(io::Error::new(io::ErrorKind::NotFound, format!("no member {index}")))
+            MemberFault::Io(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no member {index}"),
+            ))
         })?;
         read_entry(&mut Cursor::new(&self.bytes[..]), entry)
     }
@@ -255,11 +291,18 @@ pub fn units(path: &Path) -> Result<Vec<Box<dyn Unit>>, SourceError> {
 
 fn source_error(err: ArchiveError) -> SourceError {
     match err {
-        ArchiveError::Io { archive, source } => SourceError::Io { path: archive, source },
-        ArchiveError::NotZip { archive } => {
-            SourceError::Unsupported { path: archive, reason: "not a zip archive".into() }
-        }
-        ArchiveError::Member { archive, fault } => SourceError::Unsupported { path: archive, reason: fault.to_string() },
+        ArchiveError::Io { archive, source } => SourceError::Io {
+            path: archive,
+            source,
+        },
+        ArchiveError::NotZip { archive } => SourceError::Unsupported {
+            path: archive,
+            reason: "not a zip archive".into(),
+        },
+        ArchiveError::Member { archive, fault } => SourceError::Unsupported {
+            path: archive,
+            reason: fault.to_string(),
+        },
     }
 }
 
@@ -290,7 +333,10 @@ impl Unit for FailedZip {
         &self.0.source
     }
     fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
-        Err(SourceError::Unsupported { path: self.0.source.clone(), reason: self.0.fault.to_string() })
+        Err(SourceError::Unsupported {
+            path: self.0.source.clone(),
+            reason: self.0.fault.to_string(),
+        })
     }
 }
 
@@ -335,15 +381,25 @@ impl LoadedZip {
         let mut files = Vec::with_capacity(found.len() + 1);
         let mut members = Vec::with_capacity(found.len() + 1);
         for (_, index, kind) in found {
-            files.push(SourceFile { source: archive.member_source(index), kind });
+            files.push(SourceFile {
+                source: archive.member_source(index),
+                kind,
+            });
             members.push(Some(index));
         }
         if let Some(damage) = &archive.damage {
             let reason = format!("damaged archive, members may be missing: {damage}");
-            files.push(SourceFile { source: archive.source.clone(), kind: FileKind::Broken(reason) });
+            files.push(SourceFile {
+                source: archive.source.clone(),
+                kind: FileKind::Broken(reason),
+            });
             members.push(None);
         }
-        LoadedZip { archive, files, members }
+        LoadedZip {
+            archive,
+            files,
+            members,
+        }
     }
 }
 
@@ -353,15 +409,33 @@ impl LoadedUnit for LoadedZip {
     }
 
     fn read(&self, index: usize) -> Result<Vec<u8>, SourceError> {
-        let source = self.files.get(index).map_or_else(|| self.archive.source.clone(), |f| f.source.clone());
+        let source = self
+            .files
+            .get(index)
+            .map_or_else(|| self.archive.source.clone(), |f| f.source.clone());
         let Some(&Some(member)) = self.members.get(index) else {
-            return Err(SourceError::Unsupported { path: source, reason: "not a member".into() });
+            return Err(SourceError::Unsupported {
+                path: source,
+                reason: "not a member".into(),
+            });
         };
-        let size = self.archive.entry(member).map_or(0, |e| e.uncompressed_size);
+        let size = self
+            .archive
+            .entry(member)
+            .map_or(0, |e| e.uncompressed_size);
         if size != u64::MAX && size > MAX_FILE_BYTES {
-            return Err(SourceError::TooLarge { path: source, size, limit: MAX_FILE_BYTES });
+            return Err(SourceError::TooLarge {
+                path: source,
+                size,
+                limit: MAX_FILE_BYTES,
+            });
         }
-        self.archive.read(member).map_err(|fault| SourceError::Unsupported { path: source, reason: fault.to_string() })
+        self.archive
+            .read(member)
+            .map_err(|fault| SourceError::Unsupported {
+                path: source,
+                reason: fault.to_string(),
+            })
     }
 }
 

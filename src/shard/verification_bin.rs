@@ -68,7 +68,11 @@ where
     if images.len() != 2 * issame.len() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} images for {} pairs (two per pair expected)", images.len(), issame.len()),
+            format!(
+                "{} images for {} pairs (two per pair expected)",
+                images.len(),
+                issame.len()
+            ),
         ));
     }
     out.write_all(&[PROTO, 3, EMPTY_LIST])?;
@@ -85,8 +89,9 @@ where
             match u8::try_from(image.len()) {
                 Ok(len) => out.write_all(&[SHORT_BINBYTES, len])?,
                 Err(_) => {
-                    let len = u32::try_from(image.len())
-                        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "image over 4 GiB"))?;
+                    let len = u32::try_from(image.len()).map_err(|_| {
+                        io::Error::new(io::ErrorKind::InvalidInput, "image over 4 GiB")
+                    })?;
                     out.write_all(&[BINBYTES])?;
                     out.write_all(&len.to_le_bytes())?;
                 }
@@ -111,7 +116,8 @@ where
 
 /// The pickle `write` produces, in memory.
 pub fn to_bytes(images: &[Vec<u8>], issame: &[bool]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(images.iter().map(|i| i.len() + 5).sum::<usize>() + issame.len() + 16);
+    let mut out =
+        Vec::with_capacity(images.iter().map(|i| i.len() + 5).sum::<usize>() + issame.len() + 16);
     write(&mut out, images.iter().map(Ok), issame)?;
     Ok(out)
 }
@@ -120,23 +126,36 @@ pub fn to_bytes(images: &[Vec<u8>], issame: &[bool]) -> io::Result<Vec<u8>> {
 pub fn read(bytes: &[u8]) -> Result<VerificationBin, BinError> {
     let value = Machine::new(bytes).run()?;
     let Value::Tuple(mut parts) = value else {
-        return Err(BinError::Layout(format!("the pickle holds {}, not a (bins, issame_list) tuple", value.kind())));
+        return Err(BinError::Layout(format!(
+            "the pickle holds {}, not a (bins, issame_list) tuple",
+            value.kind()
+        )));
     };
     if parts.len() != 2 {
-        return Err(BinError::Layout(format!("the top tuple has {} items, not 2", parts.len())));
+        return Err(BinError::Layout(format!(
+            "the top tuple has {} items, not 2",
+            parts.len()
+        )));
     }
     let issame = parts.pop().unwrap_or(Value::None);
     let bins = parts.pop().unwrap_or(Value::None);
     let (Value::List(bins), Value::List(issame)) = (bins, issame) else {
-        return Err(BinError::Layout("bins and issame_list must both be lists".into()));
+        return Err(BinError::Layout(
+            "bins and issame_list must both be lists".into(),
+        ));
     };
     let images = bins
         .into_iter()
         .enumerate()
         .map(|(i, v)| match v {
             Value::Bytes(b) => Ok(Rc::try_unwrap(b).unwrap_or_else(|b| (*b).clone())),
-            Value::Array(a) => a.into_bytes().map_err(|e| BinError::Layout(format!("bins[{i}]: {e}"))),
-            other => Err(BinError::Layout(format!("bins[{i}] is {}, not encoded image bytes", other.kind()))),
+            Value::Array(a) => a
+                .into_bytes()
+                .map_err(|e| BinError::Layout(format!("bins[{i}]: {e}"))),
+            other => Err(BinError::Layout(format!(
+                "bins[{i}] is {}, not encoded image bytes",
+                other.kind()
+            ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let issame = issame
@@ -144,7 +163,10 @@ pub fn read(bytes: &[u8]) -> Result<VerificationBin, BinError> {
         .enumerate()
         .map(|(i, v)| match v {
             Value::Bool(b) => Ok(b),
-            other => Err(BinError::Layout(format!("issame_list[{i}] is {}, not a bool", other.kind()))),
+            other => Err(BinError::Layout(format!(
+                "issame_list[{i}] is {}, not a bool",
+                other.kind()
+            ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
     if images.len() != 2 * issame.len() {
@@ -189,7 +211,6 @@ const SETITEM: u8 = b's';
 const TUPLE: u8 = b't';
 const EMPTY_TUPLE: u8 = b')';
 const SETITEMS: u8 = b'u';
-const BINFLOAT: u8 = b'G';
 const PROTO: u8 = 0x80;
 const TUPLE1: u8 = 0x85;
 const TUPLE2: u8 = 0x86;
@@ -234,7 +255,6 @@ enum Value {
     None,
     Bool(bool),
     Int(i64),
-    Float(f64),
     Bytes(Rc<Vec<u8>>),
     Str(Rc<str>),
     List(Vec<Value>),
@@ -251,7 +271,6 @@ impl Value {
             Value::None => "None",
             Value::Bool(_) => "a bool",
             Value::Int(_) => "an int",
-            Value::Float(_) => "a float",
             Value::Bytes(_) => "bytes",
             Value::Str(_) => "a str",
             Value::List(_) => "a list",
@@ -266,7 +285,12 @@ impl Value {
 
 /// `numpy.core.*` in numpy 1, `numpy._core.*` in numpy 2.
 fn numpy_name(global: &str, module: &str, name: &str) -> bool {
-    [format!("numpy.core.{module}.{name}"), format!("numpy._core.{module}.{name}")].iter().any(|g| g == global)
+    [
+        format!("numpy.core.{module}.{name}"),
+        format!("numpy._core.{module}.{name}"),
+    ]
+    .iter()
+    .any(|g| g == global)
 }
 
 struct Machine<'a> {
@@ -279,15 +303,27 @@ struct Machine<'a> {
 
 impl<'a> Machine<'a> {
     fn new(bytes: &'a [u8]) -> Machine<'a> {
-        Machine { bytes, pos: 0, stack: Vec::new(), marks: Vec::new(), memo: Default::default() }
+        Machine {
+            bytes,
+            pos: 0,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: Default::default(),
+        }
     }
 
     fn malformed(&self, what: impl Into<String>) -> BinError {
-        BinError::Malformed { at: self.pos, what: what.into() }
+        BinError::Malformed {
+            at: self.pos,
+            what: what.into(),
+        }
     }
 
     fn take(&mut self, n: u64) -> Result<&'a [u8], BinError> {
-        let end = usize::try_from(n).ok().and_then(|n| self.pos.checked_add(n)).filter(|&e| e <= self.bytes.len());
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| self.pos.checked_add(n))
+            .filter(|&e| e <= self.bytes.len());
         let end = end.ok_or(BinError::Truncated(self.bytes.len()))?;
         let slice = &self.bytes[self.pos..end];
         self.pos = end;
@@ -313,8 +349,12 @@ impl<'a> Machine<'a> {
     }
     fn line(&mut self) -> Result<&'a str, BinError> {
         let rest = &self.bytes[self.pos..];
-        let n = rest.iter().position(|&b| b == b'\n').ok_or(BinError::Truncated(self.bytes.len()))?;
-        let line = std::str::from_utf8(&rest[..n]).map_err(|_| self.malformed("a text argument that is not UTF-8"))?;
+        let n = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or(BinError::Truncated(self.bytes.len()))?;
+        let line = std::str::from_utf8(&rest[..n])
+            .map_err(|_| self.malformed("a text argument that is not UTF-8"))?;
         self.pos += n + 1;
         Ok(line)
     }
@@ -323,16 +363,24 @@ impl<'a> Machine<'a> {
         if self.marks.last().is_some_and(|&m| m >= self.stack.len()) {
             return Err(self.malformed("pop across a mark"));
         }
-        self.stack.pop().ok_or_else(|| self.malformed("stack underflow"))
+        self.stack
+            .pop()
+            .ok_or_else(|| self.malformed("stack underflow"))
     }
 
     fn top(&mut self) -> Result<&mut Value, BinError> {
         let at = self.pos;
-        self.stack.last_mut().ok_or(BinError::Malformed { at, what: "stack underflow".into() })
+        self.stack.last_mut().ok_or(BinError::Malformed {
+            at,
+            what: "stack underflow".into(),
+        })
     }
 
     fn pop_mark(&mut self) -> Result<Vec<Value>, BinError> {
-        let mark = self.marks.pop().ok_or_else(|| self.malformed("no mark on the stack"))?;
+        let mark = self
+            .marks
+            .pop()
+            .ok_or_else(|| self.malformed("no mark on the stack"))?;
         Ok(self.stack.split_off(mark.min(self.stack.len())))
     }
 
@@ -350,13 +398,21 @@ impl<'a> Machine<'a> {
     }
 
     fn put(&mut self, key: u64) -> Result<(), BinError> {
-        let value = self.stack.last().ok_or_else(|| self.malformed("memo put on an empty stack"))?.clone();
+        let value = self
+            .stack
+            .last()
+            .ok_or_else(|| self.malformed("memo put on an empty stack"))?
+            .clone();
         self.memo.insert(key, value);
         Ok(())
     }
 
     fn get(&mut self, key: u64) -> Result<(), BinError> {
-        let value = self.memo.get(&key).ok_or_else(|| self.malformed(format!("memo {key} is not set")))?.clone();
+        let value = self
+            .memo
+            .get(&key)
+            .ok_or_else(|| self.malformed(format!("memo {key} is not set")))?
+            .clone();
         self.stack.push(value);
         Ok(())
     }
@@ -379,7 +435,8 @@ impl<'a> Machine<'a> {
             return Err(self.malformed("odd number of dict items"));
         }
         let mut it = items.into_iter();
-        let pairs: Vec<(Value, Value)> = std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect();
+        let pairs: Vec<(Value, Value)> =
+            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect();
         match self.top()? {
             Value::Dict(dict) => {
                 dict.extend(pairs);
@@ -448,16 +505,14 @@ impl<'a> Machine<'a> {
                         return Err(self.malformed("an integer wider than 64 bits"));
                     }
                     // Little-endian two's complement, sign-extended.
-                    let fill = if raw.last().is_some_and(|&b| b & 0x80 != 0) { 0xff } else { 0 };
+                    let fill = if raw.last().is_some_and(|&b| b & 0x80 != 0) {
+                        0xff
+                    } else {
+                        0
+                    };
                     let mut a = [fill; 8];
                     a[..n].copy_from_slice(raw);
                     self.stack.push(Value::Int(i64::from_le_bytes(a)));
-                }
-                BINFLOAT => {
-                    let b = self.take(8)?;
-                    let mut a = [0u8; 8];
-                    a.copy_from_slice(b);
-                    self.stack.push(Value::Float(f64::from_be_bytes(a)));
                 }
                 SHORT_BINBYTES | SHORT_BINSTRING => {
                     let n = self.u8()?;
@@ -530,7 +585,11 @@ impl<'a> Machine<'a> {
                     self.set_items(items)?;
                 }
                 PUT => {
-                    let key = self.line()?.trim().parse().map_err(|_| self.malformed("bad PUT index"))?;
+                    let key = self
+                        .line()?
+                        .trim()
+                        .parse()
+                        .map_err(|_| self.malformed("bad PUT index"))?;
                     self.put(key)?;
                 }
                 BINPUT => {
@@ -546,7 +605,11 @@ impl<'a> Machine<'a> {
                     self.put(key)?;
                 }
                 GET => {
-                    let key = self.line()?.trim().parse().map_err(|_| self.malformed("bad GET index"))?;
+                    let key = self
+                        .line()?
+                        .trim()
+                        .parse()
+                        .map_err(|_| self.malformed("bad GET index"))?;
                     self.get(key)?;
                 }
                 BINGET => {
@@ -560,7 +623,8 @@ impl<'a> Machine<'a> {
                 GLOBAL => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    self.stack.push(Value::Global(format!("{module}.{name}").into()));
+                    self.stack
+                        .push(Value::Global(format!("{module}.{name}").into()));
                 }
                 STACK_GLOBAL => {
                     let name = self.pop()?;
@@ -568,7 +632,8 @@ impl<'a> Machine<'a> {
                     let (Value::Str(module), Value::Str(name)) = (module, name) else {
                         return Err(self.malformed("STACK_GLOBAL without two strings"));
                     };
-                    self.stack.push(Value::Global(format!("{module}.{name}").into()));
+                    self.stack
+                        .push(Value::Global(format!("{module}.{name}").into()));
                 }
                 REDUCE => {
                     let args = self.pop()?;
@@ -591,28 +656,39 @@ impl<'a> Machine<'a> {
     /// The callables real `.bin` files use, recognised by name and
     /// evaluated here; nothing is ever imported or called.
     fn call(&self, name: &str, args: Vec<Value>, at: usize) -> Result<Value, BinError> {
-        let bad_args = || BinError::Malformed { at, what: format!("unexpected arguments to {name}") };
+        let bad_args = || BinError::Malformed {
+            at,
+            what: format!("unexpected arguments to {name}"),
+        };
         match name {
             // How protocol 2 under Python 3 spells bytes: `_codecs.encode(text, 'latin1')`.
             "_codecs.encode" => match args.as_slice() {
                 [Value::Str(text), Value::Str(enc)] if matches!(&**enc, "latin1" | "latin-1") => {
-                    latin1(text).map(|b| Value::Bytes(Rc::new(b))).ok_or_else(bad_args)
+                    latin1(text)
+                        .map(|b| Value::Bytes(Rc::new(b)))
+                        .ok_or_else(bad_args)
                 }
                 _ => Err(bad_args()),
             },
-            "__builtin__.bytes" | "builtins.bytes" | "__builtin__.bytearray" | "builtins.bytearray" => {
-                match args.as_slice() {
-                    [] => Ok(Value::Bytes(Rc::new(Vec::new()))),
-                    [Value::Bytes(b)] => Ok(Value::Bytes(b.clone())),
-                    [Value::Str(text), Value::Str(enc)] if matches!(&**enc, "latin1" | "latin-1") => {
-                        latin1(text).map(|b| Value::Bytes(Rc::new(b))).ok_or_else(bad_args)
-                    }
-                    _ => Err(bad_args()),
+            "__builtin__.bytes"
+            | "builtins.bytes"
+            | "__builtin__.bytearray"
+            | "builtins.bytearray" => match args.as_slice() {
+                [] => Ok(Value::Bytes(Rc::new(Vec::new()))),
+                [Value::Bytes(b)] => Ok(Value::Bytes(b.clone())),
+                [Value::Str(text), Value::Str(enc)] if matches!(&**enc, "latin1" | "latin-1") => {
+                    latin1(text)
+                        .map(|b| Value::Bytes(Rc::new(b)))
+                        .ok_or_else(bad_args)
                 }
-            }
+                _ => Err(bad_args()),
+            },
             _ if numpy_name(name, "multiarray", "_reconstruct") => match args.as_slice() {
                 [Value::Global(class), _, _] if &**class == "numpy.ndarray" => {
-                    Ok(Value::Array(Array { dtype: None, data: None }))
+                    Ok(Value::Array(Array {
+                        dtype: None,
+                        data: None,
+                    }))
                 }
                 _ => Err(bad_args()),
             },
@@ -621,8 +697,13 @@ impl<'a> Machine<'a> {
                 _ => Err(bad_args()),
             },
             _ if numpy_name(name, "numeric", "_frombuffer") => match args.as_slice() {
-                [Value::Bytes(data), Value::Dtype(dtype), ..] => {
-                    Ok(Value::Array(Array { dtype: Some(dtype.clone()), data: Some(data.clone()) }))
+                [Value::Bytes(data), Value::Dtype(dtype), shape, ..]
+                    if element_count(shape) == Some(data.len() as u64) =>
+                {
+                    Ok(Value::Array(Array {
+                        dtype: Some(dtype.clone()),
+                        data: Some(data.clone()),
+                    }))
                 }
                 _ => Err(bad_args()),
             },
@@ -634,24 +715,34 @@ impl<'a> Machine<'a> {
     /// fortran order, raw data); dtypes keep their constructor's code.
     fn build(&mut self, state: Value) -> Result<(), BinError> {
         let at = self.pos;
-        let malformed = |what: &str| BinError::Malformed { at, what: what.to_string() };
+        let malformed = |what: &str| BinError::Malformed {
+            at,
+            what: what.to_string(),
+        };
         match self.top()? {
             Value::Dtype(_) => Ok(()),
             Value::Array(array) => {
                 let Value::Tuple(items) = state else {
                     return Err(malformed("numpy array state is not a tuple"));
                 };
-                let [_version, _shape, dtype, _fortran, data] = items.as_slice() else {
-                    return Err(malformed("numpy array state is not (version, shape, dtype, fortran, data)"));
+                let [_version, shape, dtype, _fortran, data] = items.as_slice() else {
+                    return Err(malformed(
+                        "numpy array state is not (version, shape, dtype, fortran, data)",
+                    ));
                 };
                 let Value::Dtype(dtype) = dtype else {
                     return Err(malformed("numpy array state without a dtype"));
                 };
                 let data = match data {
                     Value::Bytes(b) => b.clone(),
-                    Value::Str(s) => Rc::new(latin1(s).ok_or_else(|| malformed("numpy array data not latin-1"))?),
+                    Value::Str(s) => {
+                        Rc::new(latin1(s).ok_or_else(|| malformed("numpy array data not latin-1"))?)
+                    }
                     _ => return Err(malformed("numpy array data is not a byte string")),
                 };
+                if element_count(shape) != Some(data.len() as u64) {
+                    return Err(malformed("numpy array shape does not match its data"));
+                }
                 array.dtype = Some(dtype.clone());
                 array.data = Some(data);
                 Ok(())
@@ -664,6 +755,18 @@ impl<'a> Machine<'a> {
     }
 }
 
+/// Elements of a numpy shape tuple; the arrays read are one byte per
+/// element, so this must equal the data length.
+fn element_count(shape: &Value) -> Option<u64> {
+    let Value::Tuple(dims) = shape else {
+        return None;
+    };
+    dims.iter().try_fold(1u64, |n, d| match d {
+        Value::Int(d) => n.checked_mul(u64::try_from(*d).ok()?),
+        _ => None,
+    })
+}
+
 fn latin1(text: &str) -> Option<Vec<u8>> {
     text.chars().map(|c| u8::try_from(c as u32).ok()).collect()
 }
@@ -673,7 +776,9 @@ mod tests {
     use super::*;
 
     fn images(n: usize) -> Vec<Vec<u8>> {
-        (0..n).map(|i| (0..(i * 97 % 700)).map(|j| (i * 31 + j) as u8).collect()).collect()
+        (0..n)
+            .map(|i| (0..(i * 97 % 700)).map(|j| (i * 31 + j) as u8).collect())
+            .collect()
     }
 
     #[test]
@@ -708,7 +813,10 @@ mod tests {
         // pickle.dumps of `os.system('echo hi')`-style payload: GLOBAL + REDUCE.
         let evil = b"\x80\x02cos\nsystem\nq\x00X\x07\x00\x00\x00echo hiq\x01\x85q\x02Rq\x03.";
         let err = read(evil).unwrap_err();
-        assert!(matches!(err, BinError::Callable(ref n, _) if n == "os.system"), "{err}");
+        assert!(
+            matches!(err, BinError::Callable(ref n, _) if n == "os.system"),
+            "{err}"
+        );
         assert!(err.to_string().contains("not executed"));
     }
 
@@ -718,13 +826,25 @@ mod tests {
         for cut in [0, 1, 2, 10, good.len() - 1] {
             assert!(read(&good[..cut]).is_err(), "cut at {cut}");
         }
-        assert!(matches!(read(b"PK\x03\x04"), Err(BinError::NotPickle(b'P'))));
-        assert!(matches!(read(b"\x80\x03\xff."), Err(BinError::Opcode { op: 0xff, at: 2 })));
+        assert!(matches!(
+            read(b"PK\x03\x04"),
+            Err(BinError::NotPickle(b'P'))
+        ));
+        assert!(matches!(
+            read(b"\x80\x03\xff."),
+            Err(BinError::Opcode { op: 0xff, at: 2 })
+        ));
         let wrong_count = b"\x80\x03]C\x01a\x85]\x88a\x86.";
-        assert!(matches!(read(wrong_count), Err(BinError::Malformed { .. }) | Err(BinError::Layout(_))));
+        assert!(matches!(
+            read(wrong_count),
+            Err(BinError::Malformed { .. }) | Err(BinError::Layout(_))
+        ));
         let one_image = b"\x80\x03]C\x01xa]\x88a\x86.";
         let err = read(one_image).unwrap_err();
-        assert_eq!(err.to_string(), "not a verification .bin: 1 images for 1 labels (two images per pair expected)");
+        assert_eq!(
+            err.to_string(),
+            "not a verification .bin: 1 images for 1 labels (two images per pair expected)"
+        );
     }
 
     #[test]

@@ -41,16 +41,24 @@ fn content(seed: u32, len: usize) -> Vec<u8> {
 }
 
 fn identity_members(seed: u32) -> Vec<(String, Vec<u8>)> {
-    ["S001/L1/E01/C7.jpg", "S001/L1/E01/C7.txt", "S001/L2/E01/C7.jpg", "S002/L1/E02/C10.jpg"]
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.to_string(), content(seed * 10 + i as u32, 3000 + 500 * i)))
-        .collect()
+    [
+        "S001/L1/E01/C7.jpg",
+        "S001/L1/E01/C7.txt",
+        "S001/L2/E01/C7.jpg",
+        "S002/L1/E02/C10.jpg",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, n)| (n.to_string(), content(seed * 10 + i as u32, 3000 + 500 * i)))
+    .collect()
 }
 
 fn identity_zip(seed: u32, method: CompressionMethod) -> Vec<u8> {
     let members = identity_members(seed);
-    let refs: Vec<(&str, &[u8])> = members.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let refs: Vec<(&str, &[u8])> = members
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
     zip_of(&refs, method)
 }
 
@@ -72,7 +80,10 @@ fn data_start(bytes: &[u8], entry: &Entry) -> usize {
 }
 
 fn read_all(archive: &IdentityArchive) -> Vec<(String, Result<Vec<u8>, MemberFault>)> {
-    archive.members().map(|m| (m.name.to_string(), archive.read(m.index))).collect()
+    archive
+        .members()
+        .map(|m| (m.name.to_string(), archive.read(m.index)))
+        .collect()
 }
 
 /// One member of a hand-made zip.
@@ -86,7 +97,12 @@ struct Raw {
 
 impl Raw {
     fn new(name: &str, data: &[u8]) -> Raw {
-        Raw { name: name.as_bytes().to_vec(), data: data.to_vec(), flags: 0, crc: None }
+        Raw {
+            name: name.as_bytes().to_vec(),
+            data: data.to_vec(),
+            flags: 0,
+            crc: None,
+        }
     }
 }
 
@@ -117,7 +133,7 @@ fn raw_zip(members: &[Raw]) -> Vec<u8> {
         central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
         central.extend_from_slice(&20u16.to_le_bytes()); // made by
         common(&mut central);
-        central.extend_from_slice(&[0; 12]); // comment len, disk, attributes
+        central.extend_from_slice(&[0; 10]); // comment len, disk, attributes
         central.extend_from_slice(&offset.to_le_bytes());
         central.extend_from_slice(&m.name);
     }
@@ -145,24 +161,35 @@ fn tier_zip_holding_identity_zips_is_read_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let a = identity_zip(1, CompressionMethod::Deflated);
     let b = identity_zip(2, CompressionMethod::Stored);
-    let tier = zip_of(&[("19062421.zip", &a), ("19062422.zip", &b)], CompressionMethod::Stored);
+    let tier = zip_of(
+        &[("19062421.zip", &a), ("19062422.zip", &b)],
+        CompressionMethod::Stored,
+    );
     let path = write(dir.path(), "Middle_Resolution.zip", &tier);
 
     let source = open(&path).unwrap();
     assert!(source.failures.is_empty() && source.damage.is_none());
-    let ids: Vec<&str> = source.identities.iter().map(|u| u.identity.as_str()).collect();
+    let ids: Vec<&str> = source
+        .identities
+        .iter()
+        .map(|u| u.identity.as_str())
+        .collect();
     assert_eq!(ids, ["19062421", "19062422"]);
     for (seed, unit) in [1, 2].into_iter().zip(&source.identities) {
         let archive = unit.load().unwrap();
         assert!(archive.damage.is_none());
-        let got: Vec<(String, Vec<u8>)> =
-            read_all(&archive).into_iter().map(|(n, d)| (n, d.unwrap())).collect();
+        let got: Vec<(String, Vec<u8>)> = read_all(&archive)
+            .into_iter()
+            .map(|(n, d)| (n, d.unwrap()))
+            .collect();
         assert_eq!(got, identity_members(seed));
     }
     let archive = source.identities[0].load().unwrap();
     let expected = format!("{}!19062421.zip!S001/L1/E01/C7.jpg", path.display());
     assert_eq!(archive.member_source(0), expected);
-    assert!(archive.member_source(0).ends_with("Middle_Resolution.zip!19062421.zip!S001/L1/E01/C7.jpg"));
+    assert!(archive
+        .member_source(0)
+        .ends_with("Middle_Resolution.zip!19062421.zip!S001/L1/E01/C7.jpg"));
     // Nothing was extracted next to the archive.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
@@ -171,7 +198,10 @@ fn tier_zip_holding_identity_zips_is_read_in_place() {
 fn deflated_tier_zip_and_nested_folders_work_too() {
     let dir = tempfile::tempdir().unwrap();
     let a = identity_zip(3, CompressionMethod::Deflated);
-    let tier = zip_of(&[("Middle_Resolution/19062421.zip", &a)], CompressionMethod::Deflated);
+    let tier = zip_of(
+        &[("Middle_Resolution/19062421.zip", &a)],
+        CompressionMethod::Deflated,
+    );
     let source = open(&write(dir.path(), "Middle_Resolution.zip", &tier)).unwrap();
     assert_eq!(source.identities.len(), 1);
     assert_eq!(source.identities[0].identity, "19062421");
@@ -185,7 +215,9 @@ fn identity_zip_on_its_own_is_one_unit_named_by_its_stem() {
     let archive = load_single(dir.path(), &identity_zip(4, CompressionMethod::Deflated));
     assert_eq!(archive.identity, "19062421");
     assert_eq!(archive.len(), 4);
-    assert!(archive.member_source(1).ends_with("19062421.zip!S001/L1/E01/C7.txt"));
+    assert!(archive
+        .member_source(1)
+        .ends_with("19062421.zip!S001/L1/E01/C7.txt"));
     assert_eq!(archive.read(1).unwrap(), identity_members(4)[1].1);
 }
 
@@ -194,11 +226,25 @@ fn crc_error_fails_that_member_only() {
     let dir = tempfile::tempdir().unwrap();
     let mut bad = Raw::new("S001/L1/E01/C8.jpg", b"bytes that do not match");
     bad.crc = Some(0xdead_beef);
-    let bytes = raw_zip(&[Raw::new("S001/L1/E01/C7.jpg", b"good one"), bad, Raw::new("S001/L1/E01/C9.jpg", b"good two")]);
+    let bytes = raw_zip(&[
+        Raw::new("S001/L1/E01/C7.jpg", b"good one"),
+        bad,
+        Raw::new("S001/L1/E01/C9.jpg", b"good two"),
+    ]);
     let archive = load_single(dir.path(), &bytes);
     let got = read_all(&archive);
     assert_eq!(got[0].1.as_ref().unwrap(), b"good one");
-    assert!(matches!(got[1].1, Err(MemberFault::Crc { expected: 0xdead_beef, .. })), "{:?}", got[1].1);
+    assert!(
+        matches!(
+            got[1].1,
+            Err(MemberFault::Crc {
+                expected: 0xdead_beef,
+                ..
+            })
+        ),
+        "{:?}",
+        got[1].1
+    );
     assert_eq!(got[2].1.as_ref().unwrap(), b"good two");
 }
 
@@ -206,15 +252,29 @@ fn crc_error_fails_that_member_only() {
 fn flipped_byte_in_deflated_data_is_caught() {
     let dir = tempfile::tempdir().unwrap();
     let mut bytes = identity_zip(5, CompressionMethod::Deflated);
-    let entry = listing(&bytes).entries.into_iter().find(|e| e.name == "S001/L2/E01/C7.jpg").unwrap();
+    let entry = listing(&bytes)
+        .entries
+        .into_iter()
+        .find(|e| e.name == "S001/L2/E01/C7.jpg")
+        .unwrap();
     let at = data_start(&bytes, &entry) + entry.compressed_size as usize / 2;
     bytes[at] ^= 0x55;
     let archive = load_single(dir.path(), &bytes);
     let got = read_all(&archive);
-    let bad: Vec<&String> = got.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| n).collect();
+    let bad: Vec<&String> = got
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| n)
+        .collect();
     assert_eq!(bad, ["S001/L2/E01/C7.jpg"]);
     let fault = got[2].1.as_ref().unwrap_err();
-    assert!(matches!(fault, MemberFault::Crc { .. } | MemberFault::Corrupt(_) | MemberFault::Size { .. }), "{fault}");
+    assert!(
+        matches!(
+            fault,
+            MemberFault::Crc { .. } | MemberFault::Corrupt(_) | MemberFault::Size { .. }
+        ),
+        "{fault}"
+    );
 }
 
 #[test]
@@ -225,14 +285,33 @@ fn truncated_identity_zip_keeps_its_complete_members() {
     assert_eq!(third.name, "S001/L2/E01/C7.jpg");
     let cut = data_start(&full, third) + 100;
     let archive = load_single(dir.path(), &full[..cut]);
-    assert!(archive.damage.as_deref().unwrap().contains("end of central directory"), "{:?}", archive.damage);
+    assert!(
+        archive
+            .damage
+            .as_deref()
+            .unwrap()
+            .contains("end of central directory"),
+        "{:?}",
+        archive.damage
+    );
     let got = read_all(&archive);
     let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["S001/L1/E01/C7.jpg", "S001/L1/E01/C7.txt", "S001/L2/E01/C7.jpg"]);
+    assert_eq!(
+        names,
+        [
+            "S001/L1/E01/C7.jpg",
+            "S001/L1/E01/C7.txt",
+            "S001/L2/E01/C7.jpg"
+        ]
+    );
     let members = identity_members(6);
     assert_eq!(got[0].1.as_ref().unwrap(), &members[0].1);
     assert_eq!(got[1].1.as_ref().unwrap(), &members[1].1);
-    assert!(matches!(got[2].1, Err(MemberFault::Truncated { .. })), "{:?}", got[2].1);
+    assert!(
+        matches!(got[2].1, Err(MemberFault::Truncated { .. })),
+        "{:?}",
+        got[2].1
+    );
 }
 
 #[test]
@@ -240,7 +319,10 @@ fn truncated_tier_zip_keeps_what_it_can() {
     let dir = tempfile::tempdir().unwrap();
     let a = identity_zip(7, CompressionMethod::Deflated);
     let b = identity_zip(8, CompressionMethod::Stored);
-    let tier = zip_of(&[("19062421.zip", &a), ("19062422.zip", &b)], CompressionMethod::Stored);
+    let tier = zip_of(
+        &[("19062421.zip", &a), ("19062422.zip", &b)],
+        CompressionMethod::Stored,
+    );
     // Cut inside the second identity's third member.
     let b_start = data_start(&tier, &listing(&tier).entries[2]);
     assert_eq!(&tier[b_start..b_start + b.len()], &b[..]);
@@ -254,7 +336,11 @@ fn truncated_tier_zip_keeps_what_it_can() {
     assert!(read_all(&first).iter().all(|(_, r)| r.is_ok()));
 
     let second = source.identities[1].load().unwrap();
-    assert!(second.damage.as_deref().unwrap().contains("truncated"), "{:?}", second.damage);
+    assert!(
+        second.damage.as_deref().unwrap().contains("truncated"),
+        "{:?}",
+        second.damage
+    );
     let got = read_all(&second);
     let members = identity_members(8);
     assert_eq!(got.len(), 3);
@@ -269,18 +355,29 @@ fn stream_written_zip_with_data_descriptors_is_salvaged() {
     let mut writer = ZipWriter::new_stream(Vec::new());
     let members = identity_members(9);
     for (name, data) in &members {
-        writer.start_file(name.as_str(), options(CompressionMethod::Deflated)).unwrap();
+        writer
+            .start_file(name.as_str(), options(CompressionMethod::Deflated))
+            .unwrap();
         writer.write_all(data).unwrap();
     }
     let full = writer.finish().unwrap().into_inner();
     let whole = listing(&full);
     assert!(whole.salvaged.is_none());
-    assert!(whole.entries.iter().all(|e| e.flags & 8 != 0), "the stream writer uses data descriptors");
+    assert!(
+        whole.entries.iter().all(|e| e.flags & 8 != 0),
+        "the stream writer uses data descriptors"
+    );
     // Without its central directory, the local headers and descriptors still tell every member.
-    let cd_start = full.windows(4).position(|w| w == 0x0201_4b50u32.to_le_bytes()).unwrap();
+    let cd_start = full
+        .windows(4)
+        .position(|w| w == 0x0201_4b50u32.to_le_bytes())
+        .unwrap();
     let archive = load_single(dir.path(), &full[..cd_start]);
     assert!(archive.damage.is_some());
-    let got: Vec<(String, Vec<u8>)> = read_all(&archive).into_iter().map(|(n, d)| (n, d.unwrap())).collect();
+    let got: Vec<(String, Vec<u8>)> = read_all(&archive)
+        .into_iter()
+        .map(|(n, d)| (n, d.unwrap()))
+        .collect();
     assert_eq!(got, members);
 }
 
@@ -296,20 +393,36 @@ fn cp949_and_backslash_names_are_decoded() {
     let bytes = raw_zip(&[cp949, utf8, Raw::new("S001\\L1\\E01\\C7.jpg", b"three")]);
     let archive = load_single(dir.path(), &bytes);
     let names: Vec<&str> = archive.members().map(|m| m.name).collect();
-    assert_eq!(names, ["한국인/S001/L1/E01/C7.jpg", "얼굴/C7.jpg", "S001/L1/E01/C7.jpg"]);
+    assert_eq!(
+        names,
+        [
+            "한국인/S001/L1/E01/C7.jpg",
+            "얼굴/C7.jpg",
+            "S001/L1/E01/C7.jpg"
+        ]
+    );
     assert_eq!(archive.read(0).unwrap(), b"one");
 }
 
 #[test]
 fn unsafe_names_are_failures_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let names = ["../19062421/S001/L1/E01/C7.jpg", "/etc/C7.jpg", "C:/C7.jpg", "S001/../../C7.jpg", "..\\C7.jpg"];
+    let names = [
+        "../19062421/S001/L1/E01/C7.jpg",
+        "/etc/C7.jpg",
+        "C:/C7.jpg",
+        "S001/../../C7.jpg",
+        "..\\C7.jpg",
+    ];
     let mut members: Vec<Raw> = names.iter().map(|n| Raw::new(n, b"x")).collect();
     members.push(Raw::new("S001/L1/E01/C7.jpg", b"fine"));
     let archive = load_single(dir.path(), &raw_zip(&members));
     let got = read_all(&archive);
     for (name, result) in &got[..5] {
-        assert!(matches!(result, Err(MemberFault::Listing(ListingFault::UnsafeName))), "{name}: {result:?}");
+        assert!(
+            matches!(result, Err(MemberFault::Listing(ListingFault::UnsafeName))),
+            "{name}: {result:?}"
+        );
     }
     assert_eq!(got[5].1.as_ref().unwrap(), b"fine");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -329,9 +442,18 @@ fn encrypted_and_duplicate_members_are_failures() {
     let archive = load_single(dir.path(), &bytes);
     let got = read_all(&archive);
     assert_eq!(got[0].1.as_ref().unwrap(), b"first");
-    assert!(matches!(got[1].1, Err(MemberFault::Listing(ListingFault::Encrypted))));
-    assert!(matches!(got[2].1, Err(MemberFault::Listing(ListingFault::Duplicate))));
-    assert_eq!(got[2].1.as_ref().unwrap_err().to_string(), "duplicate member name (the first copy is used)");
+    assert!(matches!(
+        got[1].1,
+        Err(MemberFault::Listing(ListingFault::Encrypted))
+    ));
+    assert!(matches!(
+        got[2].1,
+        Err(MemberFault::Listing(ListingFault::Duplicate))
+    ));
+    assert_eq!(
+        got[2].1.as_ref().unwrap_err().to_string(),
+        "duplicate member name (the first copy is used)"
+    );
 }
 
 #[test]
@@ -349,9 +471,17 @@ fn bad_inner_archives_of_a_tier_zip_are_failures() {
     ]);
     let path = write(dir.path(), "Middle_Resolution.zip", &tier);
     let source = open(&path).unwrap();
-    let ids: Vec<&str> = source.identities.iter().map(|u| u.identity.as_str()).collect();
+    let ids: Vec<&str> = source
+        .identities
+        .iter()
+        .map(|u| u.identity.as_str())
+        .collect();
     assert_eq!(ids, ["19062421", "19062424"]);
-    let failed: Vec<String> = source.failures.iter().map(|f| format!("{}: {}", f.source, f.fault)).collect();
+    let failed: Vec<String> = source
+        .failures
+        .iter()
+        .map(|f| format!("{}: {}", f.source, f.fault))
+        .collect();
     let archive = path.display();
     assert_eq!(
         failed,
@@ -362,7 +492,10 @@ fn bad_inner_archives_of_a_tier_zip_are_failures() {
         ]
     );
     let err = source.identities[1].load().unwrap_err();
-    assert_eq!(err.to_string(), format!("{archive}!19062424.zip: not a zip archive"));
+    assert_eq!(
+        err.to_string(),
+        format!("{archive}!19062424.zip: not a zip archive")
+    );
 }
 
 #[test]
@@ -370,7 +503,10 @@ fn not_a_zip_is_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "19062421.zip", b"<html>login required</html>");
     let err = open(&path).unwrap_err();
-    assert_eq!(err.to_string(), format!("{}: not a zip archive", path.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("{}: not a zip archive", path.display())
+    );
     let missing = dir.path().join("missing.zip");
     assert!(matches!(open(&missing), Err(ArchiveError::Io { .. })));
 }
@@ -420,7 +556,12 @@ fn discovery_units_list_kface_members_in_walk_order() {
     let listed: Vec<(String, FileKind)> = loaded
         .files()
         .iter()
-        .map(|f| (f.source.rsplit('!').next().unwrap().to_string(), f.kind.clone()))
+        .map(|f| {
+            (
+                f.source.rsplit('!').next().unwrap().to_string(),
+                f.kind.clone(),
+            )
+        })
         .collect();
     let a = |l| Attributes::new(1, l, 1, 7).unwrap();
     assert_eq!(
@@ -429,14 +570,22 @@ fn discovery_units_list_kface_members_in_walk_order() {
             ("S001/L1/E01/C7.jpg".to_string(), FileKind::Image(a(1))),
             ("S001/L1/E01/C7.txt".to_string(), FileKind::Annotation(a(1))),
             ("S001/L10/E01/C7.jpg".to_string(), FileKind::Image(a(10))),
-            ("S001/L2/E01/C7.jpg".to_string(), FileKind::Broken("encrypted member".into())),
+            (
+                "S001/L2/E01/C7.jpg".to_string(),
+                FileKind::Broken("encrypted member".into())
+            ),
         ]
     );
     assert_eq!(loaded.read(0).unwrap(), b"l1");
     assert_eq!(loaded.read(2).unwrap(), b"l10");
-    assert!(loaded.files()[0].source.ends_with("Middle_Resolution.zip!19062421.zip!S001/L1/E01/C7.jpg"));
+    assert!(loaded.files()[0]
+        .source
+        .ends_with("Middle_Resolution.zip!19062421.zip!S001/L1/E01/C7.jpg"));
     let err = units[1].load().err().unwrap();
-    assert_eq!(err.to_string(), format!("{}!19062422.zip: encrypted member", path.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("{}!19062422.zip: encrypted member", path.display())
+    );
 }
 
 #[test]
@@ -444,15 +593,26 @@ fn a_damaged_identity_archive_says_so_in_its_listing() {
     let dir = tempfile::tempdir().unwrap();
     let full = identity_zip(12, CompressionMethod::Stored);
     let third = &listing(&full).entries[3];
-    let path = write(dir.path(), "19062421.zip", &full[..data_start(&full, third) + 5]);
+    let path = write(
+        dir.path(),
+        "19062421.zip",
+        &full[..data_start(&full, third) + 5],
+    );
     let units = units(&path).unwrap();
     let loaded = units[0].load().unwrap();
     let kinds: Vec<&FileKind> = loaded.files().iter().map(|f| &f.kind).collect();
     assert!(matches!(kinds[0], FileKind::Image(_)) && matches!(kinds[1], FileKind::Annotation(_)));
     assert!(matches!(kinds[2], FileKind::Image(_)));
-    assert!(loaded.read(2).unwrap_err().to_string().contains("truncated"));
+    assert!(loaded
+        .read(2)
+        .unwrap_err()
+        .to_string()
+        .contains("truncated"));
     match kinds.last().unwrap() {
-        FileKind::Broken(reason) => assert!(reason.starts_with("damaged archive, members may be missing"), "{reason}"),
+        FileKind::Broken(reason) => assert!(
+            reason.starts_with("damaged archive, members may be missing"),
+            "{reason}"
+        ),
         other => panic!("{other:?}"),
     }
 }

@@ -78,7 +78,11 @@ pub enum MemberFault {
     #[error("corrupt compressed data: {0}")]
     Corrupt(String),
     #[error("CRC mismatch (header {expected:08x}, data {actual:08x})")]
-    Crc { expected: u32, actual: u32, data: Vec<u8> },
+    Crc {
+        expected: u32,
+        actual: u32,
+        data: Vec<u8>,
+    },
     #[error("size mismatch (header {expected} bytes, data {} bytes)", data.len())]
     Size { expected: u64, data: Vec<u8> },
     #[error("read error: {0}")]
@@ -90,7 +94,9 @@ impl MemberFault {
     /// CRC-failing member), or the fault back when nothing was read.
     pub fn into_recovered(self) -> Result<Vec<u8>, MemberFault> {
         match self {
-            MemberFault::Truncated { partial: data } | MemberFault::Crc { data, .. } | MemberFault::Size { data, .. }
+            MemberFault::Truncated { partial: data }
+            | MemberFault::Crc { data, .. }
+            | MemberFault::Size { data, .. }
                 if !data.is_empty() =>
             {
                 Ok(data)
@@ -172,7 +178,10 @@ pub fn decode_name(raw: &[u8], flags: u16, extra: &[u8]) -> String {
     } else {
         match std::str::from_utf8(raw) {
             Ok(s) => s.to_string(),
-            Err(_) => encoding_rs::EUC_KR.decode_without_bom_handling(raw).0.into_owned(),
+            Err(_) => encoding_rs::EUC_KR
+                .decode_without_bom_handling(raw)
+                .0
+                .into_owned(),
         }
     };
     name.replace('\\', "/")
@@ -244,7 +253,9 @@ fn read_central_directory<R: Read + Seek>(reader: &mut R, len: u64) -> Result<Ve
     let tail = read_at(reader, len - tail_len, tail_len as usize).map_err(io)?;
     let eocd = (0..tail.len().saturating_sub(21))
         .rev()
-        .find(|&i| le32(&tail[i..]) == EOCD_SIG && i + 22 + le16(&tail[i + 20..]) as usize == tail.len())
+        .find(|&i| {
+            le32(&tail[i..]) == EOCD_SIG && i + 22 + le16(&tail[i + 20..]) as usize == tail.len()
+        })
         .ok_or("no end of central directory record (archive truncated?)")?;
     let eocd_pos = len - tail_len + eocd as u64;
     let rec = &tail[eocd..eocd + 22];
@@ -271,21 +282,32 @@ fn read_central_directory<R: Read + Seek>(reader: &mut R, len: u64) -> Result<Ve
     if cd_size > MAX_CENTRAL_DIRECTORY {
         return Err("implausible central directory size".into());
     }
-    let cd_start = cd_end.checked_sub(cd_size).ok_or("central directory size exceeds the archive")?;
+    let cd_start = cd_end
+        .checked_sub(cd_size)
+        .ok_or("central directory size exceeds the archive")?;
     let shift = cd_start.wrapping_sub(cd_offset);
     let cd = read_at(reader, cd_start, cd_size as usize).map_err(io)?;
     let mut entries = Vec::with_capacity(count.min(1 << 20) as usize);
     let mut pos = 0usize;
-    for _ in 0..count {
+    // The directory's size, not its 16-bit entry count, bounds the walk:
+    // archives of over 65,535 members without zip64 wrap that count.
+    while pos < cd.len() {
         let head = cd.get(pos..pos + 46).ok_or("central directory cut short")?;
         if le32(head) != CENTRAL_SIG {
             return Err("bad central directory entry".into());
         }
         let flags = le16(&head[8..]);
-        let (nlen, xlen, clen) =
-            (le16(&head[28..]) as usize, le16(&head[30..]) as usize, le16(&head[32..]) as usize);
-        let raw = cd.get(pos + 46..pos + 46 + nlen).ok_or("central directory cut short")?;
-        let extra = cd.get(pos + 46 + nlen..pos + 46 + nlen + xlen).ok_or("central directory cut short")?;
+        let (nlen, xlen, clen) = (
+            le16(&head[28..]) as usize,
+            le16(&head[30..]) as usize,
+            le16(&head[32..]) as usize,
+        );
+        let raw = cd
+            .get(pos + 46..pos + 46 + nlen)
+            .ok_or("central directory cut short")?;
+        let extra = cd
+            .get(pos + 46 + nlen..pos + 46 + nlen + xlen)
+            .ok_or("central directory cut short")?;
         let mut usize_ = le32(&head[24..]) as u64;
         let mut csize = le32(&head[20..]) as u64;
         let mut offset = le32(&head[42..]) as u64;
@@ -309,6 +331,8 @@ fn read_central_directory<R: Read + Seek>(reader: &mut R, len: u64) -> Result<Ve
 struct Local {
     entry: Entry,
     data_start: u64,
+    /// Whether the local header has a zip64 field (8-byte descriptor sizes).
+    zip64: bool,
 }
 
 fn read_local_header<R: Read + Seek>(reader: &mut R, offset: u64) -> io::Result<Option<Local>> {
@@ -325,6 +349,7 @@ fn read_local_header<R: Read + Seek>(reader: &mut R, offset: u64) -> io::Result<
     let (raw, extra) = rest.split_at(nlen);
     let mut usize_ = le32(&head[22..]) as u64;
     let mut csize = le32(&head[18..]) as u64;
+    let zip64 = extra_fields(extra).any(|(id, _)| id == 0x0001);
     apply_zip64(extra, &mut usize_, &mut csize, None);
     let entry = Entry {
         name: decode_name(raw, flags, extra),
@@ -336,7 +361,11 @@ fn read_local_header<R: Read + Seek>(reader: &mut R, offset: u64) -> io::Result<
         header_offset: offset,
         fault: None,
     };
-    Ok(Some(Local { entry, data_start: offset + LOCAL_HEADER_LEN + (nlen + xlen) as u64 }))
+    Ok(Some(Local {
+        entry,
+        data_start: offset + LOCAL_HEADER_LEN + (nlen + xlen) as u64,
+        zip64,
+    }))
 }
 
 /// Walks local headers from the start; stops at the central directory, at
@@ -355,7 +384,7 @@ fn walk_local_headers<R: Read + Seek>(reader: &mut R, len: u64) -> io::Result<Ve
         let mut entry = local.entry;
         let mut next = local.data_start.saturating_add(entry.compressed_size);
         if entry.flags & FLAG_DESCRIPTOR != 0 {
-            match find_descriptor(reader, local.data_start, len)? {
+            match find_descriptor(reader, local.data_start, len, local.zip64)? {
                 Some(d) => {
                     entry.crc32 = d.crc32;
                     entry.compressed_size = d.compressed_size;
@@ -387,9 +416,16 @@ struct Descriptor {
 }
 
 /// Finds the data descriptor that ends a member whose sizes the local
-/// header left out: the first `PK\x07\x08` whose compressed-size field (32
-/// or 64 bits) equals its distance from the data start.
-fn find_descriptor<R: Read + Seek>(reader: &mut R, data_start: u64, len: u64) -> io::Result<Option<Descriptor>> {
+/// header left out: the first `PK\x07\x08` whose compressed-size field
+/// equals its distance from the data start. Sizes are 32 or 64 bits; the
+/// reading followed by a header signature (or the end) wins, then the one
+/// the local header's zip64 field suggests.
+fn find_descriptor<R: Read + Seek>(
+    reader: &mut R,
+    data_start: u64,
+    len: u64,
+    zip64: bool,
+) -> io::Result<Option<Descriptor>> {
     const CHUNK: usize = 1 << 20;
     let sig = DESCRIPTOR_SIG.to_le_bytes();
     let mut pos = data_start;
@@ -404,16 +440,36 @@ fn find_descriptor<R: Read + Seek>(reader: &mut R, data_start: u64, len: u64) ->
             }
             let at = pos + i as u64;
             let distance = at - data_start;
-            let Ok(d) = read_at(reader, at + 4, 20.min((len - at - 4) as usize)) else {
-                continue;
+            let d = read_at(reader, at + 4, 24.min((len - at - 4) as usize))?;
+            let narrow = (d.len() >= 12 && le32(&d[4..]) as u64 == distance).then(|| Descriptor {
+                crc32: le32(&d),
+                compressed_size: distance,
+                uncompressed_size: le32(&d[8..]) as u64,
+                len: 16,
+            });
+            let wide = (d.len() >= 20 && le64(&d[4..]) == distance).then(|| Descriptor {
+                crc32: le32(&d),
+                compressed_size: distance,
+                uncompressed_size: le64(&d[12..]),
+                len: 24,
+            });
+            let followed = |desc: &Descriptor| {
+                let next = (desc.len - 4) as usize;
+                d.len() <= next
+                    || d.get(next..next + 4)
+                        .is_some_and(|b| is_header_sig(le32(b)))
             };
-            if d.len() >= 12 && le32(&d[4..]) as u64 == distance {
-                let (compressed_size, uncompressed_size) = (distance, le32(&d[8..]) as u64);
-                return Ok(Some(Descriptor { crc32: le32(&d), compressed_size, uncompressed_size, len: 16 }));
-            }
-            if d.len() >= 20 && le64(&d[4..]) == distance {
-                let (compressed_size, uncompressed_size) = (distance, le64(&d[12..]));
-                return Ok(Some(Descriptor { crc32: le32(&d), compressed_size, uncompressed_size, len: 24 }));
+            let found = match (narrow, wide) {
+                (Some(a), Some(b)) => Some(match (followed(&a), followed(&b)) {
+                    (true, false) => a,
+                    (false, true) => b,
+                    _ if zip64 => b,
+                    _ => a,
+                }),
+                (a, b) => a.or(b),
+            };
+            if found.is_some() {
+                return Ok(found);
             }
         }
         if pos + n as u64 >= len {
@@ -422,6 +478,10 @@ fn find_descriptor<R: Read + Seek>(reader: &mut R, data_start: u64, len: u64) ->
         pos += (n - 3) as u64;
     }
     Ok(None)
+}
+
+fn is_header_sig(sig: u32) -> bool {
+    matches!(sig, LOCAL_SIG | CENTRAL_SIG | EOCD_SIG | ZIP64_EOCD_SIG)
 }
 
 /// Reads and checks one member: its local header, its data (stored or
@@ -435,7 +495,9 @@ pub fn read_entry<R: Read + Seek>(reader: &mut R, entry: &Entry) -> Result<Vec<u
         Ok(Some(local)) => local,
         Ok(None) => return Err(MemberFault::BadLocalHeader(entry.header_offset)),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            return Err(MemberFault::Truncated { partial: Vec::new() })
+            return Err(MemberFault::Truncated {
+                partial: Vec::new(),
+            })
         }
         Err(e) => return Err(e.into()),
     };
@@ -448,24 +510,38 @@ pub fn read_entry<R: Read + Seek>(reader: &mut R, entry: &Entry) -> Result<Vec<u
         0 => raw.read_to_end(&mut out),
         // One byte past the announced size shows a lying header without
         // inflating a bomb.
-        _ => DeflateDecoder::new(&mut raw).take(expected.saturating_add(1)).read_to_end(&mut out),
+        _ => DeflateDecoder::new(&mut raw)
+            .take(expected.saturating_add(1))
+            .read_to_end(&mut out),
     };
     if truncated {
         return Err(MemberFault::Truncated { partial: out });
     }
     match read {
         Ok(_) => {}
-        Err(e) if matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+            ) =>
+        {
             return Err(MemberFault::Corrupt(e.to_string()))
         }
         Err(e) => return Err(e.into()),
     }
     if expected != u64::MAX && out.len() as u64 != expected {
-        return Err(MemberFault::Size { expected, data: out });
+        return Err(MemberFault::Size {
+            expected,
+            data: out,
+        });
     }
     let actual = crc32fast::hash(&out);
     if actual != entry.crc32 {
-        return Err(MemberFault::Crc { expected: entry.crc32, actual, data: out });
+        return Err(MemberFault::Crc {
+            expected: entry.crc32,
+            actual,
+            data: out,
+        });
     }
     Ok(out)
 }
