@@ -11,6 +11,13 @@ use anyhow::{bail, Context};
 use crate::cli::OutputFlags;
 use crate::shard::verification_bin;
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ImageSize {
+    pub width: u32,
+    pub height: u32,
+    pub count: u64,
+}
+
 /// What a check of a `.bin` found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BinReport {
@@ -18,8 +25,8 @@ pub struct BinReport {
     pub genuine: u64,
     pub impostor: u64,
     pub images: u64,
-    /// `WxH` → how many images have that size.
-    pub sizes: BTreeMap<String, u64>,
+    /// Image sizes found, smallest first, with how many images have each.
+    pub sizes: Vec<ImageSize>,
     /// Images that do not decode: `bins[i]: reason`.
     pub undecodable: Vec<String>,
 }
@@ -44,7 +51,14 @@ pub fn check(bytes: &[u8]) -> Result<BinReport, verification_bin::BinError> {
         genuine: bin.genuine_count(),
         impostor: bin.impostor_count(),
         images: bin.images.len() as u64,
-        sizes,
+        sizes: sizes
+            .into_iter()
+            .map(|((width, height), count)| ImageSize {
+                width,
+                height,
+                count,
+            })
+            .collect(),
         undecodable,
     })
 }
