@@ -1,1 +1,279 @@
-//! The comparison engines (filled in by the evaluate work).
+//! Pairwise comparison of embeddings: one engine interface, two engines
+//! (the CPU engine is the reference; the CUDA engine must give the same
+//! counts and top-k).
+//!
+//! An engine never materialises the probe × gallery matrix. It computes
+//! cosine scores tile by tile and folds each tile at once into
+//! * every genuine (same-identity) score, exactly;
+//! * impostor counts in fine histogram bins, plus an exact store of the
+//!   highest impostor scores, enough to place thresholds exactly down to
+//!   FMR = 1 / impostor count;
+//! * per probe: the top-k gallery rows, the best mate score and its rank.
+//!
+//! Memory is bounded by the tile size and the result sizes, not by N².
+
+use std::fmt;
+
+/// Row-major embeddings, each row L2-normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    rows: usize,
+    dim: usize,
+    data: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EmbeddingError {
+    #[error("{len} values do not make rows of {dim}")]
+    Shape { len: usize, dim: usize },
+    #[error("row {row} holds a NaN or infinite value")]
+    NotFinite { row: usize },
+    #[error("row {row} is all zeros")]
+    Zero { row: usize },
+}
+
+impl Embeddings {
+    /// Takes raw rows and L2-normalises each one. Non-finite and all-zero
+    /// rows are refused, naming the row.
+    pub fn normalized(mut data: Vec<f32>, dim: usize) -> Result<Embeddings, EmbeddingError> {
+        if dim == 0 || data.len() % dim != 0 {
+            return Err(EmbeddingError::Shape {
+                len: data.len(),
+                dim,
+            });
+        }
+        for (row, chunk) in data.chunks_exact_mut(dim).enumerate() {
+            if chunk.iter().any(|v| !v.is_finite()) {
+                return Err(EmbeddingError::NotFinite { row });
+            }
+            // Accumulate in f64: a 512-d sum of squares loses digits in f32.
+            let norm = chunk
+                .iter()
+                .map(|&v| (v as f64) * (v as f64))
+                .sum::<f64>()
+                .sqrt();
+            if norm == 0.0 {
+                return Err(EmbeddingError::Zero { row });
+            }
+            for v in chunk.iter_mut() {
+                *v = (*v as f64 / norm) as f32;
+            }
+        }
+        Ok(Embeddings {
+            rows: data.len() / dim,
+            dim,
+            data,
+        })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+    /// The rows whose indices are given, in that order.
+    pub fn select(&self, indices: &[usize]) -> Embeddings {
+        let mut data = Vec::with_capacity(indices.len() * self.dim);
+        for &i in indices {
+            data.extend_from_slice(self.row(i));
+        }
+        Embeddings {
+            rows: indices.len(),
+            dim: self.dim,
+            data,
+        }
+    }
+}
+
+/// Fine, equal-width bins over the cosine range [-1, 1]. Engines must bin
+/// with exactly [`HistogramSpec::bin`]'s arithmetic so their counts agree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistogramSpec {
+    pub bins: u32,
+}
+
+impl HistogramSpec {
+    /// 2^16 bins: a width of about 3.1e-5 in cosine.
+    pub const DEFAULT: HistogramSpec = HistogramSpec { bins: 1 << 16 };
+
+    /// The bin of a score: `floor((s + 1) * bins / 2)` in f32, clamped, so
+    /// scores a rounding error outside [-1, 1] land in the end bins.
+    #[inline]
+    pub fn bin(&self, score: f32) -> usize {
+        let scaled = (score + 1.0) * (self.bins as f32 * 0.5);
+        (scaled.max(0.0) as usize).min(self.bins as usize - 1)
+    }
+
+    /// The lower edge of bin `i`: every score counted in it is >= this.
+    pub fn lower_edge(&self, i: usize) -> f64 {
+        i as f64 * 2.0 / self.bins as f64 - 1.0
+    }
+}
+
+/// Which comparisons a job makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pairing {
+    /// Every unordered pair {i, j}, i != j, of the probe set, which is also
+    /// the gallery (verification over all distinct pairs). Each probe's
+    /// candidates are the other rows.
+    AllDistinct,
+    /// Every probe row against every gallery row.
+    ProbeGallery,
+}
+
+/// One comparison job. Identity labels are dense indices; a probe is mated
+/// when some gallery row carries its label.
+#[derive(Debug, Clone, Copy)]
+pub struct CompareJob<'a> {
+    pub probes: &'a Embeddings,
+    pub probe_labels: &'a [u32],
+    pub gallery: &'a Embeddings,
+    pub gallery_labels: &'a [u32],
+    pub pairing: Pairing,
+    /// Candidates kept per probe (0: none).
+    pub top_k: usize,
+    pub histogram: HistogramSpec,
+    /// How many of the highest impostor scores to keep exactly.
+    pub tail_capacity: usize,
+}
+
+/// A gallery row and its score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Candidate {
+    pub index: u32,
+    pub score: f32,
+}
+
+/// Per probe: its candidate list and its mate.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProbeResult {
+    /// The `top_k` best gallery rows, by score descending, ties by lower index.
+    pub top: Vec<Candidate>,
+    /// The best score against a gallery row of the probe's identity.
+    pub mate_score: Option<f32>,
+    /// 1 + the number of non-mate gallery rows scoring >= the mate score
+    /// (ties count against the probe, as in bob.measure and NIST).
+    pub mate_rank: Option<u64>,
+}
+
+/// What an engine returns for a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareResult {
+    /// Every genuine score, in no particular order.
+    pub genuine: Vec<f32>,
+    /// Impostor counts per bin of the job's histogram.
+    pub impostor_hist: Vec<u64>,
+    /// The highest impostor scores, exactly, sorted descending; at most
+    /// `tail_capacity` of them.
+    pub impostor_tail: Vec<f32>,
+    /// One per probe row.
+    pub probes: Vec<ProbeResult>,
+}
+
+impl CompareResult {
+    pub fn impostor_count(&self) -> u64 {
+        self.impostor_hist.iter().sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("probe and gallery dimensions differ ({probe} vs {gallery})")]
+    Dimension { probe: usize, gallery: usize },
+    #[error("{what}: {labels} labels for {rows} rows")]
+    Labels {
+        what: &'static str,
+        labels: usize,
+        rows: usize,
+    },
+    #[error("{0}")]
+    Device(String),
+}
+
+/// An engine that runs comparison jobs: the CPU engine (`cpu`) and the CUDA
+/// engine (`cuda`).
+pub trait Engine: Send + Sync {
+    /// What ran the job, for summaries: "cpu (2 threads)", "cuda:0 NVIDIA H200".
+    fn description(&self) -> String;
+    fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError>;
+}
+
+impl fmt::Debug for dyn Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description())
+    }
+}
+
+impl CompareJob<'_> {
+    /// Checks the shapes every engine relies on.
+    pub fn validate(&self) -> Result<(), CompareError> {
+        if self.probes.dim() != self.gallery.dim() {
+            return Err(CompareError::Dimension {
+                probe: self.probes.dim(),
+                gallery: self.gallery.dim(),
+            });
+        }
+        if self.probe_labels.len() != self.probes.rows() {
+            return Err(CompareError::Labels {
+                what: "probes",
+                labels: self.probe_labels.len(),
+                rows: self.probes.rows(),
+            });
+        }
+        if self.gallery_labels.len() != self.gallery.rows() {
+            return Err(CompareError::Labels {
+                what: "gallery",
+                labels: self.gallery_labels.len(),
+                rows: self.gallery.rows(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_normalised_and_bad_rows_named() {
+        let e = Embeddings::normalized(vec![3.0, 4.0, 0.0, 2.0], 2).unwrap();
+        assert_eq!(e.row(0), &[0.6, 0.8]);
+        assert_eq!(e.row(1), &[0.0, 1.0]);
+        assert_eq!(
+            Embeddings::normalized(vec![1.0, 0.0, 0.0, 0.0], 2),
+            Err(EmbeddingError::Zero { row: 1 })
+        );
+        assert_eq!(
+            Embeddings::normalized(vec![1.0, f32::NAN], 2),
+            Err(EmbeddingError::NotFinite { row: 0 })
+        );
+        assert!(matches!(
+            Embeddings::normalized(vec![1.0; 3], 2),
+            Err(EmbeddingError::Shape { .. })
+        ));
+    }
+
+    #[test]
+    fn bins_cover_the_cosine_range() {
+        let h = HistogramSpec { bins: 4 };
+        assert_eq!(h.bin(-1.0), 0);
+        assert_eq!(h.bin(-1.5), 0);
+        assert_eq!(h.bin(-0.5), 1);
+        assert_eq!(h.bin(0.0), 2);
+        assert_eq!(h.bin(0.999), 3);
+        assert_eq!(h.bin(1.0), 3);
+        assert_eq!(h.bin(1.0001), 3);
+        assert_eq!(h.lower_edge(2), 0.0);
+        for s in [-0.7f32, -0.1, 0.3, 0.93] {
+            assert!(h.lower_edge(h.bin(s)) <= s as f64);
+        }
+    }
+}
