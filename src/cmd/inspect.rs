@@ -31,7 +31,11 @@ const LISTED_PROBLEMS: usize = 10;
 const BATCH: usize = 2048;
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    if args.path.extension().is_some_and(|e| e.eq_ignore_ascii_case("bin")) {
+    if args
+        .path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
+    {
         return super::inspect_bin::run(&args.path, &args.output);
     }
     let files = ShardFiles::locate(&args.path)?;

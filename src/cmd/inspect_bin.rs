@@ -38,11 +38,7 @@ pub fn check(bytes: &[u8]) -> Result<BinReport, verification_bin::BinError> {
     let mut undecodable = Vec::new();
     for (i, image) in bin.images.iter().enumerate() {
         match image::load_from_memory(image) {
-            Ok(img) => {
-                *sizes
-                    .entry(format!("{}x{}", img.width(), img.height()))
-                    .or_insert(0) += 1
-            }
+            Ok(img) => *sizes.entry((img.width(), img.height())).or_insert(0) += 1,
             Err(e) => undecodable.push(format!("bins[{i}]: {e}")),
         }
     }
@@ -72,7 +68,7 @@ pub fn run(path: &Path, output: &OutputFlags) -> anyhow::Result<()> {
         let sizes: Vec<String> = report
             .sizes
             .iter()
-            .map(|(size, n)| format!("{size} ×{n}"))
+            .map(|s| format!("{}x{} ×{}", s.width, s.height, s.count))
             .collect();
         println!(
             "{}: {} pairs ({} genuine, {} impostor), {} images; sizes: {}",
@@ -124,10 +120,12 @@ mod tests {
             (report.pairs, report.genuine, report.impostor, report.images),
             (2, 1, 1, 4)
         );
-        assert_eq!(
-            report.sizes,
-            BTreeMap::from([("112x112".to_string(), 2), ("96x112".to_string(), 1)])
-        );
+        let sizes: Vec<(u32, u32, u64)> = report
+            .sizes
+            .iter()
+            .map(|s| (s.width, s.height, s.count))
+            .collect();
+        assert_eq!(sizes, [(96, 112, 1), (112, 112, 2)]);
         assert_eq!(report.undecodable.len(), 1);
         assert!(report.undecodable[0].starts_with("bins[3]: "));
     }
