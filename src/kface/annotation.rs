@@ -49,6 +49,8 @@ impl Annotation {
 /// editor shows them.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnnotationError {
+    #[error("annotation: {0}")]
+    Unreadable(String),
     #[error("annotation is not UTF-8 text")]
     NotText,
     #[error("annotation is empty")]

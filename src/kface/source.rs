@@ -80,6 +80,10 @@ pub trait Unit: Send + Sync {
     fn origin(&self) -> &str;
     /// Lists the unit's files and makes their bytes readable.
     fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError>;
+    /// The number of images, when known without loading (for progress).
+    fn image_count(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A unit ready to read; dropping it frees what it holds.
@@ -107,6 +111,14 @@ impl Unit for FolderUnit {
     }
     fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
         Ok(Box::new(self))
+    }
+    fn image_count(&self) -> Option<u64> {
+        Some(
+            self.files
+                .iter()
+                .filter(|f| !matches!(f.kind, FileKind::Annotation(_)))
+                .count() as u64,
+        )
     }
 }
 
@@ -185,6 +197,10 @@ pub fn zip_units(path: &Path) -> Result<Vec<Box<dyn Unit>>, SourceError> {
     super::archive::units(path)
 }
 
+fn is_image(path: &Path) -> bool {
+    matches!(classify(path), Classified::Match(m) if m.role == FileRole::Image)
+}
+
 fn is_zip(path: &Path) -> bool {
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
@@ -205,17 +221,19 @@ pub fn discover(sources: &[PathBuf]) -> Result<Discovery, SourceError> {
         let mut folders: BTreeMap<(PathBuf, String), FolderUnit> = BTreeMap::new();
         let mut order: Vec<(PathBuf, String)> = Vec::new();
         for entry in WalkDir::new(src).follow_links(true).sort_by_file_name() {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(err) => {
-                    found.warnings.push(format!("{}: {err}", src.display()));
-                    continue;
-                }
+            // A K-Face image the walk cannot stat (a dangling link) is still
+            // listed: reading it fails, and that becomes its manifest row.
+            let path = match &entry {
+                Ok(entry) if entry.file_type().is_file() => entry.path(),
+                Ok(_) => continue,
+                Err(err) => match err.path() {
+                    Some(path) if is_image(path) => path,
+                    _ => {
+                        found.warnings.push(format!("{}: {err}", src.display()));
+                        continue;
+                    }
+                },
             };
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let path = entry.path();
             if is_zip(path) {
                 match zip_units(path) {
                     Ok(units) => ordered.extend(units),
@@ -424,6 +442,25 @@ mod tests {
                 .len(),
             100
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn dangling_links_are_listed_and_fail_to_read() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), "19062421/S001/L1/E01/C7.jpg", b"a");
+        std::os::unix::fs::symlink(
+            dir.path().join("gone.jpg"),
+            dir.path().join("19062421/S001/L1/E01/C4.jpg"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("elsewhere")).unwrap();
+        let found = discover(&[dir.path().to_path_buf()]).unwrap();
+        let loaded = found.units[0].load().unwrap();
+        assert_eq!(loaded.files().len(), 2);
+        assert_eq!(loaded.files()[0].kind, FileKind::Image(attrs(1, 1, 1, 4)));
+        assert!(matches!(loaded.read(0), Err(SourceError::Io { .. })));
+        assert_eq!(found.warnings.len(), 1, "{:?}", found.warnings);
     }
 
     #[cfg(unix)]
