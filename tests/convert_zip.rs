@@ -250,6 +250,66 @@ fn tier_zip_and_zip_folder_convert_like_the_extracted_tree() {
     assert_eq!(fs::read_dir(&s.zip_folder).unwrap().count(), IDS.len());
 }
 
+/// The whole issue-3 path: tier zip → convert --holdout → pairs → a `.bin`
+/// whose images are the eval crops convert wrote.
+#[test]
+fn pairs_from_the_eval_set_convert_wrote() {
+    let s = sources();
+    let out = s.root.join("out");
+    convert(&s.tier_zip, &out, &["--holdout", "3", "--seed", "1"]);
+    let pairs_dir = s.root.join("pairs");
+    let run = Command::new(env!("CARGO_BIN_EXE_facekit"))
+        .args([
+            "pairs",
+            out.to_str().unwrap(),
+            "--out",
+            pairs_dir.to_str().unwrap(),
+        ])
+        .args(["--positives", "30", "--negatives", "30", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let bin =
+        facekit::shard::verification_bin::read(&fs::read(pairs_dir.join("kface.bin")).unwrap())
+            .unwrap();
+    let text = fs::read_to_string(pairs_dir.join("pairs.txt")).unwrap();
+    assert_eq!(text.lines().count(), 60);
+    for (i, line) in text.lines().enumerate() {
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(
+            bin.images[2 * i],
+            fs::read(out.join("eval").join(parts[0])).unwrap()
+        );
+        assert_eq!(
+            bin.images[2 * i + 1],
+            fs::read(out.join("eval").join(parts[1])).unwrap()
+        );
+        assert_eq!(bin.issame[i], parts[2] == "1");
+        assert_eq!(bin.issame[i], parts[0][..8] == parts[1][..8]);
+    }
+    let inspect = Command::new(env!("CARGO_BIN_EXE_facekit"))
+        .args([
+            "inspect",
+            pairs_dir.join("kface.bin").to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(report["pairs"], 60);
+    assert_eq!(report["sizes"][0]["width"], 112);
+    assert_eq!(report["sizes"][0]["count"], 120);
+}
+
 #[test]
 fn one_identity_zip_converts_alone() {
     let s = sources();
