@@ -108,44 +108,88 @@ impl Raw {
 
 /// A stored-only zip, written byte by byte.
 fn raw_zip(members: &[Raw]) -> Vec<u8> {
+    build_zip(members, false)
+}
+
+/// The same with every size and offset in zip64 fields and a zip64 end
+/// record, as a tier zip over 4 GiB has them.
+fn raw_zip64(members: &[Raw]) -> Vec<u8> {
+    build_zip(members, true)
+}
+
+fn build_zip(members: &[Raw], zip64: bool) -> Vec<u8> {
+    let u16le = |buf: &mut Vec<u8>, v: u16| buf.extend_from_slice(&v.to_le_bytes());
+    let u32le = |buf: &mut Vec<u8>, v: u32| buf.extend_from_slice(&v.to_le_bytes());
+    let u64le = |buf: &mut Vec<u8>, v: u64| buf.extend_from_slice(&v.to_le_bytes());
+    let narrow = |v: u64| if zip64 { u32::MAX } else { v as u32 };
     let mut out = Vec::new();
     let mut central = Vec::new();
     for m in members {
-        let offset = out.len() as u32;
+        let offset = out.len() as u64;
         let crc = m.crc.unwrap_or_else(|| crc32fast::hash(&m.data));
-        let size = m.data.len() as u32;
-        let common = |buf: &mut Vec<u8>| {
-            buf.extend_from_slice(&20u16.to_le_bytes()); // version needed
-            buf.extend_from_slice(&m.flags.to_le_bytes());
-            buf.extend_from_slice(&0u16.to_le_bytes()); // stored
-            buf.extend_from_slice(&0u16.to_le_bytes()); // time
-            buf.extend_from_slice(&0x21u16.to_le_bytes()); // date 1980-01-01
-            buf.extend_from_slice(&crc.to_le_bytes());
-            buf.extend_from_slice(&size.to_le_bytes());
-            buf.extend_from_slice(&size.to_le_bytes());
-            buf.extend_from_slice(&(m.name.len() as u16).to_le_bytes());
-            buf.extend_from_slice(&0u16.to_le_bytes()); // extra
+        let size = m.data.len() as u64;
+        let common = |buf: &mut Vec<u8>, extra_len: u16| {
+            u16le(buf, if zip64 { 45 } else { 20 }); // version needed
+            u16le(buf, m.flags);
+            u16le(buf, 0); // stored
+            u16le(buf, 0); // time
+            u16le(buf, 0x21); // date 1980-01-01
+            u32le(buf, crc);
+            u32le(buf, narrow(size));
+            u32le(buf, narrow(size));
+            u16le(buf, m.name.len() as u16);
+            u16le(buf, if zip64 { extra_len } else { 0 });
         };
-        out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-        common(&mut out);
+        u32le(&mut out, 0x0403_4b50);
+        common(&mut out, 20);
         out.extend_from_slice(&m.name);
+        if zip64 {
+            u16le(&mut out, 1);
+            u16le(&mut out, 16);
+            u64le(&mut out, size);
+            u64le(&mut out, size);
+        }
         out.extend_from_slice(&m.data);
-        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-        central.extend_from_slice(&20u16.to_le_bytes()); // made by
-        common(&mut central);
+        u32le(&mut central, 0x0201_4b50);
+        u16le(&mut central, 45); // made by
+        common(&mut central, 28);
         central.extend_from_slice(&[0; 10]); // comment len, disk, attributes
-        central.extend_from_slice(&offset.to_le_bytes());
+        u32le(&mut central, narrow(offset));
         central.extend_from_slice(&m.name);
+        if zip64 {
+            u16le(&mut central, 1);
+            u16le(&mut central, 24);
+            u64le(&mut central, size);
+            u64le(&mut central, size);
+            u64le(&mut central, offset);
+        }
     }
-    let cd_offset = out.len() as u32;
+    let cd_offset = out.len() as u64;
+    let count = members.len() as u64;
     out.extend_from_slice(&central);
-    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    if zip64 {
+        let record = out.len() as u64;
+        u32le(&mut out, 0x0606_4b50);
+        u64le(&mut out, 44);
+        u16le(&mut out, 45);
+        u16le(&mut out, 45);
+        out.extend_from_slice(&[0; 8]); // disks
+        u64le(&mut out, count);
+        u64le(&mut out, count);
+        u64le(&mut out, central.len() as u64);
+        u64le(&mut out, cd_offset);
+        u32le(&mut out, 0x0706_4b50);
+        u32le(&mut out, 0);
+        u64le(&mut out, record);
+        u32le(&mut out, 1);
+    }
+    u32le(&mut out, 0x0605_4b50);
     out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
-    out.extend_from_slice(&cd_offset.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
+    u16le(&mut out, if zip64 { u16::MAX } else { count as u16 });
+    u16le(&mut out, if zip64 { u16::MAX } else { count as u16 });
+    u32le(&mut out, narrow(central.len() as u64));
+    u32le(&mut out, narrow(cd_offset));
+    u16le(&mut out, 0);
     out
 }
 
@@ -615,4 +659,30 @@ fn a_damaged_identity_archive_says_so_in_its_listing() {
         ),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn zip64_tier_zip_is_read_through_its_zip64_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = raw_zip64(&[
+        Raw::new("S001/L1/E01/C7.jpg", b"jpeg a"),
+        Raw::new("S001/L1/E01/C7.txt", b"txt a"),
+    ]);
+    let b = identity_zip(13, CompressionMethod::Deflated);
+    let tier = raw_zip64(&[Raw::new("19062421.zip", &a), Raw::new("19062422.zip", &b)]);
+    let whole = listing(&tier);
+    assert!(whole.salvaged.is_none(), "{:?}", whole.salvaged);
+    assert!(whole.entries[1].header_offset > 0);
+    let source = open(&write(dir.path(), "Middle_Resolution.zip", &tier)).unwrap();
+    let first = source.identities[0].load().unwrap();
+    assert!(first.damage.is_none());
+    assert_eq!(first.read(1).unwrap(), b"txt a");
+    let second = source.identities[1].load().unwrap();
+    assert_eq!(second.read(3).unwrap(), identity_members(13)[3].1);
+    // Cut before its central directory, the zip64 local headers still list it.
+    let cd = data_start(&tier, &whole.entries[1]) + b.len();
+    let cut = listing(&tier[..cd]);
+    assert!(cut.salvaged.is_some());
+    assert_eq!(cut.entries.len(), 2);
+    assert_eq!(cut.entries[1].compressed_size, b.len() as u64);
 }

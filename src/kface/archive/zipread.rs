@@ -286,6 +286,14 @@ fn read_central_directory<R: Read + Seek>(reader: &mut R, len: u64) -> Result<Ve
         .checked_sub(cd_size)
         .ok_or("central directory size exceeds the archive")?;
     let shift = cd_start.wrapping_sub(cd_offset);
+    // A shift in an archive that starts with a member is no stub: the end
+    // record is that of a zip stored inside, which a cut at the end of a
+    // stored member leaves last (a tier zip truncated there).
+    if shift != 0 && le32(&read_at(reader, 0, 4).map_err(io)?) == LOCAL_SIG {
+        return Err(
+            "the last end record belongs to a zip stored inside (archive truncated?)".into(),
+        );
+    }
     let cd = read_at(reader, cd_start, cd_size as usize).map_err(io)?;
     let mut entries = Vec::with_capacity(count.min(1 << 20) as usize);
     let mut pos = 0usize;
