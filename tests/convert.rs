@@ -275,8 +275,25 @@ fn bad_images_become_failed_rows_and_the_run_goes_on() {
     )
     .unwrap();
     fs::write(base.join("19071241/S001/L1/E01/C4.txt"), b"1 2\n3 4\n").unwrap();
-    // Landmarks beyond the image (an annotation made for a larger tier).
-    fs::write(base.join("19071241/S001/L1/E01/C7.txt"), annotation(7, 400)).unwrap();
+    // Landmarks beyond the image at any scale.
+    fs::write(
+        base.join("19071241/S001/L1/E01/C7.txt"),
+        annotation(7, -400),
+    )
+    .unwrap();
+    // An annotation in the pixels of the High tier (2.5x): rescaled, and said.
+    let high: String = annotation(4, 0)
+        .lines()
+        .map(|l| {
+            let v: Vec<String> = l
+                .split('\t')
+                .map(|n| (n.parse::<i32>().unwrap() * 5 / 2).to_string())
+                .collect();
+            v.join("\t") + "\n"
+        })
+        .collect();
+    fs::write(base.join("19070111/S001/L1/E01/C1.txt"), &high).unwrap();
+    fs::write(base.join("19062431/S001/L1/E01/C7.txt"), &high).unwrap();
     // A name that is not UTF-8, and a link to nothing.
     #[cfg(unix)]
     {
@@ -314,8 +331,23 @@ fn bad_images_become_failed_rows_and_the_run_goes_on() {
     assert!(reason_of("19070111/S001/L1/E01/C4.jpg").contains("not a JPEG"));
     assert!(reason_of("19071241/S001/L1/E01/C4.jpg")
         .contains("S001/L1/E01/C4.txt: annotation has 2 point lines"));
-    assert!(reason_of("19071241/S001/L1/E01/C7.jpg").contains("outside the 346x230 image"));
-    assert!(reason_of("19071241/S002/L1/E01/C7.jpg").contains("outside the 346x230 image"));
+    assert!(reason_of("19071241/S001/L1/E01/C7.jpg").contains("outside the 346x230 image, at any"));
+    assert!(reason_of("19071241/S002/L1/E01/C7.jpg").contains("outside the 346x230 image, at any"));
+    let landmark = strings(&manifest, "landmark_source");
+    let scaled: Vec<(&str, &str)> = (0..manifest.height())
+        .filter(|&i| landmark[i].as_deref().is_some_and(|l| l.contains("scaled")))
+        .map(|i| {
+            (
+                source[i].as_deref().unwrap(),
+                landmark[i].as_deref().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(scaled.len(), 3, "{scaled:?}");
+    assert!(scaled[0].0.ends_with("19062431/S001/L1/E01/C7.jpg"));
+    assert_eq!(scaled[0].1, "own scaled 0.4005");
+    assert_eq!(scaled[1].1, "sibling:S001/L1/E01/C7.txt scaled 0.4005");
+    assert_eq!(scaled[2].1, "bbox scaled 0.4005");
     if cfg!(unix) {
         assert!(reason_of("19062431/S003/L1/E01/C7.jpg").contains("cannot read"));
         let undecodable = failed.iter().find(|(s, _)| s.contains('\u{fffd}')).unwrap();
@@ -557,6 +589,15 @@ fn user_errors_exit_1_with_a_message() {
     let output = convert(src.path(), &out, &["--select", "S3"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("is in the selection"));
+    let broken = tempfile::tempdir().unwrap();
+    put(broken.path(), "19062421/S001/L1/E01/C7.jpg", b"");
+    let output = convert(broken.path(), &out, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("no image could be converted (1 failed)"),
+        "{message}"
+    );
     let missing: PathBuf = src.path().join("nope");
     let output = convert(&missing, &out, &[]);
     assert_eq!(output.status.code(), Some(1));

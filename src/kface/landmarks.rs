@@ -162,23 +162,76 @@ pub fn choose(policy: Policy, attrs: &Attributes, annotations: &Annotations) -> 
     }
 }
 
-/// Checks that a crop's geometry lies on an image of `width` × `height`:
-/// every point inside it, or a face box whose centre is inside it. A miss
-/// usually means an annotation made for another tier's image size.
-pub fn check_inside(crop: &Crop, width: u32, height: u32) -> Result<(), String> {
-    let (w, h) = (width as f32, height as f32);
-    let inside = |[x, y]: [f32; 2]| (0.0..=w).contains(&x) && (0.0..=h).contains(&y);
-    let ok = match crop {
-        Crop::Points(points) => points.iter().all(|p| inside(*p)),
-        Crop::FaceBox(b) => inside([b.x + b.w / 2.0, b.y + b.h / 2.0]),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "landmarks outside the {width}x{height} image (an annotation made for another tier?)"
-        ))
+impl Crop {
+    /// The same geometry on an image scaled by `s` (pixel centres kept).
+    pub fn scaled(&self, s: f32) -> Crop {
+        match self {
+            Crop::Points(points) => Crop::Points(points.map(|p| p.map(|v| (v + 0.5) * s - 0.5))),
+            Crop::FaceBox(b) => Crop::FaceBox(BoundingBox {
+                x: b.x * s,
+                y: b.y * s,
+                w: b.w * s,
+                h: b.h * s,
+            }),
+        }
     }
+
+    /// Every point on the image, or the face box's centre.
+    fn lies_on(&self, width: u32, height: u32) -> bool {
+        let (w, h) = (width as f32, height as f32);
+        let inside = |[x, y]: [f32; 2]| (0.0..=w).contains(&x) && (0.0..=h).contains(&y);
+        match self {
+            Crop::Points(points) => points.iter().all(|p| inside(*p)),
+            Crop::FaceBox(b) => inside([b.x + b.w / 2.0, b.y + b.h / 2.0]),
+        }
+    }
+}
+
+/// Image widths of the High, Middle and Low tiers (spec §2.3).
+const TIER_WIDTHS: [u32; 3] = [864, 346, 173];
+
+/// A crop fitted to its image: the geometry to use and, when the annotation
+/// had to be rescaled from a larger tier's pixels, the factor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fitted {
+    pub crop: Crop,
+    pub scale: Option<f32>,
+}
+
+/// Checks that a crop's geometry lies on an image of `width` × `height`.
+/// When it does not, the annotation may be in the pixels of a larger tier
+/// (spec §4.5): on an image of a tier's width, the nearest larger tier whose
+/// scale puts it on the image is used, and said. Otherwise the image cannot
+/// be aligned.
+pub fn fit_to_image(crop: &Crop, width: u32, height: u32) -> Result<Fitted, String> {
+    if crop.lies_on(width, height) {
+        return Ok(Fitted {
+            crop: *crop,
+            scale: None,
+        });
+    }
+    // Only on an image of a tier's width (within 2%) is a rescale plausible.
+    let w = width as f32;
+    let is_tier = TIER_WIDTHS
+        .iter()
+        .any(|&t| (t as f32 - w).abs() <= t as f32 * 0.02);
+    let larger = TIER_WIDTHS
+        .iter()
+        .rev()
+        .filter(|&&t| is_tier && t as f32 > w * 1.5);
+    for tier in larger {
+        let s = w / *tier as f32;
+        let scaled = crop.scaled(s);
+        if scaled.lies_on(width, height) {
+            return Ok(Fitted {
+                crop: scaled,
+                scale: Some(s),
+            });
+        }
+    }
+    Err(format!(
+        "landmarks outside the {width}x{height} image, at any tier's scale"
+    ))
 }
 
 #[cfg(test)]
@@ -321,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn geometry_must_lie_on_the_image() {
+    fn geometry_must_lie_on_the_image_or_a_larger_tier() {
         let points = Crop::Points([
             [10.0, 10.0],
             [30.0, 10.0],
@@ -329,8 +382,14 @@ mod tests {
             [12.0, 30.0],
             [28.0, 30.0],
         ]);
-        assert!(check_inside(&points, 40, 40).is_ok());
-        let err = check_inside(&points, 25, 40).unwrap_err();
+        assert_eq!(
+            fit_to_image(&points, 40, 40),
+            Ok(Fitted {
+                crop: points,
+                scale: None
+            })
+        );
+        let err = fit_to_image(&points, 25, 40).unwrap_err();
         assert!(err.contains("25x40"), "{err}");
         let bx = Crop::FaceBox(BoundingBox {
             x: -10.0,
@@ -338,7 +397,52 @@ mod tests {
             w: 40.0,
             h: 40.0,
         });
-        assert!(check_inside(&bx, 40, 40).is_ok());
-        assert!(check_inside(&bx, 5, 5).is_err());
+        assert!(fit_to_image(&bx, 40, 40).is_ok());
+        assert!(fit_to_image(&bx, 5, 5).is_err());
+        // A High-tier annotation (864 px wide) on a Middle image (346 px).
+        let high = Crop::Points([
+            [400.0, 250.0],
+            [460.0, 250.0],
+            [430.0, 290.0],
+            [405.0, 330.0],
+            [455.0, 330.0],
+        ]);
+        let fitted = fit_to_image(&high, 346, 230).unwrap();
+        let s = 346.0 / 864.0;
+        assert_eq!(fitted.scale, Some(s));
+        let Crop::Points(p) = fitted.crop else {
+            panic!()
+        };
+        assert!((p[0][0] - (400.5 * s - 0.5)).abs() < 1e-4);
+        // A Middle-tier box on a Low image: the nearer tier (x0.5) first.
+        let middle = Crop::FaceBox(BoundingBox {
+            x: 150.0,
+            y: 60.0,
+            w: 100.0,
+            h: 100.0,
+        });
+        let fitted = fit_to_image(&middle, 173, 115).unwrap();
+        assert_eq!(fitted.scale, Some(0.5));
+        assert_eq!(
+            fitted.crop,
+            Crop::FaceBox(BoundingBox {
+                x: 75.0,
+                y: 30.0,
+                w: 50.0,
+                h: 50.0
+            })
+        );
+        // The largest tier has no larger one.
+        assert!(fit_to_image(
+            &Crop::FaceBox(BoundingBox {
+                x: 900.0,
+                y: 0.0,
+                w: 40.0,
+                h: 40.0
+            }),
+            864,
+            576
+        )
+        .is_err());
     }
 }

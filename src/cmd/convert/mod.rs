@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::cli::{ConvertArgs, LandmarkPolicy, ShardFormat};
 use crate::imaging::DEFAULT_MAX_PIXELS;
 use crate::kface::landmarks::Policy;
-use crate::kface::source::{discover, PATTERN};
+use crate::kface::source::{discover, Discovery, PATTERN};
 use crate::kface::{HoldoutPlan, HoldoutSpec, Selection};
 use crate::output::{self, write_atomic};
 use manifest::{Row, RowSplit, Status};
@@ -219,62 +219,17 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         max_pixels: DEFAULT_MAX_PIXELS,
         plan,
     };
-    let pool = output::thread_pool(args.jobs)?;
-    let mut spool = Spool::create(&args.out)
-        .with_context(|| format!("{}: cannot create the spool", args.out.display()))?;
-    let known: u64 = found.units.iter().filter_map(|u| u.image_count()).sum();
-    let progress = output::progress(known, "converting", quiet);
-    let mut rows: Vec<Row> = Vec::new();
-    for unit in &found.units {
-        process::process_unit(
-            unit.as_ref(),
-            &settings,
-            &pool,
-            &mut spool,
-            &mut rows,
-            &progress,
-        )
-        .context("spooling the converted crops")?;
-    }
-    for (unit, winner) in &found.duplicates {
-        process::duplicate_rows(unit.as_ref(), winner, &mut rows);
-    }
-    for orphan in &found.orphans {
-        let row = Row::new(
-            orphan.source.clone(),
-            orphan.identity.clone().unwrap_or_default(),
-            None,
-            RowSplit::Excluded,
-        );
-        rows.push(row.with(Status::Failed, orphan.reason.clone()));
-    }
-    progress.finish_and_clear();
+    let (mut rows, mut spool) = read_sources(&found, &settings, args, quiet)?;
     rows.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let assignment = assign::assign(&mut rows, args.seed);
-
-    let count = |f: &dyn Fn(&Row) -> bool| rows.iter().filter(|r| f(r)).count() as u64;
-    let ok = count(&|r| r.status == Status::Ok);
-    let failed = count(&|r| r.status == Status::Failed);
-    let in_selection = count(&|r| r.split != RowSplit::Excluded);
-    if ok == 0 {
-        if in_selection == 0 && failed == 0 {
-            bail!(
-                "none of the {} images found in {} is in the selection {}",
-                rows.len(),
-                describe_sources(&args.sources),
-                settings.selection
-            );
-        }
-        let examples: Vec<String> = rows
-            .iter()
-            .filter(|r| r.status != Status::Ok && r.split != RowSplit::Excluded)
-            .take(3)
-            .map(|r| format!("{}: {}", r.source, r.reason.as_deref().unwrap_or("")))
-            .collect();
-        bail!(
-            "no image could be converted ({failed} failed), e.g. {}",
-            examples.join("; ")
-        );
+    let counts = Counts::of(&rows, &found);
+    if counts.ok == 0 {
+        bail!(nothing_converted(
+            &rows,
+            &counts,
+            &settings.selection,
+            &args.sources
+        ));
     }
 
     let format = match args.format {
@@ -320,20 +275,8 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
             missing: settings.plan.missing.clone(),
             enroll: settings.enroll.to_string(),
         }),
-        counts: Counts {
-            identities_found: identities.len() as u64,
-            images_seen: rows.len() as u64,
-            ok,
-            failed,
-            skipped: count(&|r| r.status == Status::Skipped),
-            train: count(&|r| r.split == RowSplit::Train && r.status == Status::Ok),
-            gallery: count(&|r| r.split == RowSplit::Gallery && r.status == Status::Ok),
-            probe: count(&|r| r.split == RowSplit::Probe && r.status == Status::Ok),
-            excluded: count(&|r| r.split == RowSplit::Excluded),
-            duplicate_identities: found.duplicates.len() as u64,
-            stray_files: found.stray_files,
-        },
-        failures: failed,
+        failures: counts.failed,
+        counts,
         first_failures: rows
             .iter()
             .filter(|r| r.status == Status::Failed)
@@ -360,6 +303,92 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         print_summary(&summary, &args.out);
     }
     Ok(())
+}
+
+/// Converts every unit, one loaded at a time, into rows and spooled crops;
+/// adds the rows of duplicate identities and of unlisted files.
+fn read_sources(
+    found: &Discovery,
+    settings: &Settings,
+    args: &ConvertArgs,
+    quiet: bool,
+) -> anyhow::Result<(Vec<Row>, Spool)> {
+    let pool = output::thread_pool(args.jobs)?;
+    let mut spool = Spool::create(&args.out)
+        .with_context(|| format!("{}: cannot create the spool", args.out.display()))?;
+    let known: u64 = found.units.iter().filter_map(|u| u.image_count()).sum();
+    let progress = output::progress(known, "converting", quiet);
+    let mut rows: Vec<Row> = Vec::new();
+    for unit in &found.units {
+        process::process_unit(
+            unit.as_ref(),
+            settings,
+            &pool,
+            &mut spool,
+            &mut rows,
+            &progress,
+        )
+        .context("spooling the converted crops")?;
+    }
+    progress.finish_and_clear();
+    for (unit, winner) in &found.duplicates {
+        process::duplicate_rows(unit.as_ref(), winner, &mut rows);
+    }
+    for orphan in &found.orphans {
+        let identity = orphan.identity.clone().unwrap_or_default();
+        let row = Row::new(orphan.source.clone(), identity, None, RowSplit::Excluded);
+        rows.push(row.with(Status::Failed, orphan.reason.clone()));
+    }
+    Ok((rows, spool))
+}
+
+impl Counts {
+    fn of(rows: &[Row], found: &Discovery) -> Counts {
+        let count = |f: &dyn Fn(&Row) -> bool| rows.iter().filter(|r| f(r)).count() as u64;
+        let converted = |split: RowSplit| count(&|r| r.split == split && r.status == Status::Ok);
+        Counts {
+            identities_found: found.units.len() as u64,
+            images_seen: rows.len() as u64,
+            ok: count(&|r| r.status == Status::Ok),
+            failed: count(&|r| r.status == Status::Failed),
+            skipped: count(&|r| r.status == Status::Skipped),
+            train: converted(RowSplit::Train),
+            gallery: converted(RowSplit::Gallery),
+            probe: converted(RowSplit::Probe),
+            excluded: count(&|r| r.split == RowSplit::Excluded),
+            duplicate_identities: found.duplicates.len() as u64,
+            stray_files: found.stray_files,
+        }
+    }
+}
+
+/// The message when not one image was converted.
+fn nothing_converted(
+    rows: &[Row],
+    counts: &Counts,
+    selection: &Selection,
+    sources: &[PathBuf],
+) -> String {
+    if counts.failed == 0 && counts.excluded == counts.images_seen {
+        return format!(
+            "none of the {} images found in {} is in the selection {selection}",
+            counts.images_seen,
+            describe_sources(sources)
+        );
+    }
+    let examples: Vec<String> = rows
+        .iter()
+        .filter(|r| {
+            r.status == Status::Failed || (r.status != Status::Ok && r.split != RowSplit::Excluded)
+        })
+        .take(3)
+        .map(|r| format!("{}: {}", r.source, r.reason.as_deref().unwrap_or("")))
+        .collect();
+    format!(
+        "no image could be converted ({} failed), e.g. {}",
+        counts.failed,
+        examples.join("; ")
+    )
 }
 
 fn print_summary(s: &Summary, out: &Path) {

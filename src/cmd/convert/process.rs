@@ -46,17 +46,24 @@ fn read_reason(err: &SourceError) -> String {
     }
 }
 
-/// One image's crop: decode, check, align, encode.
+/// An encoded crop, and the geometry used when it was rescaled from a
+/// larger tier's annotation.
+struct Converted {
+    jpeg: Vec<u8>,
+    rescaled: Option<(f32, Crop)>,
+}
+
+/// One image's crop: decode, fit the landmarks to it, align, encode.
 fn convert_one(
     unit: &dyn LoadedUnit,
     index: usize,
     choice: &Choice,
     settings: &Settings,
-) -> Result<Vec<u8>, String> {
+) -> Result<Converted, String> {
     let bytes = unit.read(index).map_err(|e| read_reason(&e))?;
     let image = decode_jpeg(&bytes, settings.max_pixels).map_err(|e| e.to_string())?;
-    landmarks::check_inside(&choice.crop, image.width(), image.height())?;
-    let aligned = match choice.crop {
+    let fitted = landmarks::fit_to_image(&choice.crop, image.width(), image.height())?;
+    let aligned = match fitted.crop {
         Crop::Points(points) => norm_crop(
             &image,
             &points.map(|[x, y]| [f64::from(x), f64::from(y)]),
@@ -69,7 +76,10 @@ fn convert_one(
             warp_affine(&image, &matrix, settings.size)
         }
     };
-    Ok(encode_jpeg(&aligned, settings.quality))
+    Ok(Converted {
+        jpeg: encode_jpeg(&aligned, settings.quality),
+        rescaled: fitted.scale.map(|s| (s, fitted.crop)),
+    })
 }
 
 /// Parses every annotation of a unit (the first file of a condition wins).
@@ -169,7 +179,7 @@ pub fn process_unit(
         progress.inc_length(listed);
     }
     progress.inc(listed - jobs.len() as u64);
-    let crops: Vec<Result<Vec<u8>, String>> = pool.install(|| {
+    let crops: Vec<Result<Converted, String>> = pool.install(|| {
         jobs.par_iter()
             .map(|(_, index, choice)| {
                 let crop = convert_one(loaded, *index, choice, settings);
@@ -181,9 +191,16 @@ pub fn process_unit(
     for ((row_index, _, _), crop) in jobs.iter().zip(crops) {
         let row = &mut rows[*row_index];
         match crop {
-            Ok(bytes) => {
-                row.crop = Some(spool.append(&bytes)?);
+            Ok(converted) => {
+                row.crop = Some(spool.append(&converted.jpeg)?);
                 row.status = Status::Ok;
+                if let Some((scale, crop)) = converted.rescaled {
+                    let source = row.landmark_source.take().unwrap_or_default();
+                    row.landmark_source = Some(format!("{source} scaled {scale:.4}"));
+                    if let Crop::Points(points) = crop {
+                        row.landmarks = Some(points);
+                    }
+                }
             }
             Err(reason) => {
                 row.status = Status::Failed;
