@@ -210,7 +210,8 @@ fn asking_for_too_many_pairs_fails_with_one_line() {
 }
 
 /// Python's own `pickle.load` reads the `.bin` on its first try (no
-/// `encoding='bytes'` fallback) and gets the same bytes and labels.
+/// `encoding='bytes'` fallback) and gets the same bytes and labels, and
+/// `mx.image.imdecode` (arcface_torch's `load_bin`) decodes every image.
 #[test]
 fn python_pickle_loads_the_bin() {
     let Some(python) = std::env::var_os("FACEKIT_PYTHON_INTEROP") else {
@@ -236,6 +237,11 @@ print(len(bins), len(issame))
 for b in bins:
     print(len(b), zlib.crc32(b))
 print(' '.join('1' if s else '0' for s in issame))
+# What arcface_torch's eval/verification.py load_bin does with each image.
+import mxnet as mx
+for b in bins:
+    img = mx.image.imdecode(b)
+    assert img.shape == (112, 112, 3), img.shape
 "#;
     let py = Command::new(python)
         .arg("-c")
