@@ -1,7 +1,8 @@
 //! The `.bin` reader against files Python wrote in every style real files
 //! come in (scripts/fixtures/verification_bin.py): raw bytes under pickle
 //! protocols 2 to 5, numpy arrays from `cv2.imencode` (build_eval_pack),
-//! and Python 2 `str` (lfw2pack under py2).
+//! Python 2 `str` (lfw2pack under py2) and Python 2 numpy arrays
+//! (build_eval_pack under py2).
 
 use std::fs;
 use std::path::PathBuf;
@@ -30,7 +31,7 @@ fn every_style_reads_to_the_known_contents() {
         .map(|v| (v["len"].as_u64().unwrap(), v["crc32"].as_u64().unwrap()))
         .collect();
     let files = expected["files"].as_array().unwrap();
-    assert_eq!(files.len(), 9);
+    assert_eq!(files.len(), 10);
     for file in files {
         let name = file.as_str().unwrap();
         let bin = verification_bin::read(&fs::read(fixtures().join(name)).unwrap())

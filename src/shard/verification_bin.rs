@@ -694,6 +694,11 @@ impl<'a> Machine<'a> {
             },
             "numpy.dtype" => match args.as_slice() {
                 [Value::Str(code), ..] => Ok(Value::Dtype(code.to_string())),
+                // Python 2 wrote the code as a byte string.
+                [Value::Bytes(code), ..] => match std::str::from_utf8(code) {
+                    Ok(code) => Ok(Value::Dtype(code.to_string())),
+                    Err(_) => Err(bad_args()),
+                },
                 _ => Err(bad_args()),
             },
             _ if numpy_name(name, "numeric", "_frombuffer") => match args.as_slice() {
