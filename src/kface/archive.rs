@@ -8,7 +8,9 @@
 //! archive into memory, and [`IdentityArchive::read`] inflates one member,
 //! from any thread. Memory is bounded by one identity archive per worker.
 //! Damage is reported per member (and per archive where members are lost),
-//! never as a panic.
+//! never as a panic. [`units`] hands the identity archives to convert's
+//! discovery as units, their K-Face members listed in the order a sorted
+//! walk of the extracted tree meets them, so both give the same outputs.
 
 mod zipread;
 
@@ -19,8 +21,8 @@ use std::path::{Path, PathBuf};
 use super::path::{parse_flat, parse_in_identity, FileRole};
 use super::source::{FileKind, LoadedUnit, SourceError, SourceFile, Unit, MAX_FILE_BYTES};
 use super::Attributes;
-pub use zipread::{decode_name, is_unsafe_name, Entry, ListingFault, MemberFault};
 use zipread::{list, read_entry, ListError};
+pub use zipread::{Entry, ListingFault, MemberFault};
 
 /// Separates an archive from a member in a display source:
 /// `Middle_Resolution.zip!19062421.zip!S001/L1/E01/C7.jpg`.
@@ -34,12 +36,6 @@ pub enum ArchiveError {
     NotZip { archive: String },
     #[error("{archive}: {fault}")]
     Member { archive: String, fault: MemberFault },
-}
-
-/// Whether a path names a zip, by its extension.
-pub fn is_zip(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
 }
 
 /// A member of an archive that could not be used, with its display source.
