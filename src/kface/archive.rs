@@ -14,11 +14,12 @@
 
 mod zipread;
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{self, BufReader, Cursor};
 use std::path::{Path, PathBuf};
 
-use super::path::{parse_flat, parse_in_identity, FileRole};
+use super::path::{parse_components, parse_flat, parse_in_identity, FileRole};
 use super::source::{FileKind, LoadedUnit, SourceError, SourceFile, Unit, MAX_FILE_BYTES};
 use super::Attributes;
 use zipread::{list, read_entry, ListError};
@@ -34,6 +35,8 @@ pub enum ArchiveError {
     Io { archive: String, source: io::Error },
     #[error("{archive}: not a zip archive")]
     NotZip { archive: String },
+    #[error("{archive}: {reason}")]
+    Layout { archive: String, reason: String },
     #[error("{archive}: {fault}")]
     Member { archive: String, fault: MemberFault },
 }
@@ -64,7 +67,8 @@ pub struct ZipSource {
 /// One identity's zip: a file, or a member of a tier zip.
 #[derive(Debug, Clone)]
 pub struct IdentityZip {
-    /// The zip's file stem (`19062421` for `19062421.zip`).
+    /// The zip's file stem (`19062421` for `19062421.zip`), or for a zip on
+    /// its own the identity its members' paths name, if they do.
     pub identity: String,
     /// Display source of the archive: `Middle_Resolution.zip!19062421.zip`.
     pub source: String,
@@ -102,6 +106,32 @@ fn list_file(path: &Path, archive: &str) -> Result<zipread::Listing, ArchiveErro
     })
 }
 
+/// The identity the members of an identity zip name in their paths
+/// (`19062421/S001/L1/E01/C7.jpg`), when they name one; their zip's stem
+/// is the identity otherwise. Members naming several identities are a zip
+/// of an extracted tree, which is not read: it would have to be held in
+/// memory whole.
+fn named_identities(entries: &[Entry]) -> Result<Option<String>, String> {
+    let mut found = BTreeSet::new();
+    for entry in entries {
+        let parts: Vec<&str> = entry.name.split('/').collect();
+        if let Some(m) = parse_components(&parts) {
+            found.insert(m.key.identity);
+        }
+    }
+    if found.len() > 1 {
+        let shown: Vec<&str> = found.iter().take(3).map(String::as_str).collect();
+        return Err(format!(
+            "holds {} identities ({}{}), not one identity's zip nor a zip of per-identity zips; \
+             extract it and convert the folder",
+            found.len(),
+            shown.join(", "),
+            if found.len() > 3 { ", …" } else { "" }
+        ));
+    }
+    Ok(found.pop_first())
+}
+
 /// Lists a zip and tells a tier zip (its members are zips: one identity
 /// archive each, wherever they sit in it) from an identity zip (anything
 /// else). Reads only the central directory, or walks local headers when
@@ -119,9 +149,17 @@ pub fn open(path: &Path) -> Result<ZipSource, ArchiveError> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| archive.clone());
+        let identity =
+            match named_identities(&listing.entries).map_err(|reason| ArchiveError::Layout {
+                archive: archive.clone(),
+                reason,
+            })? {
+                Some(identity) => identity,
+                None => file_stem(&name),
+            };
         return Ok(ZipSource {
             identities: vec![IdentityZip {
-                identity: file_stem(&name),
+                identity,
                 source: archive,
                 location: Location::File(path.to_path_buf()),
                 outer_damage: None,
@@ -294,6 +332,10 @@ fn source_error(err: ArchiveError) -> SourceError {
         ArchiveError::NotZip { archive } => SourceError::Unsupported {
             path: archive,
             reason: "not a zip archive".into(),
+        },
+        ArchiveError::Layout { archive, reason } => SourceError::Unsupported {
+            path: archive,
+            reason,
         },
         ArchiveError::Member { archive, fault } => SourceError::Unsupported {
             path: archive,

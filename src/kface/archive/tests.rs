@@ -686,3 +686,28 @@ fn zip64_tier_zip_is_read_through_its_zip64_records() {
     assert_eq!(cut.entries.len(), 2);
     assert_eq!(cut.entries[1].compressed_size, b.len() as u64);
 }
+
+#[test]
+fn member_paths_name_the_identity_of_a_renamed_zip() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = raw_zip(&[
+        Raw::new("19062421/S001/L1/E01/C7.jpg", b"a"),
+        Raw::new("19062421/S001/L1/E01/C7.txt", b"t"),
+    ]);
+    let source = open(&write(dir.path(), "kface part 1.zip", &one)).unwrap();
+    assert_eq!(source.identities[0].identity, "19062421");
+    let units = units(&dir.path().join("kface part 1.zip")).unwrap();
+    let loaded = units[0].load().unwrap();
+    assert_eq!(loaded.files().len(), 2);
+
+    let tree = raw_zip(&[
+        Raw::new("Middle_Resolution/19062421/S001/L1/E01/C7.jpg", b"a"),
+        Raw::new("Middle_Resolution/19062422/S001/L1/E01/C7.jpg", b"b"),
+    ]);
+    let path = write(dir.path(), "Middle_Resolution.zip", &tree);
+    let err = open(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("holds 2 identities (19062421, 19062422)"),
+        "{err}"
+    );
+}
