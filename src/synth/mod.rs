@@ -33,8 +33,10 @@ use face::{mix, Annotation, Identity};
 
 /// JPEG quality of the synthetic photos. They are written with 4:2:0
 /// chroma subsampling, as cameras and libjpeg do by default (`image`'s
-/// encoder only writes 4:4:4, and is 2-4x slower here); jpeg-encoder's
-/// scalar path, so the bytes do not depend on the CPU's SIMD features.
+/// encoder only writes 4:4:4, and is 2-4x slower here). jpeg-encoder takes
+/// its AVX2 path where the CPU has one: the bytes are the same run to run
+/// on one machine, but a machine without AVX2 writes other (equally valid)
+/// bytes.
 pub const JPEG_QUALITY: u8 = 90;
 
 /// The three resolution tiers of the AI Hub release (spec §2.3).
