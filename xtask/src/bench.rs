@@ -226,7 +226,13 @@ fn synthetic_data(work: &Path, images: u64) -> anyhow::Result<Summary> {
         identities as u64 * PER_IDENTITY,
         dir.display()
     );
+    let start = std::time::Instant::now();
     let summary = synth::generate(&config, &dir)?;
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "wrote them in {secs:.1} s ({:.0} images/s, tree and zip)",
+        summary.images as f64 / secs
+    );
     facekit::output::write_atomic(&stamp, serde_json::to_string_pretty(&summary)?.as_bytes())?;
     Ok(summary)
 }
