@@ -232,8 +232,9 @@ pub fn available(images: &[EvalImage], first: &Selection, second: &Selection) ->
     Pool::new(images, first, second).available()
 }
 
-/// Draws the pairs: genuine ones first, then impostors. The same images,
-/// in any order, and the same request give the same pairs.
+/// Draws the pairs, in [`FOLDS`] blocks of genuine then impostor pairs
+/// (see [`fold_order`]). The same images, in any order, and the same
+/// request give the same pairs.
 pub fn sample(images: &[EvalImage], request: &PairRequest) -> Result<Vec<Pair>, PairsError> {
     let pool = Pool::new(images, &request.first, &request.second);
     let have = pool.available();
@@ -250,9 +251,33 @@ pub fn sample(images: &[EvalImage], request: &PairRequest) -> Result<Vec<Pair>, 
         }
     }
     let mut rng = ChaCha8Rng::seed_from_u64(request.seed);
-    let mut pairs = pool.draw(request.positives, true, have.genuine, &mut rng);
-    pairs.extend(pool.draw(request.negatives, false, have.impostor, &mut rng));
-    Ok(pairs)
+    let genuine = pool.draw(request.positives, true, have.genuine, &mut rng);
+    let impostor = pool.draw(request.negatives, false, have.impostor, &mut rng);
+    Ok(fold_order(&genuine, &impostor, FOLDS))
+}
+
+/// arcface_torch scores a `.bin` with 10 contiguous, unshuffled folds.
+pub const FOLDS: usize = 10;
+
+/// Orders pairs as LFW's list does: `folds` contiguous blocks, each holding
+/// its share of the genuine pairs then its share of the impostors (sizes as
+/// scikit-learn's `KFold`: the first `n % folds` blocks take one more).
+/// Positives-first order would make every arcface_torch fold all-genuine
+/// or all-impostor.
+pub fn fold_order(genuine: &[Pair], impostor: &[Pair], folds: usize) -> Vec<Pair> {
+    let bounds = |n: usize, i: usize| {
+        let (size, extra) = (n / folds, n % folds);
+        let start = i * size + i.min(extra);
+        start..start + size + usize::from(i < extra)
+    };
+    (0..folds)
+        .flat_map(|i| {
+            genuine[bounds(genuine.len(), i)]
+                .iter()
+                .chain(&impostor[bounds(impostor.len(), i)])
+                .copied()
+        })
+        .collect()
 }
 
 /// The K-Face pair-list text: `path1 path2 1|0`, one pair a line.
@@ -270,6 +295,33 @@ pub fn pairs_txt(images: &[EvalImage], pairs: &[Pair]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folds_hold_both_kinds_like_lfw() {
+        let pair = |i: usize, genuine: bool| Pair {
+            first: i,
+            second: i + 1,
+            genuine,
+        };
+        let genuine: Vec<Pair> = (0..23).map(|i| pair(i, true)).collect();
+        let impostor: Vec<Pair> = (100..125).map(|i| pair(i, false)).collect();
+        let ordered = fold_order(&genuine, &impostor, 10);
+        assert_eq!(ordered.len(), 48);
+        // KFold sizes: 23 -> 3,3,3,2,..; 25 -> 3,3,3,3,3,2,...
+        let kinds: Vec<bool> = ordered.iter().take(6).map(|p| p.genuine).collect();
+        assert_eq!(kinds, [true, true, true, false, false, false]);
+        let mut start = 0;
+        for i in 0..10 {
+            let (g, n) = (2 + usize::from(i < 3), 2 + usize::from(i < 5));
+            let block = &ordered[start..start + g + n];
+            assert!(block[..g].iter().all(|p| p.genuine), "fold {i}");
+            assert!(block[g..].iter().all(|p| !p.genuine), "fold {i}");
+            start += g + n;
+        }
+        let mut firsts: Vec<usize> = ordered.iter().map(|p| p.first).collect();
+        firsts.sort();
+        assert_eq!(firsts, (0..23).chain(100..125).collect::<Vec<_>>());
+    }
 
     /// `ids` identities, each with every camera of `cameras` under S1 L1 E1
     /// and L2 E1, listed in a scrambled order.
@@ -305,7 +357,8 @@ mod tests {
     fn check(images: &[EvalImage], req: &PairRequest, pairs: &[Pair]) {
         assert_eq!(pairs.len(), req.positives + req.negatives);
         let mut seen = HashSet::new();
-        for (i, p) in pairs.iter().enumerate() {
+        assert_eq!(pairs.iter().filter(|p| p.genuine).count(), req.positives);
+        for p in pairs {
             assert_ne!(p.first, p.second);
             assert!(
                 seen.insert((p.first.min(p.second), p.first.max(p.second))),
@@ -313,7 +366,6 @@ mod tests {
             );
             let (a, b) = (&images[p.first], &images[p.second]);
             assert_eq!(p.genuine, a.identity == b.identity, "label of {p:?}");
-            assert_eq!(p.genuine, i < req.positives, "positives come first");
             assert!(req.first.contains(&a.attrs) && req.second.contains(&b.attrs));
         }
     }
