@@ -16,6 +16,7 @@ pub mod kface;
 pub mod metrics;
 pub mod output;
 pub mod shard;
+pub mod synth;
 pub mod synthetic_model;
 
 /// The version written into every output that records one.
