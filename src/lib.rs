@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cmd;
 pub mod compare;
 pub mod evaldir;
+pub mod evalinput;
 pub mod kface;
 pub mod metrics;
 pub mod output;
