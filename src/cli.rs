@@ -28,22 +28,34 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Convert the AI Hub K-Face tree (folders or zips) into aligned, labeled training shards
-    #[command(after_help = "Example:\n  facekit convert \"한국인 안면 이미지/Middle_Resolution\" --out kface112 \\\n      --select \"S1-2 L1-6,8-30 E1-3 C4-10\" --holdout kface30")]
+    #[command(
+        after_help = "Example:\n  facekit convert \"한국인 안면 이미지/Middle_Resolution\" --out kface112 \\\n      --select \"S1-2 L1-6,8-30 E1-3 C4-10\" --holdout kface30"
+    )]
     Convert(ConvertArgs),
     /// Write seeded verification pairs (pairs.txt and the arcface_torch .bin) from a converted eval set
-    #[command(after_help = "Example:\n  facekit pairs kface112 --out kface112 --positives 500 --negatives 500")]
+    #[command(
+        after_help = "Example:\n  facekit pairs kface112 --out kface112 --positives 500 --negatives 500"
+    )]
     Pairs(PairsArgs),
     /// Count and check every record of a converted directory, a .rec or a verification .bin
-    #[command(after_help = "Example:\n  facekit inspect kface112\n  facekit inspect kface112/kface.bin")]
+    #[command(
+        after_help = "Example:\n  facekit inspect kface112\n  facekit inspect kface112/kface.bin"
+    )]
     Inspect(InspectArgs),
     /// Compare embeddings (or read scores) and compute verification, identification and open-set metrics
-    #[command(after_help = "Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval")]
+    #[command(
+        after_help = "Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval"
+    )]
     Evaluate(EvaluateArgs),
     /// Search probe faces in a gallery: top-k identities, or \"unknown\" below a threshold
-    #[command(after_help = "Example:\n  facekit search --gallery gallery_emb --probes probe_emb --threshold eval:fpir=0.01")]
+    #[command(
+        after_help = "Example:\n  facekit search --gallery gallery_emb --probes probe_emb --threshold eval:fpir=0.01"
+    )]
     Search(SearchArgs),
     /// Draw the threshold-tuning charts and the HTML report of one or more evaluate runs
-    #[command(after_help = "Example:\n  facekit report eval --out report\n  facekit report before/ after/ --out compare")]
+    #[command(
+        after_help = "Example:\n  facekit report eval --out report\n  facekit report before/ after/ --out compare"
+    )]
     Report(ReportArgs),
     /// Run the whole path on bundled sample data and write reports/demo/index.html
     #[command(after_help = "Example:\n  facekit demo")]
@@ -189,13 +201,22 @@ pub enum Protocol {
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
     /// Embeddings, float32 or float16 .npy [N, D] in C order
-    #[arg(long, value_name = "E.npy", requires = "labels", conflicts_with = "scores")]
+    #[arg(
+        long,
+        value_name = "E.npy",
+        requires = "labels",
+        conflicts_with = "scores"
+    )]
     pub embeddings: Option<PathBuf>,
     /// One row per embedding: identity, optional role (gallery/probe), path, attribute columns
     #[arg(long, value_name = "L.csv|L.parquet")]
     pub labels: Option<PathBuf>,
     /// Scores already computed: CSV/Parquet with `score`,`genuine`, or bob's 4-column text
-    #[arg(long, value_name = "S.csv|S.parquet|S.txt", required_unless_present = "embeddings")]
+    #[arg(
+        long,
+        value_name = "S.csv|S.parquet|S.txt",
+        required_unless_present = "embeddings"
+    )]
     pub scores: Option<PathBuf>,
     /// Score only the pairs listed (K-Face/LFW line format `path1 path2 1|0`)
     #[arg(long, value_name = "PAIRS.txt")]
@@ -209,10 +230,20 @@ pub struct EvaluateArgs {
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
     /// Target false match rates
-    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "1e-1,1e-2,1e-3,1e-4,1e-5,1e-6")]
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "1e-1,1e-2,1e-3,1e-4,1e-5,1e-6"
+    )]
     pub fmr: Vec<f64>,
     /// Target false positive identification rates
-    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "1e-1,1e-2,1e-3")]
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "1e-1,1e-2,1e-3"
+    )]
     pub fpir: Vec<f64>,
     /// Length of each probe's candidate list
     #[arg(long, default_value_t = 10)]

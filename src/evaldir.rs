@@ -276,9 +276,15 @@ pub struct HistogramRow {
 #[derive(Debug, thiserror::Error)]
 pub enum EvalDirError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{path}: {source}")]
     Csv { path: PathBuf, source: csv::Error },
     #[error("{path}: {source}")]
@@ -290,13 +296,18 @@ pub enum EvalDirError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EvalDirError + '_ {
-    move |source| EvalDirError::Io { path: path.to_path_buf(), source }
+    move |source| EvalDirError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 pub fn write_summary(dir: &Path, summary: &Summary) -> Result<(), EvalDirError> {
     let path = dir.join(SUMMARY_JSON);
-    let mut bytes = serde_json::to_vec_pretty(summary)
-        .map_err(|source| EvalDirError::Json { path: path.clone(), source })?;
+    let mut bytes = serde_json::to_vec_pretty(summary).map_err(|source| EvalDirError::Json {
+        path: path.clone(),
+        source,
+    })?;
     bytes.push(b'\n');
     crate::output::write_atomic(&path, &bytes).map_err(io_err(&path))
 }
@@ -304,8 +315,11 @@ pub fn write_summary(dir: &Path, summary: &Summary) -> Result<(), EvalDirError> 
 pub fn read_summary(dir: &Path) -> Result<Summary, EvalDirError> {
     let path = dir.join(SUMMARY_JSON);
     let file = File::open(&path).map_err(io_err(&path))?;
-    let value: serde_json::Value = serde_json::from_reader(BufReader::new(file))
-        .map_err(|source| EvalDirError::Json { path: path.clone(), source })?;
+    let value: serde_json::Value =
+        serde_json::from_reader(BufReader::new(file)).map_err(|source| EvalDirError::Json {
+            path: path.clone(),
+            source,
+        })?;
     let found = value.get("schema").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
     if found != SCHEMA {
         return Err(EvalDirError::Schema { path, found });
@@ -315,51 +329,100 @@ pub fn read_summary(dir: &Path) -> Result<Summary, EvalDirError> {
 
 /// Writes rows as a CSV table with a header.
 pub fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EvalDirError> {
-    let csv_err = |source| EvalDirError::Csv { path: path.to_path_buf(), source };
+    let csv_err = |source| EvalDirError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = AtomicFile::create(path).map_err(io_err(path))?;
     let mut writer = csv::Writer::from_writer(file);
     for row in rows {
         writer.serialize(row).map_err(csv_err)?;
     }
-    let mut file = writer.into_inner().map_err(|e| io_err(path)(e.into_error()))?;
+    let mut file = writer
+        .into_inner()
+        .map_err(|e| io_err(path)(e.into_error()))?;
     file.flush().map_err(io_err(path))?;
     file.commit().map_err(io_err(path))
 }
 
 pub fn read_csv<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, EvalDirError> {
-    let csv_err = |source| EvalDirError::Csv { path: path.to_path_buf(), source };
+    let csv_err = |source| EvalDirError::Csv {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut reader = csv::Reader::from_path(path).map_err(csv_err)?;
-    reader.deserialize().collect::<Result<Vec<T>, _>>().map_err(csv_err)
+    reader
+        .deserialize()
+        .collect::<Result<Vec<T>, _>>()
+        .map_err(csv_err)
 }
 
 pub fn write_histograms(path: &Path, rows: &[HistogramRow]) -> Result<(), EvalDirError> {
-    let pq_err = |source| EvalDirError::Parquet { path: path.to_path_buf(), source };
-    let mut df = DataFrame::new(vec![
-        Column::new("kind".into(), rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>()),
-        Column::new("bin_low".into(), rows.iter().map(|r| r.bin_low).collect::<Vec<_>>()),
-        Column::new("bin_high".into(), rows.iter().map(|r| r.bin_high).collect::<Vec<_>>()),
-        Column::new("count".into(), rows.iter().map(|r| r.count).collect::<Vec<_>>()),
-    ])
+    let pq_err = |source| EvalDirError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut df = DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new(
+                "kind".into(),
+                rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "bin_low".into(),
+                rows.iter().map(|r| r.bin_low).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "bin_high".into(),
+                rows.iter().map(|r| r.bin_high).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "count".into(),
+                rows.iter().map(|r| r.count).collect::<Vec<_>>(),
+            ),
+        ],
+    )
     .map_err(pq_err)?;
     let mut file = AtomicFile::create(path).map_err(io_err(path))?;
-    ParquetWriter::new(&mut file).finish(&mut df).map_err(pq_err)?;
+    ParquetWriter::new(&mut file)
+        .finish(&mut df)
+        .map_err(pq_err)?;
     file.commit().map_err(io_err(path))
 }
 
 pub fn read_histograms(path: &Path) -> Result<Vec<HistogramRow>, EvalDirError> {
-    let pq_err = |source| EvalDirError::Parquet { path: path.to_path_buf(), source };
+    let pq_err = |source| EvalDirError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = File::open(path).map_err(io_err(path))?;
     let df = ParquetReader::new(file).finish().map_err(pq_err)?;
-    let kind = df.column("kind").and_then(|c| c.str().cloned()).map_err(pq_err)?;
-    let low = df.column("bin_low").and_then(|c| c.f64().cloned()).map_err(pq_err)?;
-    let high = df.column("bin_high").and_then(|c| c.f64().cloned()).map_err(pq_err)?;
-    let count = df.column("count").and_then(|c| c.u64().cloned()).map_err(pq_err)?;
+    let kind = df
+        .column("kind")
+        .and_then(|c| c.str().cloned())
+        .map_err(pq_err)?;
+    let low = df
+        .column("bin_low")
+        .and_then(|c| c.f64().cloned())
+        .map_err(pq_err)?;
+    let high = df
+        .column("bin_high")
+        .and_then(|c| c.f64().cloned())
+        .map_err(pq_err)?;
+    let count = df
+        .column("count")
+        .and_then(|c| c.u64().cloned())
+        .map_err(pq_err)?;
     let mut rows = Vec::with_capacity(df.height());
     for i in 0..df.height() {
         match (kind.get(i), low.get(i), high.get(i), count.get(i)) {
-            (Some(k), Some(l), Some(h), Some(c)) => {
-                rows.push(HistogramRow { kind: k.to_string(), bin_low: l, bin_high: h, count: c })
-            }
+            (Some(k), Some(l), Some(h), Some(c)) => rows.push(HistogramRow {
+                kind: k.to_string(),
+                bin_low: l,
+                bin_high: h,
+                count: c,
+            }),
             _ => {
                 return Err(EvalDirError::Content {
                     path: path.to_path_buf(),
@@ -389,8 +452,18 @@ mod tests {
     fn tables_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let rows = vec![
-            HistogramRow { kind: HIST_GENUINE.into(), bin_low: 0.5, bin_high: 0.50003, count: 3 },
-            HistogramRow { kind: HIST_IMPOSTOR.into(), bin_low: -0.1, bin_high: -0.09997, count: 12 },
+            HistogramRow {
+                kind: HIST_GENUINE.into(),
+                bin_low: 0.5,
+                bin_high: 0.50003,
+                count: 3,
+            },
+            HistogramRow {
+                kind: HIST_IMPOSTOR.into(),
+                bin_low: -0.1,
+                bin_high: -0.09997,
+                count: 12,
+            },
         ];
         let pq = dir.path().join(SCORES_PARQUET);
         write_histograms(&pq, &rows).unwrap();

@@ -14,6 +14,7 @@ pub mod evalinput;
 pub mod kface;
 pub mod metrics;
 pub mod output;
+pub mod synthetic_model;
 
 /// The version written into every output that records one.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

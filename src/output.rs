@@ -22,12 +22,19 @@ impl AtomicFile {
         let final_path = path.as_ref().to_path_buf();
         let name = final_path
             .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name"))?
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name")
+            })?
             .to_string_lossy()
             .into_owned();
-        let temp_path = final_path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        let temp_path =
+            final_path.with_file_name(format!(".{name}.partial-{}", std::process::id()));
         let file = File::create(&temp_path)?;
-        Ok(AtomicFile { final_path, temp_path, writer: Some(BufWriter::with_capacity(1 << 20, file)) })
+        Ok(AtomicFile {
+            final_path,
+            temp_path,
+            writer: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -46,10 +53,16 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer.as_mut().expect("writer present until commit").write(buf)
+        self.writer
+            .as_mut()
+            .expect("writer present until commit")
+            .write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.writer.as_mut().expect("writer present until commit").flush()
+        self.writer
+            .as_mut()
+            .expect("writer present until commit")
+            .flush()
     }
 }
 

@@ -39,14 +39,21 @@ impl Embeddings {
     /// rows are refused, naming the row.
     pub fn normalized(mut data: Vec<f32>, dim: usize) -> Result<Embeddings, EmbeddingError> {
         if dim == 0 || data.len() % dim != 0 {
-            return Err(EmbeddingError::Shape { len: data.len(), dim });
+            return Err(EmbeddingError::Shape {
+                len: data.len(),
+                dim,
+            });
         }
         for (row, chunk) in data.chunks_exact_mut(dim).enumerate() {
             if chunk.iter().any(|v| !v.is_finite()) {
                 return Err(EmbeddingError::NotFinite { row });
             }
             // Accumulate in f64: a 512-d sum of squares loses digits in f32.
-            let norm = chunk.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+            let norm = chunk
+                .iter()
+                .map(|&v| (v as f64) * (v as f64))
+                .sum::<f64>()
+                .sqrt();
             if norm == 0.0 {
                 return Err(EmbeddingError::Zero { row });
             }
@@ -54,7 +61,11 @@ impl Embeddings {
                 *v = (*v as f64 / norm) as f32;
             }
         }
-        Ok(Embeddings { rows: data.len() / dim, dim, data })
+        Ok(Embeddings {
+            rows: data.len() / dim,
+            dim,
+            data,
+        })
     }
 
     pub fn rows(&self) -> usize {
@@ -75,7 +86,11 @@ impl Embeddings {
         for &i in indices {
             data.extend_from_slice(self.row(i));
         }
-        Embeddings { rows: indices.len(), dim: self.dim, data }
+        Embeddings {
+            rows: indices.len(),
+            dim: self.dim,
+            data,
+        }
     }
 }
 
@@ -178,7 +193,11 @@ pub enum CompareError {
     #[error("probe and gallery dimensions differ ({probe} vs {gallery})")]
     Dimension { probe: usize, gallery: usize },
     #[error("{what}: {labels} labels for {rows} rows")]
-    Labels { what: &'static str, labels: usize, rows: usize },
+    Labels {
+        what: &'static str,
+        labels: usize,
+        rows: usize,
+    },
     #[error("{0}")]
     Device(String),
 }
@@ -201,7 +220,10 @@ impl CompareJob<'_> {
     /// Checks the shapes every engine relies on.
     pub fn validate(&self) -> Result<(), CompareError> {
         if self.probes.dim() != self.gallery.dim() {
-            return Err(CompareError::Dimension { probe: self.probes.dim(), gallery: self.gallery.dim() });
+            return Err(CompareError::Dimension {
+                probe: self.probes.dim(),
+                gallery: self.gallery.dim(),
+            });
         }
         if self.probe_labels.len() != self.probes.rows() {
             return Err(CompareError::Labels {
@@ -238,7 +260,10 @@ mod tests {
             Embeddings::normalized(vec![1.0, f32::NAN], 2),
             Err(EmbeddingError::NotFinite { row: 0 })
         );
-        assert!(matches!(Embeddings::normalized(vec![1.0; 3], 2), Err(EmbeddingError::Shape { .. })));
+        assert!(matches!(
+            Embeddings::normalized(vec![1.0; 3], 2),
+            Err(EmbeddingError::Shape { .. })
+        ));
     }
 
     #[test]

@@ -24,7 +24,12 @@ impl Attributes {
             && (1..=Self::LIGHTS).contains(&light)
             && (1..=Self::EXPRESSIONS).contains(&expression)
             && (1..=Self::CAMERAS).contains(&camera);
-        ok.then_some(Attributes { accessory, light, expression, camera })
+        ok.then_some(Attributes {
+            accessory,
+            light,
+            expression,
+            camera,
+        })
     }
 
     pub fn accessory_code(&self) -> String {
@@ -81,7 +86,10 @@ mod tests {
     fn codes_are_spelled_as_shipped() {
         let a = Attributes::new(1, 7, 2, 13).unwrap();
         assert_eq!(a.relative_stem(), "S001/L7/E02/C13");
-        let key = ImageKey { identity: "19062421".into(), attrs: a };
+        let key = ImageKey {
+            identity: "19062421".into(),
+            attrs: a,
+        };
         assert_eq!(key.to_string(), "19062421/S001/L7/E02/C13.jpg");
     }
 

@@ -31,7 +31,10 @@ pub enum HoldoutError {
     #[error("--holdout {0:?} is neither a file of IDs, a count, nor `kface30`")]
     Unrecognised(String),
     #[error("{path}: cannot read the holdout list: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}: the holdout list names no identity")]
     EmptyList(String),
     #[error("--holdout {wanted} asks for more identities than the {found} found")]
@@ -74,8 +77,10 @@ impl HoldoutSpec {
         }
         let path = Path::new(arg);
         if path.is_file() {
-            let text = fs::read_to_string(path)
-                .map_err(|source| HoldoutError::Read { path: arg.to_string(), source })?;
+            let text = fs::read_to_string(path).map_err(|source| HoldoutError::Read {
+                path: arg.to_string(),
+                source,
+            })?;
             let ids = parse_id_list(&text);
             if ids.is_empty() {
                 return Err(HoldoutError::EmptyList(arg.to_string()));
@@ -115,11 +120,17 @@ impl HoldoutPlan {
             HoldoutSpec::List(ids) => {
                 let (found, missing): (Vec<&String>, Vec<&String>) =
                     ids.iter().partition(|id| identities.contains(*id));
-                (found.into_iter().cloned().collect(), missing.into_iter().cloned().collect())
+                (
+                    found.into_iter().cloned().collect(),
+                    missing.into_iter().cloned().collect(),
+                )
             }
             HoldoutSpec::Count(n) => {
                 if *n > identities.len() {
-                    return Err(HoldoutError::TooMany { wanted: *n, found: identities.len() });
+                    return Err(HoldoutError::TooMany {
+                        wanted: *n,
+                        found: identities.len(),
+                    });
                 }
                 let mut all: Vec<&String> = identities.iter().collect();
                 all.shuffle(&mut rng);
@@ -130,7 +141,11 @@ impl HoldoutPlan {
         order.shuffle(&mut rng);
         let n_out = (out_of_db_share * held_out.len() as f64).round() as usize;
         let out_of_db = order.into_iter().take(n_out).cloned().collect();
-        Ok(HoldoutPlan { held_out, out_of_db, missing })
+        Ok(HoldoutPlan {
+            held_out,
+            out_of_db,
+            missing,
+        })
     }
 
     /// The role of an image: training unless its identity is held out;
@@ -157,7 +172,9 @@ mod tests {
 
     #[test]
     fn kface30_is_the_published_list() {
-        let HoldoutSpec::List(list) = HoldoutSpec::parse("kface30").unwrap() else { panic!() };
+        let HoldoutSpec::List(list) = HoldoutSpec::parse("kface30").unwrap() else {
+            panic!()
+        };
         assert_eq!(list.len(), 30);
         assert_eq!(list[0], "19082641");
         assert_eq!(list[29], "19101012");
@@ -174,10 +191,16 @@ mod tests {
             HoldoutSpec::List(vec!["19062421".into(), "19062422".into()])
         );
         assert_eq!(HoldoutSpec::parse("12").unwrap(), HoldoutSpec::Count(12));
-        assert!(matches!(HoldoutSpec::parse("twelve"), Err(HoldoutError::Unrecognised(_))));
+        assert!(matches!(
+            HoldoutSpec::parse("twelve"),
+            Err(HoldoutError::Unrecognised(_))
+        ));
         let empty = dir.path().join("empty.txt");
         fs::write(&empty, "# nothing\n").unwrap();
-        assert!(matches!(HoldoutSpec::parse(empty.to_str().unwrap()), Err(HoldoutError::EmptyList(_))));
+        assert!(matches!(
+            HoldoutSpec::parse(empty.to_str().unwrap()),
+            Err(HoldoutError::EmptyList(_))
+        ));
     }
 
     #[test]
@@ -193,20 +216,35 @@ mod tests {
         assert!(a.out_of_db.is_subset(&a.held_out));
         assert!(matches!(
             HoldoutPlan::new(&HoldoutSpec::Count(41), &all, 0.5, 0),
-            Err(HoldoutError::TooMany { wanted: 41, found: 40 })
+            Err(HoldoutError::TooMany {
+                wanted: 41,
+                found: 40
+            })
         ));
-        assert!(matches!(HoldoutPlan::new(&HoldoutSpec::Count(1), &all, 1.5, 0), Err(HoldoutError::Share(_))));
+        assert!(matches!(
+            HoldoutPlan::new(&HoldoutSpec::Count(1), &all, 1.5, 0),
+            Err(HoldoutError::Share(_))
+        ));
     }
 
     #[test]
     fn lists_report_missing_identities_and_roles_follow_enrolment() {
         let all = ids(4);
-        let spec = HoldoutSpec::List(vec!["19000001".into(), "19000002".into(), "19999999".into()]);
+        let spec = HoldoutSpec::List(vec![
+            "19000001".into(),
+            "19000002".into(),
+            "19999999".into(),
+        ]);
         let plan = HoldoutPlan::new(&spec, &all, 0.5, 0).unwrap();
         assert_eq!(plan.missing, vec!["19999999".to_string()]);
         assert_eq!(plan.held_out.len(), 2);
         assert_eq!(plan.out_of_db.len(), 1);
-        let in_db = plan.held_out.difference(&plan.out_of_db).next().unwrap().clone();
+        let in_db = plan
+            .held_out
+            .difference(&plan.out_of_db)
+            .next()
+            .unwrap()
+            .clone();
         let out_db = plan.out_of_db.iter().next().unwrap().clone();
         let enroll: Selection = "S1 L1 E1 C7".parse().unwrap();
         let frontal = Attributes::new(1, 1, 1, 7).unwrap();

@@ -72,7 +72,10 @@ impl Selection {
 }
 
 fn codes(mask: u64) -> Vec<u8> {
-    (1..64).filter(|n| mask >> n & 1 == 1).map(|n| n as u8).collect()
+    (1..64)
+        .filter(|n| mask >> n & 1 == 1)
+        .map(|n| n as u8)
+        .collect()
 }
 
 /// Writes the compact notation back, e.g. `S1-2 L1-6,8-30 E1-3 C4-10`.
@@ -98,7 +101,11 @@ impl fmt::Display for Selection {
                     j += 1;
                 }
                 let end = list[j];
-                runs.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+                runs.push(if start == end {
+                    start.to_string()
+                } else {
+                    format!("{start}-{end}")
+                });
                 j += 1;
             }
             f.write_str(&runs.join(","))?;
@@ -127,11 +134,10 @@ impl FromStr for Selection {
                 Some('L') => (1, Attributes::LIGHTS),
                 Some('E') => (2, Attributes::EXPRESSIONS),
                 Some('C') => (3, Attributes::CAMERAS),
-                _ => {
-                    return Err(fail(
-                        "unknown attribute (expected S accessory, L light, E expression or C camera)".into(),
-                    ))
-                }
+                _ => return Err(fail(
+                    "unknown attribute (expected S accessory, L light, E expression or C camera)"
+                        .into(),
+                )),
             };
             if seen[slot] {
                 return Err(fail("attribute given twice".into()));
@@ -148,8 +154,10 @@ impl FromStr for Selection {
                     None => (item, item),
                 };
                 let parse = |s: &str| -> Result<u8, SelectError> {
-                    let s = s.trim_start_matches(|c: char| c.eq_ignore_ascii_case(&letter.unwrap()));
-                    s.parse::<u8>().map_err(|_| fail(format!("{item:?} is not a number or range")))
+                    let s =
+                        s.trim_start_matches(|c: char| c.eq_ignore_ascii_case(&letter.unwrap()));
+                    s.parse::<u8>()
+                        .map_err(|_| fail(format!("{item:?} is not a number or range")))
                 };
                 let (lo, hi) = (parse(lo)?, parse(hi)?);
                 if lo == 0 || hi > max {

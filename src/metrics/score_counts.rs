@@ -19,13 +19,20 @@ pub struct ScoreCounts {
 impl ScoreCounts {
     /// Exact counts of the given scores. NaN scores are dropped by the
     /// caller (they are failures to compare, not scores).
-    pub fn from_scores(mut scores: Vec<f32>) -> ScoreCounts {
-        scores.sort_unstable_by(|a, b| b.total_cmp(a));
+    pub fn from_scores(scores: Vec<f32>) -> ScoreCounts {
+        let keys = sort_descending_keys(scores);
         let mut values: Vec<f64> = Vec::new();
         let mut counts: Vec<u64> = Vec::new();
-        for s in scores {
-            let s = s as f64;
+        let mut last_key = None;
+        for key in keys {
+            if last_key == Some(key) {
+                *counts.last_mut().expect("counts follow values") += 1;
+                continue;
+            }
+            last_key = Some(key);
+            let s = score_of_key(key) as f64;
             match values.last() {
+                // -0.0 and 0.0 have different keys but are one value.
                 Some(&last) if last == s => *counts.last_mut().expect("counts follow values") += 1,
                 _ => {
                     values.push(s);
@@ -57,7 +64,9 @@ impl ScoreCounts {
             }
             let edge = spec.lower_edge(i);
             match values.last() {
-                Some(&last) if last == edge => *counts.last_mut().expect("counts follow values") += n,
+                Some(&last) if last == edge => {
+                    *counts.last_mut().expect("counts follow values") += n
+                }
                 Some(&last) if last < edge => {
                     // A bin above the lowest tail value still holding scores
                     // means the tail was not the highest scores; keep the
@@ -81,7 +90,12 @@ impl ScoreCounts {
             above.push(total);
             total += c;
         }
-        ScoreCounts { values, counts, above, total }
+        ScoreCounts {
+            values,
+            counts,
+            above,
+            total,
+        }
     }
 
     pub fn values(&self) -> &[f64] {
@@ -95,6 +109,11 @@ impl ScoreCounts {
     }
     pub fn is_empty(&self) -> bool {
         self.total == 0
+    }
+
+    /// The number of scores >= `values()[i]`.
+    pub fn at_or_above_index(&self, i: usize) -> u64 {
+        self.above[i] + self.counts[i]
     }
 
     /// The number of scores >= `t`.
@@ -114,6 +133,68 @@ impl ScoreCounts {
     }
 }
 
+/// A u32 whose descending order is the descending `total_cmp` order of the
+/// f32 it came from: flip every bit of a negative number, only the sign bit
+/// of a positive one, then complement (ascending key = descending score).
+#[inline]
+fn key_of_score(s: f32) -> u32 {
+    let bits = s.to_bits();
+    let ascending = if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    };
+    !ascending
+}
+
+#[inline]
+fn score_of_key(key: u32) -> f32 {
+    let ascending = !key;
+    let bits = if ascending >> 31 == 1 {
+        ascending & 0x7fff_ffff
+    } else {
+        !ascending
+    };
+    f32::from_bits(bits)
+}
+
+/// The scores as keys sorted ascending (scores descending): an LSD radix
+/// sort, 8 bits a pass, skipping passes whose digit is the same for every
+/// score. Several times faster than a comparison sort on 10^7 scores.
+fn sort_descending_keys(scores: Vec<f32>) -> Vec<u32> {
+    let mut keys: Vec<u32> = scores.into_iter().map(key_of_score).collect();
+    if keys.len() < 256 {
+        keys.sort_unstable();
+        return keys;
+    }
+    let mut histograms = [[0usize; 256]; 4];
+    for &k in &keys {
+        for (pass, h) in histograms.iter_mut().enumerate() {
+            h[((k >> (8 * pass)) & 0xff) as usize] += 1;
+        }
+    }
+    let mut buffer = vec![0u32; keys.len()];
+    for (pass, h) in histograms.iter().enumerate() {
+        if h.iter().any(|&c| c == keys.len()) {
+            continue;
+        }
+        let mut offsets = [0usize; 256];
+        let mut sum = 0;
+        for (o, &c) in offsets.iter_mut().zip(h) {
+            *o = sum;
+            sum += c;
+        }
+        let shift = 8 * pass;
+        for &k in &keys {
+            let d = ((k >> shift) & 0xff) as usize;
+            buffer[offsets[d]] = k;
+            offsets[d] += 1;
+        }
+        std::mem::swap(&mut keys, &mut buffer);
+    }
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,7 +202,10 @@ mod tests {
     #[test]
     fn exact_counts_step_at_each_distinct_value() {
         let c = ScoreCounts::from_scores(vec![0.5, 0.1, 0.5, 0.9, -0.2]);
-        assert_eq!(c.values(), &[0.9, 0.5, 0.1f32 as f64, -0.2f32 as f64]);
+        assert_eq!(
+            c.values(),
+            &[0.9f32 as f64, 0.5, 0.1f32 as f64, -0.2f32 as f64]
+        );
         assert_eq!(c.counts(), &[1, 2, 1, 1]);
         assert_eq!(c.total(), 5);
         assert_eq!(c.at_or_above(0.5), 3);
@@ -142,7 +226,18 @@ mod tests {
         let c = ScoreCounts::from_binned(&[0.95, 0.9, 0.6], &hist, spec);
         assert_eq!(c.total(), 8);
         // 0.55 shares the 0.5 bin with the tail's 0.6 and sits at its edge.
-        assert_eq!(c.values(), &[0.95f32 as f64, 0.9f32 as f64, 0.6f32 as f64, 0.5, 0.0, -0.5, -1.0]);
+        assert_eq!(
+            c.values(),
+            &[
+                0.95f32 as f64,
+                0.9f32 as f64,
+                0.6f32 as f64,
+                0.5,
+                0.0,
+                -0.5,
+                -1.0
+            ]
+        );
         for v in c.values().to_vec() {
             let truth = scores.iter().filter(|&&s| s as f64 >= v).count() as u64;
             assert_eq!(c.at_or_above(v), truth, "at {v}");
