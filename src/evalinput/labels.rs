@@ -152,10 +152,10 @@ fn read_parquet_text(path: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsEr
         .map_err(|e| LabelsError::Read { path: path.to_path_buf(), message: e.to_string() })?;
     let df = ParquetReader::new(file).finish().map_err(err)?;
     let mut columns = Vec::with_capacity(df.width());
-    for column in df.get_columns() {
+    for column in df.columns() {
         let text = column.cast(&DataType::String).map_err(err)?;
         let text = text.str().map_err(err)?;
-        let values = text.into_iter().map(|v| v.unwrap_or_default().to_string()).collect();
+        let values = text.iter().map(|v| v.unwrap_or_default().to_string()).collect();
         columns.push((column.name().to_string(), values));
     }
     Ok(columns)

@@ -89,7 +89,7 @@ fn read_table(path: &Path, parquet: bool) -> Result<Scores, ScoresError> {
     let score = score.f64().map_err(err)?;
     let genuine = genuine_flags(path, column("genuine")?)?;
     let mut scores = Scores { format: if parquet { "parquet" } else { "csv" }, ..Scores::default() };
-    for (row, (s, g)) in score.into_iter().zip(genuine).enumerate() {
+    for (row, (s, g)) in score.iter().zip(genuine).enumerate() {
         let s = s.ok_or_else(|| ScoresError::Row { path: path.to_path_buf(), row, message: "empty score".into() })?;
         scores.push(s, g);
     }
@@ -104,7 +104,7 @@ fn genuine_flags(path: &Path, column: &Column) -> Result<Vec<bool>, ScoresError>
     if column.dtype() == &DataType::Boolean {
         let flags = column.bool().map_err(polars_err)?;
         return flags
-            .into_iter()
+            .iter()
             .enumerate()
             .map(|(row, v)| v.ok_or_else(|| row_err(row, "empty genuine cell".into())))
             .collect();
@@ -113,7 +113,7 @@ fn genuine_flags(path: &Path, column: &Column) -> Result<Vec<bool>, ScoresError>
         let numbers = column.cast(&DataType::Float64).map_err(polars_err)?;
         let numbers = numbers.f64().map_err(polars_err)?;
         return numbers
-            .into_iter()
+            .iter()
             .enumerate()
             .map(|(row, v)| match v {
                 Some(1.0) => Ok(true),
@@ -124,7 +124,7 @@ fn genuine_flags(path: &Path, column: &Column) -> Result<Vec<bool>, ScoresError>
     }
     let text = column.cast(&DataType::String).map_err(polars_err)?;
     let text = text.str().map_err(polars_err)?;
-    text.into_iter()
+    text.iter()
         .enumerate()
         .map(|(row, v)| match v.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
             Some("true" | "1") => Ok(true),

@@ -24,7 +24,7 @@ use anyhow::{anyhow, bail, Context};
 
 use crate::cli::{DeviceChoice, EvaluateArgs, Protocol};
 use crate::compare::cpu::{products, CpuEngine};
-use crate::compare::{CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing, ProbeResult};
+use crate::compare::{CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing};
 use crate::evaldir::{
     self, EngineInfo, GroupBreakdown, HistogramRow, Identification, Inputs, ProbeRow, RocRow, ScoreInfo, Summary,
     Verification, DECISION, HIST_GENUINE, HIST_IMPOSTOR,

@@ -3,8 +3,7 @@
 
 use crate::compare::{HistogramSpec, ProbeResult};
 use crate::evaldir::{
-    cosine_to_l2, FmrPoint, FpirPoint, HistogramRow, OperatingPointRow, ProbeRow, HIST_IMPOSTOR, HIST_MATED_TOP1,
-    HIST_NON_MATED_TOP1,
+    cosine_to_l2, FmrPoint, FpirPoint, HistogramRow, OperatingPointRow, ProbeRow, HIST_MATED_TOP1, HIST_NON_MATED_TOP1,
 };
 
 /// Equal-width bins over `[low, high]`: the engine's cosine bins, or the
@@ -75,15 +74,7 @@ impl Bins {
     }
 }
 
-/// The impostor histogram of the engine plus the top-1 score histograms of
-/// mated and non-mated probes.
-pub fn engine_histograms(spec: HistogramSpec, impostor_hist: &[u64], probes: &[ProbeResult]) -> Vec<HistogramRow> {
-    let bins = Bins::cosine(spec);
-    let mut rows = bins.count_rows(HIST_IMPOSTOR, impostor_hist);
-    rows.extend(top1_histograms(bins, probes));
-    rows
-}
-
+/// Top-1 score histograms of mated and non-mated probes.
 pub fn top1_histograms(bins: Bins, probes: &[ProbeResult]) -> Vec<HistogramRow> {
     let top1 = |mated: bool| {
         probes.iter().filter(move |p| p.mate_score.is_some() == mated).filter_map(|p| p.top.first().map(|c| c.score))
@@ -119,7 +110,7 @@ pub fn operating_points(fmr: &[FmrPoint], fpir: &[FpirPoint]) -> Vec<OperatingPo
 }
 
 /// The threshold `probes.csv` decides at: the FPIR target closest to 1e-2
-/// (on a log scale), else the EER threshold.
+/// (on a log scale; the smaller on a tie), else the EER threshold.
 pub fn decision_threshold(fpir: &[FpirPoint], eer_threshold: Option<f64>) -> Option<f64> {
     fpir.iter()
         .filter(|p| p.fpir_target > 0.0)
@@ -200,7 +191,8 @@ mod tests {
             warning: None,
         };
         assert_eq!(decision_threshold(&[fp(1e-1, 0.3), fp(1e-2, 0.4), fp(1e-3, 0.5)], Some(0.1)), Some(0.4));
-        assert_eq!(decision_threshold(&[fp(1e-1, 0.3), fp(1e-3, 0.5)], None), Some(0.3));
+        // Equally far on a log scale: the smaller (stricter) target.
+        assert_eq!(decision_threshold(&[fp(1e-1, 0.3), fp(1e-3, 0.5)], None), Some(0.5));
         assert_eq!(decision_threshold(&[], Some(0.1)), Some(0.1));
 
         let identity: Vec<String> = ["a", "b", "a", "c"].iter().map(|s| s.to_string()).collect();
