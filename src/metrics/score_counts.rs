@@ -19,13 +19,20 @@ pub struct ScoreCounts {
 impl ScoreCounts {
     /// Exact counts of the given scores. NaN scores are dropped by the
     /// caller (they are failures to compare, not scores).
-    pub fn from_scores(mut scores: Vec<f32>) -> ScoreCounts {
-        scores.sort_unstable_by(|a, b| b.total_cmp(a));
+    pub fn from_scores(scores: Vec<f32>) -> ScoreCounts {
+        let keys = sort_descending_keys(scores);
         let mut values: Vec<f64> = Vec::new();
         let mut counts: Vec<u64> = Vec::new();
-        for s in scores {
-            let s = s as f64;
+        let mut last_key = None;
+        for key in keys {
+            if last_key == Some(key) {
+                *counts.last_mut().expect("counts follow values") += 1;
+                continue;
+            }
+            last_key = Some(key);
+            let s = score_of_key(key) as f64;
             match values.last() {
+                // -0.0 and 0.0 have different keys but are one value.
                 Some(&last) if last == s => *counts.last_mut().expect("counts follow values") += 1,
                 _ => {
                     values.push(s);
@@ -104,6 +111,11 @@ impl ScoreCounts {
         self.total == 0
     }
 
+    /// The number of scores >= `values()[i]`.
+    pub fn at_or_above_index(&self, i: usize) -> u64 {
+        self.above[i] + self.counts[i]
+    }
+
     /// The number of scores >= `t`.
     pub fn at_or_above(&self, t: f64) -> u64 {
         // values are descending: find the first index with value < t.
@@ -119,6 +131,68 @@ impl ScoreCounts {
     pub fn below(&self, t: f64) -> u64 {
         self.total - self.at_or_above(t)
     }
+}
+
+/// A u32 whose descending order is the descending `total_cmp` order of the
+/// f32 it came from: flip every bit of a negative number, only the sign bit
+/// of a positive one, then complement (ascending key = descending score).
+#[inline]
+fn key_of_score(s: f32) -> u32 {
+    let bits = s.to_bits();
+    let ascending = if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    };
+    !ascending
+}
+
+#[inline]
+fn score_of_key(key: u32) -> f32 {
+    let ascending = !key;
+    let bits = if ascending >> 31 == 1 {
+        ascending & 0x7fff_ffff
+    } else {
+        !ascending
+    };
+    f32::from_bits(bits)
+}
+
+/// The scores as keys sorted ascending (scores descending): an LSD radix
+/// sort, 8 bits a pass, skipping passes whose digit is the same for every
+/// score. Several times faster than a comparison sort on 10^7 scores.
+fn sort_descending_keys(scores: Vec<f32>) -> Vec<u32> {
+    let mut keys: Vec<u32> = scores.into_iter().map(key_of_score).collect();
+    if keys.len() < 256 {
+        keys.sort_unstable();
+        return keys;
+    }
+    let mut histograms = [[0usize; 256]; 4];
+    for &k in &keys {
+        for (pass, h) in histograms.iter_mut().enumerate() {
+            h[((k >> (8 * pass)) & 0xff) as usize] += 1;
+        }
+    }
+    let mut buffer = vec![0u32; keys.len()];
+    for (pass, h) in histograms.iter().enumerate() {
+        if h.iter().any(|&c| c == keys.len()) {
+            continue;
+        }
+        let mut offsets = [0usize; 256];
+        let mut sum = 0;
+        for (o, &c) in offsets.iter_mut().zip(h) {
+            *o = sum;
+            sum += c;
+        }
+        let shift = 8 * pass;
+        for &k in &keys {
+            let d = ((k >> shift) & 0xff) as usize;
+            buffer[offsets[d]] = k;
+            offsets[d] += 1;
+        }
+        std::mem::swap(&mut keys, &mut buffer);
+    }
+    keys
 }
 
 #[cfg(test)]
