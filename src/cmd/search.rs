@@ -27,12 +27,21 @@ pub const UNKNOWN: &str = "unknown";
 
 pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.top_k >= 1, "--top-k must be at least 1");
-    let threshold = args.threshold.as_deref().map(Threshold::parse).transpose()?;
+    let threshold = args
+        .threshold
+        .as_deref()
+        .map(Threshold::parse)
+        .transpose()?;
     let gallery = RoleRows::read(&args.gallery, Role::Gallery)?;
     let probes = RoleRows::read(&args.probes, Role::Probe)?;
     let engine = engine(args.device)?;
-    let matches = search(engine.as_ref(), &gallery, &probes, args.top_k)
-        .with_context(|| format!("comparing {} with {}", args.probes.display(), args.gallery.display()))?;
+    let matches = search(engine.as_ref(), &gallery, &probes, args.top_k).with_context(|| {
+        format!(
+            "comparing {} with {}",
+            args.probes.display(),
+            args.gallery.display()
+        )
+    })?;
     let results = decide(&probes, matches, threshold.as_ref());
 
     let mut out = io::stdout().lock();
@@ -48,10 +57,10 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
         TableFormat::Csv => write_csv(&mut out, &results)?,
         TableFormat::Json => {
             let doc = JsonOutput {
-                gallery: args.gallery.display().to_string(),
+                gallery_dir: args.gallery.display().to_string(),
                 gallery_rows: gallery.embeddings.rows(),
                 gallery_identities: gallery.identity_count(),
-                probes_source: args.probes.display().to_string(),
+                probes_dir: args.probes.display().to_string(),
                 engine: engine.description(),
                 threshold: threshold.as_ref(),
                 probes: &results,
@@ -69,7 +78,9 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
 fn engine(device: DeviceChoice) -> anyhow::Result<Box<dyn Engine>> {
     match device {
         DeviceChoice::Auto | DeviceChoice::Cpu => Ok(Box::new(CpuEngine::new())),
-        DeviceChoice::Cuda => bail!("--device cuda: this build has no CUDA engine wired into search; use --device cpu"),
+        DeviceChoice::Cuda => bail!(
+            "--device cuda: this build has no CUDA engine wired into search; use --device cpu"
+        ),
     }
 }
 
@@ -105,22 +116,33 @@ impl Threshold {
         let Some((dir, point)) = arg.rsplit_once(':') else {
             bail!("--threshold {arg}: expected a cosine, EVAL_DIR:fpir=0.01 or EVAL_DIR:fmr=1e-3");
         };
-        let (kind, target) = parse_point(point)
-            .with_context(|| format!("--threshold {arg}: expected EVAL_DIR:fpir=0.01 or EVAL_DIR:fmr=1e-3"))?;
+        let (kind, target) = parse_point(point).with_context(|| {
+            format!("--threshold {arg}: expected EVAL_DIR:fpir=0.01 or EVAL_DIR:fmr=1e-3")
+        })?;
         let summary = evaldir::read_summary(Path::new(dir))?;
         let points = operating_points(&summary);
         let found = pick(&points, kind, target).ok_or_else(|| {
-            let available: Vec<String> = points.iter().map(|p| format!("{}={}", p.kind, p.target)).collect();
+            let available: Vec<String> = points
+                .iter()
+                .map(|p| format!("{}={}", p.kind, p.target))
+                .collect();
             anyhow::anyhow!(
                 "{}: no {kind}={target} operating point; available: {}",
                 Path::new(dir).join(evaldir::SUMMARY_JSON).display(),
-                if available.is_empty() { "none".to_string() } else { available.join(", ") }
+                if available.is_empty() {
+                    "none".to_string()
+                } else {
+                    available.join(", ")
+                }
             )
         })?;
         let rate = found.kind.to_ascii_uppercase();
         Ok(Threshold::cosine(
             found.threshold,
-            format!("{dir}:{kind}={target} (realised {rate} {:.3e})", found.realised),
+            format!(
+                "{dir}:{kind}={target} (realised {rate} {:.3e})",
+                found.realised
+            ),
         ))
     }
 
@@ -141,33 +163,48 @@ fn parse_point(point: &str) -> anyhow::Result<(&'static str, f64)> {
         "fmr" => "fmr",
         other => bail!("unknown rate {other:?}"),
     };
-    let target: f64 = value.trim().parse().with_context(|| format!("{value:?} is not a number"))?;
+    let target: f64 = value
+        .trim()
+        .parse()
+        .with_context(|| format!("{value:?} is not a number"))?;
     Ok((kind, target))
 }
 
 /// Every operating point of a summary: verification (FMR) and open-set (FPIR).
 pub fn operating_points(summary: &Summary) -> Vec<OperatingPoint> {
-    let fmr = summary.verification.iter().flat_map(|v| &v.operating_points).map(|p| OperatingPoint {
-        kind: "fmr",
-        target: p.fmr_target,
-        threshold: p.threshold,
-        realised: p.fmr,
-    });
-    let fpir = summary.identification.iter().flat_map(|i| &i.operating_points).map(|p| OperatingPoint {
-        kind: "fpir",
-        target: p.fpir_target,
-        threshold: p.threshold,
-        realised: p.fpir,
-    });
+    let fmr = summary
+        .verification
+        .iter()
+        .flat_map(|v| &v.operating_points)
+        .map(|p| OperatingPoint {
+            kind: "fmr",
+            target: p.fmr_target,
+            threshold: p.threshold,
+            realised: p.fmr,
+        });
+    let fpir = summary
+        .identification
+        .iter()
+        .flat_map(|i| &i.operating_points)
+        .map(|p| OperatingPoint {
+            kind: "fpir",
+            target: p.fpir_target,
+            threshold: p.threshold,
+            realised: p.fpir,
+        });
     fmr.chain(fpir).collect()
 }
 
 /// The point of this kind whose target equals `target` (to rounding: `1e-3`
 /// and `0.001` name the same target).
-pub fn pick<'a>(points: &'a [OperatingPoint], kind: &str, target: f64) -> Option<&'a OperatingPoint> {
-    points
-        .iter()
-        .find(|p| p.kind == kind && (p.target - target).abs() <= 1e-9 * p.target.abs().max(target.abs()))
+pub fn pick<'a>(
+    points: &'a [OperatingPoint],
+    kind: &str,
+    target: f64,
+) -> Option<&'a OperatingPoint> {
+    points.iter().find(|p| {
+        p.kind == kind && (p.target - target).abs() <= 1e-9 * p.target.abs().max(target.abs())
+    })
 }
 
 /// The rows of one embeddings directory that play one role.
@@ -206,9 +243,14 @@ impl RoleRows {
         }
         let rows = rows_of_role(&labels, role);
         if rows.is_empty() {
-            bail!("{}: no row has role {}", labels_path.display(), role_name(role));
+            bail!(
+                "{}: no row has role {}",
+                labels_path.display(),
+                role_name(role)
+            );
         }
-        let all = Embeddings::normalized(matrix.data, matrix.cols).with_context(|| npy_path.display().to_string())?;
+        let all = Embeddings::normalized(matrix.data, matrix.cols)
+            .with_context(|| npy_path.display().to_string())?;
         Ok(RoleRows {
             embeddings: all.select(&rows),
             identity: rows.iter().map(|&i| labels.identity[i].clone()).collect(),
@@ -236,7 +278,12 @@ fn labels_file(dir: &Path) -> anyhow::Result<PathBuf> {
         .iter()
         .map(|name| dir.join(name))
         .find(|p| p.is_file())
-        .with_context(|| format!("{}: no labels.csv or labels.parquet beside embeddings.npy", dir.display()))
+        .with_context(|| {
+            format!(
+                "{}: no labels.csv or labels.parquet beside embeddings.npy",
+                dir.display()
+            )
+        })
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -314,7 +361,11 @@ pub fn rows_needed(k: usize, gallery_labels: &[u32]) -> usize {
 
 /// Collapses a probe's best rows (score descending) into its best `k`
 /// identities, each at the score of its best row.
-pub fn best_identities(top: &[Candidate], gallery_identity: &[String], k: usize) -> Vec<IdentityMatch> {
+pub fn best_identities(
+    top: &[Candidate],
+    gallery_identity: &[String],
+    k: usize,
+) -> Vec<IdentityMatch> {
     let mut seen: Vec<&str> = Vec::with_capacity(k);
     let mut out = Vec::with_capacity(k);
     for c in top {
@@ -352,7 +403,11 @@ pub struct ProbeResult {
     pub candidates: Vec<IdentityMatch>,
 }
 
-pub fn decide(probes: &RoleRows, matches: Vec<Vec<IdentityMatch>>, threshold: Option<&Threshold>) -> Vec<ProbeResult> {
+pub fn decide(
+    probes: &RoleRows,
+    matches: Vec<Vec<IdentityMatch>>,
+    threshold: Option<&Threshold>,
+) -> Vec<ProbeResult> {
     matches
         .into_iter()
         .enumerate()
@@ -377,10 +432,10 @@ pub fn decision(candidates: &[IdentityMatch], threshold: Option<f64>) -> String 
 
 #[derive(Serialize)]
 struct JsonOutput<'a> {
-    gallery: String,
+    gallery_dir: String,
     gallery_rows: usize,
     gallery_identities: usize,
-    probes_source: String,
+    probes_dir: String,
     engine: String,
     threshold: Option<&'a Threshold>,
     probes: &'a [ProbeResult],
@@ -388,7 +443,11 @@ struct JsonOutput<'a> {
 
 /// One line per candidate; the probe, its label and the decision on its
 /// first line only, so each probe reads as a block.
-fn write_table(out: &mut impl Write, results: &[ProbeResult], threshold: Option<&Threshold>) -> io::Result<()> {
+fn write_table(
+    out: &mut impl Write,
+    results: &[ProbeResult],
+    threshold: Option<&Threshold>,
+) -> io::Result<()> {
     if let Some(t) = threshold {
         writeln!(
             out,
@@ -396,20 +455,34 @@ fn write_table(out: &mut impl Write, results: &[ProbeResult], threshold: Option<
             t.cosine, t.distance, t.from
         )?;
     }
-    let header = ["probe", "label", "rank", "identity", "cosine", "distance", "decision"];
+    let header = [
+        "probe", "label", "rank", "identity", "cosine", "distance", "decision",
+    ];
     let mut rows: Vec<[String; 7]> = Vec::new();
     for r in results {
         for (j, c) in r.candidates.iter().enumerate() {
             let first = j == 0;
             rows.push([
-                if first { r.probe.clone() } else { String::new() },
-                if first { r.label.clone() } else { String::new() },
+                if first {
+                    r.probe.clone()
+                } else {
+                    String::new()
+                },
+                if first {
+                    r.label.clone()
+                } else {
+                    String::new()
+                },
                 c.rank.to_string(),
                 c.identity.clone(),
                 format!("{:.4}", c.cosine),
                 // 3 decimals: float32 rounding puts identical faces at ~3e-4.
                 format!("{:.3}", c.distance),
-                if first { r.decision.clone() } else { String::new() },
+                if first {
+                    r.decision.clone()
+                } else {
+                    String::new()
+                },
             ]);
         }
     }
@@ -427,7 +500,12 @@ fn write_table(out: &mut impl Write, results: &[ProbeResult], threshold: Option<
     Ok(())
 }
 
-fn write_row(out: &mut impl Write, cells: &[String; 7], widths: &[usize; 7], right: &[bool; 7]) -> io::Result<()> {
+fn write_row(
+    out: &mut impl Write,
+    cells: &[String; 7],
+    widths: &[usize; 7],
+    right: &[bool; 7],
+) -> io::Result<()> {
     let line: Vec<String> = cells
         .iter()
         .zip(widths)
@@ -450,7 +528,9 @@ pub fn pad(text: &str, width: usize, right: bool) -> String {
 /// One row per candidate, every column filled.
 fn write_csv(out: &mut impl Write, results: &[ProbeResult]) -> anyhow::Result<()> {
     let mut csv = csv::Writer::from_writer(out);
-    csv.write_record(["probe", "row", "label", "rank", "identity", "cosine", "distance", "decision"])?;
+    csv.write_record([
+        "probe", "row", "label", "rank", "identity", "cosine", "distance", "decision",
+    ])?;
     for r in results {
         for c in &r.candidates {
             csv.write_record([
@@ -481,10 +561,22 @@ mod tests {
     fn identities_take_their_best_row_and_enough_rows_are_asked() {
         let gallery = names(&["김민준", "김민준", "이서연", "박지호"]);
         let top = [
-            Candidate { index: 1, score: 0.9 },
-            Candidate { index: 0, score: 0.8 },
-            Candidate { index: 3, score: 0.5 },
-            Candidate { index: 2, score: 0.4 },
+            Candidate {
+                index: 1,
+                score: 0.9,
+            },
+            Candidate {
+                index: 0,
+                score: 0.8,
+            },
+            Candidate {
+                index: 3,
+                score: 0.5,
+            },
+            Candidate {
+                index: 2,
+                score: 0.4,
+            },
         ];
         let best = best_identities(&top, &gallery, 2);
         assert_eq!(best.len(), 2);
@@ -547,6 +639,9 @@ mod tests {
         assert_eq!(pad("홍길동", 8, false), "홍길동  ");
         assert_eq!(pad("abc", 8, false), "abc     ");
         assert_eq!(pad("0.5", 5, true), "  0.5");
-        assert_eq!(pad("홍길동", 6, false).width(), pad("abcdef", 6, false).width());
+        assert_eq!(
+            pad("홍길동", 6, false).width(),
+            pad("abcdef", 6, false).width()
+        );
     }
 }
