@@ -49,7 +49,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let out = &args.out;
     let steps = Steps::new(args.output.quiet);
-    fs::create_dir_all(out).with_context(|| format!("{}: cannot create the output directory", out.display()))?;
+    fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create the output directory", out.display()))?;
 
     steps.say("drawing a synthetic K-Face tree");
     let source = out.join("source");
@@ -124,7 +125,14 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     } else if !args.output.quiet {
         print!(
             "{}",
-            console(&numbers, out, synth.identities.len(), synth.images, rows, seconds)
+            console(
+                &numbers,
+                out,
+                synth.identities.len(),
+                synth.images,
+                rows,
+                seconds
+            )
         );
     }
     Ok(())
@@ -205,7 +213,9 @@ pub fn write_embeddings(eval_dir: &Path, out: &Path, seed: u64) -> anyhow::Resul
             let parts: Vec<&str> = p.split('/').collect();
             path::parse_components(&parts)
                 .map(|m| m.key)
-                .with_context(|| format!("{}: {p:?} is not a K-Face image path", manifest.display()))
+                .with_context(|| {
+                    format!("{}: {p:?} is not a K-Face image path", manifest.display())
+                })
         })
         .collect::<anyhow::Result<Vec<ImageKey>>>()?;
     let model = SyntheticModel::new(EMBEDDING_DIM, seed);
@@ -234,7 +244,8 @@ fn write_labels(path: &Path, labels: &Labels) -> anyhow::Result<()> {
         }
         csv.flush()?;
     }
-    crate::output::write_atomic(path, &text).with_context(|| format!("{}: cannot write", path.display()))
+    crate::output::write_atomic(path, &text)
+        .with_context(|| format!("{}: cannot write", path.display()))
 }
 
 /// Says on the summary (and its Markdown twin) that the scores are synthetic.
@@ -242,7 +253,8 @@ fn mark_synthetic(eval_dir: &Path) -> anyhow::Result<Summary> {
     let mut summary = evaldir::read_summary(eval_dir)?;
     summary.synthetic_note = Some(NOTE.to_string());
     let md_path = eval_dir.join(evaldir::SUMMARY_MD);
-    let md = fs::read_to_string(&md_path).with_context(|| format!("{}: cannot read", md_path.display()))?;
+    let md = fs::read_to_string(&md_path)
+        .with_context(|| format!("{}: cannot read", md_path.display()))?;
     crate::output::write_atomic(&md_path, format!("> {NOTE}\n\n{md}").as_bytes())
         .with_context(|| format!("{}: cannot write", md_path.display()))?;
     evaldir::write_summary(eval_dir, &summary)?;
@@ -287,7 +299,11 @@ impl Numbers {
             eer: v.map(|v| v.eer),
             eer_threshold: v.map(|v| v.eer_threshold),
             fnmr_at_fmr_1e3: v
-                .and_then(|v| v.operating_points.iter().find(|p| same_target(p.fmr_target, 1e-3)))
+                .and_then(|v| {
+                    v.operating_points
+                        .iter()
+                        .find(|p| same_target(p.fmr_target, 1e-3))
+                })
                 .map(|p| Rate {
                     fnmr: p.fnmr,
                     fmr: p.fmr,
@@ -297,7 +313,11 @@ impl Numbers {
             fpir_1e2: s
                 .identification
                 .as_ref()
-                .and_then(|i| i.operating_points.iter().find(|p| same_target(p.fpir_target, 1e-2)))
+                .and_then(|i| {
+                    i.operating_points
+                        .iter()
+                        .find(|p| same_target(p.fpir_target, 1e-2))
+                })
                 .map(|p| OpenSet {
                     threshold: p.threshold,
                     threshold_l2: p.threshold_l2,
@@ -326,7 +346,14 @@ fn percent(x: f64) -> String {
 }
 
 /// What the demo prints.
-pub fn console(n: &Numbers, out: &Path, identities: usize, images: u64, rows: usize, seconds: f64) -> String {
+pub fn console(
+    n: &Numbers,
+    out: &Path,
+    identities: usize,
+    images: u64,
+    rows: usize,
+    seconds: f64,
+) -> String {
     let mut s = String::new();
     let na = "n/a (too few comparisons)";
     let _ = writeln!(
