@@ -224,6 +224,13 @@ impl RoleRows {
     pub fn read(dir: &Path, role: Role) -> anyhow::Result<RoleRows> {
         let npy_path = dir.join("embeddings.npy");
         if !npy_path.is_file() {
+            if dir.join("manifest.parquet").is_file() {
+                bail!(
+                    "{}: a converted eval/ set holds images, not embeddings; embed its images with your model \
+                     into embeddings.npy + labels.csv (its manifest.parquet can serve as the labels)",
+                    dir.display()
+                );
+            }
             bail!(
                 "{}: no embeddings.npy; search reads an embeddings directory (embeddings.npy + labels.csv)",
                 dir.display()
