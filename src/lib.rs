@@ -11,6 +11,7 @@ pub mod cli;
 pub mod cmd;
 pub mod compare;
 pub mod evaldir;
+pub mod evalinput;
 pub mod imaging;
 pub mod kface;
 pub mod metrics;

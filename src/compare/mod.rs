@@ -12,6 +12,8 @@
 //!
 //! Memory is bounded by the tile size and the result sizes, not by N².
 
+pub mod cpu;
+
 use std::fmt;
 
 /// Row-major embeddings, each row L2-normalised.
@@ -168,6 +170,9 @@ pub struct ProbeResult {
 pub struct CompareResult {
     /// Every genuine score, in no particular order.
     pub genuine: Vec<f32>,
+    /// The identity label of each genuine score (`genuine[i]` compares two
+    /// rows of `genuine_subjects[i]`), for subject-bootstrap intervals.
+    pub genuine_subjects: Vec<u32>,
     /// Impostor counts per bin of the job's histogram.
     pub impostor_hist: Vec<u64>,
     /// The highest impostor scores, exactly, sorted descending; at most

@@ -1,8 +1,10 @@
 //! Developer tasks: `cargo xtask synth` writes synthetic K-Face data,
 //! `cargo xtask bench convert` measures `facekit convert` against a
-//! reference Python pipeline.
+//! reference Python pipeline, `cargo xtask bench evaluate` measures
+//! `facekit evaluate` against its Python anchors.
 
 mod bench;
+mod bench_evaluate;
 mod measure;
 mod synth;
 
@@ -24,12 +26,22 @@ enum Task {
     Synth(synth::SynthArgs),
     /// Benchmarks
     #[command(subcommand)]
-    Bench(bench::Bench),
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    #[command(flatten)]
+    Convert(bench::Bench),
+    /// facekit evaluate vs scikit-learn, bob.measure, faiss and numpy (issue 4)
+    #[command(after_help = "Example:\n  FACEKIT_PYTHON_ANCHORS=/work/venv-anchors/bin/python cargo xtask bench evaluate")]
+    Evaluate(bench_evaluate::EvaluateBench),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Synth(args) => synth::run(&args),
-        Task::Bench(bench) => bench::run(&bench),
+        Task::Bench(Bench::Convert(bench)) => bench::run(&bench),
+        Task::Bench(Bench::Evaluate(args)) => bench_evaluate::run(&args),
     }
 }

@@ -1,0 +1,577 @@
+//! The CPU engine, the reference: tiled sgemm (matrixmultiply) with a fused
+//! fold of every tile, rayon workers across tiles.
+//!
+//! Two passes, neither of which stores more than a tile of scores:
+//! 1. per identity, the products of each probe with the gallery rows of its
+//!    identity: every genuine score and each probe's mate score;
+//! 2. the tiles of the probe × gallery product (for all distinct pairs, the
+//!    upper triangle only), each folded at once into impostor bin counts,
+//!    the exact top of the impostor scores, per-probe top-k lists and the
+//!    count of non-mate rows scoring at least the mate score (the rank).
+//!
+//! Pass 2 needs pass 1's mate scores to count ranks in one sweep. Both take
+//! every score from [`products`], whose value for a pair does not depend on
+//! the shape or position of the tile it was computed in, so the two passes
+//! agree exactly (the property tests check it).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::{Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, Pairing, ProbeResult};
+
+/// Rows (probes) and columns (gallery rows) of one tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileShape {
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl TileShape {
+    /// Chosen by measurement (`cargo xtask bench evaluate`, 2 cores): wide
+    /// enough that sgemm runs near its peak, small enough that a worker's
+    /// scratch tile (2 MiB) stays in the last-level cache for the fold.
+    pub const DEFAULT: TileShape = TileShape { rows: 256, cols: 2048 };
+}
+
+/// The CPU engine. It runs on the rayon pool it is called from.
+#[derive(Debug, Clone)]
+pub struct CpuEngine {
+    tile: TileShape,
+}
+
+impl Default for CpuEngine {
+    fn default() -> Self {
+        CpuEngine { tile: TileShape::DEFAULT }
+    }
+}
+
+impl CpuEngine {
+    pub fn new() -> CpuEngine {
+        CpuEngine::default()
+    }
+
+    /// An engine with another tile shape (tests, tuning).
+    pub fn with_tile(tile: TileShape) -> CpuEngine {
+        CpuEngine { tile: TileShape { rows: tile.rows.max(1), cols: tile.cols.max(1) } }
+    }
+}
+
+/// `out[r * n + c] = <a_r, b_c>` for the `m` rows of `a` and the `n` rows of
+/// `b` (row-major, `dim` wide). Every score of the CPU engine comes from
+/// here: matrixmultiply sums each element over `dim` in the same order
+/// whatever `m` and `n`, so a pair's score does not depend on its tile.
+pub fn products(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
+    let m = a.len() / dim;
+    let n = b.len() / dim;
+    assert!(a.len() == m * dim && b.len() == n * dim && out.len() == m * n, "product shapes");
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the asserts above bound every access: A is m×dim with row
+    // stride dim, Bᵀ is dim×n read from b's rows (row stride 1, column
+    // stride dim), C is m×n row-major; beta = 0 so C need not be initialised.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            dim,
+            n,
+            1.0,
+            a.as_ptr(),
+            dim as isize,
+            1,
+            b.as_ptr(),
+            1,
+            dim as isize,
+            0.0,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+impl Engine for CpuEngine {
+    fn description(&self) -> String {
+        format!("cpu ({} threads)", rayon::current_num_threads())
+    }
+
+    fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError> {
+        job.validate()?;
+        if job.pairing == Pairing::AllDistinct
+            && (job.probes.rows() != job.gallery.rows() || job.probe_labels != job.gallery_labels)
+        {
+            return Err(CompareError::Device("all distinct pairs needs the probes to be the gallery".into()));
+        }
+        let (genuine, mate) = mate_pass(job, self.tile);
+        let folds = tile_pass(job, self.tile, &mate);
+        Ok(merge(job, genuine, &mate, folds))
+    }
+}
+
+/// Genuine scores with their identity, best first.
+type Genuine = Vec<(f32, u32)>;
+
+/// Pass 1: genuine scores (each unordered pair once for all distinct pairs)
+/// and each probe's best mate score (`-inf` when it has no mate).
+fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>) {
+    use rayon::prelude::*;
+    let distinct = job.pairing == Pairing::AllDistinct;
+    let mut gallery_of: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (q, &label) in job.gallery_labels.iter().enumerate() {
+        gallery_of.entry(label).or_default().push(q);
+    }
+    let mut probes_of: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (p, &label) in job.probe_labels.iter().enumerate() {
+        if gallery_of.contains_key(&label) {
+            probes_of.entry(label).or_default().push(p);
+        }
+    }
+    let groups: Vec<(u32, &Vec<usize>, &Vec<usize>)> =
+        probes_of.iter().map(|(&label, probes)| (label, probes, &gallery_of[&label])).collect();
+    let dim = job.probes.dim();
+    let per_group: Vec<(Genuine, Vec<(usize, f32)>)> = groups
+        .par_iter()
+        .map(|&(label, probes, gallery)| {
+            let mut genuine = Vec::new();
+            let mut best = Vec::with_capacity(probes.len());
+            let mut scores = Vec::new();
+            for probe_chunk in probes.chunks(tile.rows) {
+                let a = gather(job.probes, probe_chunk);
+                let mut chunk_best = vec![f32::NEG_INFINITY; probe_chunk.len()];
+                for gallery_chunk in gallery.chunks(tile.cols) {
+                    let b = gather(job.gallery, gallery_chunk);
+                    scores.resize(probe_chunk.len() * gallery_chunk.len(), 0.0);
+                    products(&a, &b, dim, &mut scores);
+                    for (r, &p) in probe_chunk.iter().enumerate() {
+                        let row = &scores[r * gallery_chunk.len()..(r + 1) * gallery_chunk.len()];
+                        for (&q, &s) in gallery_chunk.iter().zip(row) {
+                            if distinct && q == p {
+                                continue;
+                            }
+                            chunk_best[r] = chunk_best[r].max(s);
+                            if !distinct || p < q {
+                                genuine.push((s, label));
+                            }
+                        }
+                    }
+                }
+                best.extend(probe_chunk.iter().copied().zip(chunk_best));
+            }
+            (genuine, best)
+        })
+        .collect();
+    let mut genuine = Vec::new();
+    let mut mate = vec![f32::NEG_INFINITY; job.probes.rows()];
+    for (scores, best) in per_group {
+        genuine.extend(scores);
+        for (p, s) in best {
+            mate[p] = s;
+        }
+    }
+    genuine.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    (genuine, mate)
+}
+
+fn gather(e: &Embeddings, rows: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * e.dim());
+    for &r in rows {
+        out.extend_from_slice(e.row(r));
+    }
+    out
+}
+
+/// One tile: probe rows `rows`, gallery rows `cols`.
+#[derive(Debug, Clone, Copy)]
+struct Tile {
+    rows: (usize, usize),
+    cols: (usize, usize),
+}
+
+fn tiles(job: &CompareJob<'_>, shape: TileShape) -> Vec<Tile> {
+    let (n_p, n_g) = (job.probes.rows(), job.gallery.rows());
+    let mut tiles = Vec::new();
+    for r0 in (0..n_p).step_by(shape.rows) {
+        let r1 = (r0 + shape.rows).min(n_p);
+        // All distinct pairs: only columns from the block's first row on;
+        // the fold skips the pairs on and below the diagonal.
+        let c_start = if job.pairing == Pairing::AllDistinct { r0 } else { 0 };
+        for c0 in (c_start..n_g).step_by(shape.cols) {
+            tiles.push(Tile { rows: (r0, r1), cols: (c0, (c0 + shape.cols).min(n_g)) });
+        }
+    }
+    tiles
+}
+
+/// Pass 2: every worker of the pool takes tiles from a shared counter and
+/// folds them into its own [`Fold`]; the folds are merged afterwards, in an
+/// order-independent way, so the result does not depend on the schedule.
+fn tile_pass(job: &CompareJob<'_>, shape: TileShape, mate: &[f32]) -> Vec<Fold> {
+    let tiles = tiles(job, shape);
+    let next = AtomicUsize::new(0);
+    rayon::broadcast(|_| {
+        let mut fold = Fold::new(job, mate);
+        let mut scores = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(tile) = tiles.get(i) else { break };
+            let (r0, r1) = tile.rows;
+            let (c0, c1) = tile.cols;
+            let dim = job.probes.dim();
+            scores.resize((r1 - r0) * (c1 - c0), 0.0);
+            products(
+                &job.probes.as_slice()[r0 * dim..r1 * dim],
+                &job.gallery.as_slice()[c0 * dim..c1 * dim],
+                dim,
+                &mut scores,
+            );
+            fold.tile(job, mate, *tile, &scores);
+        }
+        fold.flush_histogram();
+        fold
+    })
+}
+
+/// What one worker has folded so far.
+struct Fold {
+    /// Impostor counts per bin since the last flush (u32 halves the cache
+    /// footprint of the hot loop); flushed into `hist` before they can wrap.
+    recent: Vec<u32>,
+    recent_total: u64,
+    hist: Vec<u64>,
+    tail: Tail,
+    top: TopLists,
+    /// Non-mate rows scoring >= the mate score, per probe.
+    above_mate: Vec<u64>,
+    /// Per probe, the lowest score that can change its state: the smaller
+    /// of its top-k entry bar and its mate score.
+    gate: Vec<f32>,
+}
+
+impl Fold {
+    fn new(job: &CompareJob<'_>, mate: &[f32]) -> Fold {
+        let bins = job.histogram.bins as usize;
+        let n = job.probes.rows();
+        let top = TopLists::new(n, job.top_k);
+        let gate = (0..n).map(|p| top.bar(p).min(mate_bar(mate[p]))).collect();
+        Fold {
+            recent: vec![0; bins],
+            recent_total: 0,
+            hist: vec![0; bins],
+            tail: Tail::new(job.tail_capacity),
+            top,
+            above_mate: vec![0; n],
+            gate,
+        }
+    }
+
+    fn flush_histogram(&mut self) {
+        for (h, r) in self.hist.iter_mut().zip(self.recent.iter_mut()) {
+            *h += u64::from(std::mem::take(r));
+        }
+        self.recent_total = 0;
+    }
+
+    /// Offers `(q, s)` to probe `p`: its top-k and its rank count.
+    #[inline]
+    fn offer(&mut self, p: usize, q: usize, s: f32, impostor: bool, mate: &[f32]) {
+        let mate = mate_bar(mate[p]);
+        if impostor && s >= mate {
+            self.above_mate[p] += 1;
+        }
+        self.top.offer(p, Candidate { index: q as u32, score: s });
+        self.gate[p] = self.top.bar(p).min(mate);
+    }
+
+    fn tile(&mut self, job: &CompareJob<'_>, mate: &[f32], tile: Tile, scores: &[f32]) {
+        let (r0, r1) = tile.rows;
+        let (c0, c1) = tile.cols;
+        let width = c1 - c0;
+        if self.recent_total + ((r1 - r0) * width) as u64 > u64::from(u32::MAX) {
+            self.flush_histogram();
+        }
+        self.recent_total += ((r1 - r0) * width) as u64;
+        let spec = job.histogram;
+        let distinct = job.pairing == Pairing::AllDistinct;
+        let col_labels = &job.gallery_labels[c0..c1];
+        for p in r0..r1 {
+            let row = &scores[(p - r0) * width..(p - r0 + 1) * width];
+            // All distinct pairs: only q > p, and each score also feeds q.
+            let first = if distinct { (p + 1).saturating_sub(c0).min(width) } else { 0 };
+            let label = job.probe_labels[p];
+            let mut bar = self.gate[p].min(self.tail.bar);
+            for c in first..width {
+                let s = row[c];
+                let impostor = col_labels[c] != label;
+                if impostor {
+                    self.recent[spec.bin(s)] += 1;
+                }
+                if s >= bar {
+                    let q = c0 + c;
+                    if impostor && s >= self.tail.bar {
+                        self.tail.push(s);
+                    }
+                    self.offer(p, q, s, impostor, mate);
+                    bar = self.gate[p].min(self.tail.bar);
+                }
+                if distinct && s >= self.gate[c0 + c] {
+                    self.offer(c0 + c, p, s, impostor, mate);
+                }
+            }
+        }
+    }
+}
+
+/// A mate score as a gate: probes without a mate never count ranks.
+fn mate_bar(mate: f32) -> f32 {
+    if mate == f32::NEG_INFINITY {
+        f32::INFINITY
+    } else {
+        mate
+    }
+}
+
+/// The highest impostor scores seen: everything >= `bar` is kept, and when
+/// twice the capacity has piled up the lower half goes and `bar` rises.
+struct Tail {
+    capacity: usize,
+    bar: f32,
+    scores: Vec<f32>,
+}
+
+impl Tail {
+    fn new(capacity: usize) -> Tail {
+        let bar = if capacity == 0 { f32::INFINITY } else { f32::NEG_INFINITY };
+        Tail { capacity, bar, scores: Vec::new() }
+    }
+
+    fn push(&mut self, s: f32) {
+        self.scores.push(s);
+        if self.scores.len() >= 2 * self.capacity.max(1) {
+            self.shrink();
+        }
+    }
+
+    /// Keeps the `capacity` highest scores; the bar becomes the lowest kept.
+    fn shrink(&mut self) {
+        if self.scores.len() > self.capacity {
+            self.scores.select_nth_unstable_by(self.capacity - 1, |a, b| b.total_cmp(a));
+            self.scores.truncate(self.capacity);
+            self.bar = self.scores.iter().copied().fold(f32::INFINITY, f32::min);
+        }
+    }
+}
+
+/// Per-probe candidate lists of at most `k`, best first: higher score,
+/// then lower index.
+struct TopLists {
+    k: usize,
+    len: Vec<u32>,
+    items: Vec<Candidate>,
+}
+
+fn better(a: Candidate, b: Candidate) -> bool {
+    a.score > b.score || (a.score == b.score && a.index < b.index)
+}
+
+impl TopLists {
+    fn new(n: usize, k: usize) -> TopLists {
+        TopLists { k, len: vec![0; n], items: vec![Candidate { index: 0, score: 0.0 }; n * k] }
+    }
+
+    /// The lowest score that may enter probe `p`'s list.
+    fn bar(&self, p: usize) -> f32 {
+        if self.k == 0 {
+            f32::INFINITY
+        } else if (self.len[p] as usize) < self.k {
+            f32::NEG_INFINITY
+        } else {
+            self.items[p * self.k + self.k - 1].score
+        }
+    }
+
+    fn offer(&mut self, p: usize, c: Candidate) {
+        if self.k == 0 {
+            return;
+        }
+        let len = self.len[p] as usize;
+        let list = &mut self.items[p * self.k..(p + 1) * self.k];
+        if len == self.k && !better(c, list[self.k - 1]) {
+            return;
+        }
+        let at = list[..len].partition_point(|&e| better(e, c));
+        let end = len.min(self.k - 1);
+        list.copy_within(at..end, at + 1);
+        list[at] = c;
+        self.len[p] = (len + 1).min(self.k) as u32;
+    }
+
+    fn list(&self, p: usize) -> &[Candidate] {
+        &self.items[p * self.k..p * self.k + self.len[p] as usize]
+    }
+}
+
+fn merge(job: &CompareJob<'_>, genuine: Genuine, mate: &[f32], folds: Vec<Fold>) -> CompareResult {
+    let mut hist = vec![0u64; job.histogram.bins as usize];
+    let mut tail = Tail::new(job.tail_capacity);
+    let n = job.probes.rows();
+    let mut above_mate = vec![0u64; n];
+    for fold in &folds {
+        for (h, f) in hist.iter_mut().zip(&fold.hist) {
+            *h += f;
+        }
+        tail.scores.extend_from_slice(&fold.tail.scores);
+        for (a, f) in above_mate.iter_mut().zip(&fold.above_mate) {
+            *a += f;
+        }
+    }
+    tail.shrink();
+    let mut impostor_tail = tail.scores;
+    impostor_tail.sort_unstable_by(|a, b| b.total_cmp(a));
+    let probes = (0..n)
+        .map(|p| {
+            let mut top: Vec<Candidate> = folds.iter().flat_map(|f| f.top.list(p).iter().copied()).collect();
+            top.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+            top.truncate(job.top_k);
+            let has_mate = mate[p] != f32::NEG_INFINITY;
+            ProbeResult {
+                top,
+                mate_score: has_mate.then_some(mate[p]),
+                mate_rank: has_mate.then_some(1 + above_mate[p]),
+            }
+        })
+        .collect();
+    let (genuine, genuine_subjects) = genuine.into_iter().unzip();
+    CompareResult { genuine, genuine_subjects, impostor_hist: hist, impostor_tail, probes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::HistogramSpec;
+    use proptest::prelude::*;
+
+    /// The O(N²) reference: every pair scored by a 1×1 product, folded by
+    /// the definitions.
+    fn naive(job: &CompareJob<'_>) -> CompareResult {
+        let dim = job.probes.dim();
+        let score = |p: usize, q: usize| {
+            let mut out = [0f32];
+            products(job.probes.row(p), job.gallery.row(q), dim, &mut out);
+            out[0]
+        };
+        let distinct = job.pairing == Pairing::AllDistinct;
+        let mut genuine = Vec::new();
+        let mut impostor = Vec::new();
+        let mut hist = vec![0u64; job.histogram.bins as usize];
+        let mut probes = Vec::new();
+        for p in 0..job.probes.rows() {
+            let mut all: Vec<Candidate> = Vec::new();
+            for q in 0..job.gallery.rows() {
+                if distinct && q == p {
+                    continue;
+                }
+                let s = score(p, q);
+                all.push(Candidate { index: q as u32, score: s });
+                if !distinct || p < q {
+                    if job.probe_labels[p] == job.gallery_labels[q] {
+                        genuine.push((s, job.probe_labels[p]));
+                    } else {
+                        impostor.push(s);
+                        hist[job.histogram.bin(s)] += 1;
+                    }
+                }
+            }
+            let mates: Vec<f32> =
+                all.iter().filter(|c| job.gallery_labels[c.index as usize] == job.probe_labels[p]).map(|c| c.score).collect();
+            let mate_score = mates.iter().copied().reduce(f32::max);
+            let mate_rank = mate_score.map(|m| {
+                1 + all
+                    .iter()
+                    .filter(|c| job.gallery_labels[c.index as usize] != job.probe_labels[p] && c.score >= m)
+                    .count() as u64
+            });
+            all.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+            all.truncate(job.top_k);
+            probes.push(ProbeResult { top: all, mate_score, mate_rank });
+        }
+        genuine.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let (genuine, genuine_subjects) = genuine.into_iter().unzip();
+        impostor.sort_by(|a, b| b.total_cmp(a));
+        impostor.truncate(job.tail_capacity);
+        CompareResult { genuine, genuine_subjects, impostor_hist: hist, impostor_tail: impostor, probes }
+    }
+
+    /// Rows on a coarse grid so that tied scores are common.
+    fn embeddings(rows: usize, dim: usize, values: &[i8]) -> Embeddings {
+        let data: Vec<f32> = (0..rows * dim).map(|i| values[i % values.len()] as f32 + 0.5).collect();
+        Embeddings::normalized(data, dim).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn tiled_engine_equals_the_naive_loop(
+            n_probe in 1usize..40,
+            n_gallery in 1usize..40,
+            dim in 1usize..20,
+            values in proptest::collection::vec(-3i8..3, 1..64),
+            labels in proptest::collection::vec(0u32..6, 80),
+            distinct in any::<bool>(),
+            tile_rows in 1usize..9,
+            tile_cols in 1usize..13,
+            threads in 1usize..4,
+            top_k in 0usize..6,
+            tail_capacity in 0usize..30,
+        ) {
+            let probes = embeddings(n_probe, dim, &values);
+            let gallery = if distinct { probes.clone() } else { embeddings(n_gallery, dim, &values[1..].iter().chain(&values[..1]).copied().collect::<Vec<_>>()) };
+            let probe_labels = &labels[..n_probe];
+            let gallery_labels = if distinct { probe_labels } else { &labels[40..40 + n_gallery] };
+            let job = CompareJob {
+                probes: &probes,
+                probe_labels,
+                gallery: &gallery,
+                gallery_labels,
+                pairing: if distinct { Pairing::AllDistinct } else { Pairing::ProbeGallery },
+                top_k,
+                histogram: HistogramSpec { bins: 64 },
+                tail_capacity,
+            };
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let engine = CpuEngine::with_tile(TileShape { rows: tile_rows, cols: tile_cols });
+            let tiled = pool.install(|| engine.compare(&job)).unwrap();
+            prop_assert_eq!(tiled, naive(&job));
+        }
+    }
+
+    #[test]
+    fn scores_do_not_depend_on_the_tile() {
+        let e = embeddings(300, 512, &[3, -1, 2, 0, -2, 1, 1, -3, 2]);
+        let data: Vec<f32> = e.as_slice().iter().enumerate().map(|(i, v)| v + (i % 7) as f32 * 1e-3).collect();
+        let e = Embeddings::normalized(data, 512).unwrap();
+        let mut full = vec![0f32; 300 * 300];
+        products(e.as_slice(), e.as_slice(), 512, &mut full);
+        for (p, q) in [(0, 1), (17, 299), (299, 5), (128, 128)] {
+            let mut one = [0f32];
+            products(e.row(p), e.row(q), 512, &mut one);
+            assert_eq!(one[0].to_bits(), full[p * 300 + q].to_bits());
+            assert_eq!(full[p * 300 + q].to_bits(), full[q * 300 + p].to_bits(), "symmetric");
+        }
+    }
+
+    #[test]
+    fn all_distinct_needs_one_set() {
+        let e = embeddings(3, 4, &[1, 2, -1]);
+        let f = embeddings(4, 4, &[1, 2, -1]);
+        let job = CompareJob {
+            probes: &e,
+            probe_labels: &[0, 0, 1],
+            gallery: &f,
+            gallery_labels: &[0, 0, 1, 1],
+            pairing: Pairing::AllDistinct,
+            top_k: 1,
+            histogram: HistogramSpec { bins: 8 },
+            tail_capacity: 1,
+        };
+        assert!(CpuEngine::new().compare(&job).is_err());
+    }
+}

@@ -1,0 +1,336 @@
+//! `cargo xtask bench evaluate` (issue 4): the release `facekit evaluate`
+//! against its Python anchors, measured in the same run on the same files.
+//!
+//! * **scores**: 10^7 impostor + 10^4 genuine scores in a Parquet file.
+//!   facekit's metrics from scores in memory (exact counts, AUC, EER, the
+//!   curve, FNMR at six FMR targets, intervals) and the whole
+//!   `facekit evaluate --scores` process, against scikit-learn `roc_curve`
+//!   and bob.measure `eer_threshold` (in memory, after numba's compile, and
+//!   as whole processes reading the same file);
+//! * **search**: top-10 of 10,000 probes in a 100,000 × 512 gallery, the
+//!   whole `facekit evaluate --protocol probe-gallery` process against
+//!   faiss-cpu `IndexFlatIP` (2 threads), with the top-1 agreement;
+//! * **all-pairs**: genuine scores and impostor histogram over every
+//!   distinct pair of 20,000 × 512 embeddings, the whole process against a
+//!   tiled numpy implementation.
+//!
+//! Medians over `--runs`; peak memory is the largest ru_maxrss of a run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use facekit::evaldir::{self, ProbeRow};
+use facekit::evalinput::{labels, scores};
+use facekit::metrics::bootstrap::clopper_pearson;
+use facekit::metrics::verification::verification;
+use facekit::metrics::ScoreCounts;
+
+use crate::measure::{self, median, Measured};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    Scores,
+    Search,
+    AllPairs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateBench {
+    /// Runs per measurement; the median is reported
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Where the inputs and outputs go (inputs are reused when present)
+    #[arg(long, default_value = "target/bench-evaluate")]
+    pub dir: PathBuf,
+    /// Threads of faiss (the issue's anchor: 2)
+    #[arg(long, default_value_t = 2)]
+    pub faiss_threads: usize,
+    /// Parts to run (default: all)
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Part>,
+}
+
+/// One measured tool: whole-process wall times, the in-memory times it
+/// reported (or that were measured here), and its peak memory.
+struct Row {
+    case: &'static str,
+    tool: String,
+    whole: Vec<f64>,
+    in_memory: Vec<f64>,
+    peak_rss: u64,
+}
+
+impl Row {
+    fn new(case: &'static str, tool: impl Into<String>) -> Row {
+        Row { case, tool: tool.into(), whole: Vec::new(), in_memory: Vec::new(), peak_rss: 0 }
+    }
+    fn add(&mut self, m: &Measured) {
+        self.whole.push(m.seconds);
+        self.peak_rss = self.peak_rss.max(m.peak_process_rss.max(m.peak_tree_rss));
+    }
+    fn whole(&self) -> f64 {
+        if self.whole.is_empty() { f64::NAN } else { median(&self.whole) }
+    }
+    fn in_memory(&self) -> f64 {
+        if self.in_memory.is_empty() { f64::NAN } else { median(&self.in_memory) }
+    }
+}
+
+pub fn run(args: &EvaluateBench) -> anyhow::Result<()> {
+    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf();
+    let python = std::env::var("FACEKIT_PYTHON_ANCHORS")
+        .context("set FACEKIT_PYTHON_ANCHORS to the anchors venv's python (numpy, scikit-learn, pyarrow, faiss-cpu, bob.measure)")?;
+    let script = root.join("scripts/bench/evaluate_anchors.py");
+    let dir = if args.dir.is_absolute() { args.dir.clone() } else { root.join(&args.dir) };
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "-p", "facekit", "--bin", "facekit"])
+        .current_dir(&root)
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo build --release failed");
+    let facekit = root.join("target/release/facekit");
+    if !dir.join("pairs.csv").exists() {
+        eprintln!("writing the benchmark inputs into {} ...", dir.display());
+        measure::run(Command::new(&python).arg(&script).arg("data").arg(&dir))?;
+    }
+    let parts = if args.only.is_empty() { vec![Part::Scores, Part::Search, Part::AllPairs] } else { args.only.clone() };
+    let ctx = Ctx { python, script, dir, facekit, runs: args.runs };
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for part in parts {
+        match part {
+            Part::Scores => scores_part(&ctx, &mut rows, &mut notes)?,
+            Part::Search => search_part(&ctx, args.faiss_threads, &mut rows, &mut notes)?,
+            Part::AllPairs => all_pairs_part(&ctx, &mut rows, &mut notes)?,
+        }
+    }
+    print_table(&rows, &notes);
+    Ok(())
+}
+
+struct Ctx {
+    python: String,
+    script: PathBuf,
+    dir: PathBuf,
+    facekit: PathBuf,
+    runs: usize,
+}
+
+impl Ctx {
+    fn python(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.python);
+        c.arg(&self.script).args(args);
+        c
+    }
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+    fn facekit(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.facekit);
+        c.arg("evaluate").args(args).arg("--quiet");
+        c
+    }
+}
+
+/// The JSON line an anchor prints.
+fn anchor_json(m: &Measured) -> anyhow::Result<serde_json::Value> {
+    let line = m.stdout.lines().last().context("the anchor printed nothing")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn seconds_of(v: &serde_json::Value) -> Vec<f64> {
+    v["seconds"].as_array().map(|a| a.iter().filter_map(|s| s.as_f64()).collect()).unwrap_or_default()
+}
+
+fn scores_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyhow::Result<()> {
+    let file = ctx.path("scores.parquet");
+    eprintln!("scores: facekit in memory ...");
+    let read = scores::read_scores(Path::new(&file))?;
+    let targets = [1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6];
+    let mut mem = Row::new("scores 10^7+10^4", "facekit metrics, in memory");
+    let mut eer = 0.0;
+    for _ in 0..ctx.runs {
+        let (g, i) = (read.genuine.clone(), read.impostor.clone());
+        let t = Instant::now();
+        let genuine = ScoreCounts::from_scores(g);
+        let impostor = ScoreCounts::from_scores(i);
+        let report = verification(&genuine, &impostor, &targets)?;
+        let intervals: Vec<[f64; 2]> = report
+            .summary
+            .operating_points
+            .iter()
+            .map(|p| clopper_pearson(p.false_matches, impostor.total(), 0.95))
+            .collect();
+        mem.in_memory.push(t.elapsed().as_secs_f64());
+        eer = report.summary.eer;
+        std::hint::black_box(intervals);
+    }
+    rows.push(mem);
+    eprintln!("scores: facekit process ...");
+    let mut whole = Row::new("scores 10^7+10^4", "facekit evaluate --scores (process)");
+    let out = ctx.path("out-scores");
+    for _ in 0..ctx.runs {
+        whole.add(&measure::run(&mut ctx.facekit(&["--scores", &file, "--out", &out]))?);
+    }
+    rows.push(whole);
+    eprintln!("scores: scikit-learn ...");
+    let mut sk = Row::new("scores 10^7+10^4", "sklearn roc_curve");
+    for _ in 0..ctx.runs {
+        let m = measure::run(&mut ctx.python(&["sklearn", &file, "1"]))?;
+        sk.in_memory.extend(seconds_of(&anchor_json(&m)?));
+        sk.add(&m);
+    }
+    rows.push(sk);
+    eprintln!("scores: bob.measure ...");
+    let mut bob = Row::new("scores 10^7+10^4", "bob eer_threshold");
+    let mut bob_eer = f64::NAN;
+    for _ in 0..ctx.runs {
+        let m = measure::run(&mut ctx.python(&["bob", &file, "1"]))?;
+        let v = anchor_json(&m)?;
+        bob.in_memory.extend(seconds_of(&v));
+        bob.tool = format!("{} eer_threshold", v["which"].as_str().unwrap_or("bob.measure"));
+        bob_eer = v["eer"].as_f64().unwrap_or(f64::NAN);
+        bob.add(&m);
+    }
+    rows.push(bob);
+    notes.push(format!("scores: facekit EER {eer:.6}, bob.measure EER at its threshold {bob_eer:.6}"));
+    notes.push("bob.measure's in-memory time excludes numba's compile (a warm-up call); its process time includes it".into());
+    Ok(())
+}
+
+fn search_part(ctx: &Ctx, faiss_threads: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyhow::Result<()> {
+    let (emb, lab, out) = (ctx.path("search.npy"), ctx.path("search.csv"), ctx.path("out-search"));
+    eprintln!("search: facekit ...");
+    let mut fk = Row::new("search 10^4 × 10^5 × 512, top-10", "facekit evaluate --protocol probe-gallery");
+    for _ in 0..ctx.runs {
+        fk.add(&measure::run(&mut ctx.facekit(&[
+            "--embeddings",
+            &emb,
+            "--labels",
+            &lab,
+            "--protocol",
+            "probe-gallery",
+            "--top-k",
+            "10",
+            "--device",
+            "cpu",
+            "--out",
+            &out,
+        ]))?);
+    }
+    rows.push(fk);
+    eprintln!("search: faiss ...");
+    let top1 = ctx.path("faiss-top1.npy");
+    let mut fa = Row::new("search 10^4 × 10^5 × 512, top-10", format!("faiss IndexFlatIP ({faiss_threads} threads)"));
+    for _ in 0..ctx.runs {
+        let m = measure::run(&mut ctx.python(&["faiss", &emb, &lab, &faiss_threads.to_string(), &top1]))?;
+        fa.in_memory.extend(seconds_of(&anchor_json(&m)?));
+        fa.add(&m);
+    }
+    rows.push(fa);
+    // Top-1 agreement, by gallery identity (one image per identity).
+    let labels = labels::read_labels(Path::new(&lab))?;
+    let roles = labels.role.as_ref().context("search labels have roles")?;
+    let gallery_ids: Vec<&str> = labels
+        .identity
+        .iter()
+        .zip(roles)
+        .filter(|(_, r)| **r == labels::Role::Gallery)
+        .map(|(i, _)| i.as_str())
+        .collect();
+    let faiss_top1 = read_i64_npy(Path::new(&top1))?;
+    let probes: Vec<ProbeRow> = evaldir::read_csv(&Path::new(&out).join(evaldir::PROBES_CSV))?;
+    anyhow::ensure!(probes.len() == faiss_top1.len(), "facekit and faiss disagree on the probe count");
+    let same = probes
+        .iter()
+        .zip(&faiss_top1)
+        .filter(|(p, &f)| p.top1_identity.as_deref() == gallery_ids.get(f as usize).copied())
+        .count();
+    notes.push(format!(
+        "search: top-1 identical for {same} of {} probes ({:.3}%)",
+        probes.len(),
+        100.0 * same as f64 / probes.len() as f64
+    ));
+    Ok(())
+}
+
+/// The int64 vector the faiss anchor saves (np.save of a 1-d array).
+fn read_i64_npy(path: &Path) -> anyhow::Result<Vec<i64>> {
+    let bytes = std::fs::read(path)?;
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len])?;
+    if !header.contains("'<i8'") {
+        bail!("{}: expected an int64 array, header {header}", path.display());
+    }
+    Ok(bytes[10 + header_len..].chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
+}
+
+fn all_pairs_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyhow::Result<()> {
+    let (emb, lab, out) = (ctx.path("pairs.npy"), ctx.path("pairs.csv"), ctx.path("out-pairs"));
+    eprintln!("all-pairs: facekit ...");
+    let mut fk = Row::new("all pairs 20,000 × 512", "facekit evaluate (all distinct pairs)");
+    for _ in 0..ctx.runs {
+        fk.add(&measure::run(&mut ctx.facekit(&["--embeddings", &emb, "--labels", &lab, "--device", "cpu", "--out", &out]))?);
+    }
+    rows.push(fk);
+    eprintln!("all-pairs: numpy ...");
+    let mut np = Row::new("all pairs 20,000 × 512", "numpy, tiled (2048)");
+    let mut counts = (0, 0);
+    for _ in 0..ctx.runs {
+        let m = measure::run(&mut ctx.python(&["numpy", &emb, &lab]))?;
+        let v = anchor_json(&m)?;
+        np.in_memory.extend(seconds_of(&v));
+        counts = (v["genuine"].as_u64().unwrap_or(0), v["impostor"].as_u64().unwrap_or(0));
+        np.add(&m);
+    }
+    rows.push(np);
+    let summary = evaldir::read_summary(Path::new(&out))?;
+    let v = summary.verification.context("all-pairs summary has verification")?;
+    notes.push(format!(
+        "all-pairs: facekit {} genuine + {} impostor, numpy {} + {}",
+        v.genuine_count, v.impostor_count, counts.0, counts.1
+    ));
+    Ok(())
+}
+
+fn print_table(rows: &[Row], notes: &[String]) {
+    println!("| case | tool | process s (median) | in-memory s (median) | peak RSS MiB |");
+    println!("|---|---|---|---|---|");
+    let fmt = |s: f64| if s.is_nan() { "–".to_string() } else { format!("{s:.3}") };
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} | {:.0} |",
+            r.case,
+            r.tool,
+            fmt(r.whole()),
+            fmt(r.in_memory()),
+            r.peak_rss as f64 / (1 << 20) as f64
+        );
+    }
+    let find = |prefix: &str| rows.iter().find(|r| r.tool.starts_with(prefix));
+    let mut ratio = |label: &str, anchor: Option<f64>, ours: Option<f64>, target: f64| {
+        if let (Some(a), Some(o)) = (anchor, ours) {
+            let x = a / o;
+            println!("{label}: {x:.1}x (target >= {target}x: {})", if x >= target { "met" } else { "NOT met" });
+        }
+    };
+    println!();
+    let mem = find("facekit metrics").map(Row::in_memory);
+    let proc_scores = find("facekit evaluate --scores").map(Row::whole);
+    ratio("scores, in memory: bob eer_threshold / facekit", find("bob").map(Row::in_memory), mem, 5.0);
+    ratio("scores, in memory: sklearn roc_curve / facekit", find("sklearn").map(Row::in_memory), mem, 5.0);
+    ratio("scores, processes: bob / facekit", find("bob").map(Row::whole), proc_scores, 1.0);
+    ratio("scores, processes: sklearn / facekit", find("sklearn").map(Row::whole), proc_scores, 1.0);
+    let search = find("facekit evaluate --protocol").map(Row::whole);
+    ratio("search: faiss search alone / facekit process", find("faiss").map(Row::in_memory), search, 2.0);
+    ratio("search: faiss process / facekit process", find("faiss").map(Row::whole), search, 2.0);
+    let pairs = find("facekit evaluate (all").map(Row::whole);
+    ratio("all-pairs: numpy tiled loop alone / facekit process", find("numpy").map(Row::in_memory), pairs, 10.0);
+    ratio("all-pairs: numpy process / facekit process", find("numpy").map(Row::whole), pairs, 10.0);
+    for n in notes {
+        println!("{n}");
+    }
+}
