@@ -11,6 +11,7 @@
 # Logs go to $OUT when it is set (the device tool's output folder), else to
 # the staging folder.
 set -uo pipefail
+export RUST_BACKTRACE=0 RUST_LIB_BACKTRACE=0
 here="$(cd "$(dirname "$0")" && pwd)"
 logs="${OUT:-$here}"
 mkdir -p "$logs"

@@ -113,6 +113,8 @@ fn main() -> Result<()> {
     if tiles.is_empty() || args.precision.is_empty() {
         bail!("give at least one --tile and one --precision");
     }
+    // Fail before making gigabytes of data where no GPU is usable.
+    drop(CudaEngine::new(0, args.precision[0]).context("the CUDA engine cannot start")?);
     let t = Instant::now();
     let probes = random_rows(args.n, args.dim, 1)?;
     let gallery = random_rows(m, args.dim, 2)?;
