@@ -67,6 +67,30 @@ pub struct CompileError {
     pub log: String,
 }
 
+/// [`compile`], once per process for each file, architecture and set of
+/// -D options (NVRTC takes 0.1 to 1 s a file; engines made later reuse it).
+pub fn compile_cached(
+    source: &Source,
+    arch: &str,
+    defines: &[String],
+) -> Result<Ptx, CompileError> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Key = (&'static str, String, Vec<String>);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Ptx>>> = OnceLock::new();
+    let key = (source.file, arch.to_string(), defines.to_vec());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(ptx) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(ptx.clone());
+    }
+    let ptx = compile(source, arch, defines)?;
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key, ptx.clone());
+    Ok(ptx)
+}
+
 /// Compiles one kernel file to PTX for `arch` ("sm_90").
 pub fn compile(source: &Source, arch: &str, defines: &[String]) -> Result<Ptx, CompileError> {
     let mut options = vec![

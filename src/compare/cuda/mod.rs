@@ -123,7 +123,7 @@ pub struct CudaEngine {
     /// Shared memory a fold block may take (two per SM).
     fold_smem: u32,
     base: BaseKernels,
-    /// The fold compiled per top-k length, for the life of the engine.
+    /// The fold loaded per top-k length (its PTX is cached per process).
     folds: Mutex<HashMap<usize, CudaFunction>>,
     tile: TileShape,
     force_streaming: bool,
@@ -166,7 +166,8 @@ impl CudaEngine {
             // A cuBLAS handle now, so a broken libcublas fails here, not mid-job.
             drop(CudaBlas::new(ctx.new_stream()?)?);
             let load = |source: &kernels::Source| -> Result<_, CudaError> {
-                let ptx = kernels::compile(source, &arch, &kernels::default_defines(source))?;
+                let ptx =
+                    kernels::compile_cached(source, &arch, &kernels::default_defines(source))?;
                 Ok(ctx.load_module(ptx)?)
             };
             let convert = load(&kernels::CONVERT)?;
@@ -249,7 +250,8 @@ impl CudaEngine {
         if let Some(f) = folds.get(&top_k) {
             return Ok(f.clone());
         }
-        let ptx = kernels::compile(&kernels::FOLD, &self.arch, &kernels::fold_defines(top_k))?;
+        let ptx =
+            kernels::compile_cached(&kernels::FOLD, &self.arch, &kernels::fold_defines(top_k))?;
         let f = self.ctx.load_module(ptx)?.load_function("fold_tile")?;
         folds.insert(top_k, f.clone());
         Ok(f)
