@@ -42,7 +42,7 @@ start=$(date +%s)
 "$here/gpu-tests" --test-threads=1 --nocapture >"$logs/gpu-tests.log" 2>&1
 tests_rc=$?
 tests_s=$(( $(date +%s) - start ))
-grep -E "agrees|SKIPPED|sampled error|panicked|^test |test result" "$logs/gpu-tests.log"
+grep -E "agrees|skipped|sampled error|panicked|^test |test result" "$logs/gpu-tests.log"
 
 echo "== benchmark"
 start=$(date +%s)

@@ -302,9 +302,9 @@ fn probe_gallery_in_one_tile_and_in_many() {
     let Some(engine) = gpu(Precision::Fp32) else {
         return;
     };
-    let (probes, pl) = faces(150, 4, 96, 0.9, 1);
+    let (probes, pl) = faces(220, 3, 96, 0.9, 1);
     let (gallery, gl) = faces(200, 5, 96, 0.9, 2);
-    // Probes of identities 0..150 are mated (the gallery has 0..200).
+    // Probes of identities 0..200 are mated, 200..220 are not.
     let j = job(
         &probes,
         &pl,
