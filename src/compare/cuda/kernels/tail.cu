@@ -15,7 +15,9 @@
 // next to a tile's products, and the compaction only runs when the store
 // passes its high-water mark.
 
-#define TB 1024
+#ifndef TB
+#define TB 1024  // the host launches it with this many threads
+#endif
 
 // Exclusive prefix sum over the block; *total gets the block's sum.
 __device__ u64 block_exclusive_scan(u64 v, u64* total, u64* sh) {
