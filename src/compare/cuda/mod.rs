@@ -809,7 +809,7 @@ impl CudaEngine {
                 .map(elapsed)
                 .sum::<Result<f64, _>>()?,
             tiles: tile_no,
-            peak_memory_bytes: (free_before - min_free) as u64,
+            peak_memory_bytes: free_before.saturating_sub(min_free) as u64,
             max_abs_score_error: sampled,
         };
         let result = CompareResult {
