@@ -17,7 +17,10 @@ pub struct SelectedEngine {
 impl SelectedEngine {
     /// The one line to print when `--device auto` fell back to the CPU.
     pub fn notice(&self) -> Option<String> {
-        self.info.fallback_reason.as_ref().map(|why| format!("using the CPU engine: {why}"))
+        self.info
+            .fallback_reason
+            .as_ref()
+            .map(|why| format!("using the CPU engine: {why}"))
     }
 }
 
@@ -42,7 +45,10 @@ pub fn precision_name(p: Precision) -> &'static str {
 /// saying why; `cuda` without a usable GPU is an error, never a panic.
 /// The CPU engine runs on the rayon pool it is called from, so `--jobs`
 /// is the caller's pool, not a parameter here.
-pub fn select_engine(device: DeviceChoice, precision: Precision) -> Result<SelectedEngine, SelectError> {
+pub fn select_engine(
+    device: DeviceChoice,
+    precision: Precision,
+) -> Result<SelectedEngine, SelectError> {
     match device {
         DeviceChoice::Cpu if precision != Precision::Fp32 => {
             Err(SelectError::PrecisionNeedsCuda(precision_name(precision)))
@@ -73,7 +79,10 @@ fn cpu(fallback_reason: Option<String>) -> SelectedEngine {
         fallback_reason,
         max_abs_score_error: None,
     };
-    SelectedEngine { engine: Box::new(engine), info }
+    SelectedEngine {
+        engine: Box::new(engine),
+        info,
+    }
 }
 
 fn cuda(engine: CudaEngine) -> SelectedEngine {
@@ -85,7 +94,10 @@ fn cuda(engine: CudaEngine) -> SelectedEngine {
         // Filled from `Engine::score_error` once the job has run.
         max_abs_score_error: None,
     };
-    SelectedEngine { engine: Box::new(engine), info }
+    SelectedEngine {
+        engine: Box::new(engine),
+        info,
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +115,10 @@ mod tests {
                 let why = auto.info.fallback_reason.clone().unwrap();
                 assert!(!why.is_empty());
                 assert!(auto.notice().unwrap().starts_with("using the CPU engine: "));
-                let err = cuda.err().expect("cuda must fail where auto fell back").to_string();
+                let err = cuda
+                    .err()
+                    .expect("cuda must fail where auto fell back")
+                    .to_string();
                 assert!(err.starts_with("--device cuda: "), "{err}");
                 eprintln!("no usable GPU here ({why}): CUDA selection tested as a fallback only");
             }
@@ -118,9 +133,14 @@ mod tests {
     #[test]
     fn cpu_is_fp32_only() {
         let cpu = select_engine(DeviceChoice::Cpu, Precision::Fp32).unwrap();
-        assert_eq!((cpu.info.kind.as_str(), cpu.info.precision.as_str()), ("cpu", "fp32"));
+        assert_eq!(
+            (cpu.info.kind.as_str(), cpu.info.precision.as_str()),
+            ("cpu", "fp32")
+        );
         assert!(cpu.notice().is_none());
-        let err = select_engine(DeviceChoice::Cpu, Precision::Bf16).err().unwrap();
+        let err = select_engine(DeviceChoice::Cpu, Precision::Bf16)
+            .err()
+            .unwrap();
         assert!(matches!(err, SelectError::PrecisionNeedsCuda("bf16")));
     }
 }
