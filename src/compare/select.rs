@@ -74,7 +74,9 @@ fn cpu(fallback_reason: Option<String>) -> SelectedEngine {
     let engine = CpuEngine::new();
     let info = EngineInfo {
         kind: "cpu".into(),
-        description: engine.description(),
+        // Not engine.description(): its thread count would make
+        // summary.json depend on --jobs.
+        description: "cpu: matrixmultiply sgemm, fp32".into(),
         precision: "fp32".into(),
         fallback_reason,
         max_abs_score_error: None,
