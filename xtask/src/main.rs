@@ -34,7 +34,9 @@ enum Bench {
     #[command(flatten)]
     Convert(bench::Bench),
     /// facekit evaluate vs scikit-learn, bob.measure, faiss and numpy (issue 4)
-    #[command(after_help = "Example:\n  FACEKIT_PYTHON_ANCHORS=/work/venv-anchors/bin/python cargo xtask bench evaluate")]
+    #[command(
+        after_help = "Example:\n  FACEKIT_PYTHON_ANCHORS=/work/venv-anchors/bin/python cargo xtask bench evaluate"
+    )]
     Evaluate(bench_evaluate::EvaluateBench),
 }
 
