@@ -204,8 +204,17 @@ pub struct GroupRow {
     pub threshold: f64,
     pub genuine_count: u64,
     pub impostor_count: u64,
+    /// NaN (JSON null) when the group has no genuine comparison.
+    #[serde(deserialize_with = "nan_if_null")]
     pub fnmr: f64,
+    /// NaN (JSON null) when the group has no impostor comparison.
+    #[serde(deserialize_with = "nan_if_null")]
     pub fmr: f64,
+}
+
+/// serde_json writes a NaN as null; read it back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// One vertex of the exact ROC / DET step curve.

@@ -19,7 +19,11 @@ const PER_ID: usize = 5;
 const ENROLLED: usize = 8;
 
 fn facekit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facekit")).arg("evaluate").args(args).output().expect("facekit runs")
+    Command::new(env!("CARGO_BIN_EXE_facekit"))
+        .arg("evaluate")
+        .args(args)
+        .output()
+        .expect("facekit runs")
 }
 
 fn p(path: &Path) -> &str {
@@ -36,8 +40,16 @@ fn dataset(dir: &Path) -> (PathBuf, PathBuf) {
         let center: Vec<f32> = (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect();
         for image in 0..PER_ID {
             data.extend(center.iter().map(|c| c + rng.gen_range(-0.6..0.6)));
-            let role = if id < ENROLLED && image == 0 { "gallery" } else { "probe" };
-            csv.push_str(&format!("id{id:02},{role},id{id:02}/{image}.jpg,C{},L{}\n", 4 + image % 3, 1 + id % 2));
+            let role = if id < ENROLLED && image == 0 {
+                "gallery"
+            } else {
+                "probe"
+            };
+            csv.push_str(&format!(
+                "id{id:02},{role},id{id:02}/{image}.jpg,C{},L{}\n",
+                4 + image % 3,
+                1 + id % 2
+            ));
         }
     }
     let emb = dir.join("embeddings.npy");
@@ -51,7 +63,10 @@ fn pairs_file(dir: &Path) -> PathBuf {
     let mut text = String::new();
     for id in 0..IDENTITIES {
         text.push_str(&format!("id{id:02}/0.jpg id{id:02}/1.jpg 1\n"));
-        text.push_str(&format!("id{id:02}/2.jpg id{:02}/3.jpg 0\n", (id + 1) % IDENTITIES));
+        text.push_str(&format!(
+            "id{id:02}/2.jpg id{:02}/3.jpg 0\n",
+            (id + 1) % IDENTITIES
+        ));
     }
     let path = dir.join("pairs.txt");
     std::fs::write(&path, text).unwrap();
@@ -68,11 +83,23 @@ const FILES: [&str; 6] = [
 ];
 
 fn ok(out: &Output) {
-    assert!(out.status.success(), "facekit failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "facekit failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Reads every file back with evaldir's readers.
-fn read_all(dir: &Path) -> (evaldir::Summary, Vec<RocRow>, Vec<OperatingPointRow>, Vec<HistogramRow>, Vec<ProbeRow>) {
+fn read_all(
+    dir: &Path,
+) -> (
+    evaldir::Summary,
+    Vec<RocRow>,
+    Vec<OperatingPointRow>,
+    Vec<HistogramRow>,
+    Vec<ProbeRow>,
+) {
     for f in FILES {
         assert!(dir.join(f).is_file(), "{f} written");
     }
@@ -91,62 +118,119 @@ fn all_pairs_with_roles_groups_and_every_file() {
     let (emb, labels) = dataset(tmp.path());
     let out = tmp.path().join("eval");
     let run = facekit(&[
-        "--embeddings", p(&emb), "--labels", p(&labels), "--out", p(&out), "--group-by", "camera",
-        "--group-by", "camera+light", "--fpir", "0.1,0.01", "--bootstrap", "50",
+        "--embeddings",
+        p(&emb),
+        "--labels",
+        p(&labels),
+        "--out",
+        p(&out),
+        "--group-by",
+        "camera",
+        "--group-by",
+        "camera+light",
+        "--fpir",
+        "0.1,0.01",
+        "--bootstrap",
+        "50",
     ]);
     ok(&run);
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(stdout.contains("AUC") && stdout.contains("rank-1"), "{stdout}");
+    assert!(
+        stdout.contains("AUC") && stdout.contains("rank-1"),
+        "{stdout}"
+    );
     let (summary, roc, points, hist, probes) = read_all(&out);
 
     let n = (IDENTITIES * PER_ID) as u64;
     let genuine = (IDENTITIES * PER_ID * (PER_ID - 1) / 2) as u64;
     let v = summary.verification.as_ref().unwrap();
     assert_eq!(summary.inputs.protocol, "all-pairs");
-    assert_eq!((v.genuine_count, v.impostor_count), (genuine, n * (n - 1) / 2 - genuine));
-    assert_eq!(summary.score.resolution, 0.0, "a small set keeps every impostor score exactly");
+    assert_eq!(
+        (v.genuine_count, v.impostor_count),
+        (genuine, n * (n - 1) / 2 - genuine)
+    );
+    assert_eq!(
+        summary.score.resolution, 0.0,
+        "a small set keeps every impostor score exactly"
+    );
     assert!(v.auc > 0.5 && v.auc <= 1.0);
     assert_eq!(v.operating_points.len(), 6);
-    assert!(v.operating_points.iter().all(|p| p.fnmr_ci95.is_some() && p.fmr_ci95.is_some()));
+    assert!(v
+        .operating_points
+        .iter()
+        .all(|p| p.fnmr_ci95.is_some() && p.fmr_ci95.is_some()));
 
     let id = summary.identification.as_ref().unwrap();
     let probes_count = (IDENTITIES * PER_ID - ENROLLED) as u64;
     assert_eq!(id.mated_count, (ENROLLED * (PER_ID - 1)) as u64);
     assert_eq!(id.non_mated_count, probes_count - id.mated_count);
-    assert_eq!((id.gallery_count, id.gallery_identities), (ENROLLED as u64, ENROLLED as u64));
+    assert_eq!(
+        (id.gallery_count, id.gallery_identities),
+        (ENROLLED as u64, ENROLLED as u64)
+    );
     assert_eq!(id.operating_points.len(), 2);
 
     // roc.csv: monotone, from (0, 1) to (1, 0).
     assert_eq!((roc[0].fmr, roc[0].fnmr), (0.0, 1.0));
-    assert_eq!((roc.last().unwrap().fmr, roc.last().unwrap().fnmr), (1.0, 0.0));
-    assert!(roc.windows(2).all(|w| w[0].threshold > w[1].threshold && w[0].fmr <= w[1].fmr));
+    assert_eq!(
+        (roc.last().unwrap().fmr, roc.last().unwrap().fnmr),
+        (1.0, 0.0)
+    );
+    assert!(roc
+        .windows(2)
+        .all(|w| w[0].threshold > w[1].threshold && w[0].fmr <= w[1].fmr));
     assert_eq!(points.iter().filter(|p| p.kind == "fmr").count(), 6);
     assert_eq!(points.iter().filter(|p| p.kind == "fpir").count(), 2);
 
-    let total = |kind: &str| hist.iter().filter(|r| r.kind == kind).map(|r| r.count).sum::<u64>();
+    let total = |kind: &str| {
+        hist.iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| r.count)
+            .sum::<u64>()
+    };
     assert_eq!(total(evaldir::HIST_GENUINE), v.genuine_count);
     assert_eq!(total(evaldir::HIST_IMPOSTOR), v.impostor_count);
     assert_eq!(total(evaldir::HIST_MATED_TOP1), id.mated_count);
     assert_eq!(total(evaldir::HIST_NON_MATED_TOP1), id.non_mated_count);
 
     assert_eq!(probes.len() as u64, probes_count);
-    let decision = id.operating_points.iter().find(|p| p.fpir_target == 0.01).unwrap().threshold;
+    let decision = id
+        .operating_points
+        .iter()
+        .find(|p| p.fpir_target == 0.01)
+        .unwrap()
+        .threshold;
     for row in &probes {
         assert_eq!(row.mated, row.mate_rank.is_some());
         assert_eq!(row.decision_threshold, decision);
         let accepted = row.top1_score.unwrap() >= decision;
-        assert_eq!(row.decision, if accepted { row.top1_identity.clone().unwrap() } else { "unknown".into() });
+        assert_eq!(
+            row.decision,
+            if accepted {
+                row.top1_identity.clone().unwrap()
+            } else {
+                "unknown".into()
+            }
+        );
         assert!(row.path.as_deref().unwrap().starts_with(&row.identity));
     }
 
     assert_eq!(summary.groups.len(), 2);
     assert_eq!(summary.groups[0].columns, ["camera"]);
-    let cameras: Vec<&str> = summary.groups[0].rows.iter().map(|r| r.values[0].as_str()).collect();
+    let cameras: Vec<&str> = summary.groups[0]
+        .rows
+        .iter()
+        .map(|r| r.values[0].as_str())
+        .collect();
     assert_eq!(&cameras[..6], ["C4"; 6]);
     assert_eq!(summary.groups[1].columns, ["camera", "light"]);
     assert_eq!(summary.groups[1].rows.len(), 3 * 2 * 6);
     let md = std::fs::read_to_string(out.join(evaldir::SUMMARY_MD)).unwrap();
-    assert!(md.contains("## Verification") && md.contains("## Identification") && md.contains("## By camera × light"));
+    assert!(
+        md.contains("## Verification")
+            && md.contains("## Identification")
+            && md.contains("## By camera × light")
+    );
 }
 
 #[test]
@@ -154,21 +238,45 @@ fn probe_gallery_and_pairs_protocols() {
     let tmp = tempfile::tempdir().unwrap();
     let (emb, labels) = dataset(tmp.path());
     let out = tmp.path().join("pg");
-    ok(&facekit(&["--embeddings", p(&emb), "--labels", p(&labels), "--protocol", "probe-gallery", "--out", p(&out)]));
+    ok(&facekit(&[
+        "--embeddings",
+        p(&emb),
+        "--labels",
+        p(&labels),
+        "--protocol",
+        "probe-gallery",
+        "--out",
+        p(&out),
+    ]));
     let (summary, ..) = read_all(&out);
     let v = summary.verification.unwrap();
     let id = summary.identification.unwrap();
     // Probes × gallery: each mated probe has one genuine comparison.
     assert_eq!(v.genuine_count, id.mated_count);
-    assert_eq!(v.genuine_count + v.impostor_count, (IDENTITIES * PER_ID - ENROLLED) as u64 * ENROLLED as u64);
+    assert_eq!(
+        v.genuine_count + v.impostor_count,
+        (IDENTITIES * PER_ID - ENROLLED) as u64 * ENROLLED as u64
+    );
 
     let pairs = pairs_file(tmp.path());
     let out = tmp.path().join("pairs");
-    ok(&facekit(&["--embeddings", p(&emb), "--labels", p(&labels), "--pairs", p(&pairs), "--out", p(&out)]));
+    ok(&facekit(&[
+        "--embeddings",
+        p(&emb),
+        "--labels",
+        p(&labels),
+        "--pairs",
+        p(&pairs),
+        "--out",
+        p(&out),
+    ]));
     let (summary, ..) = read_all(&out);
     assert_eq!(summary.inputs.protocol, "pairs-file");
     let v = summary.verification.unwrap();
-    assert_eq!((v.genuine_count, v.impostor_count), (IDENTITIES as u64, IDENTITIES as u64));
+    assert_eq!(
+        (v.genuine_count, v.impostor_count),
+        (IDENTITIES as u64, IDENTITIES as u64)
+    );
     let k = v.kfold_accuracy.unwrap();
     assert_eq!(k.folds, 10);
     assert!(k.mean > 0.0 && k.mean <= 1.0);
@@ -178,9 +286,20 @@ fn probe_gallery_and_pairs_protocols() {
 fn score_files() {
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("s.csv");
-    std::fs::write(&csv, "score,genuine\n0.9,1\n0.8,1\n0.3,1\n0.5,0\n0.1,0\n-0.2,0\n0.05,0\n").unwrap();
+    std::fs::write(
+        &csv,
+        "score,genuine\n0.9,1\n0.8,1\n0.3,1\n0.5,0\n0.1,0\n-0.2,0\n0.05,0\n",
+    )
+    .unwrap();
     let out = tmp.path().join("e1");
-    ok(&facekit(&["--scores", p(&csv), "--out", p(&out), "--bootstrap", "0"]));
+    ok(&facekit(&[
+        "--scores",
+        p(&csv),
+        "--out",
+        p(&out),
+        "--bootstrap",
+        "0",
+    ]));
     let (summary, roc, _, hist, probes) = read_all(&out);
     let v = summary.verification.unwrap();
     assert_eq!((v.genuine_count, v.impostor_count), (3, 4));
@@ -192,9 +311,20 @@ fn score_files() {
     assert!(roc.len() >= 2);
 
     let bob = tmp.path().join("s.txt");
-    std::fs::write(&bob, "a a p1 0.9\na a p2 0.8\nb b p3 0.3\na b p4 0.5\nb a p5 0.1\nc a p6 -0.2\nc b p7 0.05\n").unwrap();
+    std::fs::write(
+        &bob,
+        "a a p1 0.9\na a p2 0.8\nb b p3 0.3\na b p4 0.5\nb a p5 0.1\nc a p6 -0.2\nc b p7 0.05\n",
+    )
+    .unwrap();
     let out2 = tmp.path().join("e2");
-    ok(&facekit(&["--scores", p(&bob), "--out", p(&out2), "--bootstrap", "0"]));
+    ok(&facekit(&[
+        "--scores",
+        p(&bob),
+        "--out",
+        p(&out2),
+        "--bootstrap",
+        "0",
+    ]));
     let (s2, ..) = read_all(&out2);
     assert_eq!(s2.verification.unwrap().auc, v.auc);
 }
@@ -206,16 +336,34 @@ fn outputs_do_not_depend_on_jobs() {
     let run = |jobs: &str, name: &str| {
         let out = tmp.path().join(name);
         ok(&facekit(&[
-            "--embeddings", p(&emb), "--labels", p(&labels), "--out", p(&out), "--jobs", jobs, "--group-by",
-            "light", "--seed", "3",
+            "--embeddings",
+            p(&emb),
+            "--labels",
+            p(&labels),
+            "--out",
+            p(&out),
+            "--jobs",
+            jobs,
+            "--group-by",
+            "light",
+            "--seed",
+            "3",
         ]));
         out
     };
     let (a, b, c) = (run("1", "a"), run("2", "b"), run("3", "c"));
     for f in FILES {
         let bytes = std::fs::read(a.join(f)).unwrap();
-        assert_eq!(bytes, std::fs::read(b.join(f)).unwrap(), "{f} differs between --jobs 1 and 2");
-        assert_eq!(bytes, std::fs::read(c.join(f)).unwrap(), "{f} differs between --jobs 1 and 3");
+        assert_eq!(
+            bytes,
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs between --jobs 1 and 2"
+        );
+        assert_eq!(
+            bytes,
+            std::fs::read(c.join(f)).unwrap(),
+            "{f} differs between --jobs 1 and 3"
+        );
     }
 }
 
@@ -246,48 +394,174 @@ fn bad_inputs_fail_with_one_line() {
     values[7 * DIM + 3] = f32::NAN;
     let nan = d.join("nan.npy");
     npy::write_f32(&nan, IDENTITIES * PER_ID, DIM, &values).unwrap();
-    fails(&["--embeddings", p(&nan), "--labels", p(&labels), "--out", o], &["nan.npy", "row 7", "NaN"]);
+    fails(
+        &["--embeddings", p(&nan), "--labels", p(&labels), "--out", o],
+        &["nan.npy", "row 7", "NaN"],
+    );
     let mut values = vec![0.5f32; (IDENTITIES * PER_ID) * DIM];
     values[11 * DIM..12 * DIM].fill(0.0);
     let zero = d.join("zero.npy");
     npy::write_f32(&zero, IDENTITIES * PER_ID, DIM, &values).unwrap();
-    fails(&["--embeddings", p(&zero), "--labels", p(&labels), "--out", o], &["zero.npy", "row 11", "all zeros"]);
+    fails(
+        &["--embeddings", p(&zero), "--labels", p(&labels), "--out", o],
+        &["zero.npy", "row 11", "all zeros"],
+    );
 
     let short = write("short.csv", "identity\na\nb\n");
-    fails(&["--embeddings", p(&emb), "--labels", p(&short), "--out", o], &["embeddings.npy", "60", "short.csv", "2"]);
+    fails(
+        &["--embeddings", p(&emb), "--labels", p(&short), "--out", o],
+        &["embeddings.npy", "60", "short.csv", "2"],
+    );
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/evaluate_npy");
     let three = write("three.csv", "identity\na\na\nb\n");
-    fails(&["--embeddings", p(&fixtures.join("fortran.npy")), "--labels", p(&three), "--out", o], &["fortran.npy", "Fortran"]);
-    fails(&["--embeddings", p(&fixtures.join("f64.npy")), "--labels", p(&three), "--out", o], &["f64.npy", "<f8"]);
-    ok(&facekit(&["--embeddings", p(&fixtures.join("f16.npy")), "--labels", p(&three), "--out", o]));
+    fails(
+        &[
+            "--embeddings",
+            p(&fixtures.join("fortran.npy")),
+            "--labels",
+            p(&three),
+            "--out",
+            o,
+        ],
+        &["fortran.npy", "Fortran"],
+    );
+    fails(
+        &[
+            "--embeddings",
+            p(&fixtures.join("f64.npy")),
+            "--labels",
+            p(&three),
+            "--out",
+            o,
+        ],
+        &["f64.npy", "<f8"],
+    );
+    ok(&facekit(&[
+        "--embeddings",
+        p(&fixtures.join("f16.npy")),
+        "--labels",
+        p(&three),
+        "--out",
+        o,
+    ]));
 
     let no_id = write("noid.csv", "name\nx\n");
-    fails(&["--embeddings", p(&emb), "--labels", p(&no_id), "--out", o], &["noid.csv", "identity"]);
+    fails(
+        &["--embeddings", p(&emb), "--labels", p(&no_id), "--out", o],
+        &["noid.csv", "identity"],
+    );
     let mut bad_role = String::from("identity,role\n");
     for i in 0..IDENTITIES * PER_ID {
-        bad_role.push_str(&format!("id{},{}\n", i / PER_ID, if i == 4 { "enrol" } else { "probe" }));
+        bad_role.push_str(&format!(
+            "id{},{}\n",
+            i / PER_ID,
+            if i == 4 { "enrol" } else { "probe" }
+        ));
     }
     let bad_role = write("badrole.csv", &bad_role);
-    fails(&["--embeddings", p(&emb), "--labels", p(&bad_role), "--out", o], &["badrole.csv", "row 4", "enrol"]);
-    let all_probe = write("allprobe.csv", &bad_role_text(|_| "probe"));
-    fails(&["--embeddings", p(&emb), "--labels", p(&all_probe), "--out", o], &["allprobe.csv", "no gallery"]);
-    let no_roles = write("noroles.csv", &bad_role_text(|_| "").replace(",\n", "\n").replace("identity,role", "identity"));
     fails(
-        &["--embeddings", p(&emb), "--labels", p(&no_roles), "--protocol", "probe-gallery", "--out", o],
+        &[
+            "--embeddings",
+            p(&emb),
+            "--labels",
+            p(&bad_role),
+            "--out",
+            o,
+        ],
+        &["badrole.csv", "row 4", "enrol"],
+    );
+    let all_probe = write("allprobe.csv", &bad_role_text(|_| "probe"));
+    fails(
+        &[
+            "--embeddings",
+            p(&emb),
+            "--labels",
+            p(&all_probe),
+            "--out",
+            o,
+        ],
+        &["allprobe.csv", "no gallery"],
+    );
+    let no_roles = write(
+        "noroles.csv",
+        &bad_role_text(|_| "")
+            .replace(",\n", "\n")
+            .replace("identity,role", "identity"),
+    );
+    fails(
+        &[
+            "--embeddings",
+            p(&emb),
+            "--labels",
+            p(&no_roles),
+            "--protocol",
+            "probe-gallery",
+            "--out",
+            o,
+        ],
         &["noroles.csv", "role column"],
     );
-    fails(&["--embeddings", p(&emb), "--labels", p(&labels), "--group-by", "pose", "--out", o], &["labels.csv", "pose"]);
+    fails(
+        &[
+            "--embeddings",
+            p(&emb),
+            "--labels",
+            p(&labels),
+            "--group-by",
+            "pose",
+            "--out",
+            o,
+        ],
+        &["labels.csv", "pose"],
+    );
     let pairs = write("pairs.txt", "id00/0.jpg id99/0.jpg 1\n");
     fails(
-        &["--embeddings", p(&emb), "--labels", p(&labels), "--pairs", p(&pairs), "--out", o],
+        &[
+            "--embeddings",
+            p(&emb),
+            "--labels",
+            p(&labels),
+            "--pairs",
+            p(&pairs),
+            "--out",
+            o,
+        ],
         &["pairs.txt", "line 1", "id99/0.jpg"],
     );
     let scores = write("bad.txt", "a a p 0.5\na b p\n");
-    fails(&["--scores", p(&scores), "--out", o], &["bad.txt", "line 2"]);
+    fails(
+        &["--scores", p(&scores), "--out", o],
+        &["bad.txt", "line 2"],
+    );
     let only_genuine = write("gen.csv", "score,genuine\n0.5,1\n0.6,1\n");
-    fails(&["--scores", p(&only_genuine), "--out", o], &["gen.csv", "impostor"]);
-    fails(&["--embeddings", p(&emb), "--labels", p(&labels), "--fmr", "0,0.1", "--out", o], &["--fmr"]);
-    fails(&["--embeddings", p(&d.join("missing.npy")), "--labels", p(&labels), "--out", o], &["missing.npy"]);
+    fails(
+        &["--scores", p(&only_genuine), "--out", o],
+        &["gen.csv", "impostor"],
+    );
+    fails(
+        &[
+            "--embeddings",
+            p(&emb),
+            "--labels",
+            p(&labels),
+            "--fmr",
+            "0,0.1",
+            "--out",
+            o,
+        ],
+        &["--fmr"],
+    );
+    fails(
+        &[
+            "--embeddings",
+            p(&d.join("missing.npy")),
+            "--labels",
+            p(&labels),
+            "--out",
+            o,
+        ],
+        &["missing.npy"],
+    );
 }
 
 fn bad_role_text(role: impl Fn(usize) -> &'static str) -> String {

@@ -16,7 +16,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, Pairing, ProbeResult};
+use super::{
+    Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing,
+    ProbeResult,
+};
 
 /// Rows (probes) and columns (gallery rows) of one tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +32,10 @@ impl TileShape {
     /// Chosen by measurement (`cargo xtask bench evaluate`, 2 cores): wide
     /// enough that sgemm runs near its peak, small enough that a worker's
     /// scratch tile (2 MiB) stays in the last-level cache for the fold.
-    pub const DEFAULT: TileShape = TileShape { rows: 256, cols: 2048 };
+    pub const DEFAULT: TileShape = TileShape {
+        rows: 256,
+        cols: 2048,
+    };
 }
 
 /// The CPU engine. It runs on the rayon pool it is called from.
@@ -40,7 +46,7 @@ pub struct CpuEngine {
 
 impl Default for CpuEngine {
     fn default() -> Self {
-        CpuEngine { tile: TileShape::DEFAULT }
+        CpuEngine::with_tile(TileShape::DEFAULT)
     }
 }
 
@@ -51,8 +57,28 @@ impl CpuEngine {
 
     /// An engine with another tile shape (tests, tuning).
     pub fn with_tile(tile: TileShape) -> CpuEngine {
-        CpuEngine { tile: TileShape { rows: tile.rows.max(1), cols: tile.cols.max(1) } }
+        one_thread_per_product();
+        CpuEngine {
+            tile: TileShape {
+                rows: tile.rows.max(1),
+                cols: tile.cols.max(1),
+            },
+        }
     }
+}
+
+/// The engine runs one product per rayon worker, so matrixmultiply's own
+/// threads would only compete with the workers (and ignore `--jobs`). It
+/// reads MATMUL_NUM_THREADS once, at its first product: ask for one thread
+/// before that, unless the user has set it. Measured on 2 cores: the same
+/// CPU time, and the fold no longer waits on the shared product thread.
+fn one_thread_per_product() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+            std::env::set_var("MATMUL_NUM_THREADS", "1");
+        }
+    });
 }
 
 /// `out[r * n + c] = <a_r, b_c>` for the `m` rows of `a` and the `n` rows of
@@ -62,7 +88,10 @@ impl CpuEngine {
 pub fn products(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
     let m = a.len() / dim;
     let n = b.len() / dim;
-    assert!(a.len() == m * dim && b.len() == n * dim && out.len() == m * n, "product shapes");
+    assert!(
+        a.len() == m * dim && b.len() == n * dim && out.len() == m * n,
+        "product shapes"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -99,7 +128,9 @@ impl Engine for CpuEngine {
         if job.pairing == Pairing::AllDistinct
             && (job.probes.rows() != job.gallery.rows() || job.probe_labels != job.gallery_labels)
         {
-            return Err(CompareError::Device("all distinct pairs needs the probes to be the gallery".into()));
+            return Err(CompareError::Device(
+                "all distinct pairs needs the probes to be the gallery".into(),
+            ));
         }
         let (genuine, mate) = mate_pass(job, self.tile);
         let folds = tile_pass(job, self.tile, &mate);
@@ -125,8 +156,10 @@ fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>) {
             probes_of.entry(label).or_default().push(p);
         }
     }
-    let groups: Vec<(u32, &Vec<usize>, &Vec<usize>)> =
-        probes_of.iter().map(|(&label, probes)| (label, probes, &gallery_of[&label])).collect();
+    let groups: Vec<(u32, &Vec<usize>, &Vec<usize>)> = probes_of
+        .iter()
+        .map(|(&label, probes)| (label, probes, &gallery_of[&label]))
+        .collect();
     let dim = job.probes.dim();
     let per_group: Vec<(Genuine, Vec<(usize, f32)>)> = groups
         .par_iter()
@@ -193,9 +226,16 @@ fn tiles(job: &CompareJob<'_>, shape: TileShape) -> Vec<Tile> {
         let r1 = (r0 + shape.rows).min(n_p);
         // All distinct pairs: only columns from the block's first row on;
         // the fold skips the pairs on and below the diagonal.
-        let c_start = if job.pairing == Pairing::AllDistinct { r0 } else { 0 };
+        let c_start = if job.pairing == Pairing::AllDistinct {
+            r0
+        } else {
+            0
+        };
         for c0 in (c_start..n_g).step_by(shape.cols) {
-            tiles.push(Tile { rows: (r0, r1), cols: (c0, (c0 + shape.cols).min(n_g)) });
+            tiles.push(Tile {
+                rows: (r0, r1),
+                cols: (c0, (c0 + shape.cols).min(n_g)),
+            });
         }
     }
     tiles
@@ -277,7 +317,13 @@ impl Fold {
         if impostor && s >= mate {
             self.above_mate[p] += 1;
         }
-        self.top.offer(p, Candidate { index: q as u32, score: s });
+        self.top.offer(
+            p,
+            Candidate {
+                index: q as u32,
+                score: s,
+            },
+        );
         self.gate[p] = self.top.bar(p).min(mate);
     }
 
@@ -295,29 +341,87 @@ impl Fold {
         for p in r0..r1 {
             let row = &scores[(p - r0) * width..(p - r0 + 1) * width];
             // All distinct pairs: only q > p, and each score also feeds q.
-            let first = if distinct { (p + 1).saturating_sub(c0).min(width) } else { 0 };
+            let first = if distinct {
+                (p + 1).saturating_sub(c0).min(width)
+            } else {
+                0
+            };
             let label = job.probe_labels[p];
-            let mut bar = self.gate[p].min(self.tail.bar);
-            for c in first..width {
-                let s = row[c];
-                let impostor = col_labels[c] != label;
-                if impostor {
-                    self.recent[spec.bin(s)] += 1;
-                }
-                if s >= bar {
-                    let q = c0 + c;
-                    if impostor && s >= self.tail.bar {
-                        self.tail.push(s);
+            count_impostors(
+                &mut self.recent,
+                spec,
+                &row[first..],
+                &col_labels[first..],
+                label,
+            );
+            // Few scores can change a probe's state: find them a chunk at a
+            // time with a branch-free scan, then look at each one.
+            let mut start = first;
+            while start < width {
+                let end = (start + SCAN_CHUNK).min(width);
+                let bar = self.gate[p].min(self.tail.bar);
+                let chunk = &row[start..end];
+                let hit = if distinct {
+                    any_at_or_above_either(chunk, bar, &self.gate[c0 + start..c0 + end])
+                } else {
+                    any_at_or_above(chunk, bar)
+                };
+                if hit {
+                    for c in start..end {
+                        self.hit(p, c0 + c, row[c], col_labels[c] != label, distinct, mate);
                     }
-                    self.offer(p, q, s, impostor, mate);
-                    bar = self.gate[p].min(self.tail.bar);
                 }
-                if distinct && s >= self.gate[c0 + c] {
-                    self.offer(c0 + c, p, s, impostor, mate);
-                }
+                start = end;
             }
         }
     }
+
+    /// One score that may change the state of probe `p` (and, for all
+    /// distinct pairs, of `q`): every check is exact here.
+    fn hit(&mut self, p: usize, q: usize, s: f32, impostor: bool, distinct: bool, mate: &[f32]) {
+        if s >= self.gate[p].min(self.tail.bar) {
+            if impostor && s >= self.tail.bar {
+                self.tail.push(s);
+            }
+            self.offer(p, q, s, impostor, mate);
+        }
+        if distinct && s >= self.gate[q] {
+            self.offer(q, p, s, impostor, mate);
+        }
+    }
+}
+
+/// Scores scanned at once for a hit.
+const SCAN_CHUNK: usize = 64;
+
+/// Adds the scores whose column label differs from `label` to `hist`.
+#[inline]
+fn count_impostors(
+    hist: &mut [u32],
+    spec: HistogramSpec,
+    scores: &[f32],
+    labels: &[u32],
+    label: u32,
+) {
+    let hist = &mut hist[..spec.bins as usize];
+    for (&s, &l) in scores.iter().zip(labels) {
+        if l != label {
+            hist[spec.bin(s)] += 1;
+        }
+    }
+}
+
+#[inline]
+fn any_at_or_above(scores: &[f32], bar: f32) -> bool {
+    scores.iter().fold(false, |any, &s| any | (s >= bar))
+}
+
+#[inline]
+fn any_at_or_above_either(scores: &[f32], bar: f32, gates: &[f32]) -> bool {
+    scores
+        .iter()
+        .zip(gates)
+        .fold(false, |any, (&s, &g)| any | (s >= bar) | (s >= g))
 }
 
 /// A mate score as a gate: probes without a mate never count ranks.
@@ -339,8 +443,16 @@ struct Tail {
 
 impl Tail {
     fn new(capacity: usize) -> Tail {
-        let bar = if capacity == 0 { f32::INFINITY } else { f32::NEG_INFINITY };
-        Tail { capacity, bar, scores: Vec::new() }
+        let bar = if capacity == 0 {
+            f32::INFINITY
+        } else {
+            f32::NEG_INFINITY
+        };
+        Tail {
+            capacity,
+            bar,
+            scores: Vec::new(),
+        }
     }
 
     fn push(&mut self, s: f32) {
@@ -353,7 +465,8 @@ impl Tail {
     /// Keeps the `capacity` highest scores; the bar becomes the lowest kept.
     fn shrink(&mut self) {
         if self.scores.len() > self.capacity {
-            self.scores.select_nth_unstable_by(self.capacity - 1, |a, b| b.total_cmp(a));
+            self.scores
+                .select_nth_unstable_by(self.capacity - 1, |a, b| b.total_cmp(a));
             self.scores.truncate(self.capacity);
             self.bar = self.scores.iter().copied().fold(f32::INFINITY, f32::min);
         }
@@ -374,7 +487,17 @@ fn better(a: Candidate, b: Candidate) -> bool {
 
 impl TopLists {
     fn new(n: usize, k: usize) -> TopLists {
-        TopLists { k, len: vec![0; n], items: vec![Candidate { index: 0, score: 0.0 }; n * k] }
+        TopLists {
+            k,
+            len: vec![0; n],
+            items: vec![
+                Candidate {
+                    index: 0,
+                    score: 0.0
+                };
+                n * k
+            ],
+        }
     }
 
     /// The lowest score that may enter probe `p`'s list.
@@ -428,7 +551,10 @@ fn merge(job: &CompareJob<'_>, genuine: Genuine, mate: &[f32], folds: Vec<Fold>)
     impostor_tail.sort_unstable_by(|a, b| b.total_cmp(a));
     let probes = (0..n)
         .map(|p| {
-            let mut top: Vec<Candidate> = folds.iter().flat_map(|f| f.top.list(p).iter().copied()).collect();
+            let mut top: Vec<Candidate> = folds
+                .iter()
+                .flat_map(|f| f.top.list(p).iter().copied())
+                .collect();
             top.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
             top.truncate(job.top_k);
             let has_mate = mate[p] != f32::NEG_INFINITY;
@@ -440,7 +566,13 @@ fn merge(job: &CompareJob<'_>, genuine: Genuine, mate: &[f32], folds: Vec<Fold>)
         })
         .collect();
     let (genuine, genuine_subjects) = genuine.into_iter().unzip();
-    CompareResult { genuine, genuine_subjects, impostor_hist: hist, impostor_tail, probes }
+    CompareResult {
+        genuine,
+        genuine_subjects,
+        impostor_hist: hist,
+        impostor_tail,
+        probes,
+    }
 }
 
 #[cfg(test)]
@@ -470,7 +602,10 @@ mod tests {
                     continue;
                 }
                 let s = score(p, q);
-                all.push(Candidate { index: q as u32, score: s });
+                all.push(Candidate {
+                    index: q as u32,
+                    score: s,
+                });
                 if !distinct || p < q {
                     if job.probe_labels[p] == job.gallery_labels[q] {
                         genuine.push((s, job.probe_labels[p]));
@@ -480,29 +615,46 @@ mod tests {
                     }
                 }
             }
-            let mates: Vec<f32> =
-                all.iter().filter(|c| job.gallery_labels[c.index as usize] == job.probe_labels[p]).map(|c| c.score).collect();
+            let mates: Vec<f32> = all
+                .iter()
+                .filter(|c| job.gallery_labels[c.index as usize] == job.probe_labels[p])
+                .map(|c| c.score)
+                .collect();
             let mate_score = mates.iter().copied().reduce(f32::max);
             let mate_rank = mate_score.map(|m| {
                 1 + all
                     .iter()
-                    .filter(|c| job.gallery_labels[c.index as usize] != job.probe_labels[p] && c.score >= m)
+                    .filter(|c| {
+                        job.gallery_labels[c.index as usize] != job.probe_labels[p] && c.score >= m
+                    })
                     .count() as u64
             });
             all.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
             all.truncate(job.top_k);
-            probes.push(ProbeResult { top: all, mate_score, mate_rank });
+            probes.push(ProbeResult {
+                top: all,
+                mate_score,
+                mate_rank,
+            });
         }
         genuine.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let (genuine, genuine_subjects) = genuine.into_iter().unzip();
         impostor.sort_by(|a, b| b.total_cmp(a));
         impostor.truncate(job.tail_capacity);
-        CompareResult { genuine, genuine_subjects, impostor_hist: hist, impostor_tail: impostor, probes }
+        CompareResult {
+            genuine,
+            genuine_subjects,
+            impostor_hist: hist,
+            impostor_tail: impostor,
+            probes,
+        }
     }
 
     /// Rows on a coarse grid so that tied scores are common.
     fn embeddings(rows: usize, dim: usize, values: &[i8]) -> Embeddings {
-        let data: Vec<f32> = (0..rows * dim).map(|i| values[i % values.len()] as f32 + 0.5).collect();
+        let data: Vec<f32> = (0..rows * dim)
+            .map(|i| values[i % values.len()] as f32 + 0.5)
+            .collect();
         Embeddings::normalized(data, dim).unwrap()
     }
 
@@ -546,7 +698,12 @@ mod tests {
     #[test]
     fn scores_do_not_depend_on_the_tile() {
         let e = embeddings(300, 512, &[3, -1, 2, 0, -2, 1, 1, -3, 2]);
-        let data: Vec<f32> = e.as_slice().iter().enumerate().map(|(i, v)| v + (i % 7) as f32 * 1e-3).collect();
+        let data: Vec<f32> = e
+            .as_slice()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + (i % 7) as f32 * 1e-3)
+            .collect();
         let e = Embeddings::normalized(data, 512).unwrap();
         let mut full = vec![0f32; 300 * 300];
         products(e.as_slice(), e.as_slice(), 512, &mut full);
@@ -554,7 +711,11 @@ mod tests {
             let mut one = [0f32];
             products(e.row(p), e.row(q), 512, &mut one);
             assert_eq!(one[0].to_bits(), full[p * 300 + q].to_bits());
-            assert_eq!(full[p * 300 + q].to_bits(), full[q * 300 + p].to_bits(), "symmetric");
+            assert_eq!(
+                full[p * 300 + q].to_bits(),
+                full[q * 300 + p].to_bits(),
+                "symmetric"
+            );
         }
     }
 

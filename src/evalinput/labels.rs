@@ -17,7 +17,11 @@ pub enum LabelsError {
     #[error("{path}: row {row} has an empty identity")]
     EmptyIdentity { path: PathBuf, row: usize },
     #[error("{path}: row {row} has role {value:?}; expected gallery or probe")]
-    Role { path: PathBuf, row: usize, value: String },
+    Role {
+        path: PathBuf,
+        row: usize,
+        value: String,
+    },
 }
 
 /// Where an embedding belongs in an identification experiment.
@@ -50,9 +54,22 @@ impl Labels {
             "identity" => Some(self.identity.clone()),
             "path" => self.path.clone(),
             "role" => self.role.as_ref().map(|r| {
-                r.iter().map(|r| if *r == Role::Gallery { "gallery" } else { "probe" }.to_string()).collect()
+                r.iter()
+                    .map(|r| {
+                        if *r == Role::Gallery {
+                            "gallery"
+                        } else {
+                            "probe"
+                        }
+                        .to_string()
+                    })
+                    .collect()
             }),
-            _ => self.attributes.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()),
+            _ => self
+                .attributes
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone()),
         }
     }
 
@@ -72,7 +89,8 @@ impl Labels {
     /// Dense identity indices (by sorted name, so they do not depend on row
     /// order) and the names they index.
     pub fn identity_indices(&self) -> (Vec<u32>, Vec<String>) {
-        let mut names: BTreeMap<&str, u32> = self.identity.iter().map(|s| (s.as_str(), 0)).collect();
+        let mut names: BTreeMap<&str, u32> =
+            self.identity.iter().map(|s| (s.as_str(), 0)).collect();
         for (i, v) in names.values_mut().enumerate() {
             *v = i as u32;
         }
@@ -83,12 +101,17 @@ impl Labels {
 
 /// Reads a label table, by extension: `.parquet` or CSV (anything else).
 pub fn read_labels(path: &Path) -> Result<Labels, LabelsError> {
-    let columns = if is_parquet(path) { read_parquet_text(path)? } else { read_csv_text(path)? };
+    let columns = if is_parquet(path) {
+        read_parquet_text(path)?
+    } else {
+        read_csv_text(path)?
+    };
     from_columns(path, columns)
 }
 
 pub(crate) fn is_parquet(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet") || e.eq_ignore_ascii_case("pq"))
 }
 
 fn from_columns(path: &Path, columns: Vec<(String, Vec<String>)>) -> Result<Labels, LabelsError> {
@@ -96,7 +119,11 @@ fn from_columns(path: &Path, columns: Vec<(String, Vec<String>)>) -> Result<Labe
     let mut role = None;
     let mut file_path = None;
     let mut attributes = Vec::new();
-    let found = columns.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
+    let found = columns
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     for (name, values) in columns {
         match name.as_str() {
             "identity" => identity = Some(values),
@@ -105,9 +132,15 @@ fn from_columns(path: &Path, columns: Vec<(String, Vec<String>)>) -> Result<Labe
             _ => attributes.push((name, values)),
         }
     }
-    let identity = identity.ok_or_else(|| LabelsError::NoIdentity { path: path.to_path_buf(), found })?;
+    let identity = identity.ok_or_else(|| LabelsError::NoIdentity {
+        path: path.to_path_buf(),
+        found,
+    })?;
     if let Some(row) = identity.iter().position(|s| s.trim().is_empty()) {
-        return Err(LabelsError::EmptyIdentity { path: path.to_path_buf(), row });
+        return Err(LabelsError::EmptyIdentity {
+            path: path.to_path_buf(),
+            row,
+        });
     }
     let role = role
         .map(|values| {
@@ -117,25 +150,49 @@ fn from_columns(path: &Path, columns: Vec<(String, Vec<String>)>) -> Result<Labe
                 .map(|(row, v)| match v.trim().to_ascii_lowercase().as_str() {
                     "gallery" => Ok(Role::Gallery),
                     "probe" => Ok(Role::Probe),
-                    _ => Err(LabelsError::Role { path: path.to_path_buf(), row, value: v.clone() }),
+                    _ => Err(LabelsError::Role {
+                        path: path.to_path_buf(),
+                        row,
+                        value: v.clone(),
+                    }),
                 })
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    Ok(Labels { identity, role, path: file_path, attributes })
+    Ok(Labels {
+        identity,
+        role,
+        path: file_path,
+        attributes,
+    })
 }
 
 fn read_csv_text(path: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
-    let err = |e: csv::Error| LabelsError::Read { path: path.to_path_buf(), message: e.to_string() };
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(err)?;
-    let names: Vec<String> = reader.headers().map_err(err)?.iter().map(str::to_string).collect();
+    let err = |e: csv::Error| LabelsError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(err)?;
+    let names: Vec<String> = reader
+        .headers()
+        .map_err(err)?
+        .iter()
+        .map(str::to_string)
+        .collect();
     let mut values: Vec<Vec<String>> = vec![Vec::new(); names.len()];
     for (row, record) in reader.records().enumerate() {
         let record = record.map_err(err)?;
         if record.len() != names.len() {
             return Err(LabelsError::Read {
                 path: path.to_path_buf(),
-                message: format!("row {row} has {} fields, the header {}", record.len(), names.len()),
+                message: format!(
+                    "row {row} has {} fields, the header {}",
+                    record.len(),
+                    names.len()
+                ),
             });
         }
         for (column, field) in values.iter_mut().zip(record.iter()) {
@@ -147,15 +204,23 @@ fn read_csv_text(path: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsError>
 
 /// Every column of a Parquet file as text.
 fn read_parquet_text(path: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
-    let err = |e: PolarsError| LabelsError::Read { path: path.to_path_buf(), message: e.to_string() };
-    let file = std::fs::File::open(path)
-        .map_err(|e| LabelsError::Read { path: path.to_path_buf(), message: e.to_string() })?;
+    let err = |e: PolarsError| LabelsError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(|e| LabelsError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let df = ParquetReader::new(file).finish().map_err(err)?;
     let mut columns = Vec::with_capacity(df.width());
     for column in df.columns() {
         let text = column.cast(&DataType::String).map_err(err)?;
         let text = text.str().map_err(err)?;
-        let values = text.iter().map(|v| v.unwrap_or_default().to_string()).collect();
+        let values = text
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect();
         columns.push((column.name().to_string(), values));
     }
     Ok(columns)
@@ -173,17 +238,32 @@ mod tests {
             .unwrap();
         let labels = read_labels(&path).unwrap();
         assert_eq!(labels.identity, ["19062421", "19062421", "0012"]);
-        assert_eq!(labels.role, Some(vec![Role::Gallery, Role::Probe, Role::Probe]));
+        assert_eq!(
+            labels.role,
+            Some(vec![Role::Gallery, Role::Probe, Role::Probe])
+        );
         assert_eq!(labels.column("camera").unwrap(), ["C7", "C4", "C4"]);
-        assert_eq!(labels.identity_indices(), (vec![1, 1, 0], vec!["0012".to_string(), "19062421".to_string()]));
+        assert_eq!(
+            labels.identity_indices(),
+            (
+                vec![1, 1, 0],
+                vec!["0012".to_string(), "19062421".to_string()]
+            )
+        );
 
         std::fs::write(&path, "identity,role\na,gallery\nb,enrol\n").unwrap();
         let e = read_labels(&path).unwrap_err().to_string();
         assert!(e.contains("row 1") && e.contains("enrol"), "{e}");
         std::fs::write(&path, "name,role\na,gallery\n").unwrap();
-        assert!(read_labels(&path).unwrap_err().to_string().contains("no `identity` column"));
+        assert!(read_labels(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("no `identity` column"));
         std::fs::write(&path, "identity,camera\na,C1\n,C2\n").unwrap();
-        assert!(read_labels(&path).unwrap_err().to_string().contains("row 1 has an empty identity"));
+        assert!(read_labels(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("row 1 has an empty identity"));
     }
 
     #[test]
@@ -201,7 +281,9 @@ mod tests {
             ],
         )
         .unwrap();
-        ParquetWriter::new(std::fs::File::create(&path).unwrap()).finish(&mut df).unwrap();
+        ParquetWriter::new(std::fs::File::create(&path).unwrap())
+            .finish(&mut df)
+            .unwrap();
         let labels = read_labels(&path).unwrap();
         assert_eq!(labels.identity, ["19062421", "19062422"]);
         assert_eq!(labels.path.as_deref().unwrap(), ["x/1.jpg", "x/2.jpg"]);

@@ -22,7 +22,11 @@ pub enum NpyError {
     #[error("{path}: shape {shape:?} is not two-dimensional [N, D]")]
     Shape { path: PathBuf, shape: Vec<usize> },
     #[error("{path}: the data is {found} bytes, the header announces {expected}")]
-    Truncated { path: PathBuf, found: u64, expected: u64 },
+    Truncated {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
 }
 
 /// The element type of an array.
@@ -60,7 +64,10 @@ pub struct Matrix {
 
 /// Reads a float32 / float16 [N, D] C-order array, converting to f32.
 pub fn read_matrix(path: &Path) -> Result<Matrix, NpyError> {
-    let io_err = |source| NpyError::Io { path: path.to_path_buf(), source };
+    let io_err = |source| NpyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = File::open(path).map_err(io_err)?;
     let file_len = file.metadata().map_err(io_err)?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -68,10 +75,17 @@ pub fn read_matrix(path: &Path) -> Result<Matrix, NpyError> {
     let expected = (header.rows as u64)
         .checked_mul(header.cols as u64)
         .and_then(|n| n.checked_mul(header.dtype.size() as u64))
-        .ok_or_else(|| NpyError::Format { path: path.to_path_buf(), reason: "shape too large".into() })?;
+        .ok_or_else(|| NpyError::Format {
+            path: path.to_path_buf(),
+            reason: "shape too large".into(),
+        })?;
     let found = file_len.saturating_sub(header_len as u64);
     if found != expected {
-        return Err(NpyError::Truncated { path: path.to_path_buf(), found, expected });
+        return Err(NpyError::Truncated {
+            path: path.to_path_buf(),
+            found,
+            expected,
+        });
     }
     let len = header.rows * header.cols;
     let mut data = Vec::with_capacity(len);
@@ -82,33 +96,53 @@ pub fn read_matrix(path: &Path) -> Result<Matrix, NpyError> {
         let chunk = &mut buf[..want];
         reader.read_exact(chunk).map_err(io_err)?;
         match header.dtype {
-            Dtype::F32 => data.extend(chunk.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-            Dtype::F16 => {
-                data.extend(chunk.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()))
-            }
+            Dtype::F32 => data.extend(
+                chunk
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            ),
+            Dtype::F16 => data.extend(
+                chunk
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            ),
         }
     }
-    Ok(Matrix { rows: header.rows, cols: header.cols, dtype: header.dtype, data })
+    Ok(Matrix {
+        rows: header.rows,
+        cols: header.cols,
+        dtype: header.dtype,
+        data,
+    })
 }
 
 /// Parses the magic, version and header dict; returns the header and the
 /// offset of the data.
 fn read_header(reader: &mut impl Read, path: &Path) -> Result<(Header, usize), NpyError> {
-    let format = |reason: &str| NpyError::Format { path: path.to_path_buf(), reason: reason.to_string() };
+    let format = |reason: &str| NpyError::Format {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
     let mut prefix = [0u8; 8];
-    reader.read_exact(&mut prefix).map_err(|_| format("shorter than a header"))?;
+    reader
+        .read_exact(&mut prefix)
+        .map_err(|_| format("shorter than a header"))?;
     if &prefix[..6] != MAGIC {
         return Err(format("no \\x93NUMPY magic"));
     }
     let (dict_len, offset) = match prefix[6] {
         1 => {
             let mut len = [0u8; 2];
-            reader.read_exact(&mut len).map_err(|_| format("truncated header"))?;
+            reader
+                .read_exact(&mut len)
+                .map_err(|_| format("truncated header"))?;
             (u16::from_le_bytes(len) as usize, 10)
         }
         2 | 3 => {
             let mut len = [0u8; 4];
-            reader.read_exact(&mut len).map_err(|_| format("truncated header"))?;
+            reader
+                .read_exact(&mut len)
+                .map_err(|_| format("truncated header"))?;
             (u32::from_le_bytes(len) as usize, 12)
         }
         v => return Err(format(&format!("format version {v}"))),
@@ -117,13 +151,23 @@ fn read_header(reader: &mut impl Read, path: &Path) -> Result<(Header, usize), N
         return Err(format("header longer than 1 MiB"));
     }
     let mut dict = vec![0u8; dict_len];
-    reader.read_exact(&mut dict).map_err(|_| format("truncated header"))?;
+    reader
+        .read_exact(&mut dict)
+        .map_err(|_| format("truncated header"))?;
     let dict = String::from_utf8(dict).map_err(|_| format("header is not text"))?;
     let header = parse_dict(&dict).map_err(|e| match e {
         DictError::Malformed(reason) => format(&reason),
-        DictError::Dtype(descr) => NpyError::Dtype { path: path.to_path_buf(), descr },
-        DictError::Fortran => NpyError::FortranOrder { path: path.to_path_buf() },
-        DictError::Shape(shape) => NpyError::Shape { path: path.to_path_buf(), shape },
+        DictError::Dtype(descr) => NpyError::Dtype {
+            path: path.to_path_buf(),
+            descr,
+        },
+        DictError::Fortran => NpyError::FortranOrder {
+            path: path.to_path_buf(),
+        },
+        DictError::Shape(shape) => NpyError::Shape {
+            path: path.to_path_buf(),
+            shape,
+        },
     })?;
     Ok((header, offset + dict_len))
 }
@@ -139,7 +183,9 @@ enum DictError {
 /// The value text following `'key':` in the dict, up to the next top-level
 /// comma or the closing brace.
 fn dict_value<'a>(dict: &'a str, key: &str) -> Option<&'a str> {
-    let start = dict.find(&format!("'{key}'")).or_else(|| dict.find(&format!("\"{key}\"")))?;
+    let start = dict
+        .find(&format!("'{key}'"))
+        .or_else(|| dict.find(&format!("\"{key}\"")))?;
     let rest = &dict[start + key.len() + 2..];
     let rest = rest.trim_start().strip_prefix(':')?.trim_start();
     let mut depth = 0i32;
@@ -169,7 +215,10 @@ fn parse_dict(dict: &str) -> Result<Header, DictError> {
         _ => return Err(malformed("fortran_order")),
     }
     let shape = dict_value(dict, "shape").ok_or_else(|| malformed("shape"))?;
-    let inner = shape.strip_prefix('(').and_then(|s| s.strip_suffix(')')).ok_or_else(|| malformed("shape"))?;
+    let inner = shape
+        .strip_prefix('(')
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or_else(|| malformed("shape"))?;
     let dims = inner
         .split(',')
         .map(str::trim)
@@ -187,7 +236,8 @@ fn parse_dict(dict: &str) -> Result<Header, DictError> {
 pub fn write_f32(path: &Path, rows: usize, cols: usize, data: &[f32]) -> io::Result<()> {
     use std::io::Write;
     assert_eq!(data.len(), rows * cols, "data fills the shape");
-    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut dict =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // Pad so that the data starts on a 64-byte boundary, ending in '\n'.
     let unpadded = MAGIC.len() + 2 + 2 + dict.len() + 1;
     dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
@@ -210,10 +260,25 @@ mod tests {
 
     #[test]
     fn header_dicts_parse() {
-        let h = parse_dict("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 512), }").unwrap();
-        assert_eq!(h, Header { dtype: Dtype::F32, rows: 3, cols: 512 });
+        let h =
+            parse_dict("{'descr': '<f4', 'fortran_order': False, 'shape': (3, 512), }").unwrap();
+        assert_eq!(
+            h,
+            Header {
+                dtype: Dtype::F32,
+                rows: 3,
+                cols: 512
+            }
+        );
         let h = parse_dict("{'descr':'<f2','fortran_order':False,'shape':(10,4)}").unwrap();
-        assert_eq!(h, Header { dtype: Dtype::F16, rows: 10, cols: 4 });
+        assert_eq!(
+            h,
+            Header {
+                dtype: Dtype::F16,
+                rows: 10,
+                cols: 4
+            }
+        );
         assert_eq!(
             parse_dict("{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }"),
             Err(DictError::Dtype("<f8".into()))
@@ -226,8 +291,14 @@ mod tests {
             parse_dict("{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2), }"),
             Err(DictError::Fortran)
         );
-        assert_eq!(parse_dict("{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }"), Err(DictError::Shape(vec![6])));
-        assert!(matches!(parse_dict("{'descr': '<f4'}"), Err(DictError::Malformed(_))));
+        assert_eq!(
+            parse_dict("{'descr': '<f4', 'fortran_order': False, 'shape': (6,), }"),
+            Err(DictError::Shape(vec![6]))
+        );
+        assert!(matches!(
+            parse_dict("{'descr': '<f4'}"),
+            Err(DictError::Malformed(_))
+        ));
     }
 
     /// Files numpy wrote (scripts/fixtures/evaluate_npy.py).
@@ -244,10 +315,19 @@ mod tests {
             assert_eq!((m.rows, m.cols, m.dtype), (3, 4, dtype), "{name}");
             assert_eq!(m.data, expected, "{name}");
         }
-        assert!(matches!(read_matrix(&dir.join("fortran.npy")), Err(NpyError::FortranOrder { .. })));
-        assert!(matches!(read_matrix(&dir.join("f64.npy")), Err(NpyError::Dtype { descr, .. }) if descr == "<f8"));
-        assert!(matches!(read_matrix(&dir.join("big_endian.npy")), Err(NpyError::Dtype { descr, .. }) if descr == ">f4"));
-        assert!(matches!(read_matrix(&dir.join("one_dim.npy")), Err(NpyError::Shape { shape, .. }) if shape == [12]));
+        assert!(matches!(
+            read_matrix(&dir.join("fortran.npy")),
+            Err(NpyError::FortranOrder { .. })
+        ));
+        assert!(
+            matches!(read_matrix(&dir.join("f64.npy")), Err(NpyError::Dtype { descr, .. }) if descr == "<f8")
+        );
+        assert!(
+            matches!(read_matrix(&dir.join("big_endian.npy")), Err(NpyError::Dtype { descr, .. }) if descr == ">f4")
+        );
+        assert!(
+            matches!(read_matrix(&dir.join("one_dim.npy")), Err(NpyError::Shape { shape, .. }) if shape == [12])
+        );
     }
 
     #[test]
@@ -263,7 +343,14 @@ mod tests {
         assert_eq!(m.data, data);
 
         std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
-        assert!(matches!(read_matrix(&path), Err(NpyError::Truncated { found: 44, expected: 48, .. })));
+        assert!(matches!(
+            read_matrix(&path),
+            Err(NpyError::Truncated {
+                found: 44,
+                expected: 48,
+                ..
+            })
+        ));
         std::fs::write(&path, b"not numpy at all").unwrap();
         assert!(matches!(read_matrix(&path), Err(NpyError::Format { .. })));
     }

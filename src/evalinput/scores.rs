@@ -16,11 +16,23 @@ pub enum ScoresError {
     #[error("{path}: {message}")]
     Read { path: PathBuf, message: String },
     #[error("{path}: no `{column}` column (found: {found}); expected `score` and `genuine`")]
-    Column { path: PathBuf, column: &'static str, found: String },
+    Column {
+        path: PathBuf,
+        column: &'static str,
+        found: String,
+    },
     #[error("{path}: line {line}: {message}")]
-    Line { path: PathBuf, line: usize, message: String },
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{path}: row {row}: {message}")]
-    Row { path: PathBuf, row: usize, message: String },
+    Row {
+        path: PathBuf,
+        row: usize,
+        message: String,
+    },
 }
 
 /// Genuine and impostor scores, in file order.
@@ -55,8 +67,14 @@ pub fn read_scores(path: &Path) -> Result<Scores, ScoresError> {
     }
     let file = std::fs::File::open(path).map_err(|e| read_err(path, e))?;
     let mut first = String::new();
-    BufReader::new(file).read_line(&mut first).map_err(|e| read_err(path, e))?;
-    let names: Vec<String> = first.trim().split(',').map(|s| s.trim().trim_matches('"').to_string()).collect();
+    BufReader::new(file)
+        .read_line(&mut first)
+        .map_err(|e| read_err(path, e))?;
+    let names: Vec<String> = first
+        .trim()
+        .split(',')
+        .map(|s| s.trim().trim_matches('"').to_string())
+        .collect();
     if names.iter().any(|n| n == "score") {
         read_table(path, false)
     } else {
@@ -65,7 +83,10 @@ pub fn read_scores(path: &Path) -> Result<Scores, ScoresError> {
 }
 
 fn read_err(path: &Path, e: impl ToString) -> ScoresError {
-    ScoresError::Read { path: path.to_path_buf(), message: e.to_string() }
+    ScoresError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
 }
 
 fn read_table(path: &Path, parquet: bool) -> Result<Scores, ScoresError> {
@@ -81,16 +102,32 @@ fn read_table(path: &Path, parquet: bool) -> Result<Scores, ScoresError> {
             .finish()
             .map_err(err)?
     };
-    let found = df.get_column_names().iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ");
+    let found = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let column = |name: &'static str| {
-        df.column(name).map_err(|_| ScoresError::Column { path: path.to_path_buf(), column: name, found: found.clone() })
+        df.column(name).map_err(|_| ScoresError::Column {
+            path: path.to_path_buf(),
+            column: name,
+            found: found.clone(),
+        })
     };
     let score = column("score")?.cast(&DataType::Float64).map_err(err)?;
     let score = score.f64().map_err(err)?;
     let genuine = genuine_flags(path, column("genuine")?)?;
-    let mut scores = Scores { format: if parquet { "parquet" } else { "csv" }, ..Scores::default() };
+    let mut scores = Scores {
+        format: if parquet { "parquet" } else { "csv" },
+        ..Scores::default()
+    };
     for (row, (s, g)) in score.iter().zip(genuine).enumerate() {
-        let s = s.ok_or_else(|| ScoresError::Row { path: path.to_path_buf(), row, message: "empty score".into() })?;
+        let s = s.ok_or_else(|| ScoresError::Row {
+            path: path.to_path_buf(),
+            row,
+            message: "empty score".into(),
+        })?;
         scores.push(s, g);
     }
     Ok(scores)
@@ -100,7 +137,11 @@ fn read_table(path: &Path, parquet: bool) -> Result<Scores, ScoresError> {
 /// true / false (any case) and 1 / 0.
 fn genuine_flags(path: &Path, column: &Column) -> Result<Vec<bool>, ScoresError> {
     let polars_err = |e: PolarsError| read_err(path, e);
-    let row_err = |row, message: String| ScoresError::Row { path: path.to_path_buf(), row, message };
+    let row_err = |row, message: String| ScoresError::Row {
+        path: path.to_path_buf(),
+        row,
+        message,
+    };
     if column.dtype() == &DataType::Boolean {
         let flags = column.bool().map_err(polars_err)?;
         return flags
@@ -118,7 +159,10 @@ fn genuine_flags(path: &Path, column: &Column) -> Result<Vec<bool>, ScoresError>
             .map(|(row, v)| match v {
                 Some(1.0) => Ok(true),
                 Some(0.0) => Ok(false),
-                other => Err(row_err(row, format!("genuine is {other:?}; expected 1 or 0"))),
+                other => Err(row_err(
+                    row,
+                    format!("genuine is {other:?}; expected 1 or 0"),
+                )),
             })
             .collect();
     }
@@ -126,11 +170,16 @@ fn genuine_flags(path: &Path, column: &Column) -> Result<Vec<bool>, ScoresError>
     let text = text.str().map_err(polars_err)?;
     text.iter()
         .enumerate()
-        .map(|(row, v)| match v.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-            Some("true" | "1") => Ok(true),
-            Some("false" | "0") => Ok(false),
-            other => Err(row_err(row, format!("genuine is {other:?}; expected true/false or 1/0"))),
-        })
+        .map(
+            |(row, v)| match v.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+                Some("true" | "1") => Ok(true),
+                Some("false" | "0") => Ok(false),
+                other => Err(row_err(
+                    row,
+                    format!("genuine is {other:?}; expected true/false or 1/0"),
+                )),
+            },
+        )
         .collect()
 }
 
@@ -141,16 +190,25 @@ fn read_bob(path: &Path) -> Result<Scores, ScoresError> {
     for (i, line) in BufReader::with_capacity(1 << 20, file).lines().enumerate() {
         let line = line.map_err(|e| read_err(path, e))?;
         let line_no = i + 1;
-        let err = |message: String| ScoresError::Line { path: path.to_path_buf(), line: line_no, message };
+        let err = |message: String| ScoresError::Line {
+            path: path.to_path_buf(),
+            line: line_no,
+            message,
+        };
         let fields: Vec<&str> = line.split_whitespace().collect();
         if fields.is_empty() {
             continue;
         }
         let n = *columns.get_or_insert(fields.len());
         if fields.len() != n {
-            return Err(err(format!("{} fields, the first line has {n}", fields.len())));
+            return Err(err(format!(
+                "{} fields, the first line has {n}",
+                fields.len()
+            )));
         }
-        let score: f64 = fields[n - 1].parse().map_err(|_| err(format!("score {:?} is not a number", fields[n - 1])))?;
+        let score: f64 = fields[n - 1]
+            .parse()
+            .map_err(|_| err(format!("score {:?} is not a number", fields[n - 1])))?;
         let genuine = match n {
             2 => match fields[0] {
                 "1" | "1.0" | "+1" => true,
@@ -190,22 +248,51 @@ mod tests {
     fn text_formats_are_told_apart() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let s = read_scores(&write(d, "a.csv", "score,genuine\n0.9,true\n0.1,0\nNaN,1\n0.7,1\n")).unwrap();
-        assert_eq!((s.genuine, s.impostor, s.failures, s.format), (vec![0.9, 0.7], vec![0.1], 1, "csv"));
-        let s = read_scores(&write(d, "b.txt", "alice alice p1 0.8\nalice bob p2 0.3\nbob bob p2 nan\n")).unwrap();
-        assert_eq!((s.genuine, s.impostor, s.failures, s.format), (vec![0.8], vec![0.3], 1, "bob 4-column"));
-        let s = read_scores(&write(d, "c.txt", "alice m1 alice p1 0.8\nalice m1 bob p2 0.3\n")).unwrap();
+        let s = read_scores(&write(
+            d,
+            "a.csv",
+            "score,genuine\n0.9,true\n0.1,0\nNaN,1\n0.7,1\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.genuine, s.impostor, s.failures, s.format),
+            (vec![0.9, 0.7], vec![0.1], 1, "csv")
+        );
+        let s = read_scores(&write(
+            d,
+            "b.txt",
+            "alice alice p1 0.8\nalice bob p2 0.3\nbob bob p2 nan\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.genuine, s.impostor, s.failures, s.format),
+            (vec![0.8], vec![0.3], 1, "bob 4-column")
+        );
+        let s = read_scores(&write(
+            d,
+            "c.txt",
+            "alice m1 alice p1 0.8\nalice m1 bob p2 0.3\n",
+        ))
+        .unwrap();
         assert_eq!((s.genuine, s.impostor), (vec![0.8], vec![0.3]));
         let s = read_scores(&write(d, "d.txt", "1 0.8\n-1 0.3\n")).unwrap();
         assert_eq!((s.genuine, s.impostor), (vec![0.8], vec![0.3]));
 
-        let e = read_scores(&write(d, "e.txt", "a a p 0.8\na b p\n")).unwrap_err().to_string();
+        let e = read_scores(&write(d, "e.txt", "a a p 0.8\na b p\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2") && e.contains("3 fields"), "{e}");
-        let e = read_scores(&write(d, "f.txt", "a a p x\n")).unwrap_err().to_string();
+        let e = read_scores(&write(d, "f.txt", "a a p x\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 1") && e.contains("not a number"), "{e}");
-        let e = read_scores(&write(d, "g.csv", "score,label\n0.5,1\n")).unwrap_err().to_string();
+        let e = read_scores(&write(d, "g.csv", "score,label\n0.5,1\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no `genuine` column"), "{e}");
-        let e = read_scores(&write(d, "h.csv", "score,genuine\n0.5,maybe\n")).unwrap_err().to_string();
+        let e = read_scores(&write(d, "h.csv", "score,genuine\n0.5,maybe\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("row 0"), "{e}");
     }
 
@@ -215,11 +302,19 @@ mod tests {
         let path = dir.path().join("s.parquet");
         let mut df = DataFrame::new(
             3,
-            vec![Column::new("score".into(), [0.5f32, -0.25, 0.75]), Column::new("genuine".into(), [true, false, true])],
+            vec![
+                Column::new("score".into(), [0.5f32, -0.25, 0.75]),
+                Column::new("genuine".into(), [true, false, true]),
+            ],
         )
         .unwrap();
-        ParquetWriter::new(std::fs::File::create(&path).unwrap()).finish(&mut df).unwrap();
+        ParquetWriter::new(std::fs::File::create(&path).unwrap())
+            .finish(&mut df)
+            .unwrap();
         let s = read_scores(&path).unwrap();
-        assert_eq!((s.genuine, s.impostor, s.format), (vec![0.5, 0.75], vec![-0.25], "parquet"));
+        assert_eq!(
+            (s.genuine, s.impostor, s.format),
+            (vec![0.5, 0.75], vec![-0.25], "parquet")
+        );
     }
 }

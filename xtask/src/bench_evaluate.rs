@@ -65,29 +65,58 @@ struct Row {
 
 impl Row {
     fn new(case: &'static str, tool: impl Into<String>) -> Row {
-        Row { case, tool: tool.into(), whole: Vec::new(), in_memory: Vec::new(), peak_rss: 0 }
+        Row {
+            case,
+            tool: tool.into(),
+            whole: Vec::new(),
+            in_memory: Vec::new(),
+            peak_rss: 0,
+        }
     }
     fn add(&mut self, m: &Measured) {
         self.whole.push(m.seconds);
         self.peak_rss = self.peak_rss.max(m.peak_process_rss.max(m.peak_tree_rss));
     }
     fn whole(&self) -> f64 {
-        if self.whole.is_empty() { f64::NAN } else { median(&self.whole) }
+        if self.whole.is_empty() {
+            f64::NAN
+        } else {
+            median(&self.whole)
+        }
     }
     fn in_memory(&self) -> f64 {
-        if self.in_memory.is_empty() { f64::NAN } else { median(&self.in_memory) }
+        if self.in_memory.is_empty() {
+            f64::NAN
+        } else {
+            median(&self.in_memory)
+        }
     }
 }
 
 pub fn run(args: &EvaluateBench) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf();
     let python = std::env::var("FACEKIT_PYTHON_ANCHORS")
         .context("set FACEKIT_PYTHON_ANCHORS to the anchors venv's python (numpy, scikit-learn, pyarrow, faiss-cpu, bob.measure)")?;
     let script = root.join("scripts/bench/evaluate_anchors.py");
-    let dir = if args.dir.is_absolute() { args.dir.clone() } else { root.join(&args.dir) };
+    let dir = if args.dir.is_absolute() {
+        args.dir.clone()
+    } else {
+        root.join(&args.dir)
+    };
     let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet", "-p", "facekit", "--bin", "facekit"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "facekit",
+            "--bin",
+            "facekit",
+        ])
         .current_dir(&root)
         .status()?;
     anyhow::ensure!(status.success(), "cargo build --release failed");
@@ -96,8 +125,18 @@ pub fn run(args: &EvaluateBench) -> anyhow::Result<()> {
         eprintln!("writing the benchmark inputs into {} ...", dir.display());
         measure::run(Command::new(&python).arg(&script).arg("data").arg(&dir))?;
     }
-    let parts = if args.only.is_empty() { vec![Part::Scores, Part::Search, Part::AllPairs] } else { args.only.clone() };
-    let ctx = Ctx { python, script, dir, facekit, runs: args.runs };
+    let parts = if args.only.is_empty() {
+        vec![Part::Scores, Part::Search, Part::AllPairs]
+    } else {
+        args.only.clone()
+    };
+    let ctx = Ctx {
+        python,
+        script,
+        dir,
+        facekit,
+        runs: args.runs,
+    };
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     for part in parts {
@@ -137,12 +176,19 @@ impl Ctx {
 
 /// The JSON line an anchor prints.
 fn anchor_json(m: &Measured) -> anyhow::Result<serde_json::Value> {
-    let line = m.stdout.lines().last().context("the anchor printed nothing")?;
+    let line = m
+        .stdout
+        .lines()
+        .last()
+        .context("the anchor printed nothing")?;
     Ok(serde_json::from_str(line)?)
 }
 
 fn seconds_of(v: &serde_json::Value) -> Vec<f64> {
-    v["seconds"].as_array().map(|a| a.iter().filter_map(|s| s.as_f64()).collect()).unwrap_or_default()
+    v["seconds"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s.as_f64()).collect())
+        .unwrap_or_default()
 }
 
 fn scores_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyhow::Result<()> {
@@ -173,7 +219,9 @@ fn scores_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyho
     let mut whole = Row::new("scores 10^7+10^4", "facekit evaluate --scores (process)");
     let out = ctx.path("out-scores");
     for _ in 0..ctx.runs {
-        whole.add(&measure::run(&mut ctx.facekit(&["--scores", &file, "--out", &out]))?);
+        whole.add(&measure::run(
+            &mut ctx.facekit(&["--scores", &file, "--out", &out]),
+        )?);
     }
     rows.push(whole);
     eprintln!("scores: scikit-learn ...");
@@ -191,20 +239,37 @@ fn scores_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyho
         let m = measure::run(&mut ctx.python(&["bob", &file, "1"]))?;
         let v = anchor_json(&m)?;
         bob.in_memory.extend(seconds_of(&v));
-        bob.tool = format!("{} eer_threshold", v["which"].as_str().unwrap_or("bob.measure"));
+        bob.tool = format!(
+            "{} eer_threshold",
+            v["which"].as_str().unwrap_or("bob.measure")
+        );
         bob_eer = v["eer"].as_f64().unwrap_or(f64::NAN);
         bob.add(&m);
     }
     rows.push(bob);
-    notes.push(format!("scores: facekit EER {eer:.6}, bob.measure EER at its threshold {bob_eer:.6}"));
+    notes.push(format!(
+        "scores: facekit EER {eer:.6}, bob.measure EER at its threshold {bob_eer:.6}"
+    ));
     notes.push("bob.measure's in-memory time excludes numba's compile (a warm-up call); its process time includes it".into());
     Ok(())
 }
 
-fn search_part(ctx: &Ctx, faiss_threads: usize, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyhow::Result<()> {
-    let (emb, lab, out) = (ctx.path("search.npy"), ctx.path("search.csv"), ctx.path("out-search"));
+fn search_part(
+    ctx: &Ctx,
+    faiss_threads: usize,
+    rows: &mut Vec<Row>,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    let (emb, lab, out) = (
+        ctx.path("search.npy"),
+        ctx.path("search.csv"),
+        ctx.path("out-search"),
+    );
     eprintln!("search: facekit ...");
-    let mut fk = Row::new("search 10^4 × 10^5 × 512, top-10", "facekit evaluate --protocol probe-gallery");
+    let mut fk = Row::new(
+        "search 10^4 × 10^5 × 512, top-10",
+        "facekit evaluate --protocol probe-gallery",
+    );
     for _ in 0..ctx.runs {
         fk.add(&measure::run(&mut ctx.facekit(&[
             "--embeddings",
@@ -224,9 +289,18 @@ fn search_part(ctx: &Ctx, faiss_threads: usize, rows: &mut Vec<Row>, notes: &mut
     rows.push(fk);
     eprintln!("search: faiss ...");
     let top1 = ctx.path("faiss-top1.npy");
-    let mut fa = Row::new("search 10^4 × 10^5 × 512, top-10", format!("faiss IndexFlatIP ({faiss_threads} threads)"));
+    let mut fa = Row::new(
+        "search 10^4 × 10^5 × 512, top-10",
+        format!("faiss IndexFlatIP ({faiss_threads} threads)"),
+    );
     for _ in 0..ctx.runs {
-        let m = measure::run(&mut ctx.python(&["faiss", &emb, &lab, &faiss_threads.to_string(), &top1]))?;
+        let m = measure::run(&mut ctx.python(&[
+            "faiss",
+            &emb,
+            &lab,
+            &faiss_threads.to_string(),
+            &top1,
+        ]))?;
         fa.in_memory.extend(seconds_of(&anchor_json(&m)?));
         fa.add(&m);
     }
@@ -243,7 +317,10 @@ fn search_part(ctx: &Ctx, faiss_threads: usize, rows: &mut Vec<Row>, notes: &mut
         .collect();
     let faiss_top1 = read_i64_npy(Path::new(&top1))?;
     let probes: Vec<ProbeRow> = evaldir::read_csv(&Path::new(&out).join(evaldir::PROBES_CSV))?;
-    anyhow::ensure!(probes.len() == faiss_top1.len(), "facekit and faiss disagree on the probe count");
+    anyhow::ensure!(
+        probes.len() == faiss_top1.len(),
+        "facekit and faiss disagree on the probe count"
+    );
     let same = probes
         .iter()
         .zip(&faiss_top1)
@@ -263,17 +340,39 @@ fn read_i64_npy(path: &Path) -> anyhow::Result<Vec<i64>> {
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
     let header = std::str::from_utf8(&bytes[10..10 + header_len])?;
     if !header.contains("'<i8'") {
-        bail!("{}: expected an int64 array, header {header}", path.display());
+        bail!(
+            "{}: expected an int64 array, header {header}",
+            path.display()
+        );
     }
-    Ok(bytes[10 + header_len..].chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
+    Ok(bytes[10 + header_len..]
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect())
 }
 
 fn all_pairs_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyhow::Result<()> {
-    let (emb, lab, out) = (ctx.path("pairs.npy"), ctx.path("pairs.csv"), ctx.path("out-pairs"));
+    let (emb, lab, out) = (
+        ctx.path("pairs.npy"),
+        ctx.path("pairs.csv"),
+        ctx.path("out-pairs"),
+    );
     eprintln!("all-pairs: facekit ...");
-    let mut fk = Row::new("all pairs 20,000 × 512", "facekit evaluate (all distinct pairs)");
+    let mut fk = Row::new(
+        "all pairs 20,000 × 512",
+        "facekit evaluate (all distinct pairs)",
+    );
     for _ in 0..ctx.runs {
-        fk.add(&measure::run(&mut ctx.facekit(&["--embeddings", &emb, "--labels", &lab, "--device", "cpu", "--out", &out]))?);
+        fk.add(&measure::run(&mut ctx.facekit(&[
+            "--embeddings",
+            &emb,
+            "--labels",
+            &lab,
+            "--device",
+            "cpu",
+            "--out",
+            &out,
+        ]))?);
     }
     rows.push(fk);
     eprintln!("all-pairs: numpy ...");
@@ -283,12 +382,17 @@ fn all_pairs_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> an
         let m = measure::run(&mut ctx.python(&["numpy", &emb, &lab]))?;
         let v = anchor_json(&m)?;
         np.in_memory.extend(seconds_of(&v));
-        counts = (v["genuine"].as_u64().unwrap_or(0), v["impostor"].as_u64().unwrap_or(0));
+        counts = (
+            v["genuine"].as_u64().unwrap_or(0),
+            v["impostor"].as_u64().unwrap_or(0),
+        );
         np.add(&m);
     }
     rows.push(np);
     let summary = evaldir::read_summary(Path::new(&out))?;
-    let v = summary.verification.context("all-pairs summary has verification")?;
+    let v = summary
+        .verification
+        .context("all-pairs summary has verification")?;
     notes.push(format!(
         "all-pairs: facekit {} genuine + {} impostor, numpy {} + {}",
         v.genuine_count, v.impostor_count, counts.0, counts.1
@@ -299,7 +403,13 @@ fn all_pairs_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> an
 fn print_table(rows: &[Row], notes: &[String]) {
     println!("| case | tool | process s (median) | in-memory s (median) | peak RSS MiB |");
     println!("|---|---|---|---|---|");
-    let fmt = |s: f64| if s.is_nan() { "–".to_string() } else { format!("{s:.3}") };
+    let fmt = |s: f64| {
+        if s.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{s:.3}")
+        }
+    };
     for r in rows {
         println!(
             "| {} | {} | {} | {} | {:.0} |",
@@ -314,22 +424,65 @@ fn print_table(rows: &[Row], notes: &[String]) {
     let mut ratio = |label: &str, anchor: Option<f64>, ours: Option<f64>, target: f64| {
         if let (Some(a), Some(o)) = (anchor, ours) {
             let x = a / o;
-            println!("{label}: {x:.1}x (target >= {target}x: {})", if x >= target { "met" } else { "NOT met" });
+            println!(
+                "{label}: {x:.1}x (target >= {target}x: {})",
+                if x >= target { "met" } else { "NOT met" }
+            );
         }
     };
     println!();
     let mem = find("facekit metrics").map(Row::in_memory);
     let proc_scores = find("facekit evaluate --scores").map(Row::whole);
-    ratio("scores, in memory: bob eer_threshold / facekit", find("bob").map(Row::in_memory), mem, 5.0);
-    ratio("scores, in memory: sklearn roc_curve / facekit", find("sklearn").map(Row::in_memory), mem, 5.0);
-    ratio("scores, processes: bob / facekit", find("bob").map(Row::whole), proc_scores, 1.0);
-    ratio("scores, processes: sklearn / facekit", find("sklearn").map(Row::whole), proc_scores, 1.0);
+    ratio(
+        "scores, in memory: bob eer_threshold / facekit",
+        find("bob").map(Row::in_memory),
+        mem,
+        5.0,
+    );
+    ratio(
+        "scores, in memory: sklearn roc_curve / facekit",
+        find("sklearn").map(Row::in_memory),
+        mem,
+        5.0,
+    );
+    ratio(
+        "scores, processes: bob / facekit",
+        find("bob").map(Row::whole),
+        proc_scores,
+        1.0,
+    );
+    ratio(
+        "scores, processes: sklearn / facekit",
+        find("sklearn").map(Row::whole),
+        proc_scores,
+        1.0,
+    );
     let search = find("facekit evaluate --protocol").map(Row::whole);
-    ratio("search: faiss search alone / facekit process", find("faiss").map(Row::in_memory), search, 2.0);
-    ratio("search: faiss process / facekit process", find("faiss").map(Row::whole), search, 2.0);
+    ratio(
+        "search: faiss search alone / facekit process",
+        find("faiss").map(Row::in_memory),
+        search,
+        2.0,
+    );
+    ratio(
+        "search: faiss process / facekit process",
+        find("faiss").map(Row::whole),
+        search,
+        2.0,
+    );
     let pairs = find("facekit evaluate (all").map(Row::whole);
-    ratio("all-pairs: numpy tiled loop alone / facekit process", find("numpy").map(Row::in_memory), pairs, 10.0);
-    ratio("all-pairs: numpy process / facekit process", find("numpy").map(Row::whole), pairs, 10.0);
+    ratio(
+        "all-pairs: numpy tiled loop alone / facekit process",
+        find("numpy").map(Row::in_memory),
+        pairs,
+        10.0,
+    );
+    ratio(
+        "all-pairs: numpy process / facekit process",
+        find("numpy").map(Row::whole),
+        pairs,
+        10.0,
+    );
     for n in notes {
         println!("{n}");
     }

@@ -23,7 +23,9 @@ enum Task {
 #[derive(Debug, Subcommand)]
 enum Bench {
     /// facekit evaluate vs scikit-learn, bob.measure, faiss and numpy (issue 4)
-    #[command(after_help = "Example:\n  FACEKIT_PYTHON_ANCHORS=/work/venv-anchors/bin/python cargo xtask bench evaluate")]
+    #[command(
+        after_help = "Example:\n  FACEKIT_PYTHON_ANCHORS=/work/venv-anchors/bin/python cargo xtask bench evaluate"
+    )]
     Evaluate(bench_evaluate::EvaluateBench),
 }
 

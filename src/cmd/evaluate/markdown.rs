@@ -15,7 +15,10 @@ fn pct(rate: f64) -> String {
 }
 
 fn interval(ci: Option<[f64; 2]>) -> String {
-    ci.map_or_else(|| "–".into(), |[lo, hi]| format!("{} – {}", pct(lo), pct(hi)))
+    ci.map_or_else(
+        || "–".into(),
+        |[lo, hi]| format!("{} – {}", pct(lo), pct(hi)),
+    )
 }
 
 /// Counts with thousands separators.
@@ -36,7 +39,12 @@ pub fn summary_md(s: &Summary) -> String {
     let _ = writeln!(md, "# facekit evaluate\n");
     let i = &s.inputs;
     let source = match (&i.embeddings, &i.scores) {
-        (Some(e), _) => format!("`{e}` ({} rows × {}, {} identities)", count(i.rows), i.dim.unwrap_or(0), count(i.identities)),
+        (Some(e), _) => format!(
+            "`{e}` ({} rows × {}, {} identities)",
+            count(i.rows),
+            i.dim.unwrap_or(0),
+            count(i.identities)
+        ),
         (None, Some(sc)) => format!("`{sc}` ({} scores)", count(i.rows)),
         _ => String::new(),
     };
@@ -63,7 +71,11 @@ pub fn summary_md(s: &Summary) -> String {
         )
     };
     let _ = writeln!(md, "| resolution | {resolution} |");
-    let _ = writeln!(md, "| facekit | {} (schema {}) |\n", s.facekit_version, s.schema);
+    let _ = writeln!(
+        md,
+        "| facekit | {} (schema {}) |\n",
+        s.facekit_version, s.schema
+    );
     if let Some(note) = &s.synthetic_note {
         let _ = writeln!(md, "> {note}\n");
     }
@@ -80,8 +92,19 @@ pub fn summary_md(s: &Summary) -> String {
             count(id.mated_count),
             count(id.non_mated_count)
         );
-        let ranks: Vec<String> = id.cmc.iter().take(10).enumerate().map(|(r, c)| format!("{}: {}", r + 1, pct(*c))).collect();
-        let _ = writeln!(md, "Rank-1: **{}**. CMC (closed set, mated probes): {}.\n", pct(id.rank1), ranks.join(", "));
+        let ranks: Vec<String> = id
+            .cmc
+            .iter()
+            .take(10)
+            .enumerate()
+            .map(|(r, c)| format!("{}: {}", r + 1, pct(*c)))
+            .collect();
+        let _ = writeln!(
+            md,
+            "Rank-1: **{}**. CMC (closed set, mated probes): {}.\n",
+            pct(id.rank1),
+            ranks.join(", ")
+        );
         if !id.operating_points.is_empty() {
             let _ = writeln!(md, "| FPIR target | threshold (cos) | threshold (L2) | FPIR | FNIR (rank 1) | FNIR 95% | note |");
             let _ = writeln!(md, "|---|---|---|---|---|---|---|");
@@ -104,8 +127,16 @@ pub fn summary_md(s: &Summary) -> String {
     for g in &s.groups {
         let _ = writeln!(md, "## By {}\n", g.columns.join(" × "));
         let _ = writeln!(md, "At the global thresholds.\n");
-        let _ = writeln!(md, "| {} | FMR target | threshold | genuine | impostor | FNMR | FMR |", g.columns.join(" | "));
-        let _ = writeln!(md, "|{}---|---|---|---|---|---|", "---|".repeat(g.columns.len()));
+        let _ = writeln!(
+            md,
+            "| {} | FMR target | threshold | genuine | impostor | FNMR | FMR |",
+            g.columns.join(" | ")
+        );
+        let _ = writeln!(
+            md,
+            "|{}---|---|---|---|---|---|",
+            "---|".repeat(g.columns.len())
+        );
         for r in &g.rows {
             let _ = writeln!(
                 md,
@@ -140,10 +171,22 @@ fn verification_md(md: &mut String, v: &Verification) {
         v.eer_threshold_l2
     );
     let _ = writeln!(md, "| d′ | {:.4} |", v.d_prime);
-    let _ = writeln!(md, "| genuine mean ± sd | {:.4} ± {:.4} |", v.genuine_mean, v.genuine_std);
-    let _ = writeln!(md, "| impostor mean ± sd | {:.4} ± {:.4} |", v.impostor_mean, v.impostor_std);
+    let _ = writeln!(
+        md,
+        "| genuine mean ± sd | {:.4} ± {:.4} |",
+        v.genuine_mean, v.genuine_std
+    );
+    let _ = writeln!(
+        md,
+        "| impostor mean ± sd | {:.4} ± {:.4} |",
+        v.impostor_mean, v.impostor_std
+    );
     if let Some(k) = &v.kfold_accuracy {
-        let _ = writeln!(md, "| {}-fold accuracy (insightface) | {:.4} ± {:.4} |", k.folds, k.mean, k.std);
+        let _ = writeln!(
+            md,
+            "| {}-fold accuracy (insightface) | {:.4} ± {:.4} |",
+            k.folds, k.mean, k.std
+        );
     }
     let _ = writeln!(md, "\nEER definition: {}\n", v.eer_definition);
     let _ = writeln!(md, "| FMR target | threshold (cos) | threshold (L2) | FMR | FNMR | FNMR 95% | FMR 95% | note |");
@@ -171,11 +214,19 @@ pub fn console(s: &Summary, comparisons: u64, threads: usize, seconds: f64, out:
     let mut t = String::new();
     let i = &s.inputs;
     let what = match i.dim {
-        Some(d) => format!("{} embeddings × {d}, {} identities", count(i.rows), count(i.identities)),
+        Some(d) => format!(
+            "{} embeddings × {d}, {} identities",
+            count(i.rows),
+            count(i.identities)
+        ),
         None => format!("{} scores", count(i.rows)),
     };
     let _ = writeln!(t, "facekit evaluate: {what} · {}", i.protocol);
-    let engine = if s.engine.kind == "cpu" { format!("cpu ({threads} threads)") } else { s.engine.description.clone() };
+    let engine = if s.engine.kind == "cpu" {
+        format!("cpu ({threads} threads)")
+    } else {
+        s.engine.description.clone()
+    };
     let _ = writeln!(
         t,
         "  Time:      {seconds:.3} s · {} comparisons on {engine} ({:.1} M/s)",
@@ -195,18 +246,37 @@ pub fn console(s: &Summary, comparisons: u64, threads: usize, seconds: f64, out:
         let points: Vec<String> = v
             .operating_points
             .iter()
-            .map(|p| format!("{:e}: {} (FMR {:.2e}, cos {:.4})", p.fmr_target, pct(p.fnmr), p.fmr, p.threshold))
+            .map(|p| {
+                format!(
+                    "{:e}: {} (FMR {:.2e}, cos {:.4})",
+                    p.fmr_target,
+                    pct(p.fnmr),
+                    p.fmr,
+                    p.threshold
+                )
+            })
             .collect();
         let _ = writeln!(t, "  FNMR@FMR:  {}", points.join(" · "));
         if let Some(k) = &v.kfold_accuracy {
-            let _ = writeln!(t, "  10-fold:   {:.4} ± {:.4} (insightface rule)", k.mean, k.std);
+            let _ = writeln!(
+                t,
+                "  10-fold:   {:.4} ± {:.4} (insightface rule)",
+                k.mean, k.std
+            );
         }
     }
     if let Some(id) = &s.identification {
         let points: Vec<String> = id
             .operating_points
             .iter()
-            .map(|p| format!("FNIR@FPIR {:e}: {} (cos {:.4})", p.fpir_target, pct(p.fnir), p.threshold))
+            .map(|p| {
+                format!(
+                    "FNIR@FPIR {:e}: {} (cos {:.4})",
+                    p.fpir_target,
+                    pct(p.fnir),
+                    p.threshold
+                )
+            })
             .collect();
         let _ = writeln!(
             t,

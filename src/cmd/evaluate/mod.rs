@@ -26,8 +26,8 @@ use crate::cli::{DeviceChoice, EvaluateArgs, Protocol};
 use crate::compare::cpu::{products, CpuEngine};
 use crate::compare::{CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing};
 use crate::evaldir::{
-    self, EngineInfo, GroupBreakdown, HistogramRow, Identification, Inputs, ProbeRow, RocRow, ScoreInfo, Summary,
-    Verification, DECISION, HIST_GENUINE, HIST_IMPOSTOR,
+    self, EngineInfo, GroupBreakdown, HistogramRow, Identification, Inputs, ProbeRow, RocRow,
+    ScoreInfo, Summary, Verification, DECISION, HIST_GENUINE, HIST_IMPOSTOR,
 };
 use crate::evalinput::labels::{Labels, Role};
 use crate::evalinput::{labels, npy, pairs, scores};
@@ -65,7 +65,16 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     if args.output.json {
         println!("{}", serde_json::to_string_pretty(&evaluation.summary)?);
     } else if !args.output.quiet {
-        print!("{}", markdown::console(&evaluation.summary, evaluation.comparisons, threads, seconds, &args.out));
+        print!(
+            "{}",
+            markdown::console(
+                &evaluation.summary,
+                evaluation.comparisons,
+                threads,
+                seconds,
+                &args.out
+            )
+        );
     }
     Ok(())
 }
@@ -78,17 +87,27 @@ fn check_targets(targets: &[f64], flag: &str) -> anyhow::Result<()> {
 }
 
 fn write_outputs(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
     let operating = tables::operating_points(
-        e.summary.verification.as_ref().map_or(&[][..], |v| &v.operating_points),
-        e.summary.identification.as_ref().map_or(&[][..], |i| &i.operating_points),
+        e.summary
+            .verification
+            .as_ref()
+            .map_or(&[][..], |v| &v.operating_points),
+        e.summary
+            .identification
+            .as_ref()
+            .map_or(&[][..], |i| &i.operating_points),
     );
     evaldir::write_csv(&dir.join(evaldir::ROC_CSV), &e.roc)?;
     evaldir::write_csv(&dir.join(evaldir::OPERATING_POINTS_CSV), &operating)?;
     evaldir::write_histograms(&dir.join(evaldir::SCORES_PARQUET), &e.histograms)?;
     evaldir::write_csv(&dir.join(evaldir::PROBES_CSV), &e.probes)?;
-    crate::output::write_atomic(dir.join(evaldir::SUMMARY_MD), markdown::summary_md(&e.summary).as_bytes())
-        .with_context(|| format!("{}: cannot write", dir.join(evaldir::SUMMARY_MD).display()))?;
+    crate::output::write_atomic(
+        dir.join(evaldir::SUMMARY_MD),
+        markdown::summary_md(&e.summary).as_bytes(),
+    )
+    .with_context(|| format!("{}: cannot write", dir.join(evaldir::SUMMARY_MD).display()))?;
     // Last, so that a summary.json means the directory is complete.
     evaldir::write_summary(dir, &e.summary)?;
     Ok(())
@@ -105,10 +124,13 @@ fn engine(device: DeviceChoice) -> anyhow::Result<(Box<dyn Engine>, EngineInfo)>
     };
     match device {
         DeviceChoice::Cpu => Ok((Box::new(CpuEngine::new()), cpu(None))),
-        DeviceChoice::Auto => {
-            Ok((Box::new(CpuEngine::new()), cpu(Some("this build has no CUDA engine wired in".into()))))
+        DeviceChoice::Auto => Ok((
+            Box::new(CpuEngine::new()),
+            cpu(Some("this build has no CUDA engine wired in".into())),
+        )),
+        DeviceChoice::Cuda => {
+            bail!("--device cuda: this build has no CUDA engine wired in; use --device cpu")
         }
-        DeviceChoice::Cuda => bail!("--device cuda: this build has no CUDA engine wired in; use --device cpu"),
     }
 }
 
@@ -146,8 +168,8 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
     histograms.extend(hist_bins.rows(HIST_IMPOSTOR, read.impostor.iter().copied()));
     let genuine = ScoreCounts::from_scores(read.genuine);
     let impostor = ScoreCounts::from_scores(read.impostor);
-    let (verification, roc) =
-        verify(args, &genuine, &impostor, &[]).with_context(|| format!("{}: cannot compute verification", path.display()))?;
+    let (verification, roc) = verify(args, &genuine, &impostor, &[])
+        .with_context(|| format!("{}: cannot compute verification", path.display()))?;
     let summary = Summary {
         schema: evaldir::SCHEMA,
         facekit_version: crate::VERSION.into(),
@@ -174,7 +196,13 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
         groups: Vec::new(),
         synthetic_note: None,
     };
-    Ok(Evaluation { summary, roc, histograms, probes: Vec::new(), comparisons })
+    Ok(Evaluation {
+        summary,
+        roc,
+        histograms,
+        probes: Vec::new(),
+        comparisons,
+    })
 }
 
 /// Verification metrics with their intervals: a subject bootstrap for the
@@ -188,7 +216,11 @@ fn verify(
     let report = verification(genuine, impostor, &args.fmr)?;
     let mut summary = report.summary;
     if args.bootstrap > 0 {
-        let thresholds: Vec<f64> = summary.operating_points.iter().map(|p| p.threshold).collect();
+        let thresholds: Vec<f64> = summary
+            .operating_points
+            .iter()
+            .map(|p| p.threshold)
+            .collect();
         let fnmr = miss_rate_intervals(subjects, &thresholds, args.bootstrap, args.seed);
         for (i, p) in summary.operating_points.iter_mut().enumerate() {
             p.fnmr_ci95 = fnmr.as_ref().map(|c| c[i]);
@@ -216,8 +248,14 @@ struct Loaded<'a> {
 }
 
 fn from_embeddings(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
-    let emb_path = args.embeddings.as_deref().context("give --embeddings with --labels, or --scores")?;
-    let labels_path = args.labels.as_deref().context("--embeddings needs --labels")?;
+    let emb_path = args
+        .embeddings
+        .as_deref()
+        .context("give --embeddings with --labels, or --scores")?;
+    let labels_path = args
+        .labels
+        .as_deref()
+        .context("--embeddings needs --labels")?;
     let matrix = npy::read_matrix(emb_path)?;
     let labels = labels::read_labels(labels_path)?;
     if matrix.rows != labels.len() {
@@ -230,13 +268,17 @@ fn from_embeddings(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
         );
     }
     if matrix.rows < 2 {
-        bail!("{}: {} embedding rows; at least 2 are needed to compare", emb_path.display(), matrix.rows);
+        bail!(
+            "{}: {} embedding rows; at least 2 are needed to compare",
+            emb_path.display(),
+            matrix.rows
+        );
     }
     if matrix.cols == 0 {
         bail!("{}: the embeddings have 0 columns", emb_path.display());
     }
-    let embeddings =
-        Embeddings::normalized(matrix.data, matrix.cols).map_err(|e| anyhow!("{}: {e}", emb_path.display()))?;
+    let embeddings = Embeddings::normalized(matrix.data, matrix.cols)
+        .map_err(|e| anyhow!("{}: {e}", emb_path.display()))?;
     let (ids, names) = labels.identity_indices();
     let (mut gallery, mut probes) = (Vec::new(), Vec::new());
     if let Some(roles) = &labels.role {
@@ -247,10 +289,16 @@ fn from_embeddings(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
             }
         }
         if gallery.is_empty() {
-            bail!("{}: the role column names no gallery rows", labels_path.display());
+            bail!(
+                "{}: the role column names no gallery rows",
+                labels_path.display()
+            );
         }
         if probes.is_empty() {
-            bail!("{}: the role column names no probe rows", labels_path.display());
+            bail!(
+                "{}: the role column names no probe rows",
+                labels_path.display()
+            );
         }
     }
     for column in args.group_by.iter().flat_map(|c| c.split('+')) {
@@ -262,7 +310,16 @@ fn from_embeddings(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
             );
         }
     }
-    let loaded = Loaded { args, embeddings, labels, labels_path, ids, names, gallery, probes };
+    let loaded = Loaded {
+        args,
+        embeddings,
+        labels,
+        labels_path,
+        ids,
+        names,
+        gallery,
+        probes,
+    };
     let (engine, engine_info) = engine(args.device)?;
     loaded.evaluate(engine.as_ref(), engine_info, emb_path)
 }
@@ -283,7 +340,12 @@ impl Loaded<'_> {
         !self.gallery.is_empty()
     }
 
-    fn evaluate(&self, engine: &dyn Engine, engine_info: EngineInfo, emb_path: &Path) -> anyhow::Result<Evaluation> {
+    fn evaluate(
+        &self,
+        engine: &dyn Engine,
+        engine_info: EngineInfo,
+        emb_path: &Path,
+    ) -> anyhow::Result<Evaluation> {
         let args = self.args;
         let probe_gallery = args.protocol == Protocol::ProbeGallery;
         if probe_gallery && !self.has_roles() {
@@ -296,19 +358,35 @@ impl Loaded<'_> {
         let mut kfold = None;
         // The identification pass, when roles are given; under probe-gallery
         // it is also the verification set.
-        let search = if self.has_roles() { Some(self.search(engine, spec, probe_gallery)?) } else { None };
+        let search = if self.has_roles() {
+            Some(self.search(engine, spec, probe_gallery)?)
+        } else {
+            None
+        };
         let (protocol, set) = if let Some(pairs_path) = &args.pairs {
             let (set, accuracy) = self.pairs_set(pairs_path, spec)?;
             kfold = accuracy;
             ("pairs-file", set)
         } else if probe_gallery {
             let result = &search.as_ref().expect("roles checked above").0;
-            ("probe-gallery", self.set_from_result(result, spec, self.tail_exact(Pairing::ProbeGallery, &self.probes)))
+            (
+                "probe-gallery",
+                self.set_from_result(
+                    result,
+                    spec,
+                    self.tail_exact(Pairing::ProbeGallery, &self.probes),
+                ),
+            )
         } else {
             ("all-pairs", self.all_pairs_set(engine, spec)?)
         };
         let (mut verification, roc) = verify(args, &set.genuine, &set.impostor, &set.subjects)
-            .with_context(|| format!("{}: cannot compute verification", self.labels_path.display()))?;
+            .with_context(|| {
+                format!(
+                    "{}: cannot compute verification",
+                    self.labels_path.display()
+                )
+            })?;
         verification.kfold_accuracy = kfold;
         let groups = self.groups(engine, spec, protocol, &verification)?;
         let mut histograms = set.histograms;
@@ -320,7 +398,11 @@ impl Loaded<'_> {
             }
             None => (None, Vec::new()),
         };
-        let comparisons = set.comparisons + search.as_ref().filter(|_| !probe_gallery).map_or(0, |s| s.1);
+        let comparisons = set.comparisons
+            + search
+                .as_ref()
+                .filter(|_| !probe_gallery)
+                .map_or(0, |s| s.1);
         let summary = Summary {
             schema: evaldir::SCHEMA,
             facekit_version: crate::VERSION.into(),
@@ -341,7 +423,13 @@ impl Loaded<'_> {
             groups,
             synthetic_note: None,
         };
-        Ok(Evaluation { summary, roc, histograms, probes, comparisons })
+        Ok(Evaluation {
+            summary,
+            roc,
+            histograms,
+            probes,
+            comparisons,
+        })
     }
 
     /// Runs one job over row subsets.
@@ -359,9 +447,10 @@ impl Loaded<'_> {
         let probe_labels: Vec<u32> = probe_rows.iter().map(|&r| self.ids[r]).collect();
         let (gallery, gallery_labels) = match pairing {
             Pairing::AllDistinct => (None, probe_labels.clone()),
-            Pairing::ProbeGallery => {
-                (Some(subset(&self.embeddings, gallery_rows)), gallery_rows.iter().map(|&r| self.ids[r]).collect())
-            }
+            Pairing::ProbeGallery => (
+                Some(subset(&self.embeddings, gallery_rows)),
+                gallery_rows.iter().map(|&r| self.ids[r]).collect(),
+            ),
         };
         let job = CompareJob {
             probes: &probes,
@@ -392,7 +481,11 @@ impl Loaded<'_> {
         spec: HistogramSpec,
         verification_too: bool,
     ) -> anyhow::Result<(CompareResult, u64)> {
-        let tail = if verification_too { self.tail_exact(Pairing::ProbeGallery, &self.probes).0 } else { 0 };
+        let tail = if verification_too {
+            self.tail_exact(Pairing::ProbeGallery, &self.probes).0
+        } else {
+            0
+        };
         let result = self.compare(
             engine,
             &self.probes,
@@ -405,14 +498,22 @@ impl Loaded<'_> {
         Ok((result, (self.probes.len() * self.gallery.len()) as u64))
     }
 
-    fn set_from_result(&self, result: &CompareResult, spec: HistogramSpec, tail: (usize, bool)) -> VerificationSet {
+    fn set_from_result(
+        &self,
+        result: &CompareResult,
+        spec: HistogramSpec,
+        tail: (usize, bool),
+    ) -> VerificationSet {
         let genuine = ScoreCounts::from_scores(result.genuine.clone());
         let impostor = ScoreCounts::from_binned(&result.impostor_tail, &result.impostor_hist, spec);
         let subjects = result
             .genuine
             .iter()
             .zip(&result.genuine_subjects)
-            .map(|(&s, &subject)| SubjectScore { subject, score: s as f64 })
+            .map(|(&s, &subject)| SubjectScore {
+                subject,
+                score: s as f64,
+            })
             .collect();
         let bins = Bins::cosine(spec);
         let mut histograms = bins.rows(HIST_GENUINE, result.genuine.iter().copied());
@@ -427,7 +528,11 @@ impl Loaded<'_> {
         }
     }
 
-    fn all_pairs_set(&self, engine: &dyn Engine, spec: HistogramSpec) -> anyhow::Result<VerificationSet> {
+    fn all_pairs_set(
+        &self,
+        engine: &dyn Engine,
+        spec: HistogramSpec,
+    ) -> anyhow::Result<VerificationSet> {
         let rows: Vec<usize> = (0..self.embeddings.rows()).collect();
         let tail = self.tail_exact(Pairing::AllDistinct, &rows);
         let result = self.compare(engine, &rows, &[], Pairing::AllDistinct, 0, tail.0, spec)?;
@@ -442,7 +547,11 @@ impl Loaded<'_> {
         spec: HistogramSpec,
     ) -> anyhow::Result<(VerificationSet, Option<crate::evaldir::KFoldAccuracy>)> {
         let label_paths = self.labels.path.as_deref().ok_or_else(|| {
-            anyhow!("{}: no `path` column to match the pairs of {} to", self.labels_path.display(), path.display())
+            anyhow!(
+                "{}: no `path` column to match the pairs of {} to",
+                self.labels_path.display(),
+                path.display()
+            )
         })?;
         let listed = pairs::read_pairs(path, label_paths)?;
         let dim = self.embeddings.dim();
@@ -452,7 +561,12 @@ impl Loaded<'_> {
                 .par_iter()
                 .map(|p| {
                     let mut s = [0f32];
-                    products(self.embeddings.row(p.first), self.embeddings.row(p.second), dim, &mut s);
+                    products(
+                        self.embeddings.row(p.first),
+                        self.embeddings.row(p.second),
+                        dim,
+                        &mut s,
+                    );
                     s[0]
                 })
                 .collect()
@@ -461,7 +575,10 @@ impl Loaded<'_> {
         for (p, &s) in listed.iter().zip(&scores) {
             if p.same {
                 genuine.push(s);
-                subjects.push(SubjectScore { subject: self.ids[p.first], score: s as f64 });
+                subjects.push(SubjectScore {
+                    subject: self.ids[p.first],
+                    score: s as f64,
+                });
             } else {
                 impostor.push(s);
             }
@@ -469,10 +586,16 @@ impl Loaded<'_> {
         let bins = Bins::cosine(spec);
         let mut histograms = bins.rows(HIST_GENUINE, genuine.iter().copied());
         histograms.extend(bins.rows(HIST_IMPOSTOR, impostor.iter().copied()));
-        let distances: Vec<f64> = scores.iter().map(|&s| squared_l2_of_cosine(s as f64)).collect();
+        let distances: Vec<f64> = scores
+            .iter()
+            .map(|&s| squared_l2_of_cosine(s as f64))
+            .collect();
         let same: Vec<bool> = listed.iter().map(|p| p.same).collect();
         let kfold = if listed.len() >= 10 {
-            Some(insightface_kfold(&distances, &same, 10).with_context(|| format!("{}: 10-fold accuracy", path.display()))?)
+            Some(
+                insightface_kfold(&distances, &same, 10)
+                    .with_context(|| format!("{}: 10-fold accuracy", path.display()))?,
+            )
         } else {
             None
         };
@@ -487,7 +610,11 @@ impl Loaded<'_> {
         Ok((set, kfold))
     }
 
-    fn identify(&self, result: &CompareResult, eer_threshold: f64) -> anyhow::Result<(Identification, Vec<ProbeRow>)> {
+    fn identify(
+        &self,
+        result: &CompareResult,
+        eer_threshold: f64,
+    ) -> anyhow::Result<(Identification, Vec<ProbeRow>)> {
         let args = self.args;
         let gallery_identities: BTreeSet<u32> = self.gallery.iter().map(|&r| self.ids[r]).collect();
         let mut ident = identification(
@@ -497,16 +624,27 @@ impl Loaded<'_> {
             &args.fpir,
             args.top_k.max(1),
         )
-        .with_context(|| format!("{}: cannot compute identification", self.labels_path.display()))?;
+        .with_context(|| {
+            format!(
+                "{}: cannot compute identification",
+                self.labels_path.display()
+            )
+        })?;
         if args.bootstrap > 0 {
             let samples: Vec<SubjectScore> = result
                 .probes
                 .iter()
                 .zip(&self.probes)
-                .filter_map(|(p, &row)| rank1_mate_score(p).map(|score| SubjectScore { subject: self.ids[row], score }))
+                .filter_map(|(p, &row)| {
+                    rank1_mate_score(p).map(|score| SubjectScore {
+                        subject: self.ids[row],
+                        score,
+                    })
+                })
                 .collect();
             let thresholds: Vec<f64> = ident.operating_points.iter().map(|p| p.threshold).collect();
-            if let Some(ci) = miss_rate_intervals(&samples, &thresholds, args.bootstrap, args.seed) {
+            if let Some(ci) = miss_rate_intervals(&samples, &thresholds, args.bootstrap, args.seed)
+            {
                 for (p, c) in ident.operating_points.iter_mut().zip(ci) {
                     p.fnir_ci95 = Some(c);
                 }
@@ -536,8 +674,10 @@ impl Loaded<'_> {
         let mut breakdowns = Vec::new();
         for spec_text in &self.args.group_by {
             let columns: Vec<String> = spec_text.split('+').map(str::to_string).collect();
-            let values: Vec<Vec<String>> =
-                columns.iter().map(|c| self.labels.column(c).expect("columns checked on load")).collect();
+            let values: Vec<Vec<String>> = columns
+                .iter()
+                .map(|c| self.labels.column(c).expect("columns checked on load"))
+                .collect();
             let key = |row: usize| values.iter().map(|v| v[row].clone()).collect::<Vec<_>>();
             let pool: Vec<usize> = match protocol {
                 "probe-gallery" => self.probes.clone(),
@@ -553,18 +693,41 @@ impl Loaded<'_> {
                     "pairs-file" => self.group_pairs(&rows)?,
                     "probe-gallery" => {
                         let (capacity, _) = self.tail_exact(Pairing::ProbeGallery, &rows);
-                        let r = self.compare(engine, &rows, &self.gallery, Pairing::ProbeGallery, 0, capacity, spec)?;
+                        let r = self.compare(
+                            engine,
+                            &rows,
+                            &self.gallery,
+                            Pairing::ProbeGallery,
+                            0,
+                            capacity,
+                            spec,
+                        )?;
                         binned(r, spec)
                     }
                     _ => {
                         let (capacity, _) = self.tail_exact(Pairing::AllDistinct, &rows);
-                        let r = self.compare(engine, &rows, &[], Pairing::AllDistinct, 0, capacity, spec)?;
+                        let r = self.compare(
+                            engine,
+                            &rows,
+                            &[],
+                            Pairing::AllDistinct,
+                            0,
+                            capacity,
+                            spec,
+                        )?;
                         binned(r, spec)
                     }
                 };
-                groups.push(GroupScores { values, genuine, impostor });
+                groups.push(GroupScores {
+                    values,
+                    genuine,
+                    impostor,
+                });
             }
-            breakdowns.push(GroupBreakdown { columns, rows: group_rows(&groups, &verification.operating_points) });
+            breakdowns.push(GroupBreakdown {
+                columns,
+                rows: group_rows(&groups, &verification.operating_points),
+            });
         }
         Ok(breakdowns)
     }
@@ -572,18 +735,34 @@ impl Loaded<'_> {
     /// The listed pairs whose two images are both among `rows`.
     fn group_pairs(&self, rows: &[usize]) -> anyhow::Result<(ScoreCounts, ScoreCounts)> {
         let path = self.args.pairs.as_deref().expect("pairs-file protocol");
-        let label_paths = self.labels.path.as_deref().expect("checked when the pairs were read");
+        let label_paths = self
+            .labels
+            .path
+            .as_deref()
+            .expect("checked when the pairs were read");
         let member: BTreeSet<usize> = rows.iter().copied().collect();
         let dim = self.embeddings.dim();
         let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
         for p in pairs::read_pairs(path, label_paths)? {
             if member.contains(&p.first) && member.contains(&p.second) {
                 let mut s = [0f32];
-                products(self.embeddings.row(p.first), self.embeddings.row(p.second), dim, &mut s);
-                if p.same { genuine.push(s[0]) } else { impostor.push(s[0]) }
+                products(
+                    self.embeddings.row(p.first),
+                    self.embeddings.row(p.second),
+                    dim,
+                    &mut s,
+                );
+                if p.same {
+                    genuine.push(s[0])
+                } else {
+                    impostor.push(s[0])
+                }
             }
         }
-        Ok((ScoreCounts::from_scores(genuine), ScoreCounts::from_scores(impostor)))
+        Ok((
+            ScoreCounts::from_scores(genuine),
+            ScoreCounts::from_scores(impostor),
+        ))
     }
 }
 
@@ -602,7 +781,12 @@ fn subset(e: &Embeddings, rows: &[usize]) -> Embeddings {
 
 /// Impostor comparisons of a job: all distinct pairs of `probe_rows`, or
 /// `probe_rows` × `gallery_rows`, less the genuine ones.
-fn impostor_count(pairing: Pairing, probe_rows: &[usize], gallery_rows: &[usize], ids: &[u32]) -> u64 {
+fn impostor_count(
+    pairing: Pairing,
+    probe_rows: &[usize],
+    gallery_rows: &[usize],
+    ids: &[u32],
+) -> u64 {
     let count = |rows: &[usize]| {
         let mut c: BTreeMap<u32, u64> = BTreeMap::new();
         for &r in rows {
@@ -618,7 +802,10 @@ fn impostor_count(pairing: Pairing, probe_rows: &[usize], gallery_rows: &[usize]
         }
         Pairing::ProbeGallery => {
             let g = count(gallery_rows);
-            let same: u64 = p.iter().map(|(id, &c)| c * g.get(id).copied().unwrap_or(0)).sum();
+            let same: u64 = p
+                .iter()
+                .map(|(id, &c)| c * g.get(id).copied().unwrap_or(0))
+                .sum();
             probe_rows.len() as u64 * gallery_rows.len() as u64 - same
         }
     }
@@ -639,7 +826,10 @@ struct NaturalKey(Vec<String>);
 
 impl Ord for NaturalKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.iter().map(|s| natural(s)).cmp(other.0.iter().map(|s| natural(s)))
+        self.0
+            .iter()
+            .map(|s| natural(s))
+            .cmp(other.0.iter().map(|s| natural(s)))
     }
 }
 impl PartialOrd for NaturalKey {
@@ -653,11 +843,19 @@ fn natural(s: &str) -> Vec<(String, u128, usize)> {
     let mut parts = Vec::new();
     let mut rest = s;
     while !rest.is_empty() {
-        let text_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let text_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let (text, tail) = rest.split_at(text_len);
-        let digits_len = tail.find(|c: char| !c.is_ascii_digit()).unwrap_or(tail.len());
+        let digits_len = tail
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(tail.len());
         let (digits, tail) = tail.split_at(digits_len);
-        parts.push((text.to_string(), digits.parse::<u128>().unwrap_or(u128::MAX), digits.len()));
+        parts.push((
+            text.to_string(),
+            digits.parse::<u128>().unwrap_or(u128::MAX),
+            digits.len(),
+        ));
         rest = tail;
     }
     parts
@@ -671,17 +869,25 @@ mod tests {
     fn impostor_counts_and_tails() {
         let ids = [0u32, 0, 1, 1, 1, 2];
         // 15 pairs, genuine 1 + 3.
-        assert_eq!(impostor_count(Pairing::AllDistinct, &[0, 1, 2, 3, 4, 5], &[], &ids), 11);
+        assert_eq!(
+            impostor_count(Pairing::AllDistinct, &[0, 1, 2, 3, 4, 5], &[], &ids),
+            11
+        );
         // probes {1, 3, 5} × gallery {0, 2}: genuine (1,0), (3,2).
-        assert_eq!(impostor_count(Pairing::ProbeGallery, &[1, 3, 5], &[0, 2], &ids), 4);
+        assert_eq!(
+            impostor_count(Pairing::ProbeGallery, &[1, 3, 5], &[0, 2], &ids),
+            4
+        );
         assert_eq!(tail_capacity(11, &[1e-3]), 11);
         assert_eq!(tail_capacity(200_000_000, &[1e-1, 1e-6]), 201 + 4096);
     }
 
     #[test]
     fn natural_order_of_group_values() {
-        let mut v: Vec<NaturalKey> =
-            ["L10", "L2", "L1", "C4", "L2a"].iter().map(|s| NaturalKey(vec![s.to_string()])).collect();
+        let mut v: Vec<NaturalKey> = ["L10", "L2", "L1", "C4", "L2a"]
+            .iter()
+            .map(|s| NaturalKey(vec![s.to_string()]))
+            .collect();
         v.sort();
         let got: Vec<&str> = v.iter().map(|k| k.0[0].as_str()).collect();
         assert_eq!(got, ["C4", "L1", "L2", "L2a", "L10"]);

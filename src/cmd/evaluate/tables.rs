@@ -3,7 +3,8 @@
 
 use crate::compare::{HistogramSpec, ProbeResult};
 use crate::evaldir::{
-    cosine_to_l2, FmrPoint, FpirPoint, HistogramRow, OperatingPointRow, ProbeRow, HIST_MATED_TOP1, HIST_NON_MATED_TOP1,
+    cosine_to_l2, FmrPoint, FpirPoint, HistogramRow, OperatingPointRow, ProbeRow, HIST_MATED_TOP1,
+    HIST_NON_MATED_TOP1,
 };
 
 /// Equal-width bins over `[low, high]`: the engine's cosine bins, or the
@@ -18,7 +19,11 @@ pub struct Bins {
 impl Bins {
     /// The engine's bins over [-1, 1].
     pub fn cosine(spec: HistogramSpec) -> Bins {
-        Bins { low: -1.0, high: 1.0, count: spec.bins as usize }
+        Bins {
+            low: -1.0,
+            high: 1.0,
+            count: spec.bins as usize,
+        }
     }
 
     /// Cosine bins when every score lies in [-1, 1] (so file scores and
@@ -27,13 +32,23 @@ impl Bins {
         let (lo, hi) = scores
             .iter()
             .flat_map(|s| s.iter())
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &s| {
+                (lo.min(s), hi.max(s))
+            });
         if lo >= -1.0 && hi <= 1.0 || lo > hi {
             Bins::cosine(spec)
         } else if lo == hi {
-            Bins { low: lo as f64, high: lo as f64 + 1.0, count: 1 }
+            Bins {
+                low: lo as f64,
+                high: lo as f64 + 1.0,
+                count: 1,
+            }
         } else {
-            Bins { low: lo as f64, high: hi as f64, count: spec.bins as usize }
+            Bins {
+                low: lo as f64,
+                high: hi as f64,
+                count: spec.bins as usize,
+            }
         }
     }
 
@@ -69,7 +84,12 @@ impl Bins {
             .iter()
             .enumerate()
             .filter(|(_, &n)| n > 0)
-            .map(|(i, &n)| HistogramRow { kind: kind.to_string(), bin_low: self.edge(i), bin_high: self.edge(i + 1), count: n })
+            .map(|(i, &n)| HistogramRow {
+                kind: kind.to_string(),
+                bin_low: self.edge(i),
+                bin_high: self.edge(i + 1),
+                count: n,
+            })
             .collect()
     }
 }
@@ -77,7 +97,10 @@ impl Bins {
 /// Top-1 score histograms of mated and non-mated probes.
 pub fn top1_histograms(bins: Bins, probes: &[ProbeResult]) -> Vec<HistogramRow> {
     let top1 = |mated: bool| {
-        probes.iter().filter(move |p| p.mate_score.is_some() == mated).filter_map(|p| p.top.first().map(|c| c.score))
+        probes
+            .iter()
+            .filter(move |p| p.mate_score.is_some() == mated)
+            .filter_map(|p| p.top.first().map(|c| c.score))
     };
     let mut rows = bins.rows(HIST_MATED_TOP1, top1(true));
     rows.extend(bins.rows(HIST_NON_MATED_TOP1, top1(false)));
@@ -116,7 +139,8 @@ pub fn decision_threshold(fpir: &[FpirPoint], eer_threshold: Option<f64>) -> Opt
         .filter(|p| p.fpir_target > 0.0)
         .min_by(|a, b| {
             let d = |p: &FpirPoint| (p.fpir_target.log10() + 2.0).abs();
-            d(a).total_cmp(&d(b)).then(a.fpir_target.total_cmp(&b.fpir_target))
+            d(a).total_cmp(&d(b))
+                .then(a.fpir_target.total_cmp(&b.fpir_target))
         })
         .map(|p| p.threshold)
         .or(eer_threshold)
@@ -134,14 +158,19 @@ pub struct ProbeContext<'a> {
 
 /// `probes.csv`: one row per probe, deciding "top-1 identity if its score
 /// is >= threshold, else unknown".
-pub fn probe_rows(results: &[ProbeResult], ctx: &ProbeContext<'_>, threshold: f64) -> Vec<ProbeRow> {
+pub fn probe_rows(
+    results: &[ProbeResult],
+    ctx: &ProbeContext<'_>,
+    threshold: f64,
+) -> Vec<ProbeRow> {
     results
         .iter()
         .enumerate()
         .map(|(i, r)| {
             let row = ctx.rows[i];
             let top1 = r.top.first();
-            let top1_identity = top1.map(|c| ctx.identity[ctx.gallery_rows[c.index as usize]].clone());
+            let top1_identity =
+                top1.map(|c| ctx.identity[ctx.gallery_rows[c.index as usize]].clone());
             let accepted = top1.filter(|c| c.score as f64 >= threshold);
             ProbeRow {
                 probe: row as u64,
@@ -170,13 +199,23 @@ mod tests {
 
     #[test]
     fn bins_cover_scores_and_skip_empty_ones() {
-        let bins = Bins { low: -1.0, high: 1.0, count: 4 };
+        let bins = Bins {
+            low: -1.0,
+            high: 1.0,
+            count: 4,
+        };
         let rows = bins.rows("genuine", [0.9f32, 0.6, -1.0, 1.0]);
-        let got: Vec<(f64, f64, u64)> = rows.iter().map(|r| (r.bin_low, r.bin_high, r.count)).collect();
+        let got: Vec<(f64, f64, u64)> = rows
+            .iter()
+            .map(|r| (r.bin_low, r.bin_high, r.count))
+            .collect();
         assert_eq!(got, [(-1.0, -0.5, 1), (0.5, 1.0, 3)]);
         let wide = Bins::covering(HistogramSpec { bins: 10 }, &[&[0.5, 3.0], &[-2.0]]);
         assert_eq!((wide.low, wide.high, wide.count), (-2.0, 3.0, 10));
-        assert_eq!(Bins::covering(HistogramSpec { bins: 8 }, &[&[0.5, -0.3]]), Bins::cosine(HistogramSpec { bins: 8 }));
+        assert_eq!(
+            Bins::covering(HistogramSpec { bins: 8 }, &[&[0.5, -0.3]]),
+            Bins::cosine(HistogramSpec { bins: 8 })
+        );
     }
 
     #[test]
@@ -190,24 +229,55 @@ mod tests {
             fnir_ci95: None,
             warning: None,
         };
-        assert_eq!(decision_threshold(&[fp(1e-1, 0.3), fp(1e-2, 0.4), fp(1e-3, 0.5)], Some(0.1)), Some(0.4));
+        assert_eq!(
+            decision_threshold(&[fp(1e-1, 0.3), fp(1e-2, 0.4), fp(1e-3, 0.5)], Some(0.1)),
+            Some(0.4)
+        );
         // Equally far on a log scale: the smaller (stricter) target.
-        assert_eq!(decision_threshold(&[fp(1e-1, 0.3), fp(1e-3, 0.5)], None), Some(0.5));
+        assert_eq!(
+            decision_threshold(&[fp(1e-1, 0.3), fp(1e-3, 0.5)], None),
+            Some(0.5)
+        );
         assert_eq!(decision_threshold(&[], Some(0.1)), Some(0.1));
 
         let identity: Vec<String> = ["a", "b", "a", "c"].iter().map(|s| s.to_string()).collect();
         let results = vec![
             ProbeResult {
-                top: vec![Candidate { index: 0, score: 0.8 }],
+                top: vec![Candidate {
+                    index: 0,
+                    score: 0.8,
+                }],
                 mate_score: Some(0.8),
                 mate_rank: Some(1),
             },
-            ProbeResult { top: vec![Candidate { index: 1, score: 0.2 }], mate_score: None, mate_rank: None },
+            ProbeResult {
+                top: vec![Candidate {
+                    index: 1,
+                    score: 0.2,
+                }],
+                mate_score: None,
+                mate_rank: None,
+            },
         ];
-        let ctx = ProbeContext { rows: &[2, 3], gallery_rows: &[0, 1], identity: &identity, path: None };
+        let ctx = ProbeContext {
+            rows: &[2, 3],
+            gallery_rows: &[0, 1],
+            identity: &identity,
+            path: None,
+        };
         let rows = probe_rows(&results, &ctx, 0.5);
-        assert_eq!((rows[0].identity.as_str(), rows[0].decision.as_str(), rows[0].mated), ("a", "a", true));
-        assert_eq!((rows[1].identity.as_str(), rows[1].decision.as_str()), ("c", "unknown"));
+        assert_eq!(
+            (
+                rows[0].identity.as_str(),
+                rows[0].decision.as_str(),
+                rows[0].mated
+            ),
+            ("a", "a", true)
+        );
+        assert_eq!(
+            (rows[1].identity.as_str(), rows[1].decision.as_str()),
+            ("c", "unknown")
+        );
         assert_eq!(rows[1].top1_identity.as_deref(), Some("b"));
     }
 }
