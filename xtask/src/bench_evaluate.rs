@@ -434,68 +434,84 @@ fn print_table(rows: &[Row], notes: &[String]) {
         );
     }
     let find = |prefix: &str| rows.iter().find(|r| r.tool.starts_with(prefix));
-    let ratio = |label: &str, anchor: Option<f64>, ours: Option<f64>, target: f64| {
-        if let (Some(a), Some(o)) = (anchor, ours) {
-            let x = a / o;
-            println!(
-                "{label}: {x:.1}x (target >= {target}x: {})",
-                if x >= target { "met" } else { "NOT met" }
-            );
-        }
-    };
     println!();
-    let mem = find("facekit metrics").map(Row::in_memory);
-    let proc_scores = find("facekit evaluate --scores").map(Row::whole);
-    ratio(
-        "scores, in memory: bob eer_threshold / facekit",
-        find("bob").map(Row::in_memory),
-        mem,
-        5.0,
-    );
-    ratio(
-        "scores, in memory: sklearn roc_curve / facekit",
-        find("sklearn").map(Row::in_memory),
-        mem,
-        5.0,
-    );
-    ratio(
-        "scores, processes: bob / facekit",
-        find("bob").map(Row::whole),
-        proc_scores,
-        1.0,
-    );
-    ratio(
-        "scores, processes: sklearn / facekit",
-        find("sklearn").map(Row::whole),
-        proc_scores,
-        1.0,
-    );
-    let search = find("facekit evaluate --protocol").map(Row::whole);
-    ratio(
-        "search: faiss search alone / facekit process",
-        find("faiss").map(Row::in_memory),
-        search,
-        2.0,
-    );
-    ratio(
-        "search: faiss process / facekit process",
-        find("faiss").map(Row::whole),
-        search,
-        2.0,
-    );
-    let pairs = find("facekit evaluate (all").map(Row::whole);
-    ratio(
-        "all-pairs: numpy tiled loop alone / facekit process",
-        find("numpy").map(Row::in_memory),
-        pairs,
-        10.0,
-    );
-    ratio(
-        "all-pairs: numpy process / facekit process",
-        find("numpy").map(Row::whole),
-        pairs,
-        10.0,
-    );
+    let get = |prefix: &str, what: fn(&Row) -> f64| find(prefix).map(what);
+    // (what, anchor, facekit, the target)
+    let comparisons: [(&str, Option<f64>, Option<f64>, Option<f64>); 10] = [
+        (
+            "scores in memory: bob eer_threshold / facekit metrics",
+            get("bob", Row::in_memory),
+            get("facekit metrics", Row::in_memory),
+            Some(5.0),
+        ),
+        (
+            "scores in memory: sklearn roc_curve / facekit metrics",
+            get("sklearn", Row::in_memory),
+            get("facekit metrics", Row::in_memory),
+            Some(5.0),
+        ),
+        (
+            "scores processes, wall: bob / facekit",
+            get("bob", Row::whole),
+            get("facekit evaluate --scores", Row::whole),
+            None,
+        ),
+        (
+            "scores processes, wall: sklearn / facekit",
+            get("sklearn", Row::whole),
+            get("facekit evaluate --scores", Row::whole),
+            None,
+        ),
+        (
+            "search, wall: faiss search alone / facekit process",
+            get("faiss", Row::in_memory),
+            get("facekit evaluate --protocol", Row::whole),
+            Some(2.0),
+        ),
+        (
+            "search, wall: faiss process / facekit process",
+            get("faiss", Row::whole),
+            get("facekit evaluate --protocol", Row::whole),
+            Some(2.0),
+        ),
+        (
+            "search, CPU: faiss process / facekit process",
+            get("faiss", Row::cpu),
+            get("facekit evaluate --protocol", Row::cpu),
+            None,
+        ),
+        (
+            "all pairs, wall: numpy tiled loop alone / facekit process",
+            get("numpy", Row::in_memory),
+            get("facekit evaluate (all", Row::whole),
+            Some(10.0),
+        ),
+        (
+            "all pairs, wall: numpy process / facekit process",
+            get("numpy", Row::whole),
+            get("facekit evaluate (all", Row::whole),
+            Some(10.0),
+        ),
+        (
+            "all pairs, CPU: numpy process / facekit process",
+            get("numpy", Row::cpu),
+            get("facekit evaluate (all", Row::cpu),
+            None,
+        ),
+    ];
+    for (what, anchor, ours, target) in comparisons {
+        let (Some(a), Some(o)) = (anchor, ours) else {
+            continue;
+        };
+        let x = a / o;
+        match target {
+            Some(t) => println!(
+                "{what}: {x:.1}x (target >= {t}x: {})",
+                if x >= t { "met" } else { "NOT met" }
+            ),
+            None => println!("{what}: {x:.1}x"),
+        }
+    }
     for n in notes {
         println!("{n}");
     }
