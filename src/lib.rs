@@ -6,14 +6,18 @@
 //! subcommand; `src/main.rs` only parses arguments and maps outcomes to exit
 //! codes.
 
+pub mod align;
 pub mod cli;
 pub mod cmd;
 pub mod compare;
 pub mod evaldir;
 pub mod evalinput;
+pub mod imaging;
 pub mod kface;
 pub mod metrics;
 pub mod output;
+pub mod report;
+pub mod shard;
 pub mod synthetic_model;
 
 /// The version written into every output that records one.

@@ -2,9 +2,13 @@
 //! selection notation of the K-Face literature, and (in later modules) the
 //! path grammar, the annotation format and archive reading.
 
+pub mod annotation;
 pub mod attrs;
 pub mod holdout;
+pub mod landmarks;
+pub mod path;
 pub mod select;
+pub mod source;
 
 pub use attrs::{Attributes, ImageKey};
 pub use holdout::{HoldoutPlan, HoldoutSpec, Split};

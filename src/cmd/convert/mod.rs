@@ -1,0 +1,432 @@
+//! `facekit convert`: the AI Hub K-Face tree → aligned, labeled training
+//! shards, the held-out evaluation set and the tables that describe them.
+//!
+//! discover the units → plan the held-out identities → per unit (one loaded
+//! at a time, its images in parallel): landmarks, decode, align, encode,
+//! spool → sort the rows canonically, assign labels and shuffled keys →
+//! write the shards, `eval/`, `manifest.parquet`, `identities.csv`,
+//! `preview.png`, and `dataset.json` last: its presence marks a finished
+//! output.
+
+mod assign;
+mod manifest;
+mod outputs;
+mod process;
+mod spool;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+
+use crate::cli::{ConvertArgs, LandmarkPolicy, ShardFormat};
+use crate::imaging::DEFAULT_MAX_PIXELS;
+use crate::kface::landmarks::Policy;
+use crate::kface::source::{discover, Discovery, PATTERN};
+use crate::kface::{HoldoutPlan, HoldoutSpec, Selection};
+use crate::output::{self, write_atomic};
+use manifest::{Row, RowSplit, Status};
+use process::Settings;
+use spool::Spool;
+
+/// Outputs a finished run leaves in DIR; any of them present means DIR is
+/// taken unless `--force`.
+const OUTPUTS: [&str; 7] = [
+    "dataset.json",
+    "train.rec",
+    "train.idx",
+    "manifest.parquet",
+    "identities.csv",
+    "preview.png",
+    "eval",
+];
+/// Where `--format folder` puts the class folders.
+const FOLDER_DIR: &str = "train";
+
+#[derive(Debug, Serialize)]
+struct Counts {
+    identities_found: u64,
+    images_seen: u64,
+    ok: u64,
+    failed: u64,
+    skipped: u64,
+    train: u64,
+    gallery: u64,
+    probe: u64,
+    excluded: u64,
+    duplicate_identities: u64,
+    stray_files: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Holdout {
+    identities: Vec<String>,
+    out_of_db: Vec<String>,
+    missing: Vec<String>,
+    enroll: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Failure {
+    source: String,
+    reason: String,
+}
+
+/// `dataset.json`, and the summary `--json` prints.
+#[derive(Debug, Serialize)]
+struct Summary {
+    facekit_version: &'static str,
+    dir: String,
+    format: &'static str,
+    num_classes: u64,
+    num_image: u64,
+    image_size: [u32; 2],
+    selection: String,
+    landmarks: &'static str,
+    seed: u64,
+    quality: u8,
+    holdout: Option<Holdout>,
+    counts: Counts,
+    failures: u64,
+    /// The first failures in manifest order (all of them are in the manifest).
+    first_failures: Vec<Failure>,
+    /// Lines to paste into an arcface_torch config.
+    arcface_torch: Vec<String>,
+}
+
+const FIRST_FAILURES: usize = 20;
+
+fn policy(choice: LandmarkPolicy) -> (Policy, &'static str) {
+    match choice {
+        LandmarkPolicy::Sibling => (Policy::Sibling, "sibling"),
+        LandmarkPolicy::Annotation => (Policy::Annotation, "annotation"),
+        LandmarkPolicy::Bbox => (Policy::Bbox, "bbox"),
+    }
+}
+
+/// Creates DIR, refusing to replace a finished output without `--force`;
+/// with it, removes the outputs the new run would not overwrite.
+fn prepare_out(dir: &Path, force: bool) -> anyhow::Result<()> {
+    fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
+    let taken: Vec<&str> = OUTPUTS
+        .iter()
+        .chain([&FOLDER_DIR])
+        .copied()
+        .filter(|n| dir.join(n).exists())
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        bail!(
+            "{}: already holds a converted dataset ({}); pass --force to replace it",
+            dir.display(),
+            taken.join(", ")
+        );
+    }
+    // dataset.json first, so an interrupted forced run never looks finished.
+    for name in ["dataset.json", "train.rec", "train.idx", "eval", FOLDER_DIR] {
+        let path = dir.join(name);
+        let removed = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| {
+                    format!("{}: cannot remove the previous output", path.display())
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn describe_sources(sources: &[PathBuf]) -> String {
+    sources
+        .iter()
+        .map(|s| s.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
+    let quiet = args.output.quiet;
+    let selection = match &args.select {
+        Some(spec) => spec.parse::<Selection>()?,
+        None => Selection::default_training(),
+    };
+    let enroll: Selection = args.enroll.parse().context("--enroll")?;
+    crate::align::template(args.size).context("--size")?;
+    let holdout = args
+        .holdout
+        .as_deref()
+        .map(HoldoutSpec::parse)
+        .transpose()?;
+    let (landmark_policy, policy_name) = policy(args.landmarks);
+
+    let found = discover(&args.sources)?;
+    let warn = |line: &str| {
+        if !quiet {
+            eprintln!("facekit: warning: {line}");
+        }
+    };
+    for line in &found.warnings {
+        warn(line);
+    }
+    if found.is_empty() {
+        bail!(
+            "no K-Face images found in {} (looked for {PATTERN})",
+            describe_sources(&args.sources)
+        );
+    }
+    for (unit, winner) in &found.duplicates {
+        warn(&format!(
+            "identity {} in {} was already read from {winner}; skipped",
+            unit.identity(),
+            unit.origin()
+        ));
+    }
+    let identities: BTreeSet<String> = found
+        .units
+        .iter()
+        .map(|u| u.identity().to_string())
+        .collect();
+    let plan = match &holdout {
+        Some(spec) => HoldoutPlan::new(spec, &identities, args.out_of_db_share, args.seed)?,
+        None => HoldoutPlan::default(),
+    };
+    if !plan.missing.is_empty() {
+        warn(&format!(
+            "{} held-out identities are not in the sources: {}",
+            plan.missing.len(),
+            plan.missing.join(" ")
+        ));
+    }
+    prepare_out(&args.out, args.force)?;
+
+    let settings = Settings {
+        selection,
+        enroll,
+        policy: landmark_policy,
+        size: args.size,
+        quality: args.quality,
+        max_pixels: DEFAULT_MAX_PIXELS,
+        plan,
+    };
+    let (mut rows, mut spool) = read_sources(&found, &settings, args, quiet)?;
+    rows.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let assignment = assign::assign(&mut rows, args.seed);
+    let counts = Counts::of(&rows, &found);
+    if counts.ok == 0 {
+        bail!(nothing_converted(
+            &rows,
+            &counts,
+            &settings.selection,
+            &args.sources
+        ));
+    }
+
+    let format = match args.format {
+        ShardFormat::Rec => {
+            outputs::write_rec(&args.out, &rows, &assignment, &mut spool)?;
+            "rec"
+        }
+        ShardFormat::Folder => {
+            outputs::write_folder(&args.out.join(FOLDER_DIR), &rows, &assignment, &mut spool)?;
+            "folder"
+        }
+    };
+    let eval = outputs::eval_rows(&rows);
+    if !eval.is_empty() {
+        outputs::write_eval(&args.out, &eval, &settings.plan.out_of_db, &mut spool)?;
+    }
+    manifest::write_manifest(&args.out.join("manifest.parquet"), &rows)?;
+    outputs::write_identities(&args.out.join("identities.csv"), &assignment)?;
+    outputs::write_preview(&args.out.join("preview.png"), &rows, args.size, &mut spool)?;
+    drop(spool);
+
+    let num_classes = assignment.classes.len() as u64;
+    let num_image = assignment.order.len() as u64;
+    let dir = fs::canonicalize(&args.out).unwrap_or_else(|_| args.out.clone());
+    let rec_dir = match args.format {
+        ShardFormat::Rec => dir.clone(),
+        ShardFormat::Folder => dir.join(FOLDER_DIR),
+    };
+    let summary = Summary {
+        facekit_version: crate::VERSION,
+        dir: dir.display().to_string(),
+        format,
+        num_classes,
+        num_image,
+        image_size: [args.size, args.size],
+        selection: settings.selection.to_string(),
+        landmarks: policy_name,
+        seed: args.seed,
+        quality: args.quality,
+        holdout: holdout.as_ref().map(|_| Holdout {
+            identities: settings.plan.held_out.iter().cloned().collect(),
+            out_of_db: settings.plan.out_of_db.iter().cloned().collect(),
+            missing: settings.plan.missing.clone(),
+            enroll: settings.enroll.to_string(),
+        }),
+        failures: counts.failed,
+        counts,
+        first_failures: rows
+            .iter()
+            .filter(|r| r.status == Status::Failed)
+            .take(FIRST_FAILURES)
+            .map(|r| Failure {
+                source: r.source.clone(),
+                reason: r.reason.clone().unwrap_or_default(),
+            })
+            .collect(),
+        arcface_torch: vec![
+            format!("config.rec = {:?}", rec_dir.display().to_string()),
+            format!("config.num_classes = {num_classes}"),
+            format!("config.num_image = {num_image}"),
+        ],
+    };
+    let json = serde_json::to_string_pretty(&summary)? + "\n";
+    let dataset_json = args.out.join("dataset.json");
+    write_atomic(&dataset_json, json.as_bytes())
+        .with_context(|| format!("{}: cannot write", dataset_json.display()))?;
+
+    if args.output.json {
+        print!("{json}");
+    } else if !quiet {
+        print_summary(&summary, &args.out);
+    }
+    Ok(())
+}
+
+/// Converts every unit, one loaded at a time, into rows and spooled crops;
+/// adds the rows of duplicate identities and of unlisted files.
+fn read_sources(
+    found: &Discovery,
+    settings: &Settings,
+    args: &ConvertArgs,
+    quiet: bool,
+) -> anyhow::Result<(Vec<Row>, Spool)> {
+    let pool = output::thread_pool(args.jobs)?;
+    let mut spool = Spool::create(&args.out)
+        .with_context(|| format!("{}: cannot create the spool", args.out.display()))?;
+    let known: u64 = found.units.iter().filter_map(|u| u.image_count()).sum();
+    let progress = output::progress(known, "converting", quiet);
+    let mut rows: Vec<Row> = Vec::new();
+    for unit in &found.units {
+        process::process_unit(
+            unit.as_ref(),
+            settings,
+            &pool,
+            &mut spool,
+            &mut rows,
+            &progress,
+        )
+        .context("spooling the converted crops")?;
+    }
+    progress.finish_and_clear();
+    for (unit, winner) in &found.duplicates {
+        process::duplicate_rows(unit.as_ref(), winner, &mut rows);
+    }
+    for orphan in &found.orphans {
+        let identity = orphan.identity.clone().unwrap_or_default();
+        let row = Row::new(orphan.source.clone(), identity, None, RowSplit::Excluded);
+        rows.push(row.with(Status::Failed, orphan.reason.clone()));
+    }
+    Ok((rows, spool))
+}
+
+impl Counts {
+    fn of(rows: &[Row], found: &Discovery) -> Counts {
+        let count = |f: &dyn Fn(&Row) -> bool| rows.iter().filter(|r| f(r)).count() as u64;
+        let converted = |split: RowSplit| count(&|r| r.split == split && r.status == Status::Ok);
+        Counts {
+            identities_found: found.units.len() as u64,
+            images_seen: rows.len() as u64,
+            ok: count(&|r| r.status == Status::Ok),
+            failed: count(&|r| r.status == Status::Failed),
+            skipped: count(&|r| r.status == Status::Skipped),
+            train: converted(RowSplit::Train),
+            gallery: converted(RowSplit::Gallery),
+            probe: converted(RowSplit::Probe),
+            excluded: count(&|r| r.split == RowSplit::Excluded),
+            duplicate_identities: found.duplicates.len() as u64,
+            stray_files: found.stray_files,
+        }
+    }
+}
+
+/// The message when not one image was converted.
+fn nothing_converted(
+    rows: &[Row],
+    counts: &Counts,
+    selection: &Selection,
+    sources: &[PathBuf],
+) -> String {
+    if counts.failed == 0 && counts.excluded == counts.images_seen {
+        return format!(
+            "none of the {} images found in {} is in the selection {selection}",
+            counts.images_seen,
+            describe_sources(sources)
+        );
+    }
+    let examples: Vec<String> = rows
+        .iter()
+        .filter(|r| {
+            r.status == Status::Failed || (r.status != Status::Ok && r.split != RowSplit::Excluded)
+        })
+        .take(3)
+        .map(|r| format!("{}: {}", r.source, r.reason.as_deref().unwrap_or("")))
+        .collect();
+    format!(
+        "no image could be converted ({} failed), e.g. {}",
+        counts.failed,
+        examples.join("; ")
+    )
+}
+
+fn print_summary(s: &Summary, out: &Path) {
+    let c = &s.counts;
+    println!("num_classes = {}", s.num_classes);
+    println!("num_image   = {}", s.num_image);
+    println!(
+        "images seen: {} in {} identities ({} converted, {} failed, {} skipped)",
+        c.images_seen, c.identities_found, c.ok, c.failed, c.skipped
+    );
+    if let Some(h) = &s.holdout {
+        println!(
+            "held out: {} identities ({} out-of-DB) -> {}/eval/ ({} gallery, {} probe images)",
+            h.identities.len(),
+            h.out_of_db.len(),
+            out.display(),
+            c.gallery,
+            c.probe
+        );
+    }
+    if s.failures > 0 {
+        println!(
+            "failures: {} (reasons in {}/manifest.parquet)",
+            s.failures,
+            out.display()
+        );
+    }
+    let shards = if s.format == "rec" {
+        "train.rec, train.idx"
+    } else {
+        "train/"
+    };
+    println!(
+        "wrote {}: {shards}, manifest.parquet, identities.csv, dataset.json, preview.png",
+        out.display()
+    );
+    println!("arcface_torch config:");
+    for line in &s.arcface_torch {
+        println!("    {line}");
+    }
+}

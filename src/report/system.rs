@@ -1,0 +1,120 @@
+//! One evaluated system: an EVAL_DIR read whole, named after its directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::evaldir::{
+    self, EvalDirError, HistogramRow, OperatingPointRow, ProbeRow, RocRow, Summary,
+};
+
+/// Everything `facekit evaluate` wrote about one system. Tables the
+/// directory lacks are empty, and the charts that need them are left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct System {
+    /// Shown in legends and headings: the directory's name.
+    pub name: String,
+    pub dir: PathBuf,
+    pub summary: Summary,
+    pub roc: Vec<RocRow>,
+    pub operating_points: Vec<OperatingPointRow>,
+    pub histograms: Vec<HistogramRow>,
+    pub probes: Vec<ProbeRow>,
+    /// The files this directory lacks, by name.
+    pub missing: Vec<&'static str>,
+}
+
+impl System {
+    pub fn load(dir: &Path, name: String) -> Result<System, EvalDirError> {
+        let summary = evaldir::read_summary(dir)?;
+        let mut missing = Vec::new();
+        let mut present = |file: &'static str| {
+            let there = dir.join(file).is_file();
+            if !there {
+                missing.push(file);
+            }
+            there
+        };
+        let roc = if present(evaldir::ROC_CSV) {
+            evaldir::read_csv(&dir.join(evaldir::ROC_CSV))?
+        } else {
+            Vec::new()
+        };
+        let operating_points = if present(evaldir::OPERATING_POINTS_CSV) {
+            evaldir::read_csv(&dir.join(evaldir::OPERATING_POINTS_CSV))?
+        } else {
+            Vec::new()
+        };
+        let histograms = if present(evaldir::SCORES_PARQUET) {
+            evaldir::read_histograms(&dir.join(evaldir::SCORES_PARQUET))?
+        } else {
+            Vec::new()
+        };
+        let probes = if summary.identification.is_some() && present(evaldir::PROBES_CSV) {
+            evaldir::read_csv(&dir.join(evaldir::PROBES_CSV))?
+        } else {
+            Vec::new()
+        };
+        Ok(System {
+            name,
+            dir: dir.to_path_buf(),
+            summary,
+            roc,
+            operating_points,
+            histograms,
+            probes,
+            missing,
+        })
+    }
+
+    /// The operating points of one kind ("fmr" or "fpir"), as in
+    /// `operating_points.csv`.
+    pub fn points(&self, kind: &str) -> impl Iterator<Item = &OperatingPointRow> + '_ {
+        let kind = kind.to_string();
+        self.operating_points.iter().filter(move |p| p.kind == kind)
+    }
+
+    /// The histogram bins of one kind.
+    pub fn bins(&self, kind: &str) -> Vec<&HistogramRow> {
+        self.histograms.iter().filter(|h| h.kind == kind).collect()
+    }
+}
+
+/// Names for the systems: each directory's last component, made unique
+/// with a number where two directories share a name.
+pub fn system_names(dirs: &[PathBuf]) -> Vec<String> {
+    let base: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            let canonical = d.canonicalize().unwrap_or_else(|_| d.clone());
+            canonical
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| d.display().to_string())
+        })
+        .collect();
+    base.iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let same = base.iter().filter(|n| *n == name).count();
+            if same > 1 {
+                let nth = base[..=i].iter().filter(|n| *n == name).count();
+                format!("{name} ({nth})")
+            } else {
+                name.clone()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_directories_and_are_unique() {
+        let dirs: Vec<PathBuf> = ["runs/a/eval", "runs/b/eval", "base"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(system_names(&dirs), ["eval (1)", "eval (2)", "base"]);
+    }
+}
