@@ -35,3 +35,42 @@ pub fn group_rows(groups: &[GroupScores], points: &[FmrPoint]) -> Vec<GroupRow> 
     }
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_group_is_read_at_the_global_threshold() {
+        let point = FmrPoint {
+            fmr_target: 0.1,
+            threshold: 0.5,
+            threshold_l2: 1.0,
+            fmr: 0.1,
+            fnmr: 0.2,
+            false_matches: 1,
+            false_non_matches: 2,
+            fnmr_ci95: None,
+            fmr_ci95: None,
+            warning: None,
+        };
+        let groups = [
+            GroupScores {
+                values: vec!["C4".into()],
+                genuine: ScoreCounts::from_scores(vec![0.9, 0.4, 0.6, 0.5]),
+                impostor: ScoreCounts::from_scores(vec![0.1, 0.5, 0.2, 0.3]),
+            },
+            GroupScores {
+                values: vec!["C5".into()],
+                genuine: ScoreCounts::from_scores(vec![0.3]),
+                impostor: ScoreCounts::default(),
+            },
+        ];
+        let rows = group_rows(&groups, &[point]);
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].fnmr, rows[0].fmr), (0.25, 0.25));
+        assert_eq!((rows[0].genuine_count, rows[0].impostor_count), (4, 4));
+        assert_eq!(rows[1].fnmr, 1.0);
+        assert!(rows[1].fmr.is_nan());
+    }
+}

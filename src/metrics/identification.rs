@@ -163,3 +163,65 @@ pub fn identification(
         operating_points,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::Candidate;
+
+    fn probe(top: &[(u32, f32)], mate: Option<(f32, u64)>) -> ProbeResult {
+        ProbeResult {
+            top: top
+                .iter()
+                .map(|&(index, score)| Candidate { index, score })
+                .collect(),
+            mate_score: mate.map(|m| m.0),
+            mate_rank: mate.map(|m| m.1),
+        }
+    }
+
+    #[test]
+    fn nist_conventions_on_a_hand_made_search() {
+        let probes = [
+            probe(&[(0, 0.9), (1, 0.2)], Some((0.9, 1))),
+            probe(&[(2, 0.6), (0, 0.5)], Some((0.5, 2))),
+            probe(&[(1, 0.4), (0, 0.1)], Some((0.4, 1))),
+            probe(&[(1, 0.7), (2, 0.3)], None),
+            probe(&[(0, 0.3), (2, 0.1)], None),
+        ];
+        assert_eq!(cmc(&probes, 3).unwrap(), [2.0 / 3.0, 1.0, 1.0]);
+        let open = OpenSet::new(&probes).unwrap();
+        assert_eq!((open.mated_count(), open.non_mated_count()), (3, 2));
+        // FPIR 0.5: the lowest non-mated top-1 score with FPIR <= 0.5 is 0.7.
+        let p = open.fpir_point(0.5).unwrap();
+        assert_eq!((p.threshold, p.fpir), (0.7f32 as f64, 0.5));
+        // At 0.7 only the first probe's mate (rank 1, 0.9) is found.
+        assert_eq!(p.fnir, 2.0 / 3.0);
+        // Below 1/2 no non-mated search may pass: just above 0.7.
+        let p = open.fpir_point(0.1).unwrap();
+        assert_eq!(p.fpir, 0.0);
+        assert!(p.threshold > 0.7f32 as f64 && p.warning.is_some());
+        assert_eq!(open.fnir(0.3), 1.0 / 3.0);
+        let id = identification(&probes, 3, 3, &[0.5], 2).unwrap();
+        assert_eq!(id.rank1, 2.0 / 3.0);
+        assert_eq!(id.operating_points.len(), 1);
+        assert!(matches!(
+            OpenSet::new(&[probe(&[], None)]),
+            Err(MetricsError::NoCandidates { probe: 0 })
+        ));
+        assert_eq!(cmc(&probes[3..], 1), Err(MetricsError::NoMatedProbes));
+    }
+
+    #[test]
+    fn a_mate_below_first_place_misses_at_every_threshold() {
+        assert_eq!(
+            rank1_mate_score(&probe(&[], Some((0.8, 1)))),
+            Some(0.8f32 as f64)
+        );
+        assert_eq!(
+            rank1_mate_score(&probe(&[], Some((0.8, 3)))),
+            Some(f64::NEG_INFINITY)
+        );
+        assert_eq!(rank1_mate_score(&probe(&[(0, 0.5)], None)), None);
+    }
+}

@@ -130,3 +130,37 @@ pub fn insightface_kfold(
         rule: KFOLD_RULE.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_rule_on_grid_points_and_contiguous_folds() {
+        // 20 pairs, 2 per fold: same pairs at distance 1.0, different pairs
+        // at exactly 1.2. Training picks the first threshold above 1.0
+        // (1.01 separates perfectly); "same" needs distance < threshold.
+        let dist: Vec<f64> = (0..20)
+            .map(|i| if i % 2 == 0 { 1.0 } else { 1.2 })
+            .collect();
+        let same: Vec<bool> = (0..20).map(|i| i % 2 == 0).collect();
+        let k = insightface_kfold(&dist, &same, 10).unwrap();
+        assert_eq!((k.mean, k.std), (1.0, 0.0));
+        assert!(k.thresholds_squared_l2.iter().all(|&t| t == 101.0 * 0.01));
+        assert_eq!(squared_l2_of_cosine(0.5), 1.0);
+        assert_eq!(
+            insightface_kfold(&dist[..5], &same[..5], 10),
+            Err(MetricsError::Folds {
+                pairs: 5,
+                folds: 10
+            })
+        );
+        assert_eq!(
+            insightface_kfold(&dist, &same[..3], 10),
+            Err(MetricsError::PairLabels {
+                scores: 20,
+                labels: 3
+            })
+        );
+    }
+}

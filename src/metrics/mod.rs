@@ -37,3 +37,10 @@ pub enum MetricsError {
     #[error("{pairs} pairs cannot be split into {folds} folds")]
     Folds { pairs: usize, folds: usize },
 }
+
+#[cfg(test)]
+mod anchor_tests;
+#[cfg(test)]
+mod property_tests;
+#[cfg(test)]
+mod speed_tests;
