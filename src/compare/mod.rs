@@ -175,7 +175,8 @@ pub struct CompareResult {
     /// Every genuine score, in no particular order.
     pub genuine: Vec<f32>,
     /// The identity label of each genuine score (`genuine[i]` compares two
-    /// rows of `genuine_subjects[i]`), for subject-bootstrap intervals.
+    /// rows of `genuine_subjects[i]`), for subject-bootstrap intervals. An
+    /// engine may leave it empty; the FNMR then gets no interval.
     pub genuine_subjects: Vec<u32>,
     /// Impostor counts per bin of the job's histogram.
     pub impostor_hist: Vec<u64>,

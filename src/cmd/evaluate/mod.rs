@@ -506,15 +506,20 @@ impl Loaded<'_> {
     ) -> VerificationSet {
         let genuine = ScoreCounts::from_scores(result.genuine.clone());
         let impostor = ScoreCounts::from_binned(&result.impostor_tail, &result.impostor_hist, spec);
-        let subjects = result
-            .genuine
-            .iter()
-            .zip(&result.genuine_subjects)
-            .map(|(&s, &subject)| SubjectScore {
-                subject,
-                score: s as f64,
-            })
-            .collect();
+        // Engines may leave the subjects out: then no FNMR interval.
+        let subjects = if result.genuine_subjects.len() == result.genuine.len() {
+            result
+                .genuine
+                .iter()
+                .zip(&result.genuine_subjects)
+                .map(|(&s, &subject)| SubjectScore {
+                    subject,
+                    score: s as f64,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let bins = Bins::cosine(spec);
         let mut histograms = bins.rows(HIST_GENUINE, result.genuine.iter().copied());
         histograms.extend(bins.count_rows(HIST_IMPOSTOR, &result.impostor_hist));
