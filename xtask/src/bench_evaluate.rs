@@ -237,6 +237,9 @@ fn scores_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyho
         eer = report.summary.eer;
         std::hint::black_box(intervals);
     }
+    // Free the scores before spawning: a child's ru_maxrss can include the
+    // parent's resident pages at the spawn.
+    drop(read);
     rows.push(mem);
     eprintln!("scores: facekit process ...");
     let mut whole = Row::new("scores 10^7+10^4", "facekit evaluate --scores (process)");
@@ -424,13 +427,17 @@ fn print_table(rows: &[Row], notes: &[String]) {
     };
     for r in rows {
         println!(
-            "| {} | {} | {} | {} | {} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {} |",
             r.case,
             r.tool,
             fmt(r.whole()),
             fmt(r.cpu()),
             fmt(r.in_memory()),
-            r.peak_rss as f64 / (1 << 20) as f64
+            if r.peak_rss == 0 {
+                "–".to_string()
+            } else {
+                format!("{:.0}", r.peak_rss as f64 / (1 << 20) as f64)
+            }
         );
     }
     let find = |prefix: &str| rows.iter().find(|r| r.tool.starts_with(prefix));
