@@ -14,7 +14,8 @@
 //!   distinct pair of 20,000 × 512 embeddings, the whole process against a
 //!   tiled numpy implementation.
 //!
-//! Medians over `--runs`; peak memory is the largest ru_maxrss of a run.
+//! Medians over `--runs`, wall and CPU (user + system) seconds; peak memory
+//! is the largest sampled resident size of a run's process tree.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,7 +85,9 @@ impl Row {
         let m = measure::run(cmd)?;
         self.cpu.push(children_cpu() - before);
         self.whole.push(m.seconds);
-        self.peak_rss = self.peak_rss.max(m.peak_process_rss.max(m.peak_tree_rss));
+        // The sampled resident memory of the process tree: a child's
+        // ru_maxrss also counts the parent's pages at the spawn.
+        self.peak_rss = self.peak_rss.max(m.peak_tree_rss);
         Ok(m)
     }
 

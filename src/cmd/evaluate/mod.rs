@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::cli::{DeviceChoice, EvaluateArgs, Protocol};
+use crate::cli::{DeviceChoice, EvaluateArgs, Precision, Protocol};
 use crate::compare::cpu::{products, CpuEngine};
 use crate::compare::{CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing};
 use crate::evaldir::{
@@ -113,8 +113,12 @@ fn write_outputs(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The one place the engine is chosen. The CUDA engine plugs in here.
-fn engine(device: DeviceChoice) -> anyhow::Result<(Box<dyn Engine>, EngineInfo)> {
+/// The one place the engine is chosen; `compare::select_engine` (the CUDA
+/// helper's) replaces the body when it lands.
+fn engine(
+    device: DeviceChoice,
+    precision: Precision,
+) -> anyhow::Result<(Box<dyn Engine>, EngineInfo)> {
     let cpu = |fallback_reason: Option<String>| EngineInfo {
         kind: "cpu".into(),
         description: "cpu: matrixmultiply sgemm, fp32".into(),
@@ -122,12 +126,19 @@ fn engine(device: DeviceChoice) -> anyhow::Result<(Box<dyn Engine>, EngineInfo)>
         fallback_reason,
         max_abs_score_error: None,
     };
+    let name = format!("{precision:?}").to_lowercase();
     match device {
+        DeviceChoice::Cpu if precision != Precision::Fp32 => {
+            bail!("--precision {name} needs the CUDA engine (the CPU engine computes in fp32)")
+        }
         DeviceChoice::Cpu => Ok((Box::new(CpuEngine::new()), cpu(None))),
-        DeviceChoice::Auto => Ok((
-            Box::new(CpuEngine::new()),
-            cpu(Some("this build has no CUDA engine wired in".into())),
-        )),
+        DeviceChoice::Auto => {
+            let mut why = "this build has no CUDA engine wired in".to_string();
+            if precision != Precision::Fp32 {
+                why.push_str(&format!("; fp32 instead of {name}"));
+            }
+            Ok((Box::new(CpuEngine::new()), cpu(Some(why))))
+        }
         DeviceChoice::Cuda => {
             bail!("--device cuda: this build has no CUDA engine wired in; use --device cpu")
         }
@@ -320,7 +331,7 @@ fn from_embeddings(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
         gallery,
         probes,
     };
-    let (engine, engine_info) = engine(args.device)?;
+    let (engine, engine_info) = engine(args.device, args.precision)?;
     loaded.evaluate(engine.as_ref(), engine_info, emb_path)
 }
 
