@@ -141,7 +141,9 @@ pub struct FmrPoint {
     /// 95% interval of the FNMR (subject bootstrap), when computed.
     #[serde(default)]
     pub fnmr_ci95: Option<[f64; 2]>,
-    /// 95% interval of the FMR (subject bootstrap), when computed.
+    /// 95% Clopper–Pearson interval of the FMR, when computed (per-subject
+    /// impostor counts are not kept, so it ignores subject correlation and
+    /// is narrower than a subject bootstrap would be).
     #[serde(default)]
     pub fmr_ci95: Option<[f64; 2]>,
     /// Set when the target is below what the impostor count can resolve.
@@ -204,16 +206,16 @@ pub struct GroupRow {
     pub threshold: f64,
     pub genuine_count: u64,
     pub impostor_count: u64,
-    /// NaN (JSON null) when the group has no genuine comparison.
-    #[serde(deserialize_with = "nan_if_null")]
+    /// NaN (JSON null) when the group has no genuine comparisons.
+    #[serde(deserialize_with = "nan_from_null")]
     pub fnmr: f64,
-    /// NaN (JSON null) when the group has no impostor comparison.
-    #[serde(deserialize_with = "nan_if_null")]
+    /// NaN (JSON null) when the group has no impostor comparisons.
+    #[serde(deserialize_with = "nan_from_null")]
     pub fmr: f64,
 }
 
-/// serde_json writes a NaN as null; read it back as NaN.
-fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+/// serde_json writes a NaN rate as `null`; read it back as NaN.
+fn nan_from_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
@@ -455,6 +457,24 @@ mod tests {
         for c in [-0.9, -0.2, 0.1, 0.38, 0.77] {
             assert!((l2_to_cosine(cosine_to_l2(c)) - c).abs() < 1e-12);
         }
+    }
+
+    #[test]
+    fn empty_group_rates_survive_json() {
+        let row = GroupRow {
+            values: vec!["C1".into()],
+            fmr_target: 1e-3,
+            threshold: 0.4,
+            genuine_count: 0,
+            impostor_count: 10,
+            fnmr: f64::NAN,
+            fmr: 0.1,
+        };
+        let json = serde_json::to_string(&row).unwrap();
+        assert!(json.contains("\"fnmr\":null"), "{json}");
+        let back: GroupRow = serde_json::from_str(&json).unwrap();
+        assert!(back.fnmr.is_nan());
+        assert_eq!(back.fmr, 0.1);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod imaging;
 pub mod kface;
 pub mod metrics;
 pub mod output;
+pub mod pairs;
 pub mod report;
 pub mod shard;
 pub mod synthetic_model;

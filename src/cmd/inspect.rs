@@ -6,6 +6,8 @@
 //! Prints counts (hyperfine-like, or JSON with `--json`); exits 1 naming the
 //! first problems if any record is bad.
 //!
+//! A verification `.bin` goes to `inspect_bin`.
+//!
 //! `dataset.json` beside the `.rec` is used when present: `num_classes`,
 //! `num_image` and `image_size` (a number or `[h, w]`).
 
@@ -29,6 +31,13 @@ const LISTED_PROBLEMS: usize = 10;
 const BATCH: usize = 2048;
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
+    if args
+        .path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bin"))
+    {
+        return super::inspect_bin::run(&args.path, &args.output);
+    }
     let files = ShardFiles::locate(&args.path)?;
     let summary = inspect(&files, args.output.quiet)?;
     if args.output.json {

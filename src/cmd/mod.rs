@@ -5,6 +5,7 @@ pub mod convert;
 pub mod demo;
 pub mod evaluate;
 pub mod inspect;
+pub mod inspect_bin;
 pub mod pairs;
 pub mod report;
 pub mod search;

@@ -3,6 +3,7 @@
 //! path grammar, the annotation format and archive reading.
 
 pub mod annotation;
+pub mod archive;
 pub mod attrs;
 pub mod holdout;
 pub mod landmarks;

@@ -10,16 +10,16 @@
 //! gives the display `source` string of each file, which the manifest
 //! records.
 //!
-//! Two kinds of units exist or are planned:
+//! Two kinds of units exist:
 //!
 //! * [`FolderUnit`] (here): an identity folder `<ID>/S00a/Lb/E0c/Cn.jpg`, or
 //!   the flat files `<ID>_S00a_Lb_E0c_Cn.jpg` of one folder. Loading is free
 //!   (the walk already listed the files); `read` reads one file.
-//! * a zip-backed unit (the archive reader): an inner `<ID>.zip`, inside a
+//! * a zip-backed unit ([`crate::kface::archive`]): an inner `<ID>.zip`, inside a
 //!   tier zip or alone, whose members are `S001/L1/E01/C7.jpg`. Its `load`
 //!   reads the inner archive into memory and lists the members
 //!   ([`crate::kface::path::parse_in_identity`]); `read` inflates one member;
-//!   its sources read `outer.zip:19062421.zip:S001/L1/E01/C7.jpg`. Discovery
+//!   its sources read `outer.zip!19062421.zip!S001/L1/E01/C7.jpg`. Discovery
 //!   hands every `.zip` it meets to [`zip_units`], the one place that reader
 //!   plugs in; the pipeline does not change.
 //!
@@ -194,10 +194,7 @@ pub const PATTERN: &str = "<ID>/S00a/Lb/E0c/Cn.jpg or <ID>_S00a_Lb_E0c_Cn.jpg (o
 
 /// The units of a zip file: the seam where the archive reader plugs in.
 pub fn zip_units(path: &Path) -> Result<Vec<Box<dyn Unit>>, SourceError> {
-    Err(SourceError::Unsupported {
-        path: path.to_string_lossy().into_owned(),
-        reason: "reading zip archives is not supported yet; extract it and pass the folder".into(),
-    })
+    super::archive::units(path)
 }
 
 fn is_image(path: &Path) -> bool {

@@ -707,10 +707,11 @@ pub struct VerificationReport {
 /// The definition written into `eer_definition`.
 pub const EER_DEFINITION: &str = "FVC2000 (as pyeer) on the exact step curve: the two adjacent vertices \
 where FMR - FNMR changes sign, the one with the smaller FMR + FNMR; eer_low/eer_high are its two rates, \
-eer their midpoint, eer_threshold its score (accept if score >= threshold)";
+eer their midpoint, eer_threshold its score (accept if score >= threshold); the curve includes the vertex above \
+every score (FMR 0, FNMR 1), so it always crosses where pyeer would report 1";
 
-/// All verification metrics: one walk of the curve, a binary search per FMR
-/// target, two passes for the moments.
+/// All verification metrics: the curve summary, a binary search per FMR
+/// target, one pass for the moments.
 pub fn verification(
     genuine: &ScoreCounts,
     impostor: &ScoreCounts,

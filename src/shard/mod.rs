@@ -1,5 +1,6 @@
 //! Training shards: MXNet RecordIO (`train.rec` + `train.idx`, insightface's
-//! flat layout) and the ImageFolder tree.
+//! flat layout) and the ImageFolder tree; and the arcface_torch verification
+//! `.bin` (`verification_bin`).
 //!
 //! Writing the flat layout (what `convert` does):
 //!
@@ -23,6 +24,7 @@
 
 pub mod folder;
 pub mod recordio;
+pub mod verification_bin;
 
 pub use folder::FolderLayout;
 pub use recordio::{
