@@ -19,6 +19,7 @@ pub mod output;
 pub mod pairs;
 pub mod report;
 pub mod shard;
+pub mod synth;
 pub mod synthetic_model;
 
 /// The version written into every output that records one.

@@ -4,7 +4,7 @@
 //! terminal.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -63,6 +63,16 @@ impl Write for AtomicFile {
             .as_mut()
             .expect("writer present until commit")
             .flush()
+    }
+}
+
+/// Seekable, for formats that patch headers after the data (zip).
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.writer
+            .as_mut()
+            .expect("writer present until commit")
+            .seek(pos)
     }
 }
 

@@ -16,6 +16,8 @@ pub mod cpu;
 
 use std::fmt;
 
+pub mod cuda;
+
 /// Row-major embeddings, each row L2-normalised.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
@@ -213,6 +215,12 @@ pub trait Engine: Send + Sync {
     /// What ran the job, for summaries: "cpu (2 threads)", "cuda:0 NVIDIA H200".
     fn description(&self) -> String;
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError>;
+    /// The largest sampled |score − float64 score| of the last job, for
+    /// engines whose products are not exact float32 sums in a fixed order
+    /// (the CUDA engine; its reduced precisions above all). None otherwise.
+    fn score_error(&self) -> Option<f64> {
+        None
+    }
 }
 
 impl fmt::Debug for dyn Engine {

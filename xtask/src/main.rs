@@ -1,8 +1,12 @@
-//! Developer tasks: `cargo xtask bench evaluate` measures `facekit
-//! evaluate` against its Python anchors.
+//! Developer tasks: `cargo xtask synth` writes synthetic K-Face data,
+//! `cargo xtask bench convert` measures `facekit convert` against a
+//! reference Python pipeline, `cargo xtask bench evaluate` measures
+//! `facekit evaluate` against its Python anchors.
 
+mod bench;
 mod bench_evaluate;
 mod measure;
+mod synth;
 
 use clap::{Parser, Subcommand};
 
@@ -15,6 +19,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
+    /// Write a synthetic K-Face tree (and optionally the AI Hub zip form)
+    #[command(
+        after_help = "Example:\n  cargo xtask synth --out data/kface-sample --identities 5 --select \"S1-2 L1,3 E1-3 C4-10\""
+    )]
+    Synth(synth::SynthArgs),
     /// Benchmarks
     #[command(subcommand)]
     Bench(Bench),
@@ -22,6 +31,8 @@ enum Task {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
+    #[command(flatten)]
+    Convert(bench::Bench),
     /// facekit evaluate vs scikit-learn, bob.measure, faiss and numpy (issue 4)
     #[command(
         after_help = "Example:\n  FACEKIT_PYTHON_ANCHORS=/work/venv-anchors/bin/python cargo xtask bench evaluate"
@@ -31,6 +42,8 @@ enum Bench {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
+        Task::Synth(args) => synth::run(&args),
+        Task::Bench(Bench::Convert(bench)) => bench::run(&bench),
         Task::Bench(Bench::Evaluate(args)) => bench_evaluate::run(&args),
     }
 }

@@ -19,6 +19,9 @@ pub struct Measured {
     pub peak_tree_rss: u64,
     /// ru_maxrss of the largest process, bytes.
     pub peak_process_rss: u64,
+    /// User + system CPU time of the process and its waited-for children:
+    /// unlike wall time, barely inflated by other load on the machine.
+    pub cpu_seconds: f64,
     pub stdout: String,
 }
 
@@ -62,13 +65,18 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<Measured> {
     if waited != pid {
         bail!("waiting for {shown}: {}", std::io::Error::last_os_error());
     }
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        bail!("{shown} failed (wait status {status})");
+    if !libc::WIFEXITED(status) {
+        bail!("{shown} was killed by signal {}", libc::WTERMSIG(status));
     }
+    if libc::WEXITSTATUS(status) != 0 {
+        bail!("{shown} exited with status {}", libc::WEXITSTATUS(status));
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     Ok(Measured {
         seconds,
         peak_tree_rss,
         peak_process_rss: usage.ru_maxrss as u64 * 1024,
+        cpu_seconds: tv(usage.ru_utime) + tv(usage.ru_stime),
         stdout,
     })
 }
@@ -131,6 +139,7 @@ mod tests {
         assert_eq!(m.stdout.trim(), "hi");
         assert!(m.seconds >= 0.1);
         assert!(m.peak_process_rss > 0);
+        assert!(m.cpu_seconds < m.seconds, "sleeping takes no CPU");
         assert!(run(&mut Command::new("false")).is_err());
     }
 }

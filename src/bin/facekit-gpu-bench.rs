@@ -1,0 +1,231 @@
+//! GPU benchmark of the CUDA comparison engine: all-pairs impostor
+//! histogram, genuine scores and top-k of N probes against M gallery rows
+//! (random unit vectors, ten rows per identity), end to end (uploads,
+//! products, fold, read-back), next to cuBLAS's own GEMM over the same tiles
+//! at the same precision in the same run.
+//!
+//! It needs a GPU; `scripts/gpu-check.sh` runs it. Without one it says so
+//! and exits 1.
+
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use facekit::cli::Precision;
+use facekit::compare::cuda::{CudaEngine, Profile, TileShape};
+use facekit::compare::{CompareJob, Embeddings, HistogramSpec, Pairing};
+
+#[derive(Parser)]
+#[command(about = "Benchmark the CUDA engine against cuBLAS's own GEMM", version)]
+struct Args {
+    /// Probes (rows of the first set)
+    #[arg(long, default_value_t = 1_000_000)]
+    n: usize,
+    /// Gallery rows (default: as many as probes)
+    #[arg(long)]
+    gallery: Option<usize>,
+    #[arg(long, default_value_t = 512)]
+    dim: usize,
+    /// Precisions to run, in order
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "bf16")]
+    precision: Vec<Precision>,
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+    /// Impostor scores kept exactly
+    #[arg(long, default_value_t = 1_000_000)]
+    tail: usize,
+    /// Tile shapes ROWSxCOLS; with several, each is timed on --sweep-n
+    /// probes and gallery rows first and the fastest is used
+    #[arg(long, value_delimiter = ',', default_value = "8192x16384")]
+    tile: Vec<String>,
+    #[arg(long, default_value_t = 200_000)]
+    sweep_n: usize,
+    /// Timed repeats of the cuBLAS-only sweep (median)
+    #[arg(long, default_value_t = 1)]
+    repeats: usize,
+}
+
+fn parse_tile(s: &str) -> Result<TileShape> {
+    let (r, c) = s
+        .split_once('x')
+        .with_context(|| format!("tile {s:?}: expected ROWSxCOLS"))?;
+    Ok(TileShape {
+        rows: r.parse()?,
+        cols: c.parse()?,
+    })
+}
+
+/// Random unit vectors, made on all cores (SplitMix64 per chunk).
+fn random_rows(rows: usize, dim: usize, seed: u64) -> Result<Embeddings> {
+    use rayon::prelude::*;
+    let mut data = vec![0f32; rows * dim];
+    data.par_chunks_mut(dim * 1024)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let mut state = seed ^ ((c as u64 + 1) << 20);
+            for x in chunk {
+                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                z ^= z >> 31;
+                *x = (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+            }
+        });
+    Ok(Embeddings::normalized(data, dim)?)
+}
+
+/// Every probe against every gallery row, the labels cut to the rows given.
+fn all_pairs<'a>(
+    p: &'a Embeddings,
+    pl: &'a [u32],
+    g: &'a Embeddings,
+    gl: &'a [u32],
+    args: &Args,
+) -> CompareJob<'a> {
+    CompareJob {
+        probes: p,
+        probe_labels: &pl[..p.rows()],
+        gallery: g,
+        gallery_labels: &gl[..g.rows()],
+        pairing: Pairing::ProbeGallery,
+        top_k: args.top_k,
+        histogram: HistogramSpec::DEFAULT,
+        tail_capacity: args.tail,
+    }
+}
+
+struct Row {
+    precision: Precision,
+    tile: TileShape,
+    profile: Profile,
+    cublas_s: f64,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let m = args.gallery.unwrap_or(args.n);
+    let tiles = args
+        .tile
+        .iter()
+        .map(|t| parse_tile(t))
+        .collect::<Result<Vec<_>>>()?;
+    if tiles.is_empty() || args.precision.is_empty() {
+        bail!("give at least one --tile and one --precision");
+    }
+    // Fail before making gigabytes of data where no GPU is usable.
+    drop(CudaEngine::new(0, args.precision[0]).context("the CUDA engine cannot start")?);
+    let t = Instant::now();
+    let probes = random_rows(args.n, args.dim, 1)?;
+    let gallery = random_rows(m, args.dim, 2)?;
+    let pl: Vec<u32> = (0..args.n as u32).map(|i| i / 10).collect();
+    let gl: Vec<u32> = (0..m as u32).map(|i| i / 10).collect();
+    eprintln!(
+        "data: {} × {} vs {} × {} made in {:.1} s",
+        args.n,
+        args.dim,
+        m,
+        args.dim,
+        t.elapsed().as_secs_f64()
+    );
+    let job = |n: usize,
+               g: usize,
+               probes: &'_ Embeddings,
+               gallery: &'_ Embeddings|
+     -> (Embeddings, Embeddings) {
+        if n == probes.rows() && g == gallery.rows() {
+            return (probes.clone(), gallery.clone());
+        }
+        let pick = |e: &Embeddings, k: usize| e.select(&(0..k).collect::<Vec<_>>());
+        (pick(probes, n), pick(gallery, g))
+    };
+
+    let mut rows = Vec::new();
+    for &precision in &args.precision {
+        let base = CudaEngine::new(0, precision).context("the CUDA engine cannot start")?;
+        eprintln!("{}", facekit::compare::Engine::description(&base));
+        // Warm-up: compiles the fold for this top-k, initialises cuBLAS.
+        let (wp, wg) = job(1000.min(args.n), 1000.min(m), &probes, &gallery);
+        base.compare_profiled(&all_pairs(&wp, &pl, &wg, &gl, &args))?;
+
+        let mut tile = tiles[0];
+        if tiles.len() > 1 {
+            let (sp, sg) = job(
+                args.sweep_n.min(args.n),
+                args.sweep_n.min(m),
+                &probes,
+                &gallery,
+            );
+            let mut best = f64::INFINITY;
+            for &candidate in &tiles {
+                let engine = CudaEngine::new(0, precision)?.with_tile(candidate);
+                let (_, p) = engine.compare_profiled(&all_pairs(&sp, &pl, &sg, &gl, &args))?;
+                eprintln!(
+                    "  sweep {precision:?} {}x{}: {:.3} s for {} × {}",
+                    candidate.rows,
+                    candidate.cols,
+                    p.total_s,
+                    sp.rows(),
+                    sg.rows()
+                );
+                if p.total_s < best {
+                    best = p.total_s;
+                    tile = candidate;
+                }
+            }
+        }
+        let engine = base.with_tile(tile);
+        let (result, profile) =
+            engine.compare_profiled(&all_pairs(&probes, &pl, &gallery, &gl, &args))?;
+        let cublas_s = engine.products_only_seconds(args.n, m, args.dim, args.repeats)?;
+        eprintln!(
+            "  {precision:?}: {} impostor pairs, {} genuine, tail {}, {:.2} s",
+            result.impostor_count(),
+            result.genuine.len(),
+            result.impostor_tail.len(),
+            profile.total_s
+        );
+        rows.push(Row {
+            precision,
+            tile,
+            profile,
+            cublas_s,
+        });
+    }
+
+    let flop = 2.0 * args.n as f64 * m as f64 * args.dim as f64;
+    println!();
+    println!(
+        "all-pairs histograms + top-{} over {} × {} vs {} × {} ({:.2e} comparisons)",
+        args.top_k,
+        args.n,
+        args.dim,
+        m,
+        args.dim,
+        args.n as f64 * m as f64
+    );
+    println!(
+        "| precision | tile | end to end s | TFLOP/s | cuBLAS alone s | cuBLAS TFLOP/s | ratio | products s | fold s | genuine s | peak GPU GiB | max score error |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let p = &r.profile;
+        println!(
+            "| {:?} | {}x{} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.3} | {:.2} | {:.1e} |",
+            r.precision,
+            r.tile.rows,
+            r.tile.cols,
+            p.total_s,
+            flop / p.total_s / 1e12,
+            r.cublas_s,
+            flop / r.cublas_s / 1e12,
+            100.0 * r.cublas_s / p.total_s,
+            p.products_s,
+            p.fold_s,
+            p.genuine_s,
+            p.peak_memory_bytes as f64 / (1u64 << 30) as f64,
+            p.max_abs_score_error.unwrap_or(f64::NAN),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Choosing the engine for `--device auto|cpu|cuda`: CUDA where a driver, a
+//! GPU and the CUDA libraries are present, the CPU otherwise, and a record
+//! of which one ran and why (`summary.json`'s `engine`).
+
+use super::cpu::CpuEngine;
+use super::cuda::CudaEngine;
+use super::Engine;
+use crate::cli::{DeviceChoice, Precision};
+use crate::evaldir::EngineInfo;
+
+/// The engine a run uses and what the summary says about it.
+pub struct SelectedEngine {
+    pub engine: Box<dyn Engine>,
+    pub info: EngineInfo,
+}
+
+impl SelectedEngine {
+    /// The one line to print when `--device auto` fell back to the CPU.
+    pub fn notice(&self) -> Option<String> {
+        self.info
+            .fallback_reason
+            .as_ref()
+            .map(|why| format!("using the CPU engine: {why}"))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("--device cuda: {0}")]
+    CudaUnavailable(String),
+    #[error("--precision {0} needs the CUDA engine (the CPU engine computes in fp32)")]
+    PrecisionNeedsCuda(&'static str),
+}
+
+pub fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::Fp32 => "fp32",
+        Precision::Tf32 => "tf32",
+        Precision::Bf16 => "bf16",
+        Precision::Fp16 => "fp16",
+    }
+}
+
+/// Picks the engine. `auto` tries the first GPU and falls back to the CPU,
+/// saying why; `cuda` without a usable GPU is an error, never a panic.
+/// The CPU engine runs on the rayon pool it is called from, so `--jobs`
+/// is the caller's pool, not a parameter here.
+pub fn select_engine(
+    device: DeviceChoice,
+    precision: Precision,
+) -> Result<SelectedEngine, SelectError> {
+    match device {
+        DeviceChoice::Cpu if precision != Precision::Fp32 => {
+            Err(SelectError::PrecisionNeedsCuda(precision_name(precision)))
+        }
+        DeviceChoice::Cpu => Ok(cpu(None)),
+        DeviceChoice::Cuda => CudaEngine::new(0, precision)
+            .map(cuda)
+            .map_err(|e| SelectError::CudaUnavailable(e.to_string())),
+        DeviceChoice::Auto => match CudaEngine::new(0, precision) {
+            Ok(engine) => Ok(cuda(engine)),
+            Err(e) => {
+                let mut why = e.to_string();
+                if precision != Precision::Fp32 {
+                    why.push_str(&format!("; fp32 instead of {}", precision_name(precision)));
+                }
+                Ok(cpu(Some(why)))
+            }
+        },
+    }
+}
+
+fn cpu(fallback_reason: Option<String>) -> SelectedEngine {
+    let engine = CpuEngine::new();
+    let info = EngineInfo {
+        kind: "cpu".into(),
+        // Not engine.description(): its thread count would make
+        // summary.json depend on --jobs.
+        description: "cpu: matrixmultiply sgemm, fp32".into(),
+        precision: "fp32".into(),
+        fallback_reason,
+        max_abs_score_error: None,
+    };
+    SelectedEngine {
+        engine: Box::new(engine),
+        info,
+    }
+}
+
+fn cuda(engine: CudaEngine) -> SelectedEngine {
+    let info = EngineInfo {
+        kind: "cuda".into(),
+        description: engine.description(),
+        precision: precision_name(engine.precision()).into(),
+        fallback_reason: None,
+        // Filled from `Engine::score_error` once the job has run.
+        max_abs_score_error: None,
+    };
+    SelectedEngine {
+        engine: Box::new(engine),
+        info,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a GPU, auto falls back with a reason and cuda is an error;
+    /// with one, both give the CUDA engine. Neither panics.
+    #[test]
+    fn auto_falls_back_and_cuda_fails_cleanly_without_a_gpu() {
+        let auto = select_engine(DeviceChoice::Auto, Precision::Fp32).unwrap();
+        let cuda = select_engine(DeviceChoice::Cuda, Precision::Fp32);
+        match auto.info.kind.as_str() {
+            "cpu" => {
+                let why = auto.info.fallback_reason.clone().unwrap();
+                assert!(!why.is_empty());
+                assert!(auto.notice().unwrap().starts_with("using the CPU engine: "));
+                let err = cuda
+                    .err()
+                    .expect("cuda must fail where auto fell back")
+                    .to_string();
+                assert!(err.starts_with("--device cuda: "), "{err}");
+                eprintln!("no usable GPU here ({why}): CUDA selection tested as a fallback only");
+            }
+            "cuda" => {
+                assert!(auto.info.fallback_reason.is_none());
+                assert_eq!(cuda.unwrap().info.kind, "cuda");
+            }
+            other => panic!("unexpected engine kind {other}"),
+        }
+    }
+
+    #[test]
+    fn cpu_is_fp32_only() {
+        let cpu = select_engine(DeviceChoice::Cpu, Precision::Fp32).unwrap();
+        assert_eq!(
+            (cpu.info.kind.as_str(), cpu.info.precision.as_str()),
+            ("cpu", "fp32")
+        );
+        assert!(cpu.notice().is_none());
+        let err = select_engine(DeviceChoice::Cpu, Precision::Bf16)
+            .err()
+            .unwrap();
+        assert!(matches!(err, SelectError::PrecisionNeedsCuda("bf16")));
+    }
+}
