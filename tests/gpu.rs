@@ -91,6 +91,7 @@ fn reference(job: &CompareJob<'_>) -> (CompareResult, u64) {
     let h = job.histogram;
     let mut hist = vec![0u64; h.bins as usize];
     let mut genuine = Vec::new();
+    let mut genuine_subjects = Vec::new();
     let mut tail = Vec::new();
     let mut near_edge = 0;
     let mut probes = Vec::new();
@@ -112,6 +113,7 @@ fn reference(job: &CompareJob<'_>) -> (CompareResult, u64) {
                 mates.push(s);
                 if !ad || j > i {
                     genuine.push(s);
+                    genuine_subjects.push(job.probe_labels[i]);
                 }
             } else {
                 non_mates.push(s);
@@ -141,6 +143,7 @@ fn reference(job: &CompareJob<'_>) -> (CompareResult, u64) {
     (
         CompareResult {
             genuine,
+            genuine_subjects,
             impostor_hist: hist,
             impostor_tail: tail,
             probes,

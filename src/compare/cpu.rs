@@ -121,8 +121,9 @@ pub fn products(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
 }
 
 impl Engine for CpuEngine {
+    /// No thread count: summary.json must not change with `--jobs`.
     fn description(&self) -> String {
-        format!("cpu ({} threads)", rayon::current_num_threads())
+        "cpu: matrixmultiply sgemm, fp32".into()
     }
 
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError> {

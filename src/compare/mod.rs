@@ -17,6 +17,7 @@ pub mod cpu;
 use std::fmt;
 
 pub mod cuda;
+pub mod select;
 
 /// Row-major embeddings, each row L2-normalised.
 #[derive(Debug, Clone, PartialEq)]

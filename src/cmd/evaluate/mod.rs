@@ -22,8 +22,9 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::cli::{DeviceChoice, EvaluateArgs, Precision, Protocol};
-use crate::compare::cpu::{products, CpuEngine};
+use crate::cli::{EvaluateArgs, Protocol};
+use crate::compare::cpu::products;
+use crate::compare::select::select_engine;
 use crate::compare::{CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing};
 use crate::evaldir::{
     self, EngineInfo, GroupBreakdown, HistogramRow, Identification, Inputs, ProbeRow, RocRow,
@@ -111,38 +112,6 @@ fn write_outputs(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
     // Last, so that a summary.json means the directory is complete.
     evaldir::write_summary(dir, &e.summary)?;
     Ok(())
-}
-
-/// The one place the engine is chosen; `compare::select_engine` (the CUDA
-/// helper's) replaces the body when it lands.
-fn engine(
-    device: DeviceChoice,
-    precision: Precision,
-) -> anyhow::Result<(Box<dyn Engine>, EngineInfo)> {
-    let cpu = |fallback_reason: Option<String>| EngineInfo {
-        kind: "cpu".into(),
-        description: "cpu: matrixmultiply sgemm, fp32".into(),
-        precision: "fp32".into(),
-        fallback_reason,
-        max_abs_score_error: None,
-    };
-    let name = format!("{precision:?}").to_lowercase();
-    match device {
-        DeviceChoice::Cpu if precision != Precision::Fp32 => {
-            bail!("--precision {name} needs the CUDA engine (the CPU engine computes in fp32)")
-        }
-        DeviceChoice::Cpu => Ok((Box::new(CpuEngine::new()), cpu(None))),
-        DeviceChoice::Auto => {
-            let mut why = "this build has no CUDA engine wired in".to_string();
-            if precision != Precision::Fp32 {
-                why.push_str(&format!("; fp32 instead of {name}"));
-            }
-            Ok((Box::new(CpuEngine::new()), cpu(Some(why))))
-        }
-        DeviceChoice::Cuda => {
-            bail!("--device cuda: this build has no CUDA engine wired in; use --device cpu")
-        }
-    }
 }
 
 fn score_info(resolution: f64, cosine: bool) -> ScoreInfo {
@@ -331,8 +300,15 @@ fn from_embeddings(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
         gallery,
         probes,
     };
-    let (engine, engine_info) = engine(args.device, args.precision)?;
-    loaded.evaluate(engine.as_ref(), engine_info, emb_path)
+    let selected = select_engine(args.device, args.precision)?;
+    let notice = selected.notice();
+    let mut evaluation = loaded.evaluate(selected.engine.as_ref(), selected.info, emb_path)?;
+    evaluation.summary.engine.max_abs_score_error = selected.engine.score_error();
+    // Said once the run has succeeded, so an error stays the only line.
+    if let (Some(notice), false) = (notice, args.output.quiet || args.output.json) {
+        eprintln!("facekit: {notice}");
+    }
+    Ok(evaluation)
 }
 
 /// A verification set: its scores (exact genuine, binned or exact

@@ -451,6 +451,7 @@ impl CudaEngine {
         if np == 0 || ng == 0 {
             let result = CompareResult {
                 genuine: Vec::new(),
+                genuine_subjects: Vec::new(),
                 impostor_hist: vec![0; bins],
                 impostor_tail: Vec::new(),
                 probes: vec![ProbeResult::default(); np],
@@ -772,12 +773,14 @@ impl CudaEngine {
         note_memory(&self.ctx)?;
 
         let mut genuine = Vec::new();
+        let mut genuine_subjects = Vec::new();
         let mut probes = Vec::with_capacity(np);
         for i in 0..np {
             let range = mates.ptr[i] as usize..mates.ptr[i + 1] as usize;
             for e in range.clone() {
                 if !all_distinct || mates.idx[e] as usize > i {
                     genuine.push(pair_h[e]);
+                    genuine_subjects.push(job.probe_labels[i]);
                 }
             }
             let top = (0..k)
@@ -814,6 +817,7 @@ impl CudaEngine {
         };
         let result = CompareResult {
             genuine,
+            genuine_subjects,
             impostor_hist: hist_h,
             impostor_tail: tail,
             probes,
