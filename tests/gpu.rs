@@ -7,6 +7,7 @@
 //! `scripts/gpu-check.sh` runs this executable on a GPU machine.
 
 use facekit::cli::Precision;
+use facekit::compare::cpu::CpuEngine;
 use facekit::compare::cuda::{CudaEngine, TileShape};
 use facekit::compare::{
     Candidate, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing, ProbeResult,
@@ -279,7 +280,8 @@ fn job<'a>(
     }
 }
 
-/// Runs one case on the GPU engine and checks it against the reference.
+/// Runs one case on the GPU engine and the CPU engine and checks both
+/// against the reference.
 fn check(case: &str, engine: &CudaEngine, job: &CompareJob<'_>) {
     let (want, near_edge) = reference(job);
     let (got, profile) = engine
@@ -444,4 +446,46 @@ fn a_top_k_beyond_the_limit_is_an_error() {
     );
     let err = engine.compare(&j).unwrap_err().to_string();
     assert!(err.contains("top-k"), "{err}");
+}
+
+/// The reference above against the CPU engine, everywhere (no GPU needed):
+/// it makes the GPU tests' yardstick trustworthy.
+#[test]
+fn the_reference_agrees_with_the_cpu_engine() {
+    let (probes, pl) = faces(60, 3, 32, 0.9, 7);
+    let (gallery, gl) = faces(50, 4, 32, 0.9, 8);
+    let (rows, labels) = faces(40, 5, 24, 1.0, 9);
+    let cases = [
+        job(
+            &probes,
+            &pl,
+            &gallery,
+            &gl,
+            Pairing::ProbeGallery,
+            5,
+            1 << 16,
+            300,
+        ),
+        job(
+            &rows,
+            &labels,
+            &rows,
+            &labels,
+            Pairing::AllDistinct,
+            3,
+            1000,
+            50_000,
+        ),
+    ];
+    for (n, j) in cases.iter().enumerate() {
+        let (want, near_edge) = reference(j);
+        let cpu = CpuEngine::new().compare(j).unwrap();
+        assert_agree(
+            &format!("case {n} (cpu vs reference)"),
+            j,
+            &cpu,
+            &want,
+            near_edge,
+        );
+    }
 }
