@@ -554,6 +554,21 @@ fn bad_inputs_fail_with_one_line() {
     fails(
         &[
             "--embeddings",
+            p(&emb),
+            "--labels",
+            p(&labels),
+            "--device",
+            "cpu",
+            "--precision",
+            "bf16",
+            "--out",
+            o,
+        ],
+        &["--precision bf16", "fp32"],
+    );
+    fails(
+        &[
+            "--embeddings",
             p(&d.join("missing.npy")),
             "--labels",
             p(&labels),

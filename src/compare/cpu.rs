@@ -17,7 +17,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
-    Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, Pairing, ProbeResult,
+    Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing,
+    ProbeResult,
 };
 
 /// Rows (probes) and columns (gallery rows) of one tile.
@@ -28,12 +29,14 @@ pub struct TileShape {
 }
 
 impl TileShape {
-    /// Chosen by measurement (`cargo xtask bench evaluate`, 2 cores): wide
-    /// enough that sgemm runs near its peak, small enough that a worker's
-    /// scratch tile (2 MiB) stays in the last-level cache for the fold.
+    /// Chosen by measurement on 2 cores (process CPU time, 20,000 × 512
+    /// all pairs and 10,000 × 100,000 × 512 probe × gallery): 1024 × 1024
+    /// beat 256 × 2048 by 6-9% (sgemm packs each gallery block once per
+    /// 1024 probes instead of 256) and tied 512 × 1024 and 2048 × 1024. A
+    /// worker's scratch tile is 4 MiB.
     pub const DEFAULT: TileShape = TileShape {
-        rows: 256,
-        cols: 2048,
+        rows: 1024,
+        cols: 1024,
     };
 }
 
@@ -45,9 +48,7 @@ pub struct CpuEngine {
 
 impl Default for CpuEngine {
     fn default() -> Self {
-        CpuEngine {
-            tile: TileShape::DEFAULT,
-        }
+        CpuEngine::with_tile(TileShape::DEFAULT)
     }
 }
 
@@ -58,6 +59,7 @@ impl CpuEngine {
 
     /// An engine with another tile shape (tests, tuning).
     pub fn with_tile(tile: TileShape) -> CpuEngine {
+        one_thread_per_product();
         CpuEngine {
             tile: TileShape {
                 rows: tile.rows.max(1),
@@ -65,6 +67,20 @@ impl CpuEngine {
             },
         }
     }
+}
+
+/// The engine runs one product per rayon worker, so matrixmultiply's own
+/// threads would only compete with the workers (and ignore `--jobs`). It
+/// reads MATMUL_NUM_THREADS once, at its first product: ask for one thread
+/// before that, unless the user has set it. Measured on 2 cores: the same
+/// CPU time, and the fold no longer waits on the shared product thread.
+fn one_thread_per_product() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
+            std::env::set_var("MATMUL_NUM_THREADS", "1");
+        }
+    });
 }
 
 /// `out[r * n + c] = <a_r, b_c>` for the `m` rows of `a` and the `n` rows of
@@ -105,8 +121,9 @@ pub fn products(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
 }
 
 impl Engine for CpuEngine {
+    /// No thread count: summary.json must not change with `--jobs`.
     fn description(&self) -> String {
-        format!("cpu ({} threads)", rayon::current_num_threads())
+        "cpu: matrixmultiply sgemm, fp32".into()
     }
 
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError> {
@@ -333,27 +350,81 @@ impl Fold {
                 0
             };
             let label = job.probe_labels[p];
-            let mut bar = self.gate[p].min(self.tail.bar);
-            for c in first..width {
-                let s = row[c];
-                let impostor = col_labels[c] != label;
-                if impostor {
-                    self.recent[spec.bin(s)] += 1;
-                }
-                if s >= bar {
-                    let q = c0 + c;
-                    if impostor && s >= self.tail.bar {
-                        self.tail.push(s);
+            count_impostors(
+                &mut self.recent,
+                spec,
+                &row[first..],
+                &col_labels[first..],
+                label,
+            );
+            // Few scores can change a probe's state: find them a chunk at a
+            // time with a branch-free scan, then look at each one.
+            let mut start = first;
+            while start < width {
+                let end = (start + SCAN_CHUNK).min(width);
+                let bar = self.gate[p].min(self.tail.bar);
+                let chunk = &row[start..end];
+                let hit = if distinct {
+                    any_at_or_above_either(chunk, bar, &self.gate[c0 + start..c0 + end])
+                } else {
+                    any_at_or_above(chunk, bar)
+                };
+                if hit {
+                    for c in start..end {
+                        self.hit(p, c0 + c, row[c], col_labels[c] != label, distinct, mate);
                     }
-                    self.offer(p, q, s, impostor, mate);
-                    bar = self.gate[p].min(self.tail.bar);
                 }
-                if distinct && s >= self.gate[c0 + c] {
-                    self.offer(c0 + c, p, s, impostor, mate);
-                }
+                start = end;
             }
         }
     }
+
+    /// One score that may change the state of probe `p` (and, for all
+    /// distinct pairs, of `q`): every check is exact here.
+    fn hit(&mut self, p: usize, q: usize, s: f32, impostor: bool, distinct: bool, mate: &[f32]) {
+        if s >= self.gate[p].min(self.tail.bar) {
+            if impostor && s >= self.tail.bar {
+                self.tail.push(s);
+            }
+            self.offer(p, q, s, impostor, mate);
+        }
+        if distinct && s >= self.gate[q] {
+            self.offer(q, p, s, impostor, mate);
+        }
+    }
+}
+
+/// Scores scanned at once for a hit.
+const SCAN_CHUNK: usize = 64;
+
+/// Adds the scores whose column label differs from `label` to `hist`.
+#[inline]
+fn count_impostors(
+    hist: &mut [u32],
+    spec: HistogramSpec,
+    scores: &[f32],
+    labels: &[u32],
+    label: u32,
+) {
+    let hist = &mut hist[..spec.bins as usize];
+    for (&s, &l) in scores.iter().zip(labels) {
+        if l != label {
+            hist[spec.bin(s)] += 1;
+        }
+    }
+}
+
+#[inline]
+fn any_at_or_above(scores: &[f32], bar: f32) -> bool {
+    scores.iter().fold(false, |any, &s| any | (s >= bar))
+}
+
+#[inline]
+fn any_at_or_above_either(scores: &[f32], bar: f32, gates: &[f32]) -> bool {
+    scores
+        .iter()
+        .zip(gates)
+        .fold(false, |any, (&s, &g)| any | (s >= bar) | (s >= g))
 }
 
 /// A mate score as a gate: probes without a mate never count ranks.

@@ -113,7 +113,11 @@ impl HistogramSpec {
     #[inline]
     pub fn bin(&self, score: f32) -> usize {
         let scaled = (score + 1.0) * (self.bins as f32 * 0.5);
-        (scaled.max(0.0) as usize).min(self.bins as usize - 1)
+        // Clamped in f32 before the cast (bins - 1 is exact in f32, NaN
+        // goes to 0): the same bin as flooring first, but a cast to u32 is
+        // a few instructions where one to usize is a branchy sequence, and
+        // this runs once per comparison.
+        scaled.max(0.0).min((self.bins - 1) as f32) as u32 as usize
     }
 
     /// The lower edge of bin `i`: every score counted in it is >= this.
@@ -174,7 +178,8 @@ pub struct CompareResult {
     /// Every genuine score, in no particular order.
     pub genuine: Vec<f32>,
     /// The identity label of each genuine score (`genuine[i]` compares two
-    /// rows of `genuine_subjects[i]`), for subject-bootstrap intervals.
+    /// rows of `genuine_subjects[i]`), for subject-bootstrap intervals. An
+    /// engine may leave it empty; the FNMR then gets no interval.
     pub genuine_subjects: Vec<u32>,
     /// Impostor counts per bin of the job's histogram.
     pub impostor_hist: Vec<u64>,
@@ -288,6 +293,31 @@ mod tests {
         assert_eq!(h.lower_edge(2), 0.0);
         for s in [-0.7f32, -0.1, 0.3, 0.93] {
             assert!(h.lower_edge(h.bin(s)) <= s as f64);
+        }
+    }
+
+    #[test]
+    fn bins_equal_floor_then_clamp() {
+        let spec = HistogramSpec::DEFAULT;
+        let reference = |s: f32| {
+            let scaled = (s + 1.0) * (spec.bins as f32 * 0.5);
+            (scaled.max(0.0) as usize).min(spec.bins as usize - 1)
+        };
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -1.0,
+            1.0,
+            0.0,
+            -0.0,
+            1.0f32.next_up(),
+            -3.0,
+            7.5,
+        ];
+        let sweep = (0..=2_000_000).map(|i| -1.01 + i as f32 * 1.01e-6);
+        for s in specials.into_iter().chain(sweep) {
+            assert_eq!(spec.bin(s), reference(s), "score {s}");
         }
     }
 }

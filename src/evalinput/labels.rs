@@ -170,7 +170,7 @@ fn from_columns(path: &Path, columns: Vec<(String, Vec<String>)>) -> Result<Labe
 fn read_csv_text(path: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
     let err = |e: csv::Error| LabelsError::Read {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: super::one_line(&e),
     };
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
@@ -206,11 +206,11 @@ fn read_csv_text(path: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsError>
 fn read_parquet_text(path: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
     let err = |e: PolarsError| LabelsError::Read {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: super::one_line(&e),
     };
     let file = std::fs::File::open(path).map_err(|e| LabelsError::Read {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: super::one_line(&e),
     })?;
     let df = ParquetReader::new(file).finish().map_err(err)?;
     let mut columns = Vec::with_capacity(df.width());

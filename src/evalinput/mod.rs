@@ -6,3 +6,12 @@ pub mod labels;
 pub mod npy;
 pub mod pairs;
 pub mod scores;
+
+/// An error of another library as one line (polars' messages can carry
+/// hints on further lines; facekit prints one line per error).
+pub(crate) fn one_line(e: &impl ToString) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}

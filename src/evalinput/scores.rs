@@ -85,7 +85,7 @@ pub fn read_scores(path: &Path) -> Result<Scores, ScoresError> {
 fn read_err(path: &Path, e: impl ToString) -> ScoresError {
     ScoresError::Read {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: super::one_line(&e),
     }
 }
 

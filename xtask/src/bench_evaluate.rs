@@ -14,7 +14,8 @@
 //!   distinct pair of 20,000 × 512 embeddings, the whole process against a
 //!   tiled numpy implementation.
 //!
-//! Medians over `--runs`; peak memory is the largest ru_maxrss of a run.
+//! Medians over `--runs`, wall and CPU (user + system) seconds; peak memory
+//! is the largest sampled resident size of a run's process tree.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -59,6 +60,9 @@ struct Row {
     case: &'static str,
     tool: String,
     whole: Vec<f64>,
+    /// User + system seconds of each whole process: on a shared machine
+    /// the wall time also counts other people's work.
+    cpu: Vec<f64>,
     in_memory: Vec<f64>,
     peak_rss: u64,
 }
@@ -69,28 +73,50 @@ impl Row {
             case,
             tool: tool.into(),
             whole: Vec::new(),
+            cpu: Vec::new(),
             in_memory: Vec::new(),
             peak_rss: 0,
         }
     }
-    fn add(&mut self, m: &Measured) {
+
+    /// Runs and measures one whole process.
+    fn run(&mut self, cmd: &mut Command) -> anyhow::Result<Measured> {
+        let before = children_cpu();
+        let m = measure::run(cmd)?;
+        self.cpu.push(children_cpu() - before);
         self.whole.push(m.seconds);
-        self.peak_rss = self.peak_rss.max(m.peak_process_rss.max(m.peak_tree_rss));
+        // The sampled resident memory of the process tree: a child's
+        // ru_maxrss also counts the parent's pages at the spawn.
+        self.peak_rss = self.peak_rss.max(m.peak_tree_rss);
+        Ok(m)
     }
+
     fn whole(&self) -> f64 {
-        if self.whole.is_empty() {
-            f64::NAN
-        } else {
-            median(&self.whole)
-        }
+        median_or_nan(&self.whole)
+    }
+    fn cpu(&self) -> f64 {
+        median_or_nan(&self.cpu)
     }
     fn in_memory(&self) -> f64 {
-        if self.in_memory.is_empty() {
-            f64::NAN
-        } else {
-            median(&self.in_memory)
-        }
+        median_or_nan(&self.in_memory)
     }
+}
+
+fn median_or_nan(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        f64::NAN
+    } else {
+        median(values)
+    }
+}
+
+/// User + system seconds of all the children waited for so far.
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 pub fn run(args: &EvaluateBench) -> anyhow::Result<()> {
@@ -214,29 +240,29 @@ fn scores_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyho
         eer = report.summary.eer;
         std::hint::black_box(intervals);
     }
+    // Free the scores before spawning: a child's ru_maxrss can include the
+    // parent's resident pages at the spawn.
+    drop(read);
     rows.push(mem);
     eprintln!("scores: facekit process ...");
     let mut whole = Row::new("scores 10^7+10^4", "facekit evaluate --scores (process)");
     let out = ctx.path("out-scores");
     for _ in 0..ctx.runs {
-        whole.add(&measure::run(
-            &mut ctx.facekit(&["--scores", &file, "--out", &out]),
-        )?);
+        whole.run(&mut ctx.facekit(&["--scores", &file, "--out", &out]))?;
     }
     rows.push(whole);
     eprintln!("scores: scikit-learn ...");
     let mut sk = Row::new("scores 10^7+10^4", "sklearn roc_curve");
     for _ in 0..ctx.runs {
-        let m = measure::run(&mut ctx.python(&["sklearn", &file, "1"]))?;
+        let m = sk.run(&mut ctx.python(&["sklearn", &file, "1"]))?;
         sk.in_memory.extend(seconds_of(&anchor_json(&m)?));
-        sk.add(&m);
     }
     rows.push(sk);
     eprintln!("scores: bob.measure ...");
     let mut bob = Row::new("scores 10^7+10^4", "bob eer_threshold");
     let mut bob_eer = f64::NAN;
     for _ in 0..ctx.runs {
-        let m = measure::run(&mut ctx.python(&["bob", &file, "1"]))?;
+        let m = bob.run(&mut ctx.python(&["bob", &file, "1"]))?;
         let v = anchor_json(&m)?;
         bob.in_memory.extend(seconds_of(&v));
         bob.tool = format!(
@@ -244,7 +270,6 @@ fn scores_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyho
             v["which"].as_str().unwrap_or("bob.measure")
         );
         bob_eer = v["eer"].as_f64().unwrap_or(f64::NAN);
-        bob.add(&m);
     }
     rows.push(bob);
     notes.push(format!(
@@ -271,7 +296,7 @@ fn search_part(
         "facekit evaluate --protocol probe-gallery",
     );
     for _ in 0..ctx.runs {
-        fk.add(&measure::run(&mut ctx.facekit(&[
+        fk.run(&mut ctx.facekit(&[
             "--embeddings",
             &emb,
             "--labels",
@@ -284,7 +309,7 @@ fn search_part(
             "cpu",
             "--out",
             &out,
-        ]))?);
+        ]))?;
     }
     rows.push(fk);
     eprintln!("search: faiss ...");
@@ -294,15 +319,9 @@ fn search_part(
         format!("faiss IndexFlatIP ({faiss_threads} threads)"),
     );
     for _ in 0..ctx.runs {
-        let m = measure::run(&mut ctx.python(&[
-            "faiss",
-            &emb,
-            &lab,
-            &faiss_threads.to_string(),
-            &top1,
-        ]))?;
+        let m =
+            fa.run(&mut ctx.python(&["faiss", &emb, &lab, &faiss_threads.to_string(), &top1]))?;
         fa.in_memory.extend(seconds_of(&anchor_json(&m)?));
-        fa.add(&m);
     }
     rows.push(fa);
     // Top-1 agreement, by gallery identity (one image per identity).
@@ -363,7 +382,7 @@ fn all_pairs_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> an
         "facekit evaluate (all distinct pairs)",
     );
     for _ in 0..ctx.runs {
-        fk.add(&measure::run(&mut ctx.facekit(&[
+        fk.run(&mut ctx.facekit(&[
             "--embeddings",
             &emb,
             "--labels",
@@ -372,21 +391,20 @@ fn all_pairs_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> an
             "cpu",
             "--out",
             &out,
-        ]))?);
+        ]))?;
     }
     rows.push(fk);
     eprintln!("all-pairs: numpy ...");
     let mut np = Row::new("all pairs 20,000 × 512", "numpy, tiled (2048)");
     let mut counts = (0, 0);
     for _ in 0..ctx.runs {
-        let m = measure::run(&mut ctx.python(&["numpy", &emb, &lab]))?;
+        let m = np.run(&mut ctx.python(&["numpy", &emb, &lab]))?;
         let v = anchor_json(&m)?;
         np.in_memory.extend(seconds_of(&v));
         counts = (
             v["genuine"].as_u64().unwrap_or(0),
             v["impostor"].as_u64().unwrap_or(0),
         );
-        np.add(&m);
     }
     rows.push(np);
     let summary = evaldir::read_summary(Path::new(&out))?;
@@ -401,8 +419,8 @@ fn all_pairs_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> an
 }
 
 fn print_table(rows: &[Row], notes: &[String]) {
-    println!("| case | tool | process s (median) | in-memory s (median) | peak RSS MiB |");
-    println!("|---|---|---|---|---|");
+    println!("| case | tool | process wall s | process CPU s | in-memory s | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|");
     let fmt = |s: f64| {
         if s.is_nan() {
             "–".to_string()
@@ -412,77 +430,98 @@ fn print_table(rows: &[Row], notes: &[String]) {
     };
     for r in rows {
         println!(
-            "| {} | {} | {} | {} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {} |",
             r.case,
             r.tool,
             fmt(r.whole()),
+            fmt(r.cpu()),
             fmt(r.in_memory()),
-            r.peak_rss as f64 / (1 << 20) as f64
+            if r.peak_rss == 0 {
+                "–".to_string()
+            } else {
+                format!("{:.0}", r.peak_rss as f64 / (1 << 20) as f64)
+            }
         );
     }
     let find = |prefix: &str| rows.iter().find(|r| r.tool.starts_with(prefix));
-    let mut ratio = |label: &str, anchor: Option<f64>, ours: Option<f64>, target: f64| {
-        if let (Some(a), Some(o)) = (anchor, ours) {
-            let x = a / o;
-            println!(
-                "{label}: {x:.1}x (target >= {target}x: {})",
-                if x >= target { "met" } else { "NOT met" }
-            );
-        }
-    };
     println!();
-    let mem = find("facekit metrics").map(Row::in_memory);
-    let proc_scores = find("facekit evaluate --scores").map(Row::whole);
-    ratio(
-        "scores, in memory: bob eer_threshold / facekit",
-        find("bob").map(Row::in_memory),
-        mem,
-        5.0,
-    );
-    ratio(
-        "scores, in memory: sklearn roc_curve / facekit",
-        find("sklearn").map(Row::in_memory),
-        mem,
-        5.0,
-    );
-    ratio(
-        "scores, processes: bob / facekit",
-        find("bob").map(Row::whole),
-        proc_scores,
-        1.0,
-    );
-    ratio(
-        "scores, processes: sklearn / facekit",
-        find("sklearn").map(Row::whole),
-        proc_scores,
-        1.0,
-    );
-    let search = find("facekit evaluate --protocol").map(Row::whole);
-    ratio(
-        "search: faiss search alone / facekit process",
-        find("faiss").map(Row::in_memory),
-        search,
-        2.0,
-    );
-    ratio(
-        "search: faiss process / facekit process",
-        find("faiss").map(Row::whole),
-        search,
-        2.0,
-    );
-    let pairs = find("facekit evaluate (all").map(Row::whole);
-    ratio(
-        "all-pairs: numpy tiled loop alone / facekit process",
-        find("numpy").map(Row::in_memory),
-        pairs,
-        10.0,
-    );
-    ratio(
-        "all-pairs: numpy process / facekit process",
-        find("numpy").map(Row::whole),
-        pairs,
-        10.0,
-    );
+    let get = |prefix: &str, what: fn(&Row) -> f64| find(prefix).map(what);
+    // (what, anchor, facekit, the target)
+    let comparisons: [(&str, Option<f64>, Option<f64>, Option<f64>); 10] = [
+        (
+            "scores in memory: bob eer_threshold / facekit metrics",
+            get("bob", Row::in_memory),
+            get("facekit metrics", Row::in_memory),
+            Some(5.0),
+        ),
+        (
+            "scores in memory: sklearn roc_curve / facekit metrics",
+            get("sklearn", Row::in_memory),
+            get("facekit metrics", Row::in_memory),
+            Some(5.0),
+        ),
+        (
+            "scores processes, wall: bob / facekit",
+            get("bob", Row::whole),
+            get("facekit evaluate --scores", Row::whole),
+            None,
+        ),
+        (
+            "scores processes, wall: sklearn / facekit",
+            get("sklearn", Row::whole),
+            get("facekit evaluate --scores", Row::whole),
+            None,
+        ),
+        (
+            "search, wall: faiss search alone / facekit process",
+            get("faiss", Row::in_memory),
+            get("facekit evaluate --protocol", Row::whole),
+            Some(2.0),
+        ),
+        (
+            "search, wall: faiss process / facekit process",
+            get("faiss", Row::whole),
+            get("facekit evaluate --protocol", Row::whole),
+            Some(2.0),
+        ),
+        (
+            "search, CPU: faiss process / facekit process",
+            get("faiss", Row::cpu),
+            get("facekit evaluate --protocol", Row::cpu),
+            None,
+        ),
+        (
+            "all pairs, wall: numpy tiled loop alone / facekit process",
+            get("numpy", Row::in_memory),
+            get("facekit evaluate (all", Row::whole),
+            Some(10.0),
+        ),
+        (
+            "all pairs, wall: numpy process / facekit process",
+            get("numpy", Row::whole),
+            get("facekit evaluate (all", Row::whole),
+            Some(10.0),
+        ),
+        (
+            "all pairs, CPU: numpy process / facekit process",
+            get("numpy", Row::cpu),
+            get("facekit evaluate (all", Row::cpu),
+            None,
+        ),
+    ];
+    for (what, anchor, ours, target) in comparisons {
+        let (Some(a), Some(o)) = (anchor, ours) else {
+            continue;
+        };
+        let x = a / o;
+        match target {
+            Some(t) => println!(
+                "{what}: {x:.1}x (target >= {t}x: {})",
+                if x >= t { "met" } else { "NOT met" }
+            ),
+            None => println!("{what}: {x:.1}x"),
+        }
+    }
     for n in notes {
         println!("{n}");
     }

@@ -22,8 +22,9 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::cli::{DeviceChoice, EvaluateArgs, Protocol};
-use crate::compare::cpu::{products, CpuEngine};
+use crate::cli::{EvaluateArgs, Protocol};
+use crate::compare::cpu::products;
+use crate::compare::select::select_engine;
 use crate::compare::{CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing};
 use crate::evaldir::{
     self, EngineInfo, GroupBreakdown, HistogramRow, Identification, Inputs, ProbeRow, RocRow,
@@ -111,27 +112,6 @@ fn write_outputs(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
     // Last, so that a summary.json means the directory is complete.
     evaldir::write_summary(dir, &e.summary)?;
     Ok(())
-}
-
-/// The one place the engine is chosen. The CUDA engine plugs in here.
-fn engine(device: DeviceChoice) -> anyhow::Result<(Box<dyn Engine>, EngineInfo)> {
-    let cpu = |fallback_reason: Option<String>| EngineInfo {
-        kind: "cpu".into(),
-        description: "cpu: matrixmultiply sgemm, fp32".into(),
-        precision: "fp32".into(),
-        fallback_reason,
-        max_abs_score_error: None,
-    };
-    match device {
-        DeviceChoice::Cpu => Ok((Box::new(CpuEngine::new()), cpu(None))),
-        DeviceChoice::Auto => Ok((
-            Box::new(CpuEngine::new()),
-            cpu(Some("this build has no CUDA engine wired in".into())),
-        )),
-        DeviceChoice::Cuda => {
-            bail!("--device cuda: this build has no CUDA engine wired in; use --device cpu")
-        }
-    }
 }
 
 fn score_info(resolution: f64, cosine: bool) -> ScoreInfo {
@@ -320,8 +300,15 @@ fn from_embeddings(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
         gallery,
         probes,
     };
-    let (engine, engine_info) = engine(args.device)?;
-    loaded.evaluate(engine.as_ref(), engine_info, emb_path)
+    let selected = select_engine(args.device, args.precision)?;
+    let notice = selected.notice();
+    let mut evaluation = loaded.evaluate(selected.engine.as_ref(), selected.info, emb_path)?;
+    evaluation.summary.engine.max_abs_score_error = selected.engine.score_error();
+    // Said once the run has succeeded, so an error stays the only line.
+    if let (Some(notice), false) = (notice, args.output.quiet || args.output.json) {
+        eprintln!("facekit: {notice}");
+    }
+    Ok(evaluation)
 }
 
 /// A verification set: its scores (exact genuine, binned or exact
@@ -506,15 +493,20 @@ impl Loaded<'_> {
     ) -> VerificationSet {
         let genuine = ScoreCounts::from_scores(result.genuine.clone());
         let impostor = ScoreCounts::from_binned(&result.impostor_tail, &result.impostor_hist, spec);
-        let subjects = result
-            .genuine
-            .iter()
-            .zip(&result.genuine_subjects)
-            .map(|(&s, &subject)| SubjectScore {
-                subject,
-                score: s as f64,
-            })
-            .collect();
+        // Engines may leave the subjects out: then no FNMR interval.
+        let subjects = if result.genuine_subjects.len() == result.genuine.len() {
+            result
+                .genuine
+                .iter()
+                .zip(&result.genuine_subjects)
+                .map(|(&s, &subject)| SubjectScore {
+                    subject,
+                    score: s as f64,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let bins = Bins::cosine(spec);
         let mut histograms = bins.rows(HIST_GENUINE, result.genuine.iter().copied());
         histograms.extend(bins.count_rows(HIST_IMPOSTOR, &result.impostor_hist));
