@@ -40,8 +40,8 @@ const HELD_OUT: usize = 16;
 /// shows up in the report's per-condition charts.
 const SELECTION: &str = "S1,4 L1,6,16 E1-2 C1,3,5,7,9,11,13";
 const EMBEDDING_DIM: usize = 512;
-/// The label columns the report breaks FNMR and FMR down by.
-const GROUP_BY: [&str; 4] = ["accessory", "light", "expression", "camera"];
+/// Label columns the report breaks FNMR down by; `camera+light` is its heatmap.
+const GROUP_BY: [&str; 5] = ["accessory", "light", "expression", "camera", "camera+light"];
 /// Marks a source tree as the demo's own, so a rerun may replace it.
 const SOURCE_MARKER: &str = "synth.json";
 
