@@ -8,7 +8,8 @@
 
 use facekit::cli::Precision;
 use facekit::compare::cpu::CpuEngine;
-use facekit::compare::cuda::{CudaEngine, TileShape};
+use facekit::compare::cuda::CudaEngine;
+use facekit::compare::TileShape;
 use facekit::compare::{
     Candidate, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing, ProbeResult,
 };

@@ -12,7 +12,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use facekit::cli::Precision;
-use facekit::compare::cuda::{CudaEngine, Profile, TileShape};
+use facekit::compare::cuda::{CudaEngine, Profile};
+use facekit::compare::TileShape;
 use facekit::compare::{CompareJob, Embeddings, HistogramSpec, Pairing};
 
 #[derive(Parser)]

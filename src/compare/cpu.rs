@@ -18,15 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
     Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing,
-    ProbeResult,
+    ProbeResult, TileShape,
 };
-
-/// Rows (probes) and columns (gallery rows) of one tile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TileShape {
-    pub rows: usize,
-    pub cols: usize,
-}
 
 impl TileShape {
     /// Chosen by measurement on 2 cores (process CPU time, 20,000 × 512
@@ -34,7 +27,7 @@ impl TileShape {
     /// beat 256 × 2048 by 6-9% (sgemm packs each gallery block once per
     /// 1024 probes instead of 256) and tied 512 × 1024 and 2048 × 1024. A
     /// worker's scratch tile is 4 MiB.
-    pub const DEFAULT: TileShape = TileShape {
+    pub const CPU_DEFAULT: TileShape = TileShape {
         rows: 1024,
         cols: 1024,
     };
@@ -48,7 +41,7 @@ pub struct CpuEngine {
 
 impl Default for CpuEngine {
     fn default() -> Self {
-        CpuEngine::with_tile(TileShape::DEFAULT)
+        CpuEngine::with_tile(TileShape::CPU_DEFAULT)
     }
 }
 

@@ -126,6 +126,14 @@ impl HistogramSpec {
     }
 }
 
+/// Rows (probes) and columns (gallery rows) of one score tile. Each engine
+/// has its own default: `TileShape::CPU_DEFAULT`, `TileShape::CUDA_DEFAULT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileShape {
+    pub rows: usize,
+    pub cols: usize,
+}
+
 /// Which comparisons a job makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pairing {

@@ -354,20 +354,11 @@ pub fn verification_tuning_chart(systems: &[System], user_threshold: Option<f64>
         .filter(|r| *r > 0.0)
         .fold(0.1, f64::min);
     let y_lo = decade_floor(min_rate);
-    let x = Axis {
-        label: "threshold (cosine similarity; accept if score ≥ threshold)".into(),
-        scale: Scale::Linear,
-        lo: x_lo,
-        hi: x_hi,
-        ticks: decimal_ticks(x_lo, x_hi, 10),
-    };
-    let y = Axis {
-        label: "error rate (log scale)".into(),
-        scale: Scale::Log10,
-        lo: y_lo,
-        hi: 1.0,
-        ticks: log_ticks(y_lo, 1.0),
-    };
+    let (x, y) = tuning_axes(
+        "threshold (cosine similarity; accept if score ≥ threshold)",
+        (x_lo, x_hi),
+        y_lo,
+    );
     let mut series = Vec::new();
     let mut markers = Vec::new();
     for &(i, s) in &with {
@@ -1052,20 +1043,11 @@ pub fn identification_tuning_chart(
         .filter(|r| *r > 0.0)
         .fold(0.1, f64::min);
     let y_lo = decade_floor(min_rate);
-    let x = Axis {
-        label: "threshold (cosine similarity to the nearest gallery face)".into(),
-        scale: Scale::Linear,
-        lo: x_lo,
-        hi: x_hi,
-        ticks: decimal_ticks(x_lo, x_hi, 10),
-    };
-    let y = Axis {
-        label: "error rate (log scale)".into(),
-        scale: Scale::Log10,
-        lo: y_lo,
-        hi: 1.0,
-        ticks: log_ticks(y_lo, 1.0),
-    };
+    let (x, y) = tuning_axes(
+        "threshold (cosine similarity to the nearest gallery face)",
+        (x_lo, x_hi),
+        y_lo,
+    );
     let mut series = Vec::new();
     let mut markers = Vec::new();
     let mut vlines = Vec::new();
@@ -1448,4 +1430,24 @@ fn bars_chart(systems: &[System], column: &str) -> Option<Chart> {
         notes,
         size: SIZE,
     })
+}
+
+/// The axes of a threshold-tuning chart: thresholds (cosine) across, error
+/// rates on a log scale up.
+fn tuning_axes(x_label: &str, (x_lo, x_hi): (f64, f64), y_lo: f64) -> (Axis, Axis) {
+    let x = Axis {
+        label: x_label.into(),
+        scale: Scale::Linear,
+        lo: x_lo,
+        hi: x_hi,
+        ticks: decimal_ticks(x_lo, x_hi, 10),
+    };
+    let y = Axis {
+        label: "error rate (log scale)".into(),
+        scale: Scale::Log10,
+        lo: y_lo,
+        hi: 1.0,
+        ticks: log_ticks(y_lo, 1.0),
+    };
+    (x, y)
 }

@@ -35,23 +35,18 @@ use cudarc::driver::{
     LaunchConfig, PushKernelArg,
 };
 
-use super::{Candidate, CompareError, CompareJob, CompareResult, Engine, Pairing, ProbeResult};
+use super::{
+    Candidate, CompareError, CompareJob, CompareResult, Engine, Pairing, ProbeResult, TileShape,
+};
 use crate::cli::Precision;
 
 /// Fold blocks resident per SM (the kernel's __launch_bounds__ says 2).
 const FOLD_BLOCKS_PER_SM: u32 = 2;
 
-/// Score-tile shape: probes × gallery rows per product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TileShape {
-    pub rows: usize,
-    pub cols: usize,
-}
-
 impl TileShape {
     /// 8192 × 16384: 512 MiB of fp32 scores per buffer, products long
     /// enough (137 GFLOP at d = 512) to keep cuBLAS near its peak.
-    pub const DEFAULT: TileShape = TileShape {
+    pub const CUDA_DEFAULT: TileShape = TileShape {
         rows: 8192,
         cols: 16384,
     };
@@ -191,7 +186,7 @@ impl CudaEngine {
                 fold_smem,
                 base,
                 folds: Mutex::new(HashMap::new()),
-                tile: TileShape::DEFAULT,
+                tile: TileShape::CUDA_DEFAULT,
                 force_streaming: false,
                 last_error: Mutex::new(None),
             })
