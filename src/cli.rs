@@ -47,7 +47,7 @@ pub enum Command {
         after_help = "Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval"
     )]
     Evaluate(EvaluateArgs),
-    /// Search probe faces in a gallery: top-k identities, or \"unknown\" below a threshold
+    /// Search probe faces in a gallery: top-k identities, or "unknown" below a threshold
     #[command(
         after_help = "Example:\n  facekit search --gallery gallery_emb --probes probe_emb --threshold eval:fpir=0.01"
     )]
@@ -275,10 +275,10 @@ pub enum TableFormat {
 
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// Gallery: an embeddings directory, or a converted directory's eval/ gallery
+    /// Gallery: an embeddings directory (embeddings.npy + labels.csv/.parquet; its `gallery` rows when it has a role column)
     #[arg(long, value_name = "EMB_DIR")]
     pub gallery: PathBuf,
-    /// Probes: an embeddings directory
+    /// Probes: an embeddings directory (its `probe` rows when it has a role column)
     #[arg(long, value_name = "EMB_DIR")]
     pub probes: PathBuf,
     /// Candidates listed per probe
