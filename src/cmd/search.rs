@@ -15,8 +15,8 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use unicode_width::UnicodeWidthStr;
 
-use crate::cli::{DeviceChoice, SearchArgs, TableFormat};
-use crate::compare::cpu::CpuEngine;
+use crate::cli::{DeviceChoice, Precision, SearchArgs, TableFormat};
+use crate::compare::select::select_engine;
 use crate::compare::{Candidate, CompareJob, Embeddings, Engine, HistogramSpec, Pairing};
 use crate::evaldir::{self, cosine_to_l2, Summary};
 use crate::evalinput::labels::{self, Labels, Role};
@@ -75,13 +75,16 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
 
 /// Until the engine selection of `--device auto` is shared by every command,
 /// the CPU engine; CUDA is refused with a message rather than ignored.
+/// The engine `--device` asks for; on a terminal, says when `auto` fell
+/// back to the CPU (piped output stays clean).
 fn engine(device: DeviceChoice) -> anyhow::Result<Box<dyn Engine>> {
-    match device {
-        DeviceChoice::Auto | DeviceChoice::Cpu => Ok(Box::new(CpuEngine::new())),
-        DeviceChoice::Cuda => bail!(
-            "--device cuda: this build has no CUDA engine wired into search; use --device cpu"
-        ),
+    let selected = select_engine(device, Precision::Fp32)?;
+    if let Some(notice) = selected.notice() {
+        if io::stderr().is_terminal() {
+            eprintln!("facekit search: {notice}");
+        }
     }
+    Ok(selected.engine)
 }
 
 /// The decision threshold, as a cosine, and where it came from.
