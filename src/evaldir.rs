@@ -40,6 +40,12 @@ pub fn cosine_to_l2(cos: f64) -> f64 {
     (2.0 - 2.0 * cos).max(0.0).sqrt()
 }
 
+/// Whether two rate targets name the same operating point (to rounding:
+/// `1e-3` and `0.001` are the same target).
+pub fn same_target(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
 /// The cosine of two unit vectors at Euclidean distance `d`.
 pub fn l2_to_cosine(d: f64) -> f64 {
     1.0 - d * d / 2.0

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::cli::{ConvertArgs, DemoArgs, EvaluateArgs, ReportArgs};
-use crate::evaldir::{self, Summary};
+use crate::evaldir::{self, same_target, Summary};
 use crate::evalinput::labels::{self, Labels};
 use crate::evalinput::npy;
 use crate::kface::{path, ImageKey, Selection};
@@ -286,10 +286,6 @@ pub struct OpenSet {
     pub threshold_l2: f64,
     pub fpir: f64,
     pub fnir: f64,
-}
-
-fn same_target(a: f64, b: f64) -> bool {
-    (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
 }
 
 impl Numbers {

@@ -205,9 +205,9 @@ pub fn pick<'a>(
     kind: &str,
     target: f64,
 ) -> Option<&'a OperatingPoint> {
-    points.iter().find(|p| {
-        p.kind == kind && (p.target - target).abs() <= 1e-9 * p.target.abs().max(target.abs())
-    })
+    points
+        .iter()
+        .find(|p| p.kind == kind && evaldir::same_target(p.target, target))
 }
 
 /// The rows of one embeddings directory that play one role.
