@@ -133,11 +133,9 @@ fn roc_by_fmr(system: &System) -> (Vec<(f64, f64, f64)>, Vec<f64>) {
     (rows, marked)
 }
 
-pub fn roc_chart(systems: &[System]) -> Option<Chart> {
-    let with = verification_systems(systems);
-    if with.is_empty() {
-        return None;
-    }
+/// The decade below the smallest non-zero FMR any system reaches (at most
+/// 0.1): where the ROC and DET FMR axes start.
+fn fmr_axis_floor(with: &[(usize, &System)]) -> f64 {
     let min_fmr = with
         .iter()
         .flat_map(|(_, s)| {
@@ -148,7 +146,15 @@ pub fn roc_chart(systems: &[System]) -> Option<Chart> {
         })
         .filter(|f| *f > 0.0)
         .fold(0.1, f64::min);
-    let x_lo = decade_floor(min_fmr);
+    decade_floor(min_fmr)
+}
+
+pub fn roc_chart(systems: &[System]) -> Option<Chart> {
+    let with = verification_systems(systems);
+    if with.is_empty() {
+        return None;
+    }
+    let x_lo = fmr_axis_floor(&with);
     let min_tar = with
         .iter()
         .flat_map(|(_, s)| s.roc.iter().filter(|r| r.fmr >= x_lo).map(|r| r.tar))
@@ -214,17 +220,7 @@ pub fn det_chart(systems: &[System]) -> Option<Chart> {
     if with.is_empty() {
         return None;
     }
-    let min_fmr = with
-        .iter()
-        .flat_map(|(_, s)| {
-            s.roc
-                .iter()
-                .map(|r| r.fmr)
-                .chain(s.points("fmr").map(|p| p.rate))
-        })
-        .filter(|f| *f > 0.0)
-        .fold(0.1, f64::min);
-    let x_lo = decade_floor(min_fmr);
+    let x_lo = fmr_axis_floor(&with);
     let plotted = || {
         with.iter()
             .flat_map(|(_, s)| s.roc.iter().filter(|r| r.fmr >= x_lo && r.fmr <= 0.5))
