@@ -226,7 +226,7 @@ pub struct EvaluateArgs {
     pub protocol: Protocol,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
-    /// Arithmetic of the products on the GPU (the CPU engine is fp32)
+    /// Arithmetic of the products: the CPU engine does fp32 and bf16 (AVX-512 BF16), the GPU all four; reduced precisions report their score error
     #[arg(long, value_enum, default_value_t = Precision::Fp32)]
     pub precision: Precision,
     /// Target false match rates

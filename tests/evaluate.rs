@@ -367,6 +367,68 @@ fn outputs_do_not_depend_on_jobs() {
     }
 }
 
+/// `--device cpu --precision bf16` (where the CPU has AVX-512 BF16): the
+/// same comparisons as fp32, scores within the error it reports, the
+/// summary saying so, and outputs that do not depend on `--jobs`.
+#[test]
+fn cpu_bf16_reports_its_score_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (emb, labels) = dataset(tmp.path());
+    let run = |precision: &str, jobs: &str| {
+        let out = tmp.path().join(format!("{precision}-{jobs}"));
+        let done = facekit(&[
+            "--embeddings",
+            p(&emb),
+            "--labels",
+            p(&labels),
+            "--device",
+            "cpu",
+            "--precision",
+            precision,
+            "--jobs",
+            jobs,
+            "--out",
+            p(&out),
+        ]);
+        (done, out)
+    };
+    let (done, bf16) = run("bf16", "1");
+    if !done.status.success() {
+        let err = String::from_utf8_lossy(&done.stderr);
+        assert!(err.contains("lacks AVX-512 BF16"), "{err}");
+        eprintln!("no AVX-512 BF16 here: the refusal was checked instead");
+        return;
+    }
+    let (done, fp32) = run("fp32", "1");
+    ok(&done);
+    let (b, b_roc, _, _, b_probes) = read_all(&bf16);
+    let (f, ..) = read_all(&fp32);
+    assert_eq!(b.engine.precision, "bf16");
+    assert_eq!(f.engine.precision, "fp32");
+    assert_eq!(f.engine.max_abs_score_error, None);
+    let error = b
+        .engine
+        .max_abs_score_error
+        .expect("bf16 reports its error");
+    assert!(error > 0.0 && error < 5e-3, "error {error}");
+    let (bv, fv) = (b.verification.unwrap(), f.verification.unwrap());
+    assert_eq!(
+        (bv.genuine_count, bv.impostor_count),
+        (fv.genuine_count, fv.impostor_count)
+    );
+    assert!((bv.auc - fv.auc).abs() < 1e-3, "{} vs {}", bv.auc, fv.auc);
+    assert!(!b_roc.is_empty() && !b_probes.is_empty());
+    let (done, again) = run("bf16", "2");
+    ok(&done);
+    for f in FILES {
+        assert_eq!(
+            std::fs::read(bf16.join(f)).unwrap(),
+            std::fs::read(again.join(f)).unwrap(),
+            "{f} differs between --jobs 1 and 2"
+        );
+    }
+}
+
 /// Exit code 1 and one line on stderr that contains each `needles`.
 fn fails(args: &[&str], needles: &[&str]) {
     let out = facekit(args);
@@ -560,11 +622,11 @@ fn bad_inputs_fail_with_one_line() {
             "--device",
             "cpu",
             "--precision",
-            "bf16",
+            "fp16",
             "--out",
             o,
         ],
-        &["--precision bf16", "fp32"],
+        &["--precision fp16", "CUDA"],
     );
     fails(
         &[

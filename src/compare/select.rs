@@ -2,7 +2,7 @@
 //! GPU and the CUDA libraries are present, the CPU otherwise, and a record
 //! of which one ran and why (`summary.json`'s `engine`).
 
-use super::cpu::CpuEngine;
+use super::cpu::{CpuEngine, CpuPrecision};
 use super::cuda::CudaEngine;
 use super::Engine;
 use crate::cli::{DeviceChoice, Precision};
@@ -28,8 +28,10 @@ impl SelectedEngine {
 pub enum SelectError {
     #[error("--device cuda: {0}")]
     CudaUnavailable(String),
-    #[error("--precision {0} needs the CUDA engine (the CPU engine computes in fp32)")]
+    #[error("--precision {0} needs the CUDA engine (the CPU engine computes in fp32 or bf16)")]
     PrecisionNeedsCuda(&'static str),
+    #[error("--device cpu --precision bf16: {0}")]
+    CpuBf16(String),
 }
 
 pub fn precision_name(p: Precision) -> &'static str {
@@ -50,10 +52,12 @@ pub fn select_engine(
     precision: Precision,
 ) -> Result<SelectedEngine, SelectError> {
     match device {
-        DeviceChoice::Cpu if precision != Precision::Fp32 => {
-            Err(SelectError::PrecisionNeedsCuda(precision_name(precision)))
-        }
-        DeviceChoice::Cpu => Ok(cpu(None)),
+        DeviceChoice::Cpu => match precision {
+            Precision::Fp32 => Ok(cpu(CpuPrecision::Fp32, None)),
+            Precision::Bf16 if bf16_on_cpu() => Ok(cpu(CpuPrecision::Bf16, None)),
+            Precision::Bf16 => Err(SelectError::CpuBf16("this CPU lacks AVX-512 BF16".into())),
+            other => Err(SelectError::PrecisionNeedsCuda(precision_name(other))),
+        },
         DeviceChoice::Cuda => CudaEngine::new(0, precision)
             .map(cuda)
             .map_err(|e| SelectError::CudaUnavailable(e.to_string())),
@@ -61,24 +65,37 @@ pub fn select_engine(
             Ok(engine) => Ok(cuda(engine)),
             Err(e) => {
                 let mut why = e.to_string();
-                if precision != Precision::Fp32 {
+                // The CPU keeps bf16 where it can; tf32 and fp16 are GPU only.
+                let on_cpu = match precision {
+                    Precision::Bf16 if bf16_on_cpu() => CpuPrecision::Bf16,
+                    _ => CpuPrecision::Fp32,
+                };
+                if on_cpu == CpuPrecision::Fp32 && precision != Precision::Fp32 {
                     why.push_str(&format!("; fp32 instead of {}", precision_name(precision)));
                 }
-                Ok(cpu(Some(why)))
+                Ok(cpu(on_cpu, Some(why)))
             }
         },
     }
 }
 
-fn cpu(fallback_reason: Option<String>) -> SelectedEngine {
-    let engine = CpuEngine::new();
+fn bf16_on_cpu() -> bool {
+    CpuEngine::with_precision(CpuPrecision::Bf16).is_ok()
+}
+
+fn cpu(precision: CpuPrecision, fallback_reason: Option<String>) -> SelectedEngine {
+    let engine = CpuEngine::with_precision(precision)
+        .expect("callers check that the CPU supports the precision");
     let info = EngineInfo {
         kind: "cpu".into(),
-        // Not engine.description(): its thread count would make
-        // summary.json depend on --jobs.
-        description: "cpu: matrixmultiply sgemm, fp32".into(),
-        precision: "fp32".into(),
+        description: engine.description(),
+        precision: match precision {
+            CpuPrecision::Fp32 => "fp32",
+            CpuPrecision::Bf16 => "bf16",
+        }
+        .into(),
         fallback_reason,
+        // Filled from `Engine::score_error` once the job has run.
         max_abs_score_error: None,
     };
     SelectedEngine {
@@ -133,16 +150,27 @@ mod tests {
     }
 
     #[test]
-    fn cpu_is_fp32_only() {
+    fn cpu_is_fp32_or_bf16() {
         let cpu = select_engine(DeviceChoice::Cpu, Precision::Fp32).unwrap();
         assert_eq!(
             (cpu.info.kind.as_str(), cpu.info.precision.as_str()),
             ("cpu", "fp32")
         );
         assert!(cpu.notice().is_none());
-        let err = select_engine(DeviceChoice::Cpu, Precision::Bf16)
-            .err()
-            .unwrap();
-        assert!(matches!(err, SelectError::PrecisionNeedsCuda("bf16")));
+        for gpu_only in [Precision::Tf32, Precision::Fp16] {
+            let err = select_engine(DeviceChoice::Cpu, gpu_only).err().unwrap();
+            assert!(matches!(err, SelectError::PrecisionNeedsCuda(_)), "{err}");
+        }
+        match select_engine(DeviceChoice::Cpu, Precision::Bf16) {
+            Ok(bf16) => {
+                assert!(bf16_on_cpu());
+                assert_eq!(bf16.info.precision, "bf16");
+                assert!(bf16.info.description.contains("BF16"));
+            }
+            Err(err) => {
+                assert!(!bf16_on_cpu());
+                assert!(matches!(err, SelectError::CpuBf16(_)), "{err}");
+            }
+        }
     }
 }

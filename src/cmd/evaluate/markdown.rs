@@ -58,6 +58,13 @@ pub fn summary_md(s: &Summary) -> String {
     }
     let _ = writeln!(md, "| protocol | {} |", i.protocol);
     let _ = writeln!(md, "| engine | {} |", s.engine.description);
+    if let Some(error) = s.engine.max_abs_score_error {
+        let _ = writeln!(
+            md,
+            "| score error | {} products: the largest sampled \\|score − float64 dot product\\| is {error:.1e} |",
+            s.engine.precision
+        );
+    }
     if let Some(reason) = &s.engine.fallback_reason {
         let _ = writeln!(md, "| device | CPU: {reason} |");
     }
@@ -222,7 +229,9 @@ pub fn console(s: &Summary, comparisons: u64, threads: usize, seconds: f64, out:
         None => format!("{} scores", count(i.rows)),
     };
     let _ = writeln!(t, "facekit evaluate: {what} · {}", i.protocol);
-    let engine = if s.engine.kind == "cpu" {
+    let engine = if s.engine.kind == "cpu" && s.engine.precision != "fp32" {
+        format!("cpu {} ({threads} threads)", s.engine.precision)
+    } else if s.engine.kind == "cpu" {
         format!("cpu ({threads} threads)")
     } else {
         s.engine.description.clone()
