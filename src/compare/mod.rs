@@ -106,12 +106,14 @@ impl Embeddings {
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
-    /// The rows whose indices are given, in that order.
+    /// The rows whose indices are given, in that order (copied in
+    /// parallel: a 10^5-row gallery is 200 MB).
     pub fn select(&self, indices: &[usize]) -> Embeddings {
-        let mut data = Vec::with_capacity(indices.len() * self.dim);
-        for &i in indices {
-            data.extend_from_slice(self.row(i));
-        }
+        use rayon::prelude::*;
+        let mut data = vec![0f32; indices.len() * self.dim];
+        data.par_chunks_mut(self.dim)
+            .zip(indices)
+            .for_each(|(dst, &i)| dst.copy_from_slice(self.row(i)));
         Embeddings {
             rows: indices.len(),
             dim: self.dim,

@@ -70,22 +70,27 @@ pub fn rows(values: &[f32], dim: usize) -> Vec<u32> {
 /// The buffers one worker reuses from product to product.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    packed_a: Vec<u32>,
     packed_b: Vec<u32>,
     scores: Vec<f32>,
+    /// A row of zeros: the rows of a micro-tile past the last row.
+    zeros: Vec<u32>,
 }
 
-/// Panels of `w` rows, pair-major inside a panel: `out[panel][p][j]` is
-/// pair `p` of row `panel * w + j`, zero past the last row.
+/// Panels of `w` rows of `b`, pair-major inside a panel: `out[panel][p][j]` is
+/// pair `p` of row `panel * w + j`, zero past the last row. Written in
+/// order, reading the panel's `w` rows side by side (they stay in L1).
 fn pack(src: &[u32], width: usize, w: usize, out: &mut Vec<u32>) {
     let rows = src.len() / width;
-    let panels = rows.div_ceil(w);
     out.clear();
-    out.resize(panels * width * w, 0);
-    for (r, row) in src.chunks_exact(width).enumerate() {
-        let base = (r / w) * width * w + r % w;
-        for (p, &v) in row.iter().enumerate() {
-            out[base + p * w] = v;
+    out.resize(rows.div_ceil(w) * width * w, 0);
+    for (panel, dst) in out.chunks_exact_mut(width * w).enumerate() {
+        let first = panel * w;
+        let count = w.min(rows - first);
+        let block = &src[first * width..(first + count) * width];
+        for (p, dst) in dst.chunks_exact_mut(w).enumerate() {
+            for (j, d) in dst[..count].iter_mut().enumerate() {
+                *d = block[j * width + p];
+            }
         }
     }
 }
@@ -113,28 +118,31 @@ pub fn products(
         return;
     }
     pack(b, width, NR, &mut scratch.packed_b);
+    scratch.zeros.resize(width, 0);
     for first in (0..m).step_by(STRIP_ROWS) {
         let rows = STRIP_ROWS.min(m - first);
-        pack(
-            &a[first * width..(first + rows) * width],
-            width,
-            MR,
-            &mut scratch.packed_a,
-        );
         scratch.scores.resize(rows * n, 0.0);
         for j in 0..n.div_ceil(NR) {
             let panel_b = &scratch.packed_b[j * width * NR..(j + 1) * width * NR];
-            for i in 0..rows.div_ceil(MR) {
-                let panel_a = &scratch.packed_a[i * width * MR..(i + 1) * width * MR];
-                let (r0, c0) = (i * MR, j * NR);
-                // SAFETY: the CPU has the features (asserted above); the
-                // panels hold `width` pairs of MR and NR rows; the block
-                // written is rows r0.. < rows and columns c0.. < n of the
-                // rows × n scores.
+            for r0 in (0..rows).step_by(MR) {
+                // The rows of `a` are read in place, a pair at a time.
+                let a_rows: [&[u32]; MR] = std::array::from_fn(|i| {
+                    let r = first + r0 + i;
+                    if r0 + i < rows {
+                        &a[r * width..(r + 1) * width]
+                    } else {
+                        &scratch.zeros[..]
+                    }
+                });
+                let c0 = j * NR;
+                // SAFETY: the CPU has the features (asserted above); every
+                // row holds `width` pairs and the panel `width` × NR; the
+                // block written is rows r0.. < rows and columns c0.. < n
+                // of the rows × n scores.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
                     micro(
-                        panel_a,
+                        &a_rows,
                         panel_b,
                         width,
                         &mut scratch.scores[r0 * n + c0..],
@@ -154,7 +162,7 @@ pub fn products(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn micro(
-    a: &[u32],
+    a: &[&[u32]; MR],
     b: &[u32],
     width: usize,
     out: &mut [f32],
@@ -162,17 +170,18 @@ unsafe fn micro(
     rows: usize,
     cols: usize,
 ) {
-    debug_assert!(a.len() == width * MR && b.len() == width * NR);
+    debug_assert!(a.iter().all(|r| r.len() == width) && b.len() == width * NR);
     debug_assert!(out.len() >= (rows - 1) * ld + cols);
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    let (a, b) = (a.as_ptr(), b.as_ptr());
+    let a = a.map(|r| r.as_ptr());
+    let b = b.as_ptr();
     for p in 0..width {
-        // SAFETY: p < width, so both panels are read inside their length.
+        // SAFETY: p < width, so the rows and the panel are read inside
+        // their length.
         let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR).cast()));
         let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR + 16).cast()));
-        let ap = a.add(p * MR);
-        for (i, acc) in acc.iter_mut().enumerate() {
-            let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(i) as i32));
+        for (acc, row) in acc.iter_mut().zip(&a) {
+            let ai: __m512bh = std::mem::transmute(_mm512_set1_epi32(*row.add(p) as i32));
             acc[0] = _mm512_dpbf16_ps(acc[0], ai, b0);
             acc[1] = _mm512_dpbf16_ps(acc[1], ai, b1);
         }

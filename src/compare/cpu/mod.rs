@@ -490,7 +490,7 @@ impl Fold {
     /// place (so the maximum does not depend on the schedule), with the
     /// float64 dot products of the rows before conversion.
     fn sample_error(&mut self, job: &CompareJob<'_>, strip: Tile, scores: &[f32]) {
-        const PER_STRIP: u64 = 4;
+        const PER_STRIP: u64 = 2;
         let (r0, r1) = strip.rows;
         let (c0, c1) = strip.cols;
         let (rows, width) = ((r1 - r0) as u64, (c1 - c0) as u64);
