@@ -368,8 +368,9 @@ fn outputs_do_not_depend_on_jobs() {
 }
 
 /// `--device cpu --precision bf16` (where the CPU has AVX-512 BF16): the
-/// same comparisons as fp32, scores within the error it reports, the
-/// summary saying so, and outputs that do not depend on `--jobs`.
+/// same comparisons as fp32, verification scores within the error it
+/// reports, identification equal to fp32's, the summary saying so, and
+/// outputs that do not depend on `--jobs`.
 #[test]
 fn cpu_bf16_reports_its_score_error() {
     let tmp = tempfile::tempdir().unwrap();
@@ -402,7 +403,10 @@ fn cpu_bf16_reports_its_score_error() {
     let (done, fp32) = run("fp32", "1");
     ok(&done);
     let (b, b_roc, _, _, b_probes) = read_all(&bf16);
-    let (f, ..) = read_all(&fp32);
+    let (f, _, _, _, f_probes) = read_all(&fp32);
+    // Identification is exact fp32 in both: top-1, mate ranks, decisions.
+    assert_eq!(b_probes, f_probes);
+    assert_eq!(b.identification, f.identification);
     assert_eq!(b.engine.precision, "bf16");
     assert_eq!(f.engine.precision, "fp32");
     assert_eq!(f.engine.max_abs_score_error, None);

@@ -12,7 +12,11 @@
 //!   faiss-cpu `IndexFlatIP` (2 threads), with the top-1 agreement;
 //! * **all-pairs**: genuine scores and impostor histogram over every
 //!   distinct pair of 20,000 × 512 embeddings, the whole process against a
-//!   tiled numpy implementation.
+//!   tiled numpy implementation;
+//! * **kernels**: the bare fp32 and bf16 product kernels on 2 threads, and
+//!   the time the products of the two cases above need at that rate.
+//!
+//! facekit runs in fp32 (the default) and with `--precision bf16`.
 //!
 //! Medians over `--runs`, wall and CPU (user + system) seconds; peak memory
 //! is the largest sampled resident size of a run's process tree.
@@ -36,6 +40,8 @@ pub enum Part {
     Scores,
     Search,
     AllPairs,
+    /// The bare product kernels' rate, for the floor of the two cases
+    Kernels,
 }
 
 #[derive(Debug, Args)]
@@ -152,7 +158,7 @@ pub fn run(args: &EvaluateBench) -> anyhow::Result<()> {
         measure::run(Command::new(&python).arg(&script).arg("data").arg(&dir))?;
     }
     let parts = if args.only.is_empty() {
-        vec![Part::Scores, Part::Search, Part::AllPairs]
+        vec![Part::Scores, Part::Search, Part::AllPairs, Part::Kernels]
     } else {
         args.only.clone()
     };
@@ -170,6 +176,7 @@ pub fn run(args: &EvaluateBench) -> anyhow::Result<()> {
             Part::Scores => scores_part(&ctx, &mut rows, &mut notes)?,
             Part::Search => search_part(&ctx, args.faiss_threads, &mut rows, &mut notes)?,
             Part::AllPairs => all_pairs_part(&ctx, &mut rows, &mut notes)?,
+            Part::Kernels => kernels_part(&mut notes),
         }
     }
     print_table(&rows, &notes);
@@ -290,32 +297,21 @@ fn search_part(
         ctx.path("search.csv"),
         ctx.path("out-search"),
     );
-    eprintln!("search: facekit ...");
-    let mut fk = Row::new(
-        "search 10^4 × 10^5 × 512, top-10",
-        "facekit evaluate --protocol probe-gallery",
-    );
-    for _ in 0..ctx.runs {
-        fk.run(&mut ctx.facekit(&[
-            "--embeddings",
-            &emb,
-            "--labels",
-            &lab,
-            "--protocol",
-            "probe-gallery",
-            "--top-k",
-            "10",
-            "--device",
-            "cpu",
-            "--out",
-            &out,
-        ]))?;
-    }
-    rows.push(fk);
+    let args = [
+        "--embeddings",
+        &emb,
+        "--labels",
+        &lab,
+        "--protocol",
+        "probe-gallery",
+        "--top-k",
+        "10",
+    ];
+    facekit_rows(ctx, SEARCH, search_tool, &out, &args, rows)?;
     eprintln!("search: faiss ...");
     let top1 = ctx.path("faiss-top1.npy");
     let mut fa = Row::new(
-        "search 10^4 × 10^5 × 512, top-10",
+        SEARCH,
         format!("faiss IndexFlatIP ({faiss_threads} threads)"),
     );
     for _ in 0..ctx.runs {
@@ -335,22 +331,72 @@ fn search_part(
         .map(|(i, _)| i.as_str())
         .collect();
     let faiss_top1 = read_i64_npy(Path::new(&top1))?;
-    let probes: Vec<ProbeRow> = evaldir::read_csv(&Path::new(&out).join(evaldir::PROBES_CSV))?;
-    anyhow::ensure!(
-        probes.len() == faiss_top1.len(),
-        "facekit and faiss disagree on the probe count"
-    );
-    let same = probes
-        .iter()
-        .zip(&faiss_top1)
-        .filter(|(p, &f)| p.top1_identity.as_deref() == gallery_ids.get(f as usize).copied())
-        .count();
-    notes.push(format!(
-        "search: top-1 identical for {same} of {} probes ({:.3}%)",
-        probes.len(),
-        100.0 * same as f64 / probes.len() as f64
-    ));
+    for precision in PRECISIONS {
+        let dir = format!("{out}-{precision}");
+        let probes: Vec<ProbeRow> = evaldir::read_csv(&Path::new(&dir).join(evaldir::PROBES_CSV))?;
+        anyhow::ensure!(
+            probes.len() == faiss_top1.len(),
+            "facekit and faiss disagree on the probe count"
+        );
+        let same = probes
+            .iter()
+            .zip(&faiss_top1)
+            .filter(|(p, &f)| p.top1_identity.as_deref() == gallery_ids.get(f as usize).copied())
+            .count();
+        notes.push(format!(
+            "search {precision}: top-1 identical to faiss for {same} of {} probes ({:.3}%){}",
+            probes.len(),
+            100.0 * same as f64 / probes.len() as f64,
+            score_error_note(Path::new(&dir))?
+        ));
+    }
     Ok(())
+}
+
+/// ", largest sampled score error E" for a reduced-precision run.
+fn score_error_note(dir: &Path) -> anyhow::Result<String> {
+    let summary = evaldir::read_summary(dir)?;
+    Ok(summary
+        .engine
+        .max_abs_score_error
+        .map(|e| format!(", largest sampled score error {e:.1e}"))
+        .unwrap_or_default())
+}
+
+const PRECISIONS: [&str; 2] = ["fp32", "bf16"];
+const SEARCH: &str = "search 10^4 × 10^5 × 512, top-10";
+const ALL_PAIRS: &str = "all pairs 20,000 × 512";
+
+/// Measures `facekit evaluate ARGS --device cpu --precision P` for each
+/// precision, writing into `OUT-P`.
+fn facekit_rows(
+    ctx: &Ctx,
+    case: &'static str,
+    tool: fn(&str) -> String,
+    out: &str,
+    args: &[&str],
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    for precision in PRECISIONS {
+        eprintln!("{case}: facekit {precision} ...");
+        let mut row = Row::new(case, tool(precision));
+        let out = format!("{out}-{precision}");
+        let mut all = args.to_vec();
+        all.extend(["--device", "cpu", "--precision", precision, "--out", &out]);
+        for _ in 0..ctx.runs {
+            row.run(&mut ctx.facekit(&all))?;
+        }
+        rows.push(row);
+    }
+    Ok(())
+}
+
+fn search_tool(precision: &str) -> String {
+    format!("facekit evaluate --protocol probe-gallery --precision {precision}")
+}
+
+fn all_pairs_tool(precision: &str) -> String {
+    format!("facekit evaluate (all distinct pairs) --precision {precision}")
 }
 
 /// The int64 vector the faiss anchor saves (np.save of a 1-d array).
@@ -376,26 +422,10 @@ fn all_pairs_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> an
         ctx.path("pairs.csv"),
         ctx.path("out-pairs"),
     );
-    eprintln!("all-pairs: facekit ...");
-    let mut fk = Row::new(
-        "all pairs 20,000 × 512",
-        "facekit evaluate (all distinct pairs)",
-    );
-    for _ in 0..ctx.runs {
-        fk.run(&mut ctx.facekit(&[
-            "--embeddings",
-            &emb,
-            "--labels",
-            &lab,
-            "--device",
-            "cpu",
-            "--out",
-            &out,
-        ]))?;
-    }
-    rows.push(fk);
+    let args = ["--embeddings", &emb, "--labels", &lab];
+    facekit_rows(ctx, ALL_PAIRS, all_pairs_tool, &out, &args, rows)?;
     eprintln!("all-pairs: numpy ...");
-    let mut np = Row::new("all pairs 20,000 × 512", "numpy, tiled (2048)");
+    let mut np = Row::new(ALL_PAIRS, "numpy, tiled (2048)");
     let mut counts = (0, 0);
     for _ in 0..ctx.runs {
         let m = np.run(&mut ctx.python(&["numpy", &emb, &lab]))?;
@@ -407,15 +437,86 @@ fn all_pairs_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> an
         );
     }
     rows.push(np);
-    let summary = evaldir::read_summary(Path::new(&out))?;
-    let v = summary
-        .verification
-        .context("all-pairs summary has verification")?;
-    notes.push(format!(
-        "all-pairs: facekit {} genuine + {} impostor, numpy {} + {}",
-        v.genuine_count, v.impostor_count, counts.0, counts.1
-    ));
+    for precision in PRECISIONS {
+        let dir = format!("{out}-{precision}");
+        let summary = evaldir::read_summary(Path::new(&dir))?;
+        let v = summary
+            .verification
+            .context("all-pairs summary has verification")?;
+        notes.push(format!(
+            "all-pairs {precision}: facekit {} genuine + {} impostor, numpy {} + {}{}",
+            v.genuine_count,
+            v.impostor_count,
+            counts.0,
+            counts.1,
+            score_error_note(Path::new(&dir))?
+        ));
+    }
     Ok(())
+}
+
+/// The bare product kernels, one per thread on 2 threads (this machine's
+/// cores), on 1024 × 1024 × 512 tiles as the engine runs them; then the
+/// time the products of the search and all-pairs cases need at that rate.
+fn kernels_part(notes: &mut Vec<String>) {
+    use facekit::compare::cpu::{bf16, products};
+    const N: usize = 1024;
+    const DIM: usize = 512;
+    const REPS: usize = 40;
+    const THREADS: usize = 2;
+    eprintln!("kernels ...");
+    let values: Vec<f32> = (0..N * DIM)
+        .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) / 1001.0 / (DIM as f32).sqrt())
+        .collect();
+    let rate = |run: &(dyn Fn() + Sync)| {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                s.spawn(|| (0..REPS).for_each(|_| run()));
+            }
+        });
+        (THREADS * REPS * N * N * DIM * 2) as f64 / t.elapsed().as_secs_f64()
+    };
+    let fp32 = rate(&|| {
+        let mut out = vec![0f32; N * N];
+        products(&values, &values, DIM, &mut out);
+        std::hint::black_box(&out);
+    });
+    let rows = bf16::rows(&values, DIM);
+    let bf16_rate = if bf16::supported() {
+        Some(rate(&|| {
+            let mut scratch = bf16::Scratch::default();
+            bf16::products(&rows, &rows, bf16::pairs(DIM), &mut scratch, &mut |_, s| {
+                std::hint::black_box(s);
+            });
+        }))
+    } else {
+        None
+    };
+    // FLOPs: every probe × gallery product; for all distinct pairs the
+    // upper-triangle tiles the engine computes (1024-row blocks).
+    let search = 2.0 * 1e4 * 1e5 * DIM as f64;
+    let blocks = 20_000usize.div_ceil(1024);
+    let all_pairs: f64 = (0..blocks)
+        .map(|b| {
+            let rows = 1024.min(20_000 - b * 1024) as f64;
+            rows * (20_000 - b * 1024) as f64
+        })
+        .sum::<f64>()
+        * 2.0
+        * DIM as f64;
+    for (name, r) in [("fp32 sgemm", Some(fp32)), ("bf16 vdpbf16ps", bf16_rate)] {
+        let Some(r) = r else {
+            notes.push(format!("kernels: {name} not run (no AVX-512 BF16)"));
+            continue;
+        };
+        notes.push(format!(
+            "kernels: {name} {:.0} GFLOP/s on {THREADS} threads; products alone: search {:.2} s, all pairs {:.2} s",
+            r / 1e9,
+            search / r,
+            all_pairs / r
+        ));
+    }
 }
 
 fn print_table(rows: &[Row], notes: &[String]) {
@@ -447,68 +548,101 @@ fn print_table(rows: &[Row], notes: &[String]) {
     println!();
     let get = |prefix: &str, what: fn(&Row) -> f64| find(prefix).map(what);
     // (what, anchor, facekit, the target)
-    let comparisons: [(&str, Option<f64>, Option<f64>, Option<f64>); 10] = [
+    let mut comparisons: Vec<(String, Option<f64>, Option<f64>, Option<f64>)> = vec![
         (
-            "scores in memory: bob eer_threshold / facekit metrics",
+            "scores in memory: bob eer_threshold / facekit metrics".into(),
             get("bob", Row::in_memory),
             get("facekit metrics", Row::in_memory),
             Some(5.0),
         ),
         (
-            "scores in memory: sklearn roc_curve / facekit metrics",
+            "scores in memory: sklearn roc_curve / facekit metrics".into(),
             get("sklearn", Row::in_memory),
             get("facekit metrics", Row::in_memory),
             Some(5.0),
         ),
         (
-            "scores processes, wall: bob / facekit",
+            "scores processes, wall: bob / facekit".into(),
             get("bob", Row::whole),
             get("facekit evaluate --scores", Row::whole),
             None,
         ),
         (
-            "scores processes, wall: sklearn / facekit",
+            "scores processes, wall: sklearn / facekit".into(),
             get("sklearn", Row::whole),
             get("facekit evaluate --scores", Row::whole),
             None,
         ),
-        (
-            "search, wall: faiss search alone / facekit process",
-            get("faiss", Row::in_memory),
-            get("facekit evaluate --protocol", Row::whole),
-            Some(2.0),
-        ),
-        (
-            "search, wall: faiss process / facekit process",
-            get("faiss", Row::whole),
-            get("facekit evaluate --protocol", Row::whole),
-            Some(2.0),
-        ),
-        (
-            "search, CPU: faiss process / facekit process",
-            get("faiss", Row::cpu),
-            get("facekit evaluate --protocol", Row::cpu),
-            None,
-        ),
-        (
-            "all pairs, wall: numpy tiled loop alone / facekit process",
-            get("numpy", Row::in_memory),
-            get("facekit evaluate (all", Row::whole),
-            Some(10.0),
-        ),
-        (
-            "all pairs, wall: numpy process / facekit process",
-            get("numpy", Row::whole),
-            get("facekit evaluate (all", Row::whole),
-            Some(10.0),
-        ),
-        (
-            "all pairs, CPU: numpy process / facekit process",
-            get("numpy", Row::cpu),
-            get("facekit evaluate (all", Row::cpu),
-            None,
-        ),
     ];
+    type Metric = fn(&Row) -> f64;
+    for precision in PRECISIONS {
+        let (search, pairs) = (search_tool(precision), all_pairs_tool(precision));
+        // (case, what, anchor, its metric, facekit, its metric, target)
+        let cases: [(&str, &str, &str, Metric, &str, Metric, Option<f64>); 6] = [
+            (
+                "search",
+                "wall: faiss search alone / facekit process",
+                "faiss",
+                Row::in_memory,
+                &search,
+                Row::whole,
+                Some(2.0),
+            ),
+            (
+                "search",
+                "wall: faiss process / facekit process",
+                "faiss",
+                Row::whole,
+                &search,
+                Row::whole,
+                Some(2.0),
+            ),
+            (
+                "search",
+                "CPU: faiss process / facekit process",
+                "faiss",
+                Row::cpu,
+                &search,
+                Row::cpu,
+                None,
+            ),
+            (
+                "all pairs",
+                "wall: numpy tiled loop alone / facekit process",
+                "numpy",
+                Row::in_memory,
+                &pairs,
+                Row::whole,
+                Some(10.0),
+            ),
+            (
+                "all pairs",
+                "wall: numpy process / facekit process",
+                "numpy",
+                Row::whole,
+                &pairs,
+                Row::whole,
+                Some(10.0),
+            ),
+            (
+                "all pairs",
+                "CPU: numpy process / facekit process",
+                "numpy",
+                Row::cpu,
+                &pairs,
+                Row::cpu,
+                None,
+            ),
+        ];
+        for (case, what, anchor, of_anchor, ours, of_ours, target) in cases {
+            comparisons.push((
+                format!("{case} {precision}, {what}"),
+                get(anchor, of_anchor),
+                get(ours, of_ours),
+                target,
+            ));
+        }
+    }
     for (what, anchor, ours, target) in comparisons {
         let (Some(a), Some(o)) = (anchor, ours) else {
             continue;

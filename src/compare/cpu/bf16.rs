@@ -39,6 +39,42 @@ pub fn pairs(dim: usize) -> usize {
     dim.div_ceil(2)
 }
 
+/// A bound on |bf16 kernel score − fp32 score| for rows of unit length
+/// and `dim` values whose bf16 rounding moves none by more than
+/// `max_rounding` (Euclidean; at most u = 2^-8 for a unit row, typically
+/// about u/√3). For rows a, b rounded by α, β:
+/// |ã·b̃ − a·b| = |a·β + α·b̃| ≤ |β| + |α|(1 + |β|) (Cauchy–Schwarz), and
+/// each engine's fp32 sum of `dim` terms (any order, fused or not) adds at
+/// most γ·Σ|terms| with γ = dim·2^-24 / (1 − dim·2^-24): γ·(1 + e)² for
+/// the bf16 sums, γ for the fp32 ones. Flushed subnormals add less than
+/// 2^-100. The total is widened by 0.1% for the f32 arithmetic of the
+/// comparisons it guards and for rows a rounding off unit length.
+pub fn fp32_distance_bound(dim: usize, max_rounding: f64) -> f32 {
+    let e = max_rounding;
+    let n = dim as f64 * 2f64.powi(-24);
+    let gamma = n / (1.0 - n);
+    let bound = 2.0 * e + e * e + gamma * (1.0 + (1.0 + e) * (1.0 + e)) + 2f64.powi(-100);
+    (bound * 1.001) as f32
+}
+
+/// The largest Euclidean distance between a row of `values` (rows of
+/// `dim`) and its bf16 rounding (rows in parallel).
+pub fn max_rounding(values: &[f32], dim: usize) -> f64 {
+    use rayon::prelude::*;
+    values
+        .par_chunks_exact(dim)
+        .map(|row| {
+            row.iter()
+                .map(|&v| {
+                    let d = (from_bf16(to_bf16(v)) - v) as f64;
+                    d * d
+                })
+                .sum::<f64>()
+                .sqrt()
+        })
+        .reduce(|| 0.0, f64::max)
+}
+
 /// Rounds to the nearest bf16, ties to even. Finite inputs only (the
 /// engine's rows are checked finite); NaN is not preserved.
 pub fn to_bf16(x: f32) -> u16 {
@@ -260,6 +296,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The engine's rescoring rests on this bound: over unit rows (random,
+    /// one-hot, constant, and values just off bf16 rounding midpoints),
+    /// bf16 scores stay within it of the fp32 engine's scores.
+    #[test]
+    fn scores_stay_within_the_bound_of_fp32() {
+        if !supported() {
+            return;
+        }
+        let mut state = 11u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        };
+        for dim in [1, 2, 7, 128, 512, 1024] {
+            let mut rows_f32: Vec<Vec<f32>> = (0..40)
+                .map(|_| (0..dim).map(|_| next()).collect())
+                .collect();
+            rows_f32.push((0..dim).map(|k| if k == 0 { 1.0 } else { 0.0 }).collect());
+            rows_f32.push(vec![1.0; dim]);
+            // Halfway between two bf16 values, nudged: the worst rounding.
+            rows_f32.push(
+                (0..dim)
+                    .map(|k| from_bf16(0x3f80 + k as u16 % 64) * (1.0 + 1.0 / 256.0) + 1e-7)
+                    .collect(),
+            );
+            let data: Vec<f32> = rows_f32.concat();
+            let e = crate::compare::Embeddings::normalized(data, dim).unwrap();
+            let bf = rows(e.as_slice(), dim);
+            let scores = collect(&bf, &bf, pairs(dim));
+            let mut fp32 = vec![0f32; e.rows() * e.rows()];
+            crate::compare::cpu::products(e.as_slice(), e.as_slice(), dim, &mut fp32);
+            let bound = fp32_distance_bound(dim, max_rounding(e.as_slice(), dim));
+            let worst = scores
+                .iter()
+                .zip(&fp32)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(worst <= bound, "dim {dim}: {worst} > {bound}");
+            assert!(worst > 0.0 || dim == 1, "dim {dim}: no rounding at all?");
+        }
+        // The worst case for unit rows (every value half an ulp off).
+        let worst = fp32_distance_bound(512, 2f64.powi(-8));
+        assert!((worst - 0.0079).abs() < 1e-4, "{worst}");
     }
 
     #[test]

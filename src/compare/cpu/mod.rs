@@ -14,6 +14,15 @@
 //! every score from the same kernel, whose value for a pair does not depend
 //! on the shape or position of the tile it was computed in, so the two
 //! passes agree exactly (the property tests check it).
+//!
+//! With the bf16 kernel, verification (genuine scores, impostor bins and
+//! tail) uses its scores, and their sampled error is reported. Identification
+//! stays exact fp32: mate scores come from an fp32 pass 1, and a bf16 score
+//! can only be within a proven bound of its fp32 score
+//! ([`bf16::fp32_distance_bound`]), so ranks recompute in fp32 the scores
+//! that close to the mate score, and top-k lists keep extra candidates by
+//! bf16 score and recompute in fp32 those that may be in the exact top k
+//! ([`exact_top`]). The results equal the fp32 engine's.
 
 pub mod bf16;
 
@@ -168,6 +177,8 @@ trait Kernel: Sync {
     type Scratch: Default + Send;
     /// Whether the scores differ from fp32 sums enough to report the error.
     const REDUCED: bool;
+    /// A bound on |score − fp32 engine score| for the job's rows.
+    fn margin(job: &CompareJob<'_>) -> f32;
     /// Elements per converted row of `dim` values.
     fn width(dim: usize) -> usize;
     /// The rows of `e`, converted.
@@ -190,6 +201,9 @@ impl Kernel for Fp32 {
     type Elem = f32;
     type Scratch = Vec<f32>;
     const REDUCED: bool = false;
+    fn margin(_: &CompareJob<'_>) -> f32 {
+        0.0
+    }
     fn width(dim: usize) -> usize {
         dim
     }
@@ -217,6 +231,12 @@ impl Kernel for Bf16 {
     type Elem = u32;
     type Scratch = bf16::Scratch;
     const REDUCED: bool = true;
+    fn margin(job: &CompareJob<'_>) -> f32 {
+        let dim = job.probes.dim();
+        let rounding = bf16::max_rounding(job.probes.as_slice(), dim)
+            .max(bf16::max_rounding(job.gallery.as_slice(), dim));
+        bf16::fp32_distance_bound(dim, rounding)
+    }
     fn width(dim: usize) -> usize {
         bf16::pairs(dim)
     }
@@ -280,10 +300,58 @@ fn compare_with<K: Kernel>(job: &CompareJob<'_>, tile: TileShape) -> (CompareRes
         gallery: &gallery,
         width: K::width(job.probes.dim()),
     };
-    let (genuine, mate) = mate_pass(job, &rows, tile);
+    let (genuine, kernel_mate) = mate_pass(job, &rows, tile);
+    // Identification is exact fp32 whatever the kernel: mate scores from
+    // fp32 products (only the genuine pairs, a small pass); ranks and
+    // top-k lists recompute in fp32 every score near a decision.
+    let mate = if K::REDUCED {
+        let fp32 = Rows::<Fp32> {
+            probes: job.probes.as_slice(),
+            gallery: job.gallery.as_slice(),
+            width: job.probes.dim(),
+        };
+        mate_pass(job, &fp32, tile).1
+    } else {
+        kernel_mate
+    };
     let folds = tile_pass(job, &rows, tile, &mate);
     let error = K::REDUCED.then(|| folds.iter().map(|f| f.error).fold(0.0, f64::max));
-    (merge(job, genuine, &mate, folds), error)
+    let (mut result, unsure) = merge(job, genuine, &mate, folds);
+    if !unsure.is_empty() {
+        exact_tops_by_fp32(job, tile, &unsure, &mut result);
+    }
+    (result, error)
+}
+
+/// The top-k lists of the probes `unsure` (whose candidates a worker may
+/// have dropped, see [`exact_top`]) from an fp32 run of those probes
+/// against the whole gallery. For all distinct pairs that gallery holds
+/// the probe itself, so one more candidate is asked for and the probe's
+/// own row is taken out.
+fn exact_tops_by_fp32(
+    job: &CompareJob<'_>,
+    tile: TileShape,
+    unsure: &[usize],
+    result: &mut CompareResult,
+) {
+    let distinct = job.pairing == Pairing::AllDistinct;
+    let probes = job.probes.select(unsure);
+    let labels: Vec<u32> = unsure.iter().map(|&p| job.probe_labels[p]).collect();
+    let sub = CompareJob {
+        probes: &probes,
+        probe_labels: &labels,
+        pairing: Pairing::ProbeGallery,
+        top_k: job.top_k + usize::from(distinct),
+        tail_capacity: 0,
+        ..*job
+    };
+    let (fp32, _) = compare_with::<Fp32>(&sub, tile);
+    for (&p, found) in unsure.iter().zip(fp32.probes) {
+        let mut top = found.top;
+        top.retain(|c| !(distinct && c.index as usize == p));
+        top.truncate(job.top_k);
+        result.probes[p].top = top;
+    }
 }
 
 /// The job's rows, converted for kernel `K`.
@@ -417,9 +485,10 @@ fn tile_pass<K: Kernel>(
     mate: &[f32],
 ) -> Vec<Fold> {
     let tiles = tiles(job, shape);
+    let margin = K::margin(job);
     let next = AtomicUsize::new(0);
     rayon::broadcast(|_| {
-        let mut fold = Fold::new(job, mate);
+        let mut fold = Fold::new(job, mate, margin);
         let mut scratch = K::Scratch::default();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -466,14 +535,18 @@ struct Fold {
     gate: Vec<f32>,
     /// The largest |score − float64 dot product| sampled so far.
     error: f64,
+    /// How far the kernel's scores can be from fp32 scores (0 for fp32).
+    margin: f32,
 }
 
 impl Fold {
-    fn new(job: &CompareJob<'_>, mate: &[f32]) -> Fold {
+    fn new(job: &CompareJob<'_>, mate: &[f32], margin: f32) -> Fold {
         let bins = job.histogram.bins as usize;
         let n = job.probes.rows();
-        let top = TopLists::new(n, job.top_k);
-        let gate = (0..n).map(|p| top.bar(p).min(mate_bar(mate[p]))).collect();
+        let top = TopLists::new(n, list_capacity(job.top_k, margin));
+        let gate = (0..n)
+            .map(|p| top.bar(p).min(mate_bar(mate[p]) - margin))
+            .collect();
         Fold {
             recent: vec![0; bins],
             recent_total: 0,
@@ -483,6 +556,7 @@ impl Fold {
             above_mate: vec![0; n],
             gate,
             error: 0.0,
+            margin,
         }
     }
 
@@ -516,12 +590,26 @@ impl Fold {
         self.recent_total = 0;
     }
 
-    /// Offers `(q, s)` to probe `p`: its top-k and its rank count.
+    /// Offers `(q, s)` to probe `p`: its candidate list and its rank
+    /// count. The count is exact fp32: a kernel score within `margin` of
+    /// the mate score is recomputed in fp32 before it is compared.
     #[inline]
-    fn offer(&mut self, p: usize, q: usize, s: f32, impostor: bool, mate: &[f32]) {
+    fn offer(
+        &mut self,
+        job: &CompareJob<'_>,
+        p: usize,
+        q: usize,
+        s: f32,
+        impostor: bool,
+        mate: &[f32],
+    ) {
         let mate = mate_bar(mate[p]);
-        if impostor && s >= mate {
-            self.above_mate[p] += 1;
+        if impostor && s + self.margin >= mate {
+            let above =
+                self.margin == 0.0 || s - self.margin >= mate || fp32_score(job, p, q) >= mate;
+            if above {
+                self.above_mate[p] += 1;
+            }
         }
         self.top.offer(
             p,
@@ -530,7 +618,7 @@ impl Fold {
                 score: s,
             },
         );
-        self.gate[p] = self.top.bar(p).min(mate);
+        self.gate[p] = self.top.bar(p).min(mate - self.margin);
     }
 
     fn tile(&mut self, job: &CompareJob<'_>, mate: &[f32], tile: Tile, scores: &[f32]) {
@@ -574,7 +662,8 @@ impl Fold {
                 };
                 if hit {
                     for c in start..end {
-                        self.hit(p, c0 + c, row[c], col_labels[c] != label, distinct, mate);
+                        let impostor = col_labels[c] != label;
+                        self.hit(job, p, c0 + c, row[c], impostor, distinct, mate);
                     }
                 }
                 start = end;
@@ -584,17 +673,54 @@ impl Fold {
 
     /// One score that may change the state of probe `p` (and, for all
     /// distinct pairs, of `q`): every check is exact here.
-    fn hit(&mut self, p: usize, q: usize, s: f32, impostor: bool, distinct: bool, mate: &[f32]) {
-        if s >= self.gate[p].min(self.tail.bar) {
-            if impostor && s >= self.tail.bar {
-                self.tail.push(s);
-            }
-            self.offer(p, q, s, impostor, mate);
+    #[allow(clippy::too_many_arguments)]
+    fn hit(
+        &mut self,
+        job: &CompareJob<'_>,
+        p: usize,
+        q: usize,
+        s: f32,
+        impostor: bool,
+        distinct: bool,
+        mate: &[f32],
+    ) {
+        if impostor && s >= self.tail.bar {
+            self.tail.push(s);
+        }
+        if s >= self.gate[p] {
+            self.offer(job, p, q, s, impostor, mate);
         }
         if distinct && s >= self.gate[q] {
-            self.offer(q, p, s, impostor, mate);
+            self.offer(job, q, p, s, impostor, mate);
         }
     }
+}
+
+/// Candidates a worker keeps per probe. With a reduced-precision kernel
+/// (`margin` > 0) the lists hold more than `k`, by kernel score, so that
+/// the merge can recompute in fp32 every candidate that may be in the
+/// exact top `k` (see [`exact_top`]). Measured on the search benchmark
+/// (10^4 probes, top-10 of 10^5): k + 8 left 282 probes to an fp32 rerun,
+/// k + 16 one, and longer lists only cost time.
+fn list_capacity(k: usize, margin: f32) -> usize {
+    if margin > 0.0 && k > 0 {
+        k + 16
+    } else {
+        k
+    }
+}
+
+/// The fp32 engine's score of one pair: a 1 × 1 product sums in the same
+/// order as any tile (see [`products`]).
+fn fp32_score(job: &CompareJob<'_>, p: usize, q: usize) -> f32 {
+    let mut out = [0f32];
+    products(
+        job.probes.row(p),
+        job.gallery.row(q),
+        job.probes.dim(),
+        &mut out,
+    );
+    out[0]
 }
 
 /// SplitMix64's output function: sample positions from strip coordinates.
@@ -826,7 +952,78 @@ impl TopLists {
     }
 }
 
-fn merge(job: &CompareJob<'_>, genuine: Genuine, mate: &[f32], folds: Vec<Fold>) -> CompareResult {
+/// Probe `p`'s top `k` by fp32 score (ties by lower index) from the
+/// workers' lists, or None when they cannot tell it.
+///
+/// With an fp32 kernel the lists hold exact scores: the best `k` of their
+/// union. With a reduced-precision kernel, scores are within `margin` (m)
+/// of fp32. If B is the k-th best kernel score, k rows score at least
+/// B − m in fp32, so a row of the exact top k scores at least B − m in
+/// fp32 and at least B − 2m by the kernel. Every such row is in the union
+/// unless some worker's full list ends at or above B − 2m (it may have
+/// dropped one): then None. Otherwise the rows at or above B − 2m are
+/// rescored in fp32 and the best k kept.
+fn exact_top(job: &CompareJob<'_>, p: usize, folds: &[Fold]) -> Option<Vec<Candidate>> {
+    let k = job.top_k;
+    let by_rank =
+        |a: &Candidate, b: &Candidate| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index));
+    let mut union: Vec<Candidate> = folds
+        .iter()
+        .flat_map(|f| f.top.list(p).iter().copied())
+        .collect();
+    union.sort_unstable_by(by_rank);
+    let margin = folds.first().map_or(0.0, |f| f.margin);
+    if margin == 0.0 || k == 0 {
+        union.truncate(k);
+        return Some(union);
+    }
+    let band = match union.get(k - 1) {
+        Some(kth) => kth.score - 2.0 * margin,
+        None => f32::NEG_INFINITY,
+    };
+    let dropped = folds.iter().any(|f| {
+        let list = f.top.list(p);
+        list.len() == f.top.k && list.last().is_some_and(|c| c.score >= band)
+    });
+    if dropped {
+        return None;
+    }
+    let near: Vec<u32> = union
+        .iter()
+        .filter(|c| c.score >= band)
+        .map(|c| c.index)
+        .collect();
+    let mut exact = fp32_scores(job, p, &near);
+    exact.sort_unstable_by(by_rank);
+    exact.truncate(k);
+    Some(exact)
+}
+
+/// Probe `p` against the gallery rows `rows` in fp32: one 1 × n product,
+/// equal to the tiles' scores.
+fn fp32_scores(job: &CompareJob<'_>, p: usize, rows: &[u32]) -> Vec<Candidate> {
+    let dim = job.probes.dim();
+    let mut gathered = Vec::with_capacity(rows.len() * dim);
+    for &q in rows {
+        gathered.extend_from_slice(job.gallery.row(q as usize));
+    }
+    let mut scores = vec![0f32; rows.len()];
+    products(job.probes.row(p), &gathered, dim, &mut scores);
+    rows.iter()
+        .zip(scores)
+        .map(|(&index, score)| Candidate { index, score })
+        .collect()
+}
+
+/// The workers' folds as one result, and the probes whose top-k lists
+/// need an fp32 run (see [`exact_top`]; their lists are left empty).
+fn merge(
+    job: &CompareJob<'_>,
+    genuine: Genuine,
+    mate: &[f32],
+    folds: Vec<Fold>,
+) -> (CompareResult, Vec<usize>) {
+    use rayon::prelude::*;
     let mut hist = vec![0u64; job.histogram.bins as usize];
     let mut tail = Tail::new(job.tail_capacity);
     let n = job.probes.rows();
@@ -843,30 +1040,32 @@ fn merge(job: &CompareJob<'_>, genuine: Genuine, mate: &[f32], folds: Vec<Fold>)
     tail.shrink();
     let mut impostor_tail = tail.scores;
     impostor_tail.sort_unstable_by(|a, b| b.total_cmp(a));
-    let probes = (0..n)
-        .map(|p| {
-            let mut top: Vec<Candidate> = folds
-                .iter()
-                .flat_map(|f| f.top.list(p).iter().copied())
-                .collect();
-            top.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
-            top.truncate(job.top_k);
+    let tops: Vec<Option<Vec<Candidate>>> = (0..n)
+        .into_par_iter()
+        .map(|p| exact_top(job, p, &folds))
+        .collect();
+    let unsure = (0..n).filter(|&p| tops[p].is_none()).collect();
+    let probes = tops
+        .into_iter()
+        .enumerate()
+        .map(|(p, top)| {
             let has_mate = mate[p] != f32::NEG_INFINITY;
             ProbeResult {
-                top,
+                top: top.unwrap_or_default(),
                 mate_score: has_mate.then_some(mate[p]),
                 mate_rank: has_mate.then_some(1 + above_mate[p]),
             }
         })
         .collect();
     let (genuine, genuine_subjects) = genuine.into_iter().unzip();
-    CompareResult {
+    let result = CompareResult {
         genuine,
         genuine_subjects,
         impostor_hist: hist,
         impostor_tail,
         probes,
-    }
+    };
+    (result, unsure)
 }
 
 #[cfg(test)]
@@ -958,6 +1157,25 @@ mod tests {
         }
     }
 
+    /// What an engine of `precision` must return: verification from the
+    /// kernel's scores, identification (top-k, mates, ranks) from fp32
+    /// scores whatever the kernel.
+    fn expected(job: &CompareJob<'_>, precision: CpuPrecision) -> CompareResult {
+        let fp32 = naive(job, CpuPrecision::Fp32);
+        CompareResult {
+            probes: fp32.probes,
+            ..naive(job, precision)
+        }
+    }
+
+    fn pairing(distinct: bool) -> Pairing {
+        if distinct {
+            Pairing::AllDistinct
+        } else {
+            Pairing::ProbeGallery
+        }
+    }
+
     /// Rows on a coarse grid so that tied scores are common.
     fn embeddings(rows: usize, dim: usize, values: &[i8]) -> Embeddings {
         let data: Vec<f32> = (0..rows * dim)
@@ -992,7 +1210,7 @@ mod tests {
                 probe_labels,
                 gallery: &gallery,
                 gallery_labels,
-                pairing: if distinct { Pairing::AllDistinct } else { Pairing::ProbeGallery },
+                pairing: pairing(distinct),
                 top_k,
                 histogram: HistogramSpec { bins: 64 },
                 tail_capacity,
@@ -1003,7 +1221,7 @@ mod tests {
             let tile = TileShape { rows: tile_rows, cols: tile_cols };
             let engine = CpuEngine::with_tile_and_precision(tile, precision).unwrap();
             let tiled = pool.install(|| engine.compare(&job)).unwrap();
-            prop_assert_eq!(tiled, naive(&job, precision));
+            prop_assert_eq!(tiled, expected(&job, precision));
             prop_assert_eq!(engine.score_error().is_some(), precision == CpuPrecision::Bf16);
         }
     }
@@ -1025,11 +1243,7 @@ mod tests {
                 probe_labels: &labels,
                 gallery: if distinct { &probes } else { &gallery },
                 gallery_labels: if distinct { &labels } else { &labels[..70] },
-                pairing: if distinct {
-                    Pairing::AllDistinct
-                } else {
-                    Pairing::ProbeGallery
-                },
+                pairing: pairing(distinct),
                 top_k: 5,
                 histogram: HistogramSpec { bins: 256 },
                 tail_capacity: 40,
@@ -1041,10 +1255,46 @@ mod tests {
             let engine = CpuEngine::with_tile_and_precision(tile, CpuPrecision::Bf16).unwrap();
             assert_eq!(
                 engine.compare(&job).unwrap(),
-                naive(&job, CpuPrecision::Bf16)
+                expected(&job, CpuPrecision::Bf16)
             );
             let error = engine.score_error().unwrap();
             assert!(error > 0.0 && error < 1e-2, "bf16 error {error}");
+        }
+    }
+
+    /// More rows within the rescoring band than a worker's list holds
+    /// (here 60 near-copies of one row): the probe's top-k comes from an
+    /// fp32 run instead, for both pairings.
+    #[test]
+    fn bf16_top_lists_fall_back_to_fp32_on_wide_ties() {
+        if !bf16::supported() {
+            return;
+        }
+        let dim = 16;
+        let data: Vec<f32> = (0..60 * dim)
+            .map(|i| 1.0 + ((i / dim) % 5) as f32 * 1e-3 * (i % 3) as f32)
+            .collect();
+        let rows = Embeddings::normalized(data, dim).unwrap();
+        let labels: Vec<u32> = (0..60).map(|i| i % 4).collect();
+        for distinct in [false, true] {
+            let job = CompareJob {
+                probes: &rows,
+                probe_labels: &labels,
+                gallery: &rows,
+                gallery_labels: &labels,
+                pairing: pairing(distinct),
+                top_k: 3,
+                histogram: HistogramSpec { bins: 64 },
+                tail_capacity: 5,
+            };
+            let tile = TileShape { rows: 7, cols: 9 };
+            let margin = bf16::fp32_distance_bound(dim, 2f64.powi(-8));
+            assert!(list_capacity(3, margin) < 59, "the lists must overflow");
+            let engine = CpuEngine::with_tile_and_precision(tile, CpuPrecision::Bf16).unwrap();
+            assert_eq!(
+                engine.compare(&job).unwrap(),
+                expected(&job, CpuPrecision::Bf16)
+            );
         }
     }
 
