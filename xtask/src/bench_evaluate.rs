@@ -455,44 +455,51 @@ fn all_pairs_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> an
     Ok(())
 }
 
+const N: usize = 1024;
+const DIM: usize = 512;
+const REPS: usize = 40;
+const THREADS: usize = 2;
+
+/// FLOP/s of `run`, REPS times on each of THREADS threads, each thread
+/// with its own scratch (allocated once, as the engine's workers do).
+fn rate<S: Default>(run: &(dyn Fn(&mut S) + Sync)) -> f64 {
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                let mut scratch = S::default();
+                (0..REPS).for_each(|_| run(&mut scratch));
+            });
+        }
+    });
+    (THREADS * REPS * N * N * DIM * 2) as f64 / t.elapsed().as_secs_f64()
+}
+
 /// The bare product kernels, one per thread on 2 threads (this machine's
 /// cores), on 1024 × 1024 × 512 tiles as the engine runs them; then the
 /// time the products of the search and all-pairs cases need at that rate.
 fn kernels_part(notes: &mut Vec<String>) {
     use facekit::compare::cpu::{bf16, products};
-    const N: usize = 1024;
-    const DIM: usize = 512;
-    const REPS: usize = 40;
-    const THREADS: usize = 2;
     eprintln!("kernels ...");
+    // One thread per product, as the engine runs matrixmultiply (it reads
+    // this once, at its first product).
+    std::env::set_var("MATMUL_NUM_THREADS", "1");
     let values: Vec<f32> = (0..N * DIM)
         .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) / 1001.0 / (DIM as f32).sqrt())
         .collect();
-    let rate = |run: &(dyn Fn() + Sync)| {
-        let t = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..THREADS {
-                s.spawn(|| (0..REPS).for_each(|_| run()));
-            }
-        });
-        (THREADS * REPS * N * N * DIM * 2) as f64 / t.elapsed().as_secs_f64()
-    };
-    let fp32 = rate(&|| {
-        let mut out = vec![0f32; N * N];
-        products(&values, &values, DIM, &mut out);
-        std::hint::black_box(&out);
+    let fp32 = rate(&|out: &mut Vec<f32>| {
+        out.resize(N * N, 0.0);
+        products(&values, &values, DIM, out);
+        std::hint::black_box(out);
     });
     let rows = bf16::rows(&values, DIM);
-    let bf16_rate = if bf16::supported() {
-        Some(rate(&|| {
-            let mut scratch = bf16::Scratch::default();
-            bf16::products(&rows, &rows, bf16::pairs(DIM), &mut scratch, &mut |_, s| {
+    let bf16_rate = bf16::supported().then(|| {
+        rate(&|scratch: &mut bf16::Scratch| {
+            bf16::products(&rows, &rows, bf16::pairs(DIM), scratch, &mut |_, s| {
                 std::hint::black_box(s);
             });
-        }))
-    } else {
-        None
-    };
+        })
+    });
     // FLOPs: every probe × gallery product; for all distinct pairs the
     // upper-triangle tiles the engine computes (1024-row blocks).
     let search = 2.0 * 1e4 * 1e5 * DIM as f64;
