@@ -73,10 +73,9 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Until the engine selection of `--device auto` is shared by every command,
-/// the CPU engine; CUDA is refused with a message rather than ignored.
-/// The engine `--device` asks for; on a terminal, says when `auto` fell
-/// back to the CPU (piped output stays clean).
+/// The engine `--device` asks for, in fp32 (search prints exact scores);
+/// on a terminal, says when `auto` fell back to the CPU (piped output
+/// stays clean).
 fn engine(device: DeviceChoice) -> anyhow::Result<Box<dyn Engine>> {
     let selected = select_engine(device, Precision::Fp32)?;
     if let Some(notice) = selected.notice() {
