@@ -330,7 +330,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("facekit: {err:#}");
+            eprintln!("facekit: {}", one_line(&err));
             ExitCode::from(1)
         }
     }
@@ -348,10 +348,43 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The error and its causes on one line, each cause once: library errors
+/// often quote their source already ("x.npy: No such file or directory").
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_line_names_each_cause_once() {
+        let io = io::Error::new(io::ErrorKind::NotFound, "No such file or directory");
+        let quoted = anyhow::Error::from(crate::evalinput::npy::NpyError::Io {
+            path: "x.npy".into(),
+            source: io,
+        });
+        assert_eq!(one_line(&quoted), "x.npy: No such file or directory");
+        let chained = anyhow::anyhow!("disk full").context("writing eval/roc.csv");
+        assert_eq!(one_line(&chained), "writing eval/roc.csv: disk full");
+    }
 }
