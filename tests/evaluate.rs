@@ -368,8 +368,8 @@ fn outputs_do_not_depend_on_jobs() {
 }
 
 /// `--device cpu --precision bf16` (where the CPU has AVX-512 BF16): the
-/// same comparisons as fp32, verification scores within the error it
-/// reports, identification equal to fp32's, the summary saying so, and
+/// results of fp32 (on a set this small every threshold is exact, so
+/// nothing keeps a bf16 score), the error it would cost reported, and
 /// outputs that do not depend on `--jobs`.
 #[test]
 fn cpu_bf16_reports_its_score_error() {
@@ -403,7 +403,7 @@ fn cpu_bf16_reports_its_score_error() {
     let (done, fp32) = run("fp32", "1");
     ok(&done);
     let (b, b_roc, _, _, b_probes) = read_all(&bf16);
-    let (f, _, _, _, f_probes) = read_all(&fp32);
+    let (f, f_roc, _, _, f_probes) = read_all(&fp32);
     // Identification is exact fp32 in both: top-1, mate ranks, decisions.
     assert_eq!(b_probes, f_probes);
     assert_eq!(b.identification, f.identification);
@@ -415,13 +415,10 @@ fn cpu_bf16_reports_its_score_error() {
         .max_abs_score_error
         .expect("bf16 reports its error");
     assert!(error > 0.0 && error < 5e-3, "error {error}");
-    let (bv, fv) = (b.verification.unwrap(), f.verification.unwrap());
-    assert_eq!(
-        (bv.genuine_count, bv.impostor_count),
-        (fv.genuine_count, fv.impostor_count)
-    );
-    assert!((bv.auc - fv.auc).abs() < 1e-3, "{} vs {}", bv.auc, fv.auc);
-    assert!(!b_roc.is_empty() && !b_probes.is_empty());
+    // This set is small enough for an exact impostor tail: every impostor
+    // is rescored in fp32, so verification equals fp32's too.
+    assert_eq!(b.verification, f.verification);
+    assert_eq!(b_roc, f_roc);
     let (done, again) = run("bf16", "2");
     ok(&done);
     for f in FILES {

@@ -146,7 +146,7 @@ pub fn products(
 ) {
     assert!(supported(), "the bf16 kernel needs AVX-512 BF16");
     assert!(
-        width > 0 && a.len() % width == 0 && b.len() % width == 0,
+        width > 0 && a.len().is_multiple_of(width) && b.len().is_multiple_of(width),
         "bf16 product shapes"
     );
     let (m, n) = (a.len() / width, b.len() / width);

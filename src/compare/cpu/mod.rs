@@ -10,19 +10,19 @@
 //!    the exact top of the impostor scores, per-probe top-k lists and the
 //!    count of non-mate rows scoring at least the mate score (the rank).
 //!
-//! Pass 2 needs pass 1's mate scores to count ranks in one sweep. Both take
-//! every score from the same kernel, whose value for a pair does not depend
-//! on the shape or position of the tile it was computed in, so the two
-//! passes agree exactly (the property tests check it).
+//! Pass 2 needs pass 1's mate scores to count ranks in one sweep. Pass 1
+//! is fp32, as pass 2 is by default; a kernel's score for a pair does not
+//! depend on the shape or position of the tile it was computed in, so the
+//! two passes agree exactly (the property tests check it).
 //!
-//! With the bf16 kernel, verification (genuine scores, impostor bins and
-//! tail) uses its scores, and their sampled error is reported. Identification
-//! stays exact fp32: mate scores come from an fp32 pass 1, and a bf16 score
-//! can only be within a proven bound of its fp32 score
-//! ([`bf16::fp32_distance_bound`]), so ranks recompute in fp32 the scores
-//! that close to the mate score, and top-k lists keep extra candidates by
-//! bf16 score and recompute in fp32 those that may be in the exact top k
-//! ([`exact_top`]). The results equal the fp32 engine's.
+//! With the bf16 kernel the results are the fp32 engine's but for the
+//! impostor bins below the exact tail. Genuine and mate scores come from an
+//! fp32 pass 1. A bf16 score can only be within a proven bound of its fp32
+//! score ([`bf16::fp32_distance_bound`]), so ranks recompute in fp32 the
+//! scores that close to the mate score, and top-k lists and the impostor
+//! tail keep extra candidates by bf16 score and recompute in fp32 those
+//! that may belong to the exact result ([`exact_top`], [`exact_tail`]).
+//! The remaining bins carry the bf16 error, which is sampled and reported.
 
 pub mod bf16;
 
@@ -300,20 +300,10 @@ fn compare_with<K: Kernel>(job: &CompareJob<'_>, tile: TileShape) -> (CompareRes
         gallery: &gallery,
         width: K::width(job.probes.dim()),
     };
-    let (genuine, kernel_mate) = mate_pass(job, &rows, tile);
-    // Identification is exact fp32 whatever the kernel: mate scores from
-    // fp32 products (only the genuine pairs, a small pass); ranks and
-    // top-k lists recompute in fp32 every score near a decision.
-    let mate = if K::REDUCED {
-        let fp32 = Rows::<Fp32> {
-            probes: job.probes.as_slice(),
-            gallery: job.gallery.as_slice(),
-            width: job.probes.dim(),
-        };
-        mate_pass(job, &fp32, tile).1
-    } else {
-        kernel_mate
-    };
+    // Genuine and mate scores in fp32 whatever the kernel (only the genuine
+    // pairs: a small pass); ranks, top-k lists and the impostor tail
+    // recompute in fp32 every kernel score near a decision.
+    let (genuine, mate) = mate_pass(job, tile);
     let folds = tile_pass(job, &rows, tile, &mate);
     let error = K::REDUCED.then(|| folds.iter().map(|f| f.error).fold(0.0, f64::max));
     let (mut result, unsure) = merge(job, genuine, &mate, folds);
@@ -361,14 +351,15 @@ struct Rows<'a, K: Kernel> {
     width: usize,
 }
 
-impl<K: Kernel> Rows<'_, K> {
-    fn gather(&self, of: &[K::Elem], rows: &[usize]) -> Vec<K::Elem> {
-        let mut out = Vec::with_capacity(rows.len() * self.width);
-        for &r in rows {
-            out.extend_from_slice(&of[r * self.width..(r + 1) * self.width]);
-        }
-        out
+fn gather(e: &Embeddings, rows: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * e.dim());
+    for &r in rows {
+        out.extend_from_slice(e.row(r));
     }
+    out
+}
+
+impl<K: Kernel> Rows<'_, K> {
     fn range<'s>(&self, of: &'s [K::Elem], (r0, r1): (usize, usize)) -> &'s [K::Elem] {
         &of[r0 * self.width..r1 * self.width]
     }
@@ -379,11 +370,7 @@ type Genuine = Vec<(f32, u32)>;
 
 /// Pass 1: genuine scores (each unordered pair once for all distinct pairs)
 /// and each probe's best mate score (`-inf` when it has no mate).
-fn mate_pass<K: Kernel>(
-    job: &CompareJob<'_>,
-    rows: &Rows<'_, K>,
-    tile: TileShape,
-) -> (Genuine, Vec<f32>) {
+fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>) {
     use rayon::prelude::*;
     let distinct = job.pairing == Pairing::AllDistinct;
     let mut gallery_of: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
@@ -400,19 +387,20 @@ fn mate_pass<K: Kernel>(
         .iter()
         .map(|(&label, probes)| (label, probes, &gallery_of[&label]))
         .collect();
+    let dim = job.probes.dim();
     let per_group: Vec<(Genuine, Vec<(usize, f32)>)> = groups
         .par_iter()
         .map(|&(label, probes, gallery)| {
             let mut genuine = Vec::new();
             let mut best = Vec::with_capacity(probes.len());
-            let mut scratch = K::Scratch::default();
+            let mut scratch = Vec::new();
             for probe_chunk in probes.chunks(tile.rows) {
-                let a = rows.gather(rows.probes, probe_chunk);
+                let a = gather(job.probes, probe_chunk);
                 let mut chunk_best = vec![f32::NEG_INFINITY; probe_chunk.len()];
                 for gallery_chunk in gallery.chunks(tile.cols) {
-                    let b = rows.gather(rows.gallery, gallery_chunk);
+                    let b = gather(job.gallery, gallery_chunk);
                     let n = gallery_chunk.len();
-                    K::products(&a, &b, rows.width, &mut scratch, &mut |first, scores| {
+                    Fp32::products(&a, &b, dim, &mut scratch, &mut |first, scores| {
                         for (r, row) in scores.chunks_exact(n).enumerate() {
                             let r = first + r;
                             let p = probe_chunk[r];
@@ -551,7 +539,7 @@ impl Fold {
             recent: vec![0; bins],
             recent_total: 0,
             hist: vec![0; bins],
-            tail: Tail::new(job.tail_capacity),
+            tail: Tail::new(job.tail_capacity, margin),
             top,
             above_mate: vec![0; n],
             gate,
@@ -685,7 +673,7 @@ impl Fold {
         mate: &[f32],
     ) {
         if impostor && s >= self.tail.bar {
-            self.tail.push(s);
+            self.tail.push(s, p, q);
         }
         if s >= self.gate[p] {
             self.offer(job, p, q, s, impostor, mate);
@@ -853,16 +841,31 @@ fn mate_bar(mate: f32) -> f32 {
     }
 }
 
-/// The highest impostor scores seen: everything >= `bar` is kept, and when
-/// twice the capacity has piled up the lower half goes and `bar` rises.
+/// An impostor score and the pair it came from.
+#[derive(Debug, Clone, Copy)]
+struct TailScore {
+    score: f32,
+    probe: u32,
+    gallery: u32,
+}
+
+/// The highest impostor scores seen: everything >= `bar` is kept. When the
+/// store has doubled since it was last cut, it is cut to the scores at or
+/// above the `capacity`-th best minus `2 * margin`, which becomes the bar.
+/// With a reduced-precision kernel that band lets the merge find every
+/// score of the exact fp32 tail (see [`exact_tail`]); in fp32 the margin
+/// is 0 and only ties below the `capacity`-th best are kept beyond it.
 struct Tail {
     capacity: usize,
+    margin: f32,
     bar: f32,
-    scores: Vec<f32>,
+    scores: Vec<TailScore>,
+    /// The store's size after the last cut.
+    kept: usize,
 }
 
 impl Tail {
-    fn new(capacity: usize) -> Tail {
+    fn new(capacity: usize, margin: f32) -> Tail {
         let bar = if capacity == 0 {
             f32::INFINITY
         } else {
@@ -870,26 +873,34 @@ impl Tail {
         };
         Tail {
             capacity,
+            margin,
             bar,
             scores: Vec::new(),
+            kept: 0,
         }
     }
 
-    fn push(&mut self, s: f32) {
-        self.scores.push(s);
-        if self.scores.len() >= 2 * self.capacity.max(1) {
-            self.shrink();
+    fn push(&mut self, score: f32, probe: usize, gallery: usize) {
+        self.scores.push(TailScore {
+            score,
+            probe: probe as u32,
+            gallery: gallery as u32,
+        });
+        if self.scores.len() >= 2 * self.kept.max(self.capacity).max(1) {
+            self.cut();
         }
     }
 
-    /// Keeps the `capacity` highest scores; the bar becomes the lowest kept.
-    fn shrink(&mut self) {
+    fn cut(&mut self) {
         if self.scores.len() > self.capacity {
-            self.scores
-                .select_nth_unstable_by(self.capacity - 1, |a, b| b.total_cmp(a));
-            self.scores.truncate(self.capacity);
-            self.bar = self.scores.iter().copied().fold(f32::INFINITY, f32::min);
+            let (_, kth, _) = self
+                .scores
+                .select_nth_unstable_by(self.capacity - 1, |a, b| b.score.total_cmp(&a.score));
+            let floor = kth.score - 2.0 * self.margin;
+            self.scores.retain(|t| t.score >= floor);
+            self.bar = floor;
         }
+        self.kept = self.scores.len();
     }
 }
 
@@ -1015,6 +1026,52 @@ fn fp32_scores(job: &CompareJob<'_>, p: usize, rows: &[u32]) -> Vec<Candidate> {
         .collect()
 }
 
+/// The `capacity` highest impostor scores in fp32, sorted descending, from
+/// the workers' stores.
+///
+/// With an fp32 kernel these are the best of the stores. With a reduced-
+/// precision kernel (scores within `margin`, m, of fp32): if B is the
+/// capacity-th best kernel score of the union, a score of the exact tail is
+/// at least B − 2m by the kernel, and every worker kept all its scores down
+/// to its own capacity-th best (≤ B) minus 2m. So the union holds every
+/// score at or above B − 2m; those are rescored in fp32, and each is moved
+/// from the histogram bin of its kernel score to that of its fp32 score,
+/// so that the bins agree with the tail (the set moved does not depend on
+/// the schedule).
+fn exact_tail(
+    job: &CompareJob<'_>,
+    mut union: Vec<TailScore>,
+    margin: f32,
+    hist: &mut [u64],
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let capacity = job.tail_capacity;
+    let by_score = |a: &TailScore, b: &TailScore| b.score.total_cmp(&a.score);
+    union.sort_unstable_by(by_score);
+    if margin == 0.0 || capacity == 0 {
+        union.truncate(capacity);
+        return union.into_iter().map(|t| t.score).collect();
+    }
+    let band = match union.get(capacity - 1) {
+        Some(kth) => kth.score - 2.0 * margin,
+        None => f32::NEG_INFINITY,
+    };
+    let near = union.partition_point(|t| t.score >= band);
+    let exact: Vec<f32> = union[..near]
+        .par_iter()
+        .map(|t| fp32_score(job, t.probe as usize, t.gallery as usize))
+        .collect();
+    let spec = job.histogram;
+    for (t, &e) in union[..near].iter().zip(&exact) {
+        hist[spec.bin(t.score)] -= 1;
+        hist[spec.bin(e)] += 1;
+    }
+    let mut tail = exact;
+    tail.sort_unstable_by(|a, b| b.total_cmp(a));
+    tail.truncate(capacity);
+    tail
+}
+
 /// The workers' folds as one result, and the probes whose top-k lists
 /// need an fp32 run (see [`exact_top`]; their lists are left empty).
 fn merge(
@@ -1025,21 +1082,20 @@ fn merge(
 ) -> (CompareResult, Vec<usize>) {
     use rayon::prelude::*;
     let mut hist = vec![0u64; job.histogram.bins as usize];
-    let mut tail = Tail::new(job.tail_capacity);
+    let mut tail = Vec::new();
     let n = job.probes.rows();
     let mut above_mate = vec![0u64; n];
     for fold in &folds {
         for (h, f) in hist.iter_mut().zip(&fold.hist) {
             *h += f;
         }
-        tail.scores.extend_from_slice(&fold.tail.scores);
+        tail.extend_from_slice(&fold.tail.scores);
         for (a, f) in above_mate.iter_mut().zip(&fold.above_mate) {
             *a += f;
         }
     }
-    tail.shrink();
-    let mut impostor_tail = tail.scores;
-    impostor_tail.sort_unstable_by(|a, b| b.total_cmp(a));
+    let margin = folds.first().map_or(0.0, |f| f.margin);
+    let impostor_tail = exact_tail(job, tail, margin, &mut hist);
     let tops: Vec<Option<Vec<Candidate>>> = (0..n)
         .into_par_iter()
         .map(|p| exact_top(job, p, &folds))
@@ -1076,14 +1132,11 @@ mod tests {
 
     /// The O(N²) reference: every pair scored by a 1×1 product, folded by
     /// the definitions.
-    fn naive(job: &CompareJob<'_>, precision: CpuPrecision) -> CompareResult {
+    /// The score of one pair by a 1 × 1 product of `precision`.
+    fn pair_score(job: &CompareJob<'_>, precision: CpuPrecision, p: usize, q: usize) -> f32 {
         let dim = job.probes.dim();
-        let score = |p: usize, q: usize| match precision {
-            CpuPrecision::Fp32 => {
-                let mut out = [0f32];
-                products(job.probes.row(p), job.gallery.row(q), dim, &mut out);
-                out[0]
-            }
+        match precision {
+            CpuPrecision::Fp32 => fp32_score(job, p, q),
             CpuPrecision::Bf16 => {
                 let (a, b) = (
                     bf16::rows(job.probes.row(p), dim),
@@ -1096,7 +1149,11 @@ mod tests {
                 });
                 out
             }
-        };
+        }
+    }
+
+    fn naive(job: &CompareJob<'_>, precision: CpuPrecision) -> CompareResult {
+        let score = |p: usize, q: usize| pair_score(job, precision, p, q);
         let distinct = job.pairing == Pairing::AllDistinct;
         let mut genuine = Vec::new();
         let mut impostor = Vec::new();
@@ -1157,14 +1214,39 @@ mod tests {
         }
     }
 
-    /// What an engine of `precision` must return: verification from the
-    /// kernel's scores, identification (top-k, mates, ranks) from fp32
-    /// scores whatever the kernel.
+    /// What an engine of `precision` must return: the fp32 result, but for
+    /// a reduced precision the impostor bins of the kernel's scores, except
+    /// the scores at or above the band below the tail (see [`exact_tail`]),
+    /// binned by their fp32 score.
     fn expected(job: &CompareJob<'_>, precision: CpuPrecision) -> CompareResult {
         let fp32 = naive(job, CpuPrecision::Fp32);
+        if precision == CpuPrecision::Fp32 {
+            return fp32;
+        }
+        let mut hist = naive(job, precision).impostor_hist;
+        let distinct = job.pairing == Pairing::AllDistinct;
+        let mut impostors: Vec<(f32, f32)> = Vec::new();
+        for p in 0..job.probes.rows() {
+            for q in 0..job.gallery.rows() {
+                if (!distinct || p < q) && job.probe_labels[p] != job.gallery_labels[q] {
+                    impostors.push((pair_score(job, precision, p, q), fp32_score(job, p, q)));
+                }
+            }
+        }
+        if job.tail_capacity > 0 {
+            impostors.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let margin = Bf16::margin(job);
+            let band = impostors
+                .get(job.tail_capacity - 1)
+                .map_or(f32::NEG_INFINITY, |kth| kth.0 - 2.0 * margin);
+            for &(kernel, exact) in impostors.iter().filter(|i| i.0 >= band) {
+                hist[job.histogram.bin(kernel)] -= 1;
+                hist[job.histogram.bin(exact)] += 1;
+            }
+        }
         CompareResult {
-            probes: fp32.probes,
-            ..naive(job, precision)
+            impostor_hist: hist,
+            ..fp32
         }
     }
 
