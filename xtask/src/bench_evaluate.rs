@@ -350,7 +350,39 @@ fn search_part(
             score_error_note(Path::new(&dir))?
         ));
     }
+    notes.push(format!("search: {}", precision_agreement(&out)?));
     Ok(())
+}
+
+/// How the bf16 run's verification compares with the fp32 run's: the
+/// operating points (threshold and false match count) that are identical,
+/// and the largest EER difference.
+fn precision_agreement(out: &str) -> anyhow::Result<String> {
+    let read = |precision: &str| -> anyhow::Result<evaldir::Verification> {
+        evaldir::read_summary(Path::new(&format!("{out}-{precision}")))?
+            .verification
+            .context("the summary has verification")
+    };
+    let (fp32, bf16) = (read("fp32")?, read("bf16")?);
+    let same = fp32
+        .operating_points
+        .iter()
+        .zip(&bf16.operating_points)
+        .filter(|(a, b)| a.threshold == b.threshold && a.false_matches == b.false_matches)
+        .count();
+    let (mut threshold, mut fmr) = (0f64, 0f64);
+    for (a, b) in fp32.operating_points.iter().zip(&bf16.operating_points) {
+        threshold = threshold.max((a.threshold - b.threshold).abs());
+        if a.fmr > 0.0 {
+            fmr = fmr.max((a.fmr - b.fmr).abs() / a.fmr);
+        }
+    }
+    Ok(format!(
+        "bf16 vs fp32: {same} of {} FMR operating points identical (threshold and false matches); largest threshold difference {threshold:.1e}, largest relative FMR difference {fmr:.1e}; EER {:.6} vs {:.6}",
+        fp32.operating_points.len(),
+        bf16.eer,
+        fp32.eer
+    ))
 }
 
 /// ", largest sampled score error E" for a reduced-precision run.
@@ -452,6 +484,7 @@ fn all_pairs_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> an
             score_error_note(Path::new(&dir))?
         ));
     }
+    notes.push(format!("all-pairs: {}", precision_agreement(&out)?));
     Ok(())
 }
 
