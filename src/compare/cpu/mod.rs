@@ -67,23 +67,16 @@ pub struct CpuEngine {
 
 impl Default for CpuEngine {
     fn default() -> Self {
-        CpuEngine::with_tile(TileShape::CPU_DEFAULT)
+        CpuEngine::new()
     }
 }
 
 impl CpuEngine {
+    /// The fp32 engine with the default tiles.
     pub fn new() -> CpuEngine {
-        CpuEngine::default()
-    }
-
-    /// An fp32 engine with another tile shape (tests, tuning).
-    pub fn with_tile(tile: TileShape) -> CpuEngine {
         one_thread_per_product();
         CpuEngine {
-            tile: TileShape {
-                rows: tile.rows.max(1),
-                cols: tile.cols.max(1),
-            },
+            tile: TileShape::CPU_DEFAULT,
             precision: CpuPrecision::Fp32,
             last_error: Mutex::new(None),
         }
@@ -102,19 +95,15 @@ impl CpuEngine {
         })
     }
 
-    /// An engine with another tile shape, in `precision`.
-    pub fn with_tile_and_precision(
-        tile: TileShape,
-        precision: CpuPrecision,
-    ) -> Result<CpuEngine, CompareError> {
-        Ok(CpuEngine {
-            tile: CpuEngine::with_tile(tile).tile,
-            ..CpuEngine::with_precision(precision)?
-        })
-    }
-
-    pub fn precision(&self) -> CpuPrecision {
-        self.precision
+    /// The same engine with another tile shape (tests, tuning).
+    pub fn with_tile(self, tile: TileShape) -> CpuEngine {
+        CpuEngine {
+            tile: TileShape {
+                rows: tile.rows.max(1),
+                cols: tile.cols.max(1),
+            },
+            ..self
+        }
     }
 }
 
@@ -233,8 +222,11 @@ impl Kernel for Bf16 {
     const REDUCED: bool = true;
     fn margin(job: &CompareJob<'_>) -> f32 {
         let dim = job.probes.dim();
-        let rounding = bf16::max_rounding(job.probes.as_slice(), dim)
-            .max(bf16::max_rounding(job.gallery.as_slice(), dim));
+        let mut rounding = bf16::max_rounding(job.probes.as_slice(), dim);
+        // All distinct pairs: the gallery is the probe set.
+        if job.pairing == Pairing::ProbeGallery {
+            rounding = rounding.max(bf16::max_rounding(job.gallery.as_slice(), dim));
+        }
         bf16::fp32_distance_bound(dim, rounding)
     }
     fn width(dim: usize) -> usize {
@@ -351,18 +343,19 @@ struct Rows<'a, K: Kernel> {
     width: usize,
 }
 
+impl<K: Kernel> Rows<'_, K> {
+    fn range<'s>(&self, of: &'s [K::Elem], (r0, r1): (usize, usize)) -> &'s [K::Elem] {
+        &of[r0 * self.width..r1 * self.width]
+    }
+}
+
+/// The rows of `e` listed, in that order.
 fn gather(e: &Embeddings, rows: &[usize]) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * e.dim());
     for &r in rows {
         out.extend_from_slice(e.row(r));
     }
     out
-}
-
-impl<K: Kernel> Rows<'_, K> {
-    fn range<'s>(&self, of: &'s [K::Elem], (r0, r1): (usize, usize)) -> &'s [K::Elem] {
-        &of[r0 * self.width..r1 * self.width]
-    }
 }
 
 /// Genuine scores with their identity, best first.
@@ -1301,7 +1294,7 @@ mod tests {
             // bf16 where the CPU has it (the engine refuses it otherwise).
             let precision = if bf16 && bf16::supported() { CpuPrecision::Bf16 } else { CpuPrecision::Fp32 };
             let tile = TileShape { rows: tile_rows, cols: tile_cols };
-            let engine = CpuEngine::with_tile_and_precision(tile, precision).unwrap();
+            let engine = CpuEngine::with_precision(precision).unwrap().with_tile(tile);
             let tiled = pool.install(|| engine.compare(&job)).unwrap();
             prop_assert_eq!(tiled, expected(&job, precision));
             prop_assert_eq!(engine.score_error().is_some(), precision == CpuPrecision::Bf16);
@@ -1334,7 +1327,9 @@ mod tests {
                 rows: 100,
                 cols: 64,
             };
-            let engine = CpuEngine::with_tile_and_precision(tile, CpuPrecision::Bf16).unwrap();
+            let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
+                .unwrap()
+                .with_tile(tile);
             assert_eq!(
                 engine.compare(&job).unwrap(),
                 expected(&job, CpuPrecision::Bf16)
@@ -1372,7 +1367,9 @@ mod tests {
             let tile = TileShape { rows: 7, cols: 9 };
             let margin = bf16::fp32_distance_bound(dim, 2f64.powi(-8));
             assert!(list_capacity(3, margin) < 59, "the lists must overflow");
-            let engine = CpuEngine::with_tile_and_precision(tile, CpuPrecision::Bf16).unwrap();
+            let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
+                .unwrap()
+                .with_tile(tile);
             assert_eq!(
                 engine.compare(&job).unwrap(),
                 expected(&job, CpuPrecision::Bf16)
