@@ -116,3 +116,16 @@ pub fn thread_pool(jobs: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
     }
     Ok(builder.build()?)
 }
+
+/// A count with thousands separators: "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -9,10 +9,10 @@
 use facekit::cli::Precision;
 use facekit::compare::cpu::CpuEngine;
 use facekit::compare::cuda::CudaEngine;
-use facekit::compare::TileShape;
 use facekit::compare::{
     Candidate, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing, ProbeResult,
 };
+use facekit::compare::{SplitMix, TileShape};
 
 const TOL: f64 = 1e-5;
 const EDGE: f64 = 1e-6;
@@ -30,23 +30,12 @@ fn gpu(precision: Precision) -> Option<CudaEngine> {
     }
 }
 
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Roughly normal: a sum of four uniforms, centred.
-    fn normal(&mut self) -> f32 {
-        (0..4)
-            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32)
-            .sum::<f32>()
-            - 2.0
-    }
+/// Roughly normal: a sum of four uniforms in [0, 1), centred.
+fn normal(rng: &mut SplitMix) -> f32 {
+    (0..4)
+        .map(|_| (rng.next() >> 40) as f32 / (1u64 << 24) as f32)
+        .sum::<f32>()
+        - 2.0
 }
 
 /// `ids` identities, `per_id` images each: an identity centre plus noise,
@@ -55,7 +44,7 @@ impl SplitMix {
 fn faces(ids: usize, per_id: usize, dim: usize, noise: f32, seed: u64) -> (Embeddings, Vec<u32>) {
     let mut rng = SplitMix(seed);
     let centres: Vec<Vec<f32>> = (0..ids)
-        .map(|_| (0..dim).map(|_| rng.normal()).collect())
+        .map(|_| (0..dim).map(|_| normal(&mut rng)).collect())
         .collect();
     let mut data = Vec::with_capacity(ids * per_id * dim);
     let mut labels = Vec::new();
@@ -67,7 +56,7 @@ fn faces(ids: usize, per_id: usize, dim: usize, noise: f32, seed: u64) -> (Embed
             labels.push(labels[n - 1]);
             continue;
         }
-        data.extend(centres[id].iter().map(|c| c + noise * rng.normal()));
+        data.extend(centres[id].iter().map(|c| c + noise * normal(&mut rng)));
         labels.push(id as u32);
     }
     (Embeddings::normalized(data, dim).unwrap(), labels)

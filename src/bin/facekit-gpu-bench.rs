@@ -13,8 +13,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use facekit::cli::Precision;
 use facekit::compare::cuda::{CudaEngine, Profile};
-use facekit::compare::TileShape;
 use facekit::compare::{CompareJob, Embeddings, HistogramSpec, Pairing};
+use facekit::compare::{SplitMix, TileShape};
 
 #[derive(Parser)]
 #[command(about = "Benchmark the CUDA engine against cuBLAS's own GEMM", version)]
@@ -63,15 +63,8 @@ fn random_rows(rows: usize, dim: usize, seed: u64) -> Result<Embeddings> {
     data.par_chunks_mut(dim * 1024)
         .enumerate()
         .for_each(|(c, chunk)| {
-            let mut state = seed ^ ((c as u64 + 1) << 20);
-            for x in chunk {
-                state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^= z >> 31;
-                *x = (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-            }
+            let mut rng = SplitMix(seed ^ ((c as u64 + 1) << 20));
+            chunk.iter_mut().for_each(|x| *x = rng.uniform());
         });
     Ok(Embeddings::normalized(data, dim)?)
 }

@@ -122,6 +122,32 @@ impl Embeddings {
     }
 }
 
+/// The dot product of two rows in float64: what the engines' sampled score
+/// errors are measured against.
+pub fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum()
+}
+
+/// SplitMix64, a small deterministic generator: sample positions and
+/// synthetic benchmark rows, not statistics.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1), on a grid of 2^-23.
+    pub fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+}
+
 /// Fine, equal-width bins over the cosine range [-1, 1]. Engines must bin
 /// with exactly [`HistogramSpec::bin`]'s arithmetic so their counts agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

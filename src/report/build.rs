@@ -12,6 +12,7 @@ use super::chart::{
     XyPlot, BLACK, USER,
 };
 use super::system::System;
+use crate::output::thousands;
 
 /// Pixel size of the curve charts.
 pub const SIZE: (u32, u32) = (1000, 640);
@@ -49,19 +50,6 @@ pub fn all_charts(systems: &[System], options: &Options) -> Vec<Chart> {
     charts.extend(cmc_chart(systems));
     charts.extend(group_charts(systems));
     charts
-}
-
-/// "1,234,567".
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A target rate as a short tag: "10⁻³" for powers of ten, "0.3%" otherwise.
@@ -174,26 +162,7 @@ pub fn roc_chart(systems: &[System]) -> Option<Chart> {
         hi: 1.0,
         ticks: percent_ticks(y_lo, 1.0, 8),
     };
-    let mut series = Vec::new();
-    let mut markers = Vec::new();
-    for &(i, s) in &with {
-        let (rows, marked) = roc_by_fmr(s);
-        let rows: Vec<_> = rows.into_iter().filter(|r| r.0 > 0.0).collect();
-        let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.0, 1.0 - r.1)).collect();
-        let points = decimate(&pts, &x, &y, RESOLUTION, |k| marked.contains(&rows[k].2));
-        series.push(Series {
-            label: s.name.clone(),
-            color: palette(i),
-            stroke: Stroke::Solid,
-            points,
-        });
-        markers.extend(s.points("fmr").map(|p| Marker {
-            tag: target_tag(p.target),
-            color: palette(i),
-            x: p.rate,
-            y: 1.0 - p.other_rate,
-        }));
-    }
+    let (series, markers) = fmr_curves(&with, &x, &y, |_| true, |fnmr| 1.0 - fnmr);
     Some(Chart {
         id: "roc".into(),
         title: "ROC: true accepts against false matches".into(),
@@ -213,6 +182,42 @@ pub fn roc_chart(systems: &[System]) -> Option<Chart> {
         notes: vec![],
         size: SIZE,
     })
+}
+
+/// Each system's curve against FMR (rates of 0 left out), decimated for
+/// the axes, with `y` of FNMR as the ordinate, among the points with
+/// `keep(fnmr)`; and a marker at each FMR target's operating point.
+fn fmr_curves(
+    with: &[(usize, &System)],
+    x: &Axis,
+    y: &Axis,
+    keep: fn(f64) -> bool,
+    y_of: fn(f64) -> f64,
+) -> (Vec<Series>, Vec<Marker>) {
+    let mut series = Vec::new();
+    let mut markers = Vec::new();
+    for &(i, s) in with {
+        let (rows, marked) = roc_by_fmr(s);
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| r.0 > 0.0 && keep(r.1))
+            .collect();
+        let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.0, y_of(r.1))).collect();
+        let points = decimate(&pts, x, y, RESOLUTION, |k| marked.contains(&rows[k].2));
+        series.push(Series {
+            label: s.name.clone(),
+            color: palette(i),
+            stroke: Stroke::Solid,
+            points,
+        });
+        markers.extend(s.points("fmr").map(|p| Marker {
+            tag: target_tag(p.target),
+            color: palette(i),
+            x: p.rate,
+            y: y_of(p.other_rate),
+        }));
+    }
+    (series, markers)
 }
 
 pub fn det_chart(systems: &[System]) -> Option<Chart> {
@@ -250,29 +255,9 @@ pub fn det_chart(systems: &[System]) -> Option<Chart> {
         hi: y_hi,
         ticks: probit_ticks(y_lo, y_hi),
     };
-    let mut series = Vec::new();
-    let mut markers = Vec::new();
+    // Rates of 0 lie at minus infinity on probit axes: not drawn.
+    let (series, mut markers) = fmr_curves(&with, &x, &y, |fnmr| fnmr > 0.0, |fnmr| fnmr);
     for &(i, s) in &with {
-        let (rows, marked) = roc_by_fmr(s);
-        // Rates of 0 lie at minus infinity on probit axes: not drawn.
-        let rows: Vec<_> = rows
-            .into_iter()
-            .filter(|r| r.0 > 0.0 && r.1 > 0.0)
-            .collect();
-        let pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.0, r.1)).collect();
-        let points = decimate(&pts, &x, &y, RESOLUTION, |k| marked.contains(&rows[k].2));
-        series.push(Series {
-            label: s.name.clone(),
-            color: palette(i),
-            stroke: Stroke::Solid,
-            points,
-        });
-        markers.extend(s.points("fmr").map(|p| Marker {
-            tag: target_tag(p.target),
-            color: palette(i),
-            x: p.rate,
-            y: p.other_rate,
-        }));
         if let Some(v) = &s.summary.verification {
             markers.push(Marker {
                 tag: "EER".into(),
@@ -700,6 +685,20 @@ impl OpenSetRates {
     pub fn fnir(&self) -> f64 {
         ratio(self.misses, self.mated)
     }
+
+    /// "FPIR 1.2% (3 of 250 out-of-DB probes match someone), FNIR …", for
+    /// a threshold the user chose.
+    pub fn described(&self) -> String {
+        format!(
+            "FPIR {} ({} of {} out-of-DB probes match someone), FNIR {} ({} of {} in-DB probes missed)",
+            percent(self.fpir()),
+            thousands(self.false_positives),
+            thousands(self.non_mated),
+            percent(self.fnir()),
+            thousands(self.misses),
+            thousands(self.mated)
+        )
+    }
 }
 
 fn ratio(a: u64, b: u64) -> f64 {
@@ -916,19 +915,16 @@ pub fn open_set_chart(
             stroke: Stroke::Solid,
         });
         notes.push(if curve.is_empty() {
-            format!("Your threshold {}: no probes.csv to measure it on.", unit.rule(t))
-        } else {
-            let r = curve.at(t);
             format!(
-                "Your threshold: accept if {} ({}): FPIR {} ({} of {} out-of-DB probes match someone); FNIR {} ({} of {} in-DB probes missed).",
+                "Your threshold {}: no probes.csv to measure it on.",
+                unit.rule(t)
+            )
+        } else {
+            format!(
+                "Your threshold: accept if {} ({}): {}.",
                 unit.rule(t),
                 other_unit(unit).rule(t),
-                percent(r.fpir()),
-                thousands(r.false_positives),
-                thousands(r.non_mated),
-                percent(r.fnir()),
-                thousands(r.misses),
-                thousands(r.mated)
+                curve.at(t).described()
             )
         });
     }

@@ -290,16 +290,24 @@ fn draw_xy<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, plot:
         chart.draw_series(std::iter::once(dot)).map_err(err)?;
     }
     if plot.series.iter().any(|s| !s.label.is_empty()) || !plot.vlines.is_empty() {
-        chart
-            .configure_series_labels()
-            .position(position(plot.legend))
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.88))
-            .border_style(RGBColor(160, 160, 160))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, position(plot.legend))?;
     }
     Ok(())
+}
+
+/// The series labels, in one style for every chart.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> Drawn {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.88))
+        .border_style(RGBColor(160, 160, 160))
+        .draw()
+        .map_err(err)
 }
 
 /// Yellow → orange → dark red (ColorBrewer YlOrRd), `t` in [0, 1].
@@ -506,15 +514,7 @@ fn draw_bars<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, title: &str, bar
             chart.draw_series(texts).map_err(err)?;
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT, 13))
-        .background_style(WHITE.mix(0.88))
-        .border_style(RGBColor(160, 160, 160))
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 #[cfg(test)]

@@ -6,11 +6,10 @@ use std::fmt::Write;
 
 use crate::evaldir::{cosine_to_l2, ProbeRow};
 
-use super::build::{
-    recommended_fpir_point, roc_at, target_tag, thousands, OpenSetCurve, Options, Unit,
-};
+use super::build::{recommended_fpir_point, roc_at, target_tag, OpenSetCurve, Options, Unit};
 use super::chart::{percent, Chart};
 use super::system::System;
+use crate::output::thousands;
 
 /// How many probes each probe table lists.
 const PROBE_ROWS: usize = 10;
@@ -151,17 +150,7 @@ fn choice(h: &mut String, systems: &[System], options: &Options) {
                 f4(t)
             );
             if !curve.is_empty() {
-                let r = curve.at(t);
-                let _ = write!(
-                    cost,
-                    " Open-set: FPIR {} ({} of {} out-of-DB probes match someone), FNIR {} ({} of {} in-DB probes missed).",
-                    percent(r.fpir()),
-                    thousands(r.false_positives),
-                    thousands(r.non_mated),
-                    percent(r.fnir()),
-                    thousands(r.misses),
-                    thousands(r.mated)
-                );
+                let _ = write!(cost, " Open-set: {}.", curve.at(t).described());
             }
             if let Some(r) = roc_at(&s.roc, t) {
                 let _ = write!(

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::evaldir::{Summary, Verification};
+use crate::output::thousands;
 
 fn pct(rate: f64) -> String {
     if rate.is_nan() {
@@ -21,19 +22,6 @@ fn interval(ci: Option<[f64; 2]>) -> String {
     )
 }
 
-/// Counts with thousands separators.
-fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 pub fn summary_md(s: &Summary) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# facekit evaluate\n");
@@ -41,11 +29,11 @@ pub fn summary_md(s: &Summary) -> String {
     let source = match (&i.embeddings, &i.scores) {
         (Some(e), _) => format!(
             "`{e}` ({} rows × {}, {} identities)",
-            count(i.rows),
+            thousands(i.rows),
             i.dim.unwrap_or(0),
-            count(i.identities)
+            thousands(i.identities)
         ),
-        (None, Some(sc)) => format!("`{sc}` ({} scores)", count(i.rows)),
+        (None, Some(sc)) => format!("`{sc}` ({} scores)", thousands(i.rows)),
         _ => String::new(),
     };
     let _ = writeln!(md, "| | |\n|---|---|");
@@ -94,10 +82,10 @@ pub fn summary_md(s: &Summary) -> String {
         let _ = writeln!(
             md,
             "Gallery: {} images of {} identities. Probes: {} mated (in the gallery), {} non-mated.\n",
-            count(id.gallery_count),
-            count(id.gallery_identities),
-            count(id.mated_count),
-            count(id.non_mated_count)
+            thousands(id.gallery_count),
+            thousands(id.gallery_identities),
+            thousands(id.mated_count),
+            thousands(id.non_mated_count)
         );
         let ranks: Vec<String> = id
             .cmc
@@ -151,8 +139,8 @@ pub fn summary_md(s: &Summary) -> String {
                 r.values.join(" | "),
                 r.fmr_target,
                 r.threshold,
-                count(r.genuine_count),
-                count(r.impostor_count),
+                thousands(r.genuine_count),
+                thousands(r.impostor_count),
                 pct(r.fnmr),
                 pct(r.fmr)
             );
@@ -165,8 +153,16 @@ pub fn summary_md(s: &Summary) -> String {
 fn verification_md(md: &mut String, v: &Verification) {
     let _ = writeln!(md, "## Verification\n");
     let _ = writeln!(md, "| | |\n|---|---|");
-    let _ = writeln!(md, "| genuine comparisons | {} |", count(v.genuine_count));
-    let _ = writeln!(md, "| impostor comparisons | {} |", count(v.impostor_count));
+    let _ = writeln!(
+        md,
+        "| genuine comparisons | {} |",
+        thousands(v.genuine_count)
+    );
+    let _ = writeln!(
+        md,
+        "| impostor comparisons | {} |",
+        thousands(v.impostor_count)
+    );
     let _ = writeln!(md, "| AUC | {:.6} |", v.auc);
     let _ = writeln!(
         md,
@@ -223,10 +219,10 @@ pub fn console(s: &Summary, comparisons: u64, threads: usize, seconds: f64, out:
     let what = match i.dim {
         Some(d) => format!(
             "{} embeddings × {d}, {} identities",
-            count(i.rows),
-            count(i.identities)
+            thousands(i.rows),
+            thousands(i.identities)
         ),
-        None => format!("{} scores", count(i.rows)),
+        None => format!("{} scores", thousands(i.rows)),
     };
     let _ = writeln!(t, "facekit evaluate: {what} · {}", i.protocol);
     let engine = if s.engine.kind == "cpu" && s.engine.precision != "fp32" {
@@ -239,7 +235,7 @@ pub fn console(s: &Summary, comparisons: u64, threads: usize, seconds: f64, out:
     let _ = writeln!(
         t,
         "  Time:      {seconds:.3} s · {} comparisons on {engine} ({:.1} M/s)",
-        count(comparisons),
+        thousands(comparisons),
         comparisons as f64 / seconds / 1e6
     );
     if let Some(v) = &s.verification {
@@ -291,8 +287,8 @@ pub fn console(s: &Summary, comparisons: u64, threads: usize, seconds: f64, out:
             t,
             "  Identify:  rank-1 {} · {} mated, {} non-mated · {}",
             pct(id.rank1),
-            count(id.mated_count),
-            count(id.non_mated_count),
+            thousands(id.mated_count),
+            thousands(id.non_mated_count),
             points.join(" · ")
         );
     }
@@ -306,10 +302,10 @@ mod tests {
 
     #[test]
     fn counts_get_separators() {
-        assert_eq!(count(0), "0");
-        assert_eq!(count(999), "999");
-        assert_eq!(count(1000), "1,000");
-        assert_eq!(count(199_990_000), "199,990,000");
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(199_990_000), "199,990,000");
         assert_eq!(pct(0.01234), "1.234%");
     }
 }

@@ -23,7 +23,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context};
 
 use crate::cli::{EvaluateArgs, Protocol};
-use crate::compare::cpu::products;
+use crate::compare::cpu::pair_score;
 use crate::compare::select::select_engine;
 use crate::compare::{CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing};
 use crate::evaldir::{
@@ -546,21 +546,11 @@ impl Loaded<'_> {
             )
         })?;
         let listed = pairs::read_pairs(path, label_paths)?;
-        let dim = self.embeddings.dim();
         let scores: Vec<f32> = {
             use rayon::prelude::*;
             listed
                 .par_iter()
-                .map(|p| {
-                    let mut s = [0f32];
-                    products(
-                        self.embeddings.row(p.first),
-                        self.embeddings.row(p.second),
-                        dim,
-                        &mut s,
-                    );
-                    s[0]
-                })
+                .map(|p| pair_score(self.embeddings.row(p.first), self.embeddings.row(p.second)))
                 .collect()
         };
         let (mut genuine, mut impostor, mut subjects) = (Vec::new(), Vec::new(), Vec::new());
@@ -733,21 +723,14 @@ impl Loaded<'_> {
             .as_deref()
             .expect("checked when the pairs were read");
         let member: BTreeSet<usize> = rows.iter().copied().collect();
-        let dim = self.embeddings.dim();
         let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
         for p in pairs::read_pairs(path, label_paths)? {
             if member.contains(&p.first) && member.contains(&p.second) {
-                let mut s = [0f32];
-                products(
-                    self.embeddings.row(p.first),
-                    self.embeddings.row(p.second),
-                    dim,
-                    &mut s,
-                );
+                let s = pair_score(self.embeddings.row(p.first), self.embeddings.row(p.second));
                 if p.same {
-                    genuine.push(s[0])
+                    genuine.push(s)
                 } else {
-                    impostor.push(s[0])
+                    impostor.push(s)
                 }
             }
         }

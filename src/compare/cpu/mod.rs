@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::{
-    Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing,
-    ProbeResult, TileShape,
+    dot_f64, Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec,
+    Pairing, ProbeResult, SplitMix, TileShape,
 };
 
 impl TileShape {
@@ -550,15 +550,9 @@ impl Fold {
         let (c0, c1) = strip.cols;
         let (rows, width) = ((r1 - r0) as u64, (c1 - c0) as u64);
         for i in 0..PER_STRIP {
-            let h = mix((r0 as u64) << 32 ^ (c0 as u64) << 2 ^ i);
+            let h = SplitMix((r0 as u64) << 32 ^ (c0 as u64) << 2 ^ i).next();
             let (r, c) = ((h % rows) as usize, ((h >> 32) % width) as usize);
-            let exact: f64 = job
-                .probes
-                .row(r0 + r)
-                .iter()
-                .zip(job.gallery.row(c0 + c))
-                .map(|(&a, &b)| a as f64 * b as f64)
-                .sum();
+            let exact = dot_f64(job.probes.row(r0 + r), job.gallery.row(c0 + c));
             let s = scores[r * width as usize + c] as f64;
             self.error = self.error.max((s - exact).abs());
         }
@@ -691,25 +685,17 @@ fn list_capacity(k: usize, margin: f32) -> usize {
     }
 }
 
-/// The fp32 engine's score of one pair: a 1 × 1 product sums in the same
-/// order as any tile (see [`products`]).
-fn fp32_score(job: &CompareJob<'_>, p: usize, q: usize) -> f32 {
+/// The fp32 engine's score of one pair of rows: a 1 × 1 product sums in
+/// the same order as any tile (see [`products`]).
+pub fn pair_score(a: &[f32], b: &[f32]) -> f32 {
     let mut out = [0f32];
-    products(
-        job.probes.row(p),
-        job.gallery.row(q),
-        job.probes.dim(),
-        &mut out,
-    );
+    products(a, b, a.len(), &mut out);
     out[0]
 }
 
-/// SplitMix64's output function: sample positions from strip coordinates.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// [`pair_score`] of probe `p` and gallery row `q` of a job.
+fn fp32_score(job: &CompareJob<'_>, p: usize, q: usize) -> f32 {
+    pair_score(job.probes.row(p), job.gallery.row(q))
 }
 
 /// Scores scanned at once for a hit.
@@ -1126,7 +1112,7 @@ mod tests {
     /// The O(N²) reference: every pair scored by a 1×1 product, folded by
     /// the definitions.
     /// The score of one pair by a 1 × 1 product of `precision`.
-    fn pair_score(job: &CompareJob<'_>, precision: CpuPrecision, p: usize, q: usize) -> f32 {
+    fn kernel_score(job: &CompareJob<'_>, precision: CpuPrecision, p: usize, q: usize) -> f32 {
         let dim = job.probes.dim();
         match precision {
             CpuPrecision::Fp32 => fp32_score(job, p, q),
@@ -1146,7 +1132,7 @@ mod tests {
     }
 
     fn naive(job: &CompareJob<'_>, precision: CpuPrecision) -> CompareResult {
-        let score = |p: usize, q: usize| pair_score(job, precision, p, q);
+        let score = |p: usize, q: usize| kernel_score(job, precision, p, q);
         let distinct = job.pairing == Pairing::AllDistinct;
         let mut genuine = Vec::new();
         let mut impostor = Vec::new();
@@ -1222,7 +1208,7 @@ mod tests {
         for p in 0..job.probes.rows() {
             for q in 0..job.gallery.rows() {
                 if (!distinct || p < q) && job.probe_labels[p] != job.gallery_labels[q] {
-                    impostors.push((pair_score(job, precision, p, q), fp32_score(job, p, q)));
+                    impostors.push((kernel_score(job, precision, p, q), fp32_score(job, p, q)));
                 }
             }
         }

@@ -36,7 +36,8 @@ use cudarc::driver::{
 };
 
 use super::{
-    Candidate, CompareError, CompareJob, CompareResult, Engine, Pairing, ProbeResult, TileShape,
+    dot_f64, Candidate, CompareError, CompareJob, CompareResult, Engine, Pairing, ProbeResult,
+    SplitMix, TileShape,
 };
 use crate::cli::Precision;
 
@@ -1106,29 +1107,8 @@ impl Samples {
         Ok(got
             .iter()
             .zip(&self.at)
-            .map(|(&g, &(i, j))| {
-                let exact: f64 = probes
-                    .row(i)
-                    .iter()
-                    .zip(gallery.row(j))
-                    .map(|(&a, &b)| a as f64 * b as f64)
-                    .sum();
-                (g as f64 - exact).abs()
-            })
+            .map(|(&g, &(i, j))| (g as f64 - dot_f64(probes.row(i), gallery.row(j))).abs())
             .reduce(f64::max))
-    }
-}
-
-/// A small deterministic generator (SplitMix64) for sample positions.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }
 
@@ -1140,9 +1120,7 @@ fn noise(n: usize, seed: u64) -> Vec<f32> {
         .enumerate()
         .for_each(|(c, chunk)| {
             let mut rng = SplitMix(seed ^ ((c as u64) << 32));
-            for x in chunk {
-                *x = (rng.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-            }
+            chunk.iter_mut().for_each(|x| *x = rng.uniform());
         });
     v
 }
