@@ -42,6 +42,16 @@ pub enum Command {
         after_help = "Example:\n  facekit inspect kface112\n  facekit inspect kface112/kface.bin"
     )]
     Inspect(InspectArgs),
+    /// Run your exported ONNX face model over aligned crops: embeddings.npy + labels for evaluate and search
+    #[command(
+        after_help = "Example:\n  facekit embed --model r50.onnx kface112/eval --out emb\n  facekit embed --model r50.onnx kface112/kface.bin --flip --out emb_bin\n\n\
+onnxruntime is loaded at run time: --onnxruntime PATH, else ORT_DYLIB_PATH, else the `onnxruntime` \
+package of the active Python environment (VIRTUAL_ENV, CONDA_PREFIX, python3 on PATH), else the \
+system library path. Get it with `pip install onnxruntime` (`onnxruntime-gpu` for CUDA).\n\n\
+Memory: the model, the input list, and two batches of prepared images (batch x 3 x size^2 floats, \
+twice with --flip), plus the embeddings (N x D floats)."
+    )]
+    Embed(EmbedArgs),
     /// Compare embeddings (or read scores) and compute verification, identification and open-set metrics
     #[command(
         after_help = "Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval"
@@ -180,6 +190,45 @@ pub enum DeviceChoice {
     Auto,
     Cpu,
     Cuda,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// The exported model (arcface_torch's torch2onnx.py output, or any [N,3,H,W] -> [N,D] ONNX model)
+    #[arg(long, value_name = "MODEL.onnx")]
+    pub model: PathBuf,
+    /// convert's eval/ directory, a folder of <identity>/<crop>.jpg, a train.rec, or a verification .bin
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// Output embeddings directory (embeddings.npy, labels.parquet/.csv, failed.csv, embed.json)
+    #[arg(long, value_name = "EMB_DIR")]
+    pub out: PathBuf,
+    /// Add the embedding of each image's horizontal mirror before normalising (insightface's test-time flip)
+    #[arg(long)]
+    pub flip: bool,
+    /// Images per model call (a model whose batch size is fixed runs in pieces of that size)
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch: u32,
+    /// Where the model runs: the CUDA execution provider when the loaded onnxruntime has it and it starts
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Pixel normalisation: arcface ((x-127.5)/127.5), raw (0-255) or MEAN,STD (default: raw when the model normalises itself, else arcface)
+    #[arg(long, value_name = "arcface|raw|MEAN,STD")]
+    pub input_norm: Option<crate::embed::preprocess::Normalisation>,
+    /// Feed channels in BGR order (default RGB, as arcface_torch trains)
+    #[arg(long)]
+    pub bgr: bool,
+    /// The onnxruntime shared library to load (libonnxruntime.so)
+    #[arg(long, value_name = "PATH")]
+    pub onnxruntime: Option<PathBuf>,
+    /// Threads for the model and for decoding (default: all cores)
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Replace an embeddings directory an earlier `facekit embed` wrote
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub output: OutputFlags,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -341,6 +390,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
         Command::Convert(args) => cmd::convert::run(&args),
         Command::Pairs(args) => cmd::pairs::run(&args),
         Command::Inspect(args) => cmd::inspect::run(&args),
+        Command::Embed(args) => cmd::embed::run(&args),
         Command::Evaluate(args) => cmd::evaluate::run(&args),
         Command::Search(args) => cmd::search::run(&args),
         Command::Report(args) => cmd::report::run(&args),

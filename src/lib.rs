@@ -10,6 +10,7 @@ pub mod align;
 pub mod cli;
 pub mod cmd;
 pub mod compare;
+pub mod embed;
 pub mod evaldir;
 pub mod evalinput;
 pub mod imaging;

@@ -235,17 +235,8 @@ fn write_labels(path: &Path, labels: &Labels) -> anyhow::Result<()> {
         .into_iter()
         .filter_map(|name| labels.column(&name).map(|values| (name, values)))
         .collect();
-    let mut text = Vec::new();
-    {
-        let mut csv = csv::Writer::from_writer(&mut text);
-        csv.write_record(columns.iter().map(|(name, _)| name))?;
-        for row in 0..labels.len() {
-            csv.write_record(columns.iter().map(|(_, values)| &values[row]))?;
-        }
-        csv.flush()?;
-    }
-    crate::output::write_atomic(path, &text)
-        .with_context(|| format!("{}: cannot write", path.display()))
+    labels::write_table(path, &columns)?;
+    Ok(())
 }
 
 /// Says on the summary (and its Markdown twin) that the scores are synthetic.

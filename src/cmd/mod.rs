@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod demo;
+pub mod embed;
 pub mod evaluate;
 pub mod inspect;
 pub mod inspect_bin;

@@ -12,6 +12,8 @@ use polars::prelude::*;
 pub enum LabelsError {
     #[error("{path}: {message}")]
     Read { path: PathBuf, message: String },
+    #[error("{path}: cannot write: {message}")]
+    Write { path: PathBuf, message: String },
     #[error("{path}: no `identity` column (found: {found})")]
     NoIdentity { path: PathBuf, found: String },
     #[error("{path}: row {row} has an empty identity")]
@@ -97,6 +99,37 @@ impl Labels {
         let indices = self.identity.iter().map(|s| names[s.as_str()]).collect();
         (indices, names.into_keys().map(str::to_string).collect())
     }
+}
+
+/// Writes a label table of text columns, by extension: `.parquet` or CSV
+/// (anything else); the file appears only when complete.
+pub fn write_table(path: &Path, columns: &[(String, Vec<String>)]) -> Result<(), LabelsError> {
+    let err = |message: String| LabelsError::Write {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut file = crate::output::AtomicFile::create(path).map_err(|e| err(e.to_string()))?;
+    if is_parquet(path) {
+        let series: Vec<Column> = columns
+            .iter()
+            .map(|(name, values)| Column::new(name.as_str().into(), values))
+            .collect();
+        let mut df = DataFrame::new_infer_height(series).map_err(|e| err(e.to_string()))?;
+        ParquetWriter::new(&mut file)
+            .finish(&mut df)
+            .map_err(|e| err(e.to_string()))?;
+    } else {
+        let mut csv = csv::Writer::from_writer(&mut file);
+        let rows = columns.first().map_or(0, |(_, v)| v.len());
+        csv.write_record(columns.iter().map(|(name, _)| name))
+            .map_err(|e| err(e.to_string()))?;
+        for row in 0..rows {
+            csv.write_record(columns.iter().map(|(_, values)| &values[row]))
+                .map_err(|e| err(e.to_string()))?;
+        }
+        csv.flush().map_err(|e| err(e.to_string()))?;
+    }
+    file.commit().map_err(|e| err(e.to_string()))
 }
 
 /// Reads a label table, by extension: `.parquet` or CSV (anything else).

@@ -62,6 +62,13 @@ pub struct Matrix {
     pub data: Vec<f32>,
 }
 
+impl Matrix {
+    /// Row `i` (panics past the last row, as slice indexing does).
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+}
+
 /// Reads a float32 / float16 [N, D] C-order array, converting to f32.
 pub fn read_matrix(path: &Path) -> Result<Matrix, NpyError> {
     let io_err = |source| NpyError::Io {

@@ -1,9 +1,11 @@
 //! Developer tasks: `cargo xtask synth` writes synthetic K-Face data,
 //! `cargo xtask bench convert` measures `facekit convert` against a
 //! reference Python pipeline, `cargo xtask bench evaluate` measures
-//! `facekit evaluate` against its Python anchors.
+//! `facekit evaluate` against its Python anchors, `cargo xtask bench embed`
+//! measures `facekit embed` against the Python onnxruntime loop.
 
 mod bench;
+mod bench_embed;
 mod bench_evaluate;
 mod measure;
 mod synth;
@@ -38,6 +40,11 @@ enum Bench {
         after_help = "Example:\n  FACEKIT_PYTHON_ANCHORS=/work/venv-anchors/bin/python cargo xtask bench evaluate"
     )]
     Evaluate(bench_evaluate::EvaluateBench),
+    /// facekit embed vs the Python onnxruntime loop users write (issue 11)
+    #[command(
+        after_help = "Example:\n  FACEKIT_PYTHON_ORT=~/.cache/facekit-ci/venv-ort/bin/python cargo xtask bench embed"
+    )]
+    Embed(bench_embed::EmbedBench),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +52,6 @@ fn main() -> anyhow::Result<()> {
         Task::Synth(args) => synth::run(&args),
         Task::Bench(Bench::Convert(bench)) => bench::run(&bench),
         Task::Bench(Bench::Evaluate(args)) => bench_evaluate::run(&args),
+        Task::Bench(Bench::Embed(args)) => bench_embed::run(&args),
     }
 }

@@ -1,0 +1,12 @@
+//! Running the user's exported face model (ONNX) over aligned crops with
+//! onnxruntime, loaded at run time: finding the library (`runtime`), reading
+//! the model file (`modelfile`) and opening it (`model`), the inputs faces
+//! come from (`source`), pixels to tensors (`preprocess`) and the batch
+//! pipeline that overlaps decoding with inference (`pipeline`).
+
+pub mod model;
+pub mod modelfile;
+pub mod pipeline;
+pub mod preprocess;
+pub mod runtime;
+pub mod source;

@@ -1,0 +1,413 @@
+//! `facekit embed` against Python onnxruntime: the committed tiny models of
+//! `scripts/models/make_models.py` and the reference rows
+//! `scripts/fixtures/embed_reference.py` computed (PIL decode, RGB,
+//! (x-127.5)/127.5, flip as emb(x)+emb(mirror x), L2). Needs the onnxruntime
+//! library: `ORT_DYLIB_PATH` (what `.ci/run` sets), else the test skips
+//! (and fails where `FACEKIT_REQUIRE` declares `onnxruntime`).
+
+mod require;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use facekit::evalinput::{labels, npy};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/embed")
+}
+
+fn facekit() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_facekit"))
+}
+
+/// The onnxruntime library, or a skip line (a failure where required).
+fn runtime(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
+        _ => {
+            require::skip("onnxruntime", test, "ORT_DYLIB_PATH does not name the onnxruntime library");
+            None
+        }
+    }
+}
+
+fn embed(model: &str, inputs: &[&Path], out: &Path, extra: &[&str]) -> Output {
+    let mut cmd = facekit();
+    cmd.arg("embed").arg("--model").arg(fixtures().join(model));
+    cmd.args(inputs).arg("--out").arg(out).args(extra);
+    cmd.output().unwrap()
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// One-line error, exit 1, naming `needle`.
+fn fails_with(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+}
+
+/// Rows of an EMB_DIR keyed by their label path.
+fn rows_by_path(dir: &Path) -> HashMap<String, Vec<f32>> {
+    let m = npy::read_matrix(&dir.join("embeddings.npy")).unwrap();
+    let l = labels::read_labels(&dir.join("labels.parquet")).unwrap();
+    let csv = labels::read_labels(&dir.join("labels.csv")).unwrap();
+    assert_eq!(l, csv, "labels.csv and labels.parquet hold the same table");
+    assert_eq!(m.rows, l.len(), "one label row per embedding");
+    let paths = l.path.unwrap();
+    paths
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (p, m.row(i).to_vec()))
+        .collect()
+}
+
+fn reference(model: &str, flip: bool, folder: &str) -> HashMap<String, Vec<f32>> {
+    let suffix = if flip { "_flip" } else { "" };
+    let m = npy::read_matrix(&fixtures().join(format!("ref_{model}{suffix}.npy"))).unwrap();
+    let paths = std::fs::read_to_string(fixtures().join(format!("ref_paths_{folder}.txt"))).unwrap();
+    paths
+        .lines()
+        .enumerate()
+        .map(|(i, p)| (p.to_string(), m.row(i).to_vec()))
+        .collect()
+}
+
+fn assert_close(got: &HashMap<String, Vec<f32>>, want: &HashMap<String, Vec<f32>>) {
+    assert_eq!(got.len(), want.len(), "rows");
+    for (path, row) in want {
+        let mine = got.get(path).unwrap_or_else(|| panic!("{path} not embedded"));
+        assert_eq!(mine.len(), row.len(), "{path}: width");
+        let worst = mine
+            .iter()
+            .zip(row)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "{path}: max |diff| {worst}");
+    }
+}
+
+#[test]
+fn rows_equal_python_onnxruntime_for_every_export_variant() {
+    let Some(_) = runtime("rows_equal_python_onnxruntime_for_every_export_variant") else {
+        return;
+    };
+    for (model, folder) in [
+        ("tiny", "crops"),
+        ("tiny_selfnorm", "crops"),
+        ("tiny_batch1", "crops"),
+        ("tiny_out4d", "crops"),
+        ("tiny_input1_128", "crops128"),
+    ] {
+        for flip in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("emb");
+            let flags: &[&str] = if flip { &["--flip", "--batch", "4"] } else { &["--batch", "4"] };
+            let run = embed(&format!("{model}.onnx"), &[&fixtures().join(folder)], &out, flags);
+            ok(&run);
+            assert_close(&rows_by_path(&out), &reference(model, flip, folder));
+            let record: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(out.join("embed.json")).unwrap()).unwrap();
+            let norm = &record["preprocessing"]["normalisation"];
+            let expect_raw = model == "tiny_selfnorm";
+            assert_eq!(norm["mean"] == 0.0, expect_raw, "{model}: {norm}");
+            assert_eq!(record["flip"], flip);
+            assert_eq!(record["device"]["provider"]["name"], "CPUExecutionProvider");
+            assert_eq!(record["counts"]["failed"], 0);
+            assert_eq!(
+                record["model"]["sha256"].as_str().unwrap().len(),
+                64,
+                "{record}"
+            );
+        }
+    }
+}
+
+#[test]
+fn broken_images_are_failed_rows_and_labels_never_shift() {
+    let Some(_) = runtime("broken_images_are_failed_rows_and_labels_never_shift") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let crops = dir.path().join("crops");
+    copy_tree(&fixtures().join("crops"), &crops);
+    // Sorted among the good ones: a truncated JPEG, a text file called .jpg,
+    // and a crop of the wrong size.
+    let good = std::fs::read(crops.join("19062421/0.jpg")).unwrap();
+    std::fs::write(crops.join("19062421/0a.jpg"), &good[..good.len() / 2]).unwrap();
+    std::fs::write(crops.join("19062634/00.jpg"), b"not a picture").unwrap();
+    std::fs::copy(
+        fixtures().join("crops128/19062421/0.png"),
+        crops.join("김민수/1a.png"),
+    )
+    .unwrap();
+    let out = dir.path().join("emb");
+    let run = embed("tiny.onnx", &[&crops], &out, &["--batch", "2", "--quiet"]);
+    ok(&run);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("3 of 12 faces failed"), "said even with -q: {stderr}");
+    assert_close(&rows_by_path(&out), &reference("tiny", false, "crops"));
+    let failed = std::fs::read_to_string(out.join("failed.csv")).unwrap();
+    let lines: Vec<&str> = failed.lines().collect();
+    assert_eq!(lines[0], "path,reason");
+    assert_eq!(lines.len(), 4, "{failed}");
+    assert!(lines[1].starts_with("19062421/0a.jpg,") && lines[1].contains("JPEG"), "{failed}");
+    assert!(lines[2].starts_with("19062634/00.jpg,"), "{failed}");
+    assert!(
+        lines[3].starts_with("김민수/1a.png,") && lines[3].contains("128x128"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn model_problems_are_one_line_and_leave_no_output() {
+    let Some(_) = runtime("model_problems_are_one_line_and_leave_no_output") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let crops = fixtures().join("crops");
+    let not_onnx = dir.path().join("model.onnx");
+    std::fs::write(&not_onnx, "this is not a model\n").unwrap();
+    let out = dir.path().join("emb");
+    let mut cmd = facekit();
+    let run = cmd
+        .args(["embed", "--model"])
+        .arg(&not_onnx)
+        .arg(&crops)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    fails_with(&run, "model.onnx: not an ONNX model");
+    for (model, needle) in [
+        ("bad_op.onnx", "FacekitNoSuchOp"),
+        ("rank3.onnx", "rank 3"),
+        ("gray.onnx", "1 channels"),
+    ] {
+        fails_with(&embed(model, &[&crops], &out, &[]), needle);
+        fails_with(&embed(model, &[&crops], &out, &[]), model);
+    }
+    let run = embed("tiny.onnx", &[&crops], &out, &["--device", "cuda"]);
+    fails_with(&run, "--device cuda");
+    assert!(!out.exists(), "no EMB_DIR after a failure");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "model.onnx")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_missing_runtime_says_how_to_get_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("emb");
+    let run = facekit()
+        .args(["embed", "--model"])
+        .arg(fixtures().join("tiny.onnx"))
+        .arg(fixtures().join("crops"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--onnxruntime")
+        .arg(dir.path().join("libonnxruntime.so"))
+        .output()
+        .unwrap();
+    fails_with(&run, "libonnxruntime.so: cannot load onnxruntime: no such file");
+    // Nothing to find: no flag, no environment, no python3 on PATH.
+    let run = facekit()
+        .args(["embed", "--model"])
+        .arg(fixtures().join("tiny.onnx"))
+        .arg(fixtures().join("crops"))
+        .arg("--out")
+        .arg(&out)
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("CONDA_PREFIX")
+        .env_remove("LD_LIBRARY_PATH")
+        .env("PATH", dir.path())
+        .output()
+        .unwrap();
+    fails_with(&run, "pip install onnxruntime");
+    assert!(!out.exists());
+}
+
+#[test]
+fn an_existing_result_is_replaced_only_with_force() {
+    let Some(_) = runtime("an_existing_result_is_replaced_only_with_force") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let crops = fixtures().join("crops");
+    let out = dir.path().join("emb");
+    ok(&embed("tiny.onnx", &[&crops], &out, &["-q"]));
+    fails_with(&embed("tiny.onnx", &[&crops], &out, &[]), "--force");
+    ok(&embed("tiny.onnx", &[&crops], &out, &["--flip", "--force", "-q"]));
+    assert_close(&rows_by_path(&out), &reference("tiny", true, "crops"));
+    let foreign = dir.path().join("mine");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    fails_with(
+        &embed("tiny.onnx", &[&crops], &foreign, &["--force"]),
+        "not written by `facekit embed`",
+    );
+    assert_eq!(std::fs::read_to_string(foreign.join("notes.txt")).unwrap(), "mine");
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn run_ok(args: &[&std::ffi::OsStr]) -> Output {
+    let out = facekit().args(args).output().unwrap();
+    ok(&out);
+    out
+}
+
+/// The README's path with a real model: convert (held-out identities) →
+/// embed eval/ → evaluate → report, and the verification .bin → embed
+/// --flip → evaluate --pairs, whose 10-fold accuracy equals arcface_torch's
+/// own computation (scripts/interop/bin_kfold.py, Python onnxruntime).
+#[test]
+fn convert_embed_evaluate_report_and_the_bin_kfold() {
+    let Some(_) = runtime("convert_embed_evaluate_report_and_the_bin_kfold") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).into_os_string();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/kface-sample");
+    let model = fixtures().join("tiny.onnx");
+    run_ok(&[
+        "convert".as_ref(),
+        sample.as_os_str(),
+        "--out".as_ref(),
+        &d("kface112"),
+        "--holdout".as_ref(),
+        "2".as_ref(),
+        "-q".as_ref(),
+    ]);
+    let eval_dir = dir.path().join("kface112/eval");
+    run_ok(&[
+        "embed".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        eval_dir.as_os_str(),
+        "--out".as_ref(),
+        &d("emb"),
+        "-q".as_ref(),
+    ]);
+    let l = labels::read_labels(&dir.path().join("emb/labels.parquet")).unwrap();
+    assert!(l.role.is_some(), "eval/'s roles reach the labels");
+    assert!(l.column("camera").is_some() && l.column("in_db").is_some());
+    run_ok(&[
+        "evaluate".as_ref(),
+        "--embeddings".as_ref(),
+        &d("emb/embeddings.npy"),
+        "--labels".as_ref(),
+        &d("emb/labels.parquet"),
+        "--group-by".as_ref(),
+        "camera".as_ref(),
+        "--out".as_ref(),
+        &d("eval"),
+        "-q".as_ref(),
+    ]);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("eval/summary.json")).unwrap()).unwrap();
+    assert!(summary["identification"]["mated_count"].as_u64().unwrap() > 0, "{summary}");
+    run_ok(&[
+        "report".as_ref(),
+        &d("eval"),
+        "--out".as_ref(),
+        &d("report"),
+        "-q".as_ref(),
+    ]);
+    assert!(dir.path().join("report/index.html").is_file());
+    run_ok(&[
+        "search".as_ref(),
+        "--gallery".as_ref(),
+        &d("emb"),
+        "--probes".as_ref(),
+        &d("emb"),
+        "--format".as_ref(),
+        "csv".as_ref(),
+    ]);
+
+    run_ok(&[
+        "pairs".as_ref(),
+        &d("kface112"),
+        "--out".as_ref(),
+        &d("kface112"),
+        "--positives".as_ref(),
+        "40".as_ref(),
+        "--negatives".as_ref(),
+        "40".as_ref(),
+        "-q".as_ref(),
+    ]);
+    let bin = dir.path().join("kface112/kface.bin");
+    run_ok(&[
+        "embed".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        bin.as_os_str(),
+        "--flip".as_ref(),
+        "--out".as_ref(),
+        &d("emb_bin"),
+        "-q".as_ref(),
+    ]);
+    let pairs = std::fs::read_to_string(dir.path().join("emb_bin/pairs.txt")).unwrap();
+    assert_eq!(pairs.lines().count(), 80);
+    assert!(pairs.starts_with("kface.bin#0 kface.bin#1 "), "{pairs}");
+    run_ok(&[
+        "evaluate".as_ref(),
+        "--embeddings".as_ref(),
+        &d("emb_bin/embeddings.npy"),
+        "--labels".as_ref(),
+        &d("emb_bin/labels.csv"),
+        "--pairs".as_ref(),
+        &d("emb_bin/pairs.txt"),
+        "--out".as_ref(),
+        &d("eval_bin"),
+        "-q".as_ref(),
+    ]);
+    let summary: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("eval_bin/summary.json")).unwrap(),
+    )
+    .unwrap();
+    let kfold = &summary["verification"]["kfold_accuracy"];
+    let (mean, std) = (kfold["mean"].as_f64().unwrap(), kfold["std"].as_f64().unwrap());
+    let Some(python) = std::env::var_os("FACEKIT_PYTHON_ORT") else {
+        require::skip(
+            "onnxruntime",
+            "convert_embed_evaluate_report_and_the_bin_kfold (the Python side)",
+            "FACEKIT_PYTHON_ORT is not set (a python with numpy, pillow, onnxruntime)",
+        );
+        return;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/bin_kfold.py");
+    let out = Command::new(python).arg(script).arg(&model).arg(&bin).output().unwrap();
+    ok(&out);
+    let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        (theirs["mean"].as_f64().unwrap() - mean).abs() < 1e-12
+            && (theirs["std"].as_f64().unwrap() - std).abs() < 1e-12,
+        "facekit {mean} ± {std}, arcface_torch's rule in Python {theirs}"
+    );
+}
