@@ -111,8 +111,8 @@ pub struct ConvertArgs {
     /// Share of held-out identities left out of the gallery (out-of-DB)
     #[arg(long, value_name = "SHARE", default_value_t = 0.5)]
     pub out_of_db_share: f64,
-    /// Side of the square aligned crop (a multiple of 112 or 128)
-    #[arg(long, default_value_t = 112)]
+    /// Side of the square aligned crop (a multiple of 112 or 128, at most 512: memory follows its square)
+    #[arg(long, default_value_t = 112, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub size: u32,
     /// Shard format
     #[arg(long, value_enum, default_value_t = ShardFormat::Rec)]
@@ -251,8 +251,8 @@ pub struct EvaluateArgs {
     /// FNMR and FMR per value of this label column at the global thresholds (repeatable)
     #[arg(long, value_name = "COL")]
     pub group_by: Vec<String>,
-    /// Bootstrap replicates of the 95% intervals (0 turns them off)
-    #[arg(long, default_value_t = 200)]
+    /// Bootstrap replicates of the 95% intervals (0 turns them off; at most 100000)
+    #[arg(long, default_value_t = 200, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=100_000))]
     pub bootstrap: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
