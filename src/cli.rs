@@ -29,7 +29,7 @@ pub struct Cli {
 pub enum Command {
     /// Convert the AI Hub K-Face tree (folders or zips) into aligned, labeled training shards
     #[command(
-        after_help = "Example:\n  facekit convert \"한국인 안면 이미지/Middle_Resolution\" --out kface112 \\\n      --select \"S1-2 L1-6,8-30 E1-3 C4-10\" --holdout kface30"
+        after_help = "Example:\n  facekit convert \"한국인 안면 이미지/Middle_Resolution\" --out kface112 \\\n      --select \"S1-2 L1-6,8-30 E1-3 C4-10\" --holdout kface30\n\nMemory: one identity archive and one source image per worker, crops of at most 512x512; the crops wait on disk."
     )]
     Convert(ConvertArgs),
     /// Write seeded verification pairs (pairs.txt and the arcface_torch .bin) from a converted eval set
@@ -39,12 +39,12 @@ pub enum Command {
     Pairs(PairsArgs),
     /// Count and check every record of a converted directory, a .rec or a verification .bin
     #[command(
-        after_help = "Example:\n  facekit inspect kface112\n  facekit inspect kface112/kface.bin"
+        after_help = "Example:\n  facekit inspect kface112\n  facekit inspect kface112/kface.bin\n\nMemory: a batch of records; for a .bin, the file and at most 4 GiB of images it refers to."
     )]
     Inspect(InspectArgs),
     /// Compare embeddings (or read scores) and compute verification, identification and open-set metrics
     #[command(
-        after_help = "Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval"
+        after_help = "Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval\n\nMemory: the embeddings (N x D x 4 bytes) or scores, one tile of comparisons per thread, at most 100000 bootstrap replicates."
     )]
     Evaluate(EvaluateArgs),
     /// Search probe faces in a gallery: top-k identities, or "unknown" below a threshold

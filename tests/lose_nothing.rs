@@ -222,11 +222,10 @@ fn scores(dir: &Path, bad: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn unusable_scores_are_refused_and_the_previous_evaluation_stays() {
-    let tmp = tempfile::tempdir().unwrap();
-    let eval = tmp.path().join("eval");
-    let good = scores(tmp.path(), "0.7");
+/// `DIR/eval`, evaluated from a sound score file.
+fn evaluated(dir: &Path) -> PathBuf {
+    let eval = dir.join("eval");
+    let good = scores(dir, "0.7");
     ok(facekit(&[
         "evaluate",
         "--scores",
@@ -235,6 +234,13 @@ fn unusable_scores_are_refused_and_the_previous_evaluation_stays() {
         p(&eval),
         "-q",
     ]));
+    eval
+}
+
+#[test]
+fn unusable_scores_are_refused_and_the_previous_evaluation_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let eval = evaluated(tmp.path());
     let before = snapshot(&eval);
     for bad in ["inf", "4e38", "abc", "NaN"] {
         let file = scores(tmp.path(), bad);
@@ -285,16 +291,7 @@ fn search_refuses_a_threshold_that_is_not_a_cosine() {
 #[test]
 fn report_on_an_emptied_roc_says_so() {
     let tmp = tempfile::tempdir().unwrap();
-    let eval = tmp.path().join("eval");
-    let good = scores(tmp.path(), "0.7");
-    ok(facekit(&[
-        "evaluate",
-        "--scores",
-        p(&good),
-        "--out",
-        p(&eval),
-        "-q",
-    ]));
+    let eval = evaluated(tmp.path());
     fs::write(eval.join("roc.csv"), "").unwrap();
     let report = tmp.path().join("report");
     refused(

@@ -920,23 +920,6 @@ mod tests {
     }
 
     #[test]
-    fn memo_nesting_costs_a_reference_not_a_copy() {
-        // "Billion laughs": each level a list of ten references to the
-        // previous one, 9 levels deep: 10^9 leaves if copied.
-        let mut p = vec![0x80, 2, b']', b'q', 0];
-        for level in 1..=9u8 {
-            p.extend([b']', b'q', level, b'(']);
-            for _ in 0..10 {
-                p.extend([b'h', level - 1]);
-            }
-            p.push(b'e');
-        }
-        p.extend([b']', 0x86, b'.']);
-        let err = read(&p).unwrap_err();
-        assert!(err.to_string().contains("bins[0] is a list"), "{err}");
-    }
-
-    #[test]
     fn reader_survives_random_damage() {
         let good = to_bytes(&images(6), &[true, false, true]).unwrap();
         let mut x = 12345u32;
