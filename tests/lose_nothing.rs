@@ -349,3 +349,40 @@ fn a_memo_bomb_bin_is_refused_within_two_gib() {
         &["bomb.bin", "not encoded image bytes"],
     );
 }
+
+#[test]
+fn a_truncated_tier_zip_is_recorded_as_lost_and_said_last_even_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = Config {
+        identities: 6,
+        selection: "S1 L1 E1-2 C4-7".parse::<Selection>().unwrap(),
+        tree: false,
+        zip: true,
+        ..Config::default()
+    };
+    synth::generate(&config, tmp.path()).unwrap();
+    let zip = walkdir::WalkDir::new(tmp.path())
+        .into_iter()
+        .map(Result::unwrap)
+        .find(|e| e.file_name() == "Middle_Resolution.zip")
+        .expect("a tier zip")
+        .into_path();
+    let bytes = fs::read(&zip).unwrap();
+    fs::write(&zip, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let out = tmp.path().join("out");
+    let o = ok(facekit(&["convert", p(&zip), "--out", p(&out), "-q"]));
+    let err = stderr(&o);
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("data lost") && last.contains("Middle_Resolution.zip"),
+        "{err}"
+    );
+    let dataset: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("dataset.json")).unwrap()).unwrap();
+    let lost = dataset["lost"].as_array().expect("lost");
+    assert!(!lost.is_empty());
+    assert!(lost[0]["source"]
+        .as_str()
+        .unwrap()
+        .contains("Middle_Resolution.zip"));
+}
