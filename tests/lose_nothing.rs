@@ -11,6 +11,9 @@ use std::process::{Command, Output};
 use facekit::kface::Selection;
 use facekit::synth::{self, Config};
 
+mod kface_fixture;
+use kface_fixture::{annotation, photo};
+
 fn facekit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_facekit"))
         .args(args)
@@ -385,4 +388,47 @@ fn a_truncated_tier_zip_is_recorded_as_lost_and_said_last_even_quiet() {
         .as_str()
         .unwrap()
         .contains("Middle_Resolution.zip"));
+}
+
+#[test]
+fn an_absurd_face_box_is_a_failed_row_not_a_black_crop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let dir = src.join("19062421/S001/L1/E01");
+    fs::create_dir_all(&dir).unwrap();
+    let lines: Vec<String> = annotation(4, 0).lines().map(str::to_string).collect();
+    for (camera, face_box) in [
+        (4, lines[7].clone()),
+        (7, "-1000000\t-1000000\t2000000\t2000000".into()),
+    ] {
+        fs::write(dir.join(format!("C{camera}.jpg")), photo(camera)).unwrap();
+        let mut text = lines.clone();
+        text[7] = face_box;
+        fs::write(dir.join(format!("C{camera}.txt")), text.join("\n") + "\n").unwrap();
+    }
+    let out = tmp.path().join("out");
+    ok(facekit(&[
+        "convert",
+        p(&src),
+        "--out",
+        p(&out),
+        "--landmarks",
+        "bbox",
+        "--select",
+        "C4,7",
+        "-q",
+    ]));
+    let dataset: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("dataset.json")).unwrap()).unwrap();
+    assert_eq!(dataset["num_image"], 1, "{dataset}");
+    let failures = dataset["first_failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "{dataset}");
+    assert!(failures[0]["source"].as_str().unwrap().ends_with("C7.jpg"));
+    assert!(
+        failures[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("crop would be black"),
+        "{dataset}"
+    );
 }
