@@ -29,7 +29,7 @@ pub struct Cli {
 pub enum Command {
     /// Convert the AI Hub K-Face tree (folders or zips) into aligned, labeled training shards
     #[command(
-        after_help = "Example:\n  facekit convert \"한국인 안면 이미지/Middle_Resolution\" --out kface112 \\\n      --select \"S1-2 L1-6,8-30 E1-3 C4-10\" --holdout kface30"
+        after_help = "Example:\n  facekit convert \"한국인 안면 이미지/Middle_Resolution\" --out kface112 \\\n      --select \"S1-2 L1-6,8-30 E1-3 C4-10\" --holdout kface30\n\nMemory: one identity archive and one source image per worker, crops of at most 512x512; the crops wait on disk."
     )]
     Convert(ConvertArgs),
     /// Write seeded verification pairs (pairs.txt and the arcface_torch .bin) from a converted eval set
@@ -39,7 +39,7 @@ pub enum Command {
     Pairs(PairsArgs),
     /// Count and check every record of a converted directory, a .rec or a verification .bin
     #[command(
-        after_help = "Example:\n  facekit inspect kface112\n  facekit inspect kface112/kface.bin"
+        after_help = "Example:\n  facekit inspect kface112\n  facekit inspect kface112/kface.bin\n\nMemory: a batch of records; for a .bin, the file and at most 4 GiB of images it refers to."
     )]
     Inspect(InspectArgs),
     /// Run your exported ONNX face model over aligned crops: embeddings.npy + labels for evaluate and search
@@ -54,7 +54,7 @@ twice with --flip), plus the embeddings (N x D floats)."
     Embed(EmbedArgs),
     /// Compare embeddings (or read scores) and compute verification, identification and open-set metrics
     #[command(
-        after_help = "Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval"
+        after_help = "Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval\n\nMemory: the embeddings (N x D x 4 bytes) or scores, one tile of comparisons per thread, at most 100000 bootstrap replicates."
     )]
     Evaluate(EvaluateArgs),
     /// Search probe faces in a gallery: top-k identities, or "unknown" below a threshold
@@ -121,8 +121,8 @@ pub struct ConvertArgs {
     /// Share of held-out identities left out of the gallery (out-of-DB)
     #[arg(long, value_name = "SHARE", default_value_t = 0.5)]
     pub out_of_db_share: f64,
-    /// Side of the square aligned crop (a multiple of 112 or 128)
-    #[arg(long, default_value_t = 112)]
+    /// Side of the square aligned crop (a multiple of 112 or 128, at most 512: memory follows its square)
+    #[arg(long, default_value_t = 112, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub size: u32,
     /// Shard format
     #[arg(long, value_enum, default_value_t = ShardFormat::Rec)]
@@ -300,8 +300,8 @@ pub struct EvaluateArgs {
     /// FNMR and FMR per value of this label column at the global thresholds (repeatable)
     #[arg(long, value_name = "COL")]
     pub group_by: Vec<String>,
-    /// Bootstrap replicates of the 95% intervals (0 turns them off)
-    #[arg(long, default_value_t = 200)]
+    /// Bootstrap replicates of the 95% intervals (0 turns them off; at most 100000)
+    #[arg(long, default_value_t = 200, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=100_000))]
     pub bootstrap: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

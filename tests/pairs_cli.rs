@@ -141,8 +141,8 @@ fn pairs_txt_and_bin_agree_with_the_crops() {
         .collect();
     assert_eq!(
         leftovers.len(),
-        2,
-        "only pairs.txt and kface.bin: {leftovers:?}"
+        3,
+        "only pairs.txt, kface.bin and the record of the run: {leftovers:?}"
     );
 }
 

@@ -11,6 +11,8 @@
 //! - [`umeyama`]: the least-squares similarity between two point sets.
 //! - [`face_box_transform`]: a square face box (x, y, w, h) → scale + translate,
 //!   no rotation (full profiles, the `bbox` landmark policy).
+//! - [`check_in_image`]: refuses a transform whose crop would show no face
+//!   (centred off the image, or a face larger than the image many times).
 //! - [`warp_affine`]: the crop itself, OpenCV's fixed-point bilinear warp.
 //! - [`norm_crop`]: `estimate_norm` then `warp_affine`.
 //!
@@ -29,7 +31,7 @@ mod transform;
 mod warp;
 
 pub use template::{estimate_norm, template, ARCFACE_112};
-pub use transform::{face_box_transform, umeyama, Affine};
+pub use transform::{check_in_image, face_box_transform, umeyama, Affine};
 pub use warp::warp_affine;
 
 use image::RgbImage;
@@ -46,6 +48,12 @@ pub enum AlignError {
     Degenerate,
     #[error("the face box {width}x{height} is empty")]
     EmptyBox { width: f64, height: f64 },
+    #[error("the landmarks or face box put the face {why} the {width}x{height} image: the crop would be black")]
+    OutsideImage {
+        why: &'static str,
+        width: u32,
+        height: u32,
+    },
 }
 
 /// insightface's `norm_crop(img, landmark, image_size)`: the `size`×`size`

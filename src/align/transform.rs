@@ -170,9 +170,56 @@ pub fn face_box_transform(box_xywh: [f64; 4], size: u32) -> Result<Affine, Align
     Ok(Affine([[s, 0.0, shift - s * x0], [0.0, s, shift - s * y0]]))
 }
 
+/// How much larger than the image a face may be: an annotation or box
+/// beyond this is absurd (a typo, a hostile file), not a close-up.
+const MAX_FACE_OVER_IMAGE: f64 = 2.0;
+
+/// Refuses a source→crop transform whose crop would show nothing of the
+/// image: its centre off the image, or a face many times the image's size.
+pub fn check_in_image(
+    matrix: &Affine,
+    width: u32,
+    height: u32,
+    size: u32,
+) -> Result<(), AlignError> {
+    let outside = |why| AlignError::OutsideImage { why, width, height };
+    // The crop's centre, in pixel-centre coordinates.
+    let centre = (f64::from(size) - 1.0) / 2.0;
+    let [cx, cy] = matrix.inverse().apply([centre, centre]);
+    if !(cx >= 0.0 && cy >= 0.0 && cx < f64::from(width) && cy < f64::from(height)) {
+        return Err(outside("outside"));
+    }
+    let [[a, b, _], [c, d, _]] = matrix.0;
+    // The source span the crop covers: its side over the similarity's scale.
+    let span = f64::from(size) / (a * d - b * c).abs().sqrt();
+    if !(span <= MAX_FACE_OVER_IMAGE * f64::from(width.max(height))) {
+        return Err(outside("far larger than"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crop_must_show_the_image() {
+        let fits = face_box_transform([100.0, 50.0, 150.0, 150.0], 112).unwrap();
+        assert_eq!(check_in_image(&fits, 346, 230, 112), Ok(()));
+        let huge = face_box_transform([173.0 - 1e6, 115.0 - 1e6, 2e6, 2e6], 112).unwrap();
+        assert!(matches!(
+            check_in_image(&huge, 346, 230, 112),
+            Err(AlignError::OutsideImage {
+                why: "far larger than",
+                ..
+            })
+        ));
+        let off = face_box_transform([5000.0, 50.0, 150.0, 150.0], 112).unwrap();
+        assert!(matches!(
+            check_in_image(&off, 346, 230, 112),
+            Err(AlignError::OutsideImage { why: "outside", .. })
+        ));
+    }
 
     fn close(a: &Affine, b: &Affine, tol: f64) -> bool {
         a.0.iter()

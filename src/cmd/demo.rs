@@ -19,7 +19,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -28,6 +28,7 @@ use crate::evaldir::{self, same_target, Summary};
 use crate::evalinput::labels::{self, Labels};
 use crate::evalinput::npy;
 use crate::kface::{path, ImageKey, Selection};
+use crate::output::{self, OutputDir};
 use crate::synth::{self, Tier};
 use crate::synthetic_model::{SyntheticModel, NOTE};
 
@@ -42,15 +43,17 @@ const SELECTION: &str = "S1,4 L1,6,16 E1-2 C1,3,5,7,9,11,13";
 const EMBEDDING_DIM: usize = 512;
 /// Label columns the report breaks FNMR down by; `camera+light` is its heatmap.
 const GROUP_BY: [&str; 5] = ["accessory", "light", "expression", "camera", "camera+light"];
-/// Marks a source tree as the demo's own, so a rerun may replace it.
+/// What the source tree was drawn with.
 const SOURCE_MARKER: &str = "synth.json";
+/// The folders the demo fills in OUT (the report's files beside them are
+/// `facekit report`'s own).
+const PARTS: [&str; 4] = ["source", "kface112", "embeddings", "eval"];
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let out = &args.out;
     let steps = Steps::new(args.output.quiet);
-    fs::create_dir_all(out)
-        .with_context(|| format!("{}: cannot create the output directory", out.display()))?;
+    output::claim(out, "demo", &PARTS)?;
 
     steps.say("drawing a synthetic K-Face tree");
     let source = out.join("source");
@@ -75,7 +78,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
 
     steps.say("embedding the held-out images (synthetic model)");
     let embeddings = out.join("embeddings");
-    let rows = write_embeddings(&converted.join("eval"), &embeddings, args.seed)?;
+    let rows = write_embeddings(&converted, &embeddings, args.seed)?;
 
     steps.say("evaluating (facekit evaluate)");
     let eval_dir = out.join("eval");
@@ -169,16 +172,9 @@ fn parse_args<T: clap::Args + clap::FromArgMatches>(
     Ok(T::from_arg_matches(&matches)?)
 }
 
-/// Draws the source tree, replacing an earlier demo's (never a folder the
-/// demo did not write).
+/// Draws the source tree, replacing an earlier demo's (`run` claimed it).
 fn write_source(dir: &Path, seed: u64) -> anyhow::Result<synth::Summary> {
     if dir.exists() {
-        if !dir.join(SOURCE_MARKER).is_file() {
-            bail!(
-                "{}: exists and was not written by facekit demo; choose another --out",
-                dir.display()
-            );
-        }
         fs::remove_dir_all(dir).with_context(|| format!("{}: cannot replace", dir.display()))?;
     }
     let config = synth::Config {
@@ -191,17 +187,18 @@ fn write_source(dir: &Path, seed: u64) -> anyhow::Result<synth::Summary> {
     };
     let summary = synth::generate(&config, dir)?;
     let json = serde_json::to_string_pretty(&summary)?;
-    crate::output::write_atomic(dir.join(SOURCE_MARKER), format!("{json}\n").as_bytes())
+    output::write_atomic(dir.join(SOURCE_MARKER), format!("{json}\n").as_bytes())
         .with_context(|| format!("{}: cannot write", dir.join(SOURCE_MARKER).display()))?;
     Ok(summary)
 }
 
-/// Embeds every image of convert's `eval/` with the synthetic model and
-/// writes an embeddings directory: `embeddings.npy` (float32 [N, 512]) and
-/// `labels.csv` (the eval manifest's columns: identity, role, path, in_db
-/// and the four conditions). Returns the row count.
-pub fn write_embeddings(eval_dir: &Path, out: &Path, seed: u64) -> anyhow::Result<usize> {
-    let manifest = eval_dir.join("manifest.parquet");
+/// Embeds every image of the `eval/` of `dataset` (a convert output) with
+/// the synthetic model and writes an embeddings directory: `embeddings.npy`
+/// (float32 [N, 512]) and `labels.csv` (the eval manifest's columns:
+/// identity, role, path, in_db and the four conditions), as `facekit embed`
+/// would, the dataset's fingerprint included. Returns the row count.
+pub fn write_embeddings(dataset: &Path, out: &Path, seed: u64) -> anyhow::Result<usize> {
+    let manifest = dataset.join("eval/manifest.parquet");
     let labels = labels::read_labels(&manifest)?;
     let paths = labels
         .path
@@ -221,11 +218,13 @@ pub fn write_embeddings(eval_dir: &Path, out: &Path, seed: u64) -> anyhow::Resul
     let model = SyntheticModel::new(EMBEDDING_DIM, seed);
     let data: Vec<f32> = keys.par_iter().flat_map_iter(|k| model.embed(k)).collect();
 
-    fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let npy_path = out.join("embeddings.npy");
+    let mut dir = OutputDir::begin(out, "embed", true)?;
+    dir.derived_from(dataset, "convert")?;
+    let npy_path = dir.stage().join("embeddings.npy");
     npy::write_f32(&npy_path, keys.len(), EMBEDDING_DIM, &data)
         .with_context(|| format!("{}: cannot write", npy_path.display()))?;
-    write_labels(&out.join("labels.csv"), &labels)?;
+    write_labels(&dir.stage().join("labels.csv"), &labels)?;
+    dir.commit()?;
     Ok(keys.len())
 }
 
@@ -246,7 +245,7 @@ fn mark_synthetic(eval_dir: &Path) -> anyhow::Result<Summary> {
     let md_path = eval_dir.join(evaldir::SUMMARY_MD);
     let md = fs::read_to_string(&md_path)
         .with_context(|| format!("{}: cannot read", md_path.display()))?;
-    crate::output::write_atomic(&md_path, format!("> {NOTE}\n\n{md}").as_bytes())
+    output::write_atomic(&md_path, format!("> {NOTE}\n\n{md}").as_bytes())
         .with_context(|| format!("{}: cannot write", md_path.display()))?;
     evaldir::write_summary(eval_dir, &summary)?;
     Ok(summary)

@@ -4,7 +4,8 @@
 //! keys run 0..N-1 once each, every record has flag 0, id = key, an integral
 //! label in [0, num_classes), and a JPEG that decodes to size×size RGB.
 //! Prints counts (hyperfine-like, or JSON with `--json`); exits 1 naming the
-//! first problems if any record is bad.
+//! first problems if any record is bad, or when pairs beside it (or the
+//! `.bin` inspected) were drawn from an earlier conversion of the dataset.
 //!
 //! A verification `.bin` goes to `inspect_bin`.
 //!
@@ -31,6 +32,15 @@ const LISTED_PROBLEMS: usize = 10;
 const BATCH: usize = 2048;
 
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
+    check_records(args)?;
+    // Pairs drawn from an earlier conversion of their dataset look valid.
+    if let Some(stale) = crate::output::stale_source(&args.path)? {
+        bail!(stale);
+    }
+    Ok(())
+}
+
+fn check_records(args: &InspectArgs) -> anyhow::Result<()> {
     if args
         .path
         .extension()

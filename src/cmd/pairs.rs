@@ -1,6 +1,8 @@
 //! `facekit pairs DIR --out PAIRS_DIR`: seeded verification pairs from the
 //! evaluation set `convert --holdout` wrote, as the K-Face pair list
-//! (`pairs.txt`) and the arcface_torch `.bin` of the aligned crops.
+//! (`pairs.txt`) and the arcface_torch `.bin` of the aligned crops. They
+//! replace the previous pairs in PAIRS_DIR and record the fingerprint of
+//! the dataset they were drawn from.
 
 use std::fs;
 use std::io;
@@ -11,7 +13,7 @@ use polars::prelude::{ParquetReader, SerReader};
 
 use crate::cli::PairsArgs;
 use crate::kface::{Attributes, Selection};
-use crate::output::{self, AtomicFile};
+use crate::output::{self, AtomicFile, OutputDir};
 use crate::pairs::{self, EvalImage, PairRequest};
 use crate::shard::verification_bin;
 
@@ -40,13 +42,16 @@ pub fn run(args: &PairsArgs) -> anyhow::Result<()> {
     }
     let pairs = pairs::sample(&images, &request).with_context(|| manifest.display().to_string())?;
 
-    fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create the directory", args.out.display()))?;
-    let txt_path = args.out.join("pairs.txt");
+    let mut out = OutputDir::begin(&args.out, "pairs", true)?;
+    out.derived_from(&args.dir, "convert")?;
+    let txt_name = "pairs.txt";
+    let bin_name = format!("{}.bin", args.name);
+    out.check_free(&[txt_name, &bin_name])?;
+    let txt_path = out.stage().join(txt_name);
     output::write_atomic(&txt_path, pairs::pairs_txt(&images, &pairs).as_bytes())
         .with_context(|| format!("{}: cannot write", txt_path.display()))?;
 
-    let bin_path = args.out.join(format!("{}.bin", args.name));
+    let bin_path = out.stage().join(&bin_name);
     let order: Vec<usize> = pairs.iter().flat_map(|p| [p.first, p.second]).collect();
     let issame: Vec<bool> = pairs.iter().map(|p| p.genuine).collect();
     let bar = output::progress(order.len() as u64, "pairs", args.output.quiet);
@@ -62,6 +67,7 @@ pub fn run(args: &PairsArgs) -> anyhow::Result<()> {
     bin.commit()
         .with_context(|| format!("{}: cannot write", bin_path.display()))?;
     bar.finish_and_clear();
+    out.commit()?;
 
     let genuine = pairs.iter().filter(|p| p.genuine).count();
     print_summary(
@@ -71,8 +77,8 @@ pub fn run(args: &PairsArgs) -> anyhow::Result<()> {
             genuine,
             impostor: pairs.len() - genuine,
             images: images.len(),
-            pairs_txt: txt_path,
-            bin: bin_path,
+            pairs_txt: args.out.join(txt_name),
+            bin: args.out.join(bin_name),
         },
     );
     Ok(())

@@ -7,8 +7,9 @@ use std::io::Write;
 use anyhow::Context;
 
 use crate::cli::ReportArgs;
+use crate::output::OutputDir;
 use crate::report::build::recommended_fpir_point;
-use crate::report::{system_names, write_report, Options, System};
+use crate::report::{system_names, write_report, Options, System, INDEX_HTML};
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threshold {
@@ -28,8 +29,11 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let options = Options {
         user_threshold: args.threshold,
     };
-    let written = write_report(&systems, &options, &args.out)
+    let out = OutputDir::begin(&args.out, "report", true)?;
+    let written = write_report(&systems, &options, out.stage())
         .with_context(|| format!("writing the report into {}", args.out.display()))?;
+    out.commit()?;
+    let index = args.out.join(INDEX_HTML);
 
     let recommended: Vec<serde_json::Value> = systems
         .iter()
@@ -49,7 +53,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     if args.output.json {
         let value = serde_json::json!({
-            "index": written.index,
+            "index": index,
             "charts": written.charts.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
             "systems": recommended,
         });
@@ -58,7 +62,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         writeln!(
             stdout,
             "wrote {} and {} charts (PNG and SVG)",
-            written.index.display(),
+            index.display(),
             written.charts.len()
         )?;
         for s in &systems {

@@ -122,6 +122,15 @@ impl Threshold {
             format!("--threshold {arg}: expected EVAL_DIR:fpir=0.01 or EVAL_DIR:fmr=1e-3")
         })?;
         let summary = evaldir::read_summary(Path::new(dir))?;
+        // Embeddings are compared by cosine: a threshold on other scores
+        // (an evaluate --scores run) would decide nothing meaningful.
+        if summary.score.kind != "cosine" {
+            bail!(
+                "{}: its thresholds are on {:?} scores read from a file, not cosine similarities of embeddings; pass a cosine, or EVAL_DIR of an evaluate --embeddings run",
+                Path::new(dir).join(evaldir::SUMMARY_JSON).display(),
+                summary.score.kind
+            );
+        }
         let points = operating_points(&summary);
         let found = pick(&points, kind, target).ok_or_else(|| {
             let available: Vec<String> = points

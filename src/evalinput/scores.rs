@@ -3,8 +3,11 @@
 //! bob.measure's 2 columns (`label score`, label 1 / -1 or 1 / 0),
 //! bob.bio.base's 4 columns (`claimed_id real_id test_label score`) and
 //! 5 columns (`claimed_id model_label real_id test_label score`); in the
-//! last two a score is genuine iff `claimed_id == real_id`. A NaN score is a
-//! failure to compare (bob: FtA): it is counted, not scored.
+//! last two a score is genuine iff `claimed_id == real_id`. Every score must
+//! be a finite number within float32 range (the precision scores are kept
+//! in): a NaN, an infinity, a value that would round to one, or a word is
+//! refused naming the file, the row and the value, since any of them would
+//! silently change every rate.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -40,22 +43,43 @@ pub enum ScoresError {
 pub struct Scores {
     pub genuine: Vec<f32>,
     pub impostor: Vec<f32>,
-    /// NaN scores (failures to compare), not in either list.
-    pub failures: u64,
     /// Which format the file was read as, for the summary.
     pub format: &'static str,
 }
 
 impl Scores {
-    fn push(&mut self, score: f64, genuine: bool) {
-        if score.is_nan() {
-            self.failures += 1;
-        } else if genuine {
-            self.genuine.push(score as f32);
+    fn push(&mut self, score: f32, genuine: bool) {
+        if genuine {
+            self.genuine.push(score);
         } else {
-            self.impostor.push(score as f32);
+            self.impostor.push(score);
         }
     }
+}
+
+/// A score read as `text`, as the float32 it is kept in; the reason when it
+/// is not a usable one.
+fn parse_score(text: &str) -> Result<f32, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("score {text:?} is not a number"))?;
+    check_score(value, text)
+}
+
+/// `value` (shown as `text`) as a float32 score, if it is a usable one.
+fn check_score(value: f64, text: &str) -> Result<f32, String> {
+    if value.is_nan() {
+        return Err(format!(
+            "score {text:?} is not a number (leave out a comparison that failed)"
+        ));
+    }
+    if value.is_infinite() || value.abs() > f64::from(f32::MAX) {
+        return Err(format!(
+            "score {text:?} is beyond the float32 range (±3.4e38) scores are kept in"
+        ));
+    }
+    Ok(value as f32)
 }
 
 /// Reads a score file: Parquet by extension; otherwise a CSV with a header
@@ -115,20 +139,32 @@ fn read_table(path: &Path, parquet: bool) -> Result<Scores, ScoresError> {
             found: found.clone(),
         })
     };
-    let score = column("score")?.cast(&DataType::Float64).map_err(err)?;
-    let score = score.f64().map_err(err)?;
+    let score = column("score")?;
     let genuine = genuine_flags(path, column("genuine")?)?;
     let mut scores = Scores {
         format: if parquet { "parquet" } else { "csv" },
         ..Scores::default()
     };
-    for (row, (s, g)) in score.iter().zip(genuine).enumerate() {
-        let s = s.ok_or_else(|| ScoresError::Row {
-            path: path.to_path_buf(),
-            row,
-            message: "empty score".into(),
-        })?;
-        scores.push(s, g);
+    let row_err = |row, message| ScoresError::Row {
+        path: path.to_path_buf(),
+        row,
+        message,
+    };
+    let empty = |row| row_err(row, "empty score".to_string());
+    if score.dtype().is_primitive_numeric() {
+        let numbers = score.cast(&DataType::Float64).map_err(err)?;
+        for (row, (s, g)) in numbers.f64().map_err(err)?.iter().zip(genuine).enumerate() {
+            let s = s.ok_or_else(|| empty(row))?;
+            let s = check_score(s, &format!("{s:e}")).map_err(|m| row_err(row, m))?;
+            scores.push(s, g);
+        }
+    } else {
+        // A column of text: one cell is not a number (polars read it so).
+        let text = score.cast(&DataType::String).map_err(err)?;
+        for (row, (s, g)) in text.str().map_err(err)?.iter().zip(genuine).enumerate() {
+            let s = s.ok_or_else(|| empty(row))?;
+            scores.push(parse_score(s).map_err(|m| row_err(row, m))?, g);
+        }
     }
     Ok(scores)
 }
@@ -206,9 +242,7 @@ fn read_bob(path: &Path) -> Result<Scores, ScoresError> {
                 fields.len()
             )));
         }
-        let score: f64 = fields[n - 1]
-            .parse()
-            .map_err(|_| err(format!("score {:?} is not a number", fields[n - 1])))?;
+        let score = parse_score(fields[n - 1]).map_err(err)?;
         let genuine = match n {
             2 => match fields[0] {
                 "1" | "1.0" | "+1" => true,
@@ -251,22 +285,17 @@ mod tests {
         let s = read_scores(&write(
             d,
             "a.csv",
-            "score,genuine\n0.9,true\n0.1,0\nNaN,1\n0.7,1\n",
+            "score,genuine\n0.9,true\n0.1,0\n0.7,1\n",
         ))
         .unwrap();
         assert_eq!(
-            (s.genuine, s.impostor, s.failures, s.format),
-            (vec![0.9, 0.7], vec![0.1], 1, "csv")
+            (s.genuine, s.impostor, s.format),
+            (vec![0.9, 0.7], vec![0.1], "csv")
         );
-        let s = read_scores(&write(
-            d,
-            "b.txt",
-            "alice alice p1 0.8\nalice bob p2 0.3\nbob bob p2 nan\n",
-        ))
-        .unwrap();
+        let s = read_scores(&write(d, "b.txt", "alice alice p1 0.8\nalice bob p2 0.3\n")).unwrap();
         assert_eq!(
-            (s.genuine, s.impostor, s.failures, s.format),
-            (vec![0.8], vec![0.3], 1, "bob 4-column")
+            (s.genuine, s.impostor, s.format),
+            (vec![0.8], vec![0.3], "bob 4-column")
         );
         let s = read_scores(&write(
             d,
@@ -294,6 +323,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("row 0"), "{e}");
+    }
+
+    #[test]
+    fn unusable_scores_are_refused_with_row_and_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (value, says) in [
+            ("inf", "beyond the float32 range"),
+            ("-inf", "beyond the float32 range"),
+            ("3.5e38", "beyond the float32 range"),
+            ("NaN", "not a number"),
+            ("abc", "not a number"),
+        ] {
+            let csv = format!("score,genuine\n0.9,1\n0.1,0\n{value},1\n");
+            let e = read_scores(&write(d, "s.csv", &csv))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("s.csv: row 2") && e.contains(&format!("{value:?}")) && e.contains(says),
+                "{e}"
+            );
+            let bob = format!("a a p 0.8\na b p {value}\n");
+            let e = read_scores(&write(d, "s.txt", &bob))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("s.txt: line 2") && e.contains(says), "{e}");
+        }
+        let s = read_scores(&write(d, "max.csv", "score,genuine\n3.4e38,1\n-3.4e38,0\n")).unwrap();
+        assert_eq!((s.genuine, s.impostor), (vec![3.4e38], vec![-3.4e38]));
     }
 
     #[test]

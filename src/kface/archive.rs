@@ -232,7 +232,8 @@ impl IdentityZip {
             Location::File(path) => std::fs::read(path).map_err(io_err)?,
             Location::Member { outer, entry } => {
                 let mut reader = BufReader::new(File::open(outer).map_err(io_err)?);
-                match read_entry(&mut reader, entry) {
+                // An identity archive is read whole (not yet streamed).
+                match read_entry(&mut reader, entry, u64::MAX) {
                     Ok(bytes) => bytes,
                     Err(fault) => {
                         damage.push(fault.to_string());
@@ -304,7 +305,7 @@ impl IdentityArchive {
                 format!("no member {index}"),
             ))
         })?;
-        read_entry(&mut Cursor::new(&self.bytes[..]), entry)
+        read_entry(&mut Cursor::new(&self.bytes[..]), entry, MAX_FILE_BYTES)
     }
 }
 

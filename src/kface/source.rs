@@ -160,7 +160,8 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
 }
 
 /// An image file that belongs to no unit: its conditions (and perhaps its
-/// identity) cannot be read from its name.
+/// identity) cannot be read from its name; or a folder or zip that cannot
+/// be read at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Orphan {
     pub source: String,
@@ -178,8 +179,9 @@ pub struct Discovery {
     pub orphans: Vec<Orphan>,
     /// Files that are not K-Face data (left alone).
     pub stray_files: u64,
-    /// Problems met while walking (unreadable folders), one line each.
-    pub warnings: Vec<String>,
+    /// What the walk could not read (a folder, a zip): data lost whole,
+    /// its identities unknown.
+    pub unreadable: Vec<Orphan>,
 }
 
 impl Discovery {
@@ -229,7 +231,16 @@ pub fn discover(sources: &[PathBuf]) -> Result<Discovery, SourceError> {
                 Err(err) => match err.path() {
                     Some(path) if is_image(path) => path,
                     _ => {
-                        found.warnings.push(format!("{}: {err}", src.display()));
+                        let at = err.path().unwrap_or(src);
+                        found.unreadable.push(Orphan {
+                            source: at.to_string_lossy().into_owned(),
+                            identity: None,
+                            reason: format!(
+                                "cannot read: {}",
+                                err.io_error()
+                                    .map_or_else(|| err.to_string(), |e| e.to_string())
+                            ),
+                        });
                         continue;
                     }
                 },
@@ -237,7 +248,11 @@ pub fn discover(sources: &[PathBuf]) -> Result<Discovery, SourceError> {
             if is_zip(path) {
                 match zip_units(path) {
                     Ok(units) => ordered.extend(units),
-                    Err(err) => found.warnings.push(err.to_string()),
+                    Err(err) => found.unreadable.push(Orphan {
+                        source: path.to_string_lossy().into_owned(),
+                        identity: None,
+                        reason: err.to_string(),
+                    }),
                 }
                 continue;
             }
@@ -427,7 +442,11 @@ mod tests {
         assert_eq!(found.units.len(), 1);
         let found = discover(&[dir.path().join("19062422.zip")]).unwrap();
         assert!(found.is_empty());
-        assert!(found.warnings[0].contains("zip"), "{:?}", found.warnings);
+        assert!(
+            found.unreadable[0].reason.contains("zip"),
+            "{:?}",
+            found.unreadable[0].reason
+        );
     }
 
     #[test]
@@ -460,7 +479,8 @@ mod tests {
         assert_eq!(loaded.files().len(), 2);
         assert_eq!(loaded.files()[0].kind, FileKind::Image(attrs(1, 1, 1, 4)));
         assert!(matches!(loaded.read(0), Err(SourceError::Io { .. })));
-        assert_eq!(found.warnings.len(), 1, "{:?}", found.warnings);
+        assert_eq!(found.unreadable.len(), 1);
+        assert!(found.unreadable[0].source.ends_with("elsewhere"));
     }
 
     #[cfg(unix)]

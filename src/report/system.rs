@@ -33,11 +33,20 @@ impl System {
             }
             there
         };
-        let roc = if present(evaldir::ROC_CSV) {
+        let has_roc = present(evaldir::ROC_CSV);
+        let roc: Vec<RocRow> = if has_roc {
             evaldir::read_csv(&dir.join(evaldir::ROC_CSV))?
         } else {
             Vec::new()
         };
+        // A run with verification metrics always writes a curve: an empty
+        // one is a file cut short, not a chart to leave out quietly.
+        if has_roc && roc.is_empty() && summary.verification.is_some() {
+            return Err(EvalDirError::Content {
+                path: dir.join(evaldir::ROC_CSV),
+                message: "holds no curve, though summary.json has verification metrics (cut short?); rerun facekit evaluate".into(),
+            });
+        }
         let operating_points = if present(evaldir::OPERATING_POINTS_CSV) {
             evaldir::read_csv(&dir.join(evaldir::OPERATING_POINTS_CSV))?
         } else {

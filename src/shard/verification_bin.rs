@@ -9,10 +9,20 @@
 //! (protocols 2 to 5: bytes and str opcodes, Python 2 `str`, `_codecs.encode`
 //! for protocol-2 bytes, memo opcodes, numpy arrays rebuilt by
 //! `_reconstruct` + `BUILD` or `_frombuffer`). It recognises a fixed list of
-//! callables and calls nothing: anything else is an error.
+//! callables and calls nothing: anything else is an error. Lists, tuples,
+//! dicts and arrays are shared by reference, as in Python, so the memo
+//! costs nothing per reuse (a list holding one array many times reads as
+//! Python reads it, and a "billion laughs" nesting stays small); the images
+//! are copied out only after their total is checked against
+//! [`MAX_IMAGE_BYTES`].
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::rc::Rc;
+
+/// The most image bytes a `.bin` may refer to (what `read` allocates): far
+/// beyond any real verification set (lfw.bin holds 12,000 images in 70 MB).
+pub const MAX_IMAGE_BYTES: u64 = 4 << 30;
 
 /// The pairs of a verification `.bin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,32 +135,28 @@ pub fn to_bytes(images: &[Vec<u8>], issame: &[bool]) -> io::Result<Vec<u8>> {
 /// Reads a verification `.bin` without executing anything.
 pub fn read(bytes: &[u8]) -> Result<VerificationBin, BinError> {
     let value = Machine::new(bytes).run()?;
-    let Value::Tuple(mut parts) = value else {
+    let Value::Tuple(parts) = value else {
         return Err(BinError::Layout(format!(
             "the pickle holds {}, not a (bins, issame_list) tuple",
             value.kind()
         )));
     };
-    if parts.len() != 2 {
-        return Err(BinError::Layout(format!(
-            "the top tuple has {} items, not 2",
-            parts.len()
-        )));
-    }
-    let issame = parts.pop().unwrap_or(Value::None);
-    let bins = parts.pop().unwrap_or(Value::None);
-    let (Value::List(bins), Value::List(issame)) = (bins, issame) else {
-        return Err(BinError::Layout(
-            "bins and issame_list must both be lists".into(),
-        ));
+    let [Value::List(bins), Value::List(issame)] = &parts[..] else {
+        return Err(BinError::Layout(if parts.len() == 2 {
+            "bins and issame_list must both be lists".into()
+        } else {
+            format!("the top tuple has {} items, not 2", parts.len())
+        }));
     };
-    let images = bins
-        .into_iter()
+    let bins = bins.borrow();
+    let data = bins
+        .iter()
         .enumerate()
         .map(|(i, v)| match v {
-            Value::Bytes(b) => Ok(Rc::try_unwrap(b).unwrap_or_else(|b| (*b).clone())),
+            Value::Bytes(b) => Ok(b.clone()),
             Value::Array(a) => a
-                .into_bytes()
+                .borrow()
+                .bytes()
                 .map_err(|e| BinError::Layout(format!("bins[{i}]: {e}"))),
             other => Err(BinError::Layout(format!(
                 "bins[{i}] is {}, not encoded image bytes",
@@ -158,11 +164,26 @@ pub fn read(bytes: &[u8]) -> Result<VerificationBin, BinError> {
             ))),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // One object may stand for many images: check the total before copying.
+    let total = data
+        .iter()
+        .try_fold(0u64, |sum, d| sum.checked_add(d.len() as u64))
+        .filter(|&t| t <= MAX_IMAGE_BYTES);
+    if total.is_none() {
+        return Err(BinError::Layout(format!(
+            "its {} images add up to more than {} bytes, the most facekit reads",
+            data.len(),
+            MAX_IMAGE_BYTES
+        )));
+    }
+    drop(bins);
+    let images: Vec<Vec<u8>> = data.into_iter().map(|d| d.to_vec()).collect();
     let issame = issame
-        .into_iter()
+        .borrow()
+        .iter()
         .enumerate()
         .map(|(i, v)| match v {
-            Value::Bool(b) => Ok(b),
+            Value::Bool(b) => Ok(*b),
             other => Err(BinError::Layout(format!(
                 "issame_list[{i}] is {}, not a bool",
                 other.kind()
@@ -232,24 +253,30 @@ const SHORT_BINBYTES: u8 = b'C';
 /// fills it; `_frombuffer` gives a full one.
 #[derive(Debug, Clone)]
 struct Array {
-    dtype: Option<String>,
+    dtype: Option<Rc<str>>,
     data: Option<Rc<Vec<u8>>>,
 }
 
 impl Array {
-    fn into_bytes(self) -> Result<Vec<u8>, String> {
+    fn bytes(&self) -> Result<Rc<Vec<u8>>, String> {
         match self.dtype.as_deref() {
             Some("u1" | "i1" | "b1") => {}
             Some(other) => return Err(format!("a numpy array of dtype {other}, not uint8")),
             None => return Err("a numpy array whose state was never set".into()),
         }
-        let data = self.data.ok_or("a numpy array without data")?;
-        Ok(Rc::try_unwrap(data).unwrap_or_else(|d| (*d).clone()))
+        self.data
+            .clone()
+            .ok_or_else(|| "a numpy array without data".into())
     }
 }
 
-/// The objects the interpreter knows. Byte strings sit behind `Rc` because
-/// every one of them is memoised.
+fn shared<T>(value: T) -> Rc<RefCell<T>> {
+    Rc::new(RefCell::new(value))
+}
+
+/// The objects the interpreter knows. Everything but the scalars sits
+/// behind `Rc`: a clone (DUP, a memo GET) is a reference, as in Python, and
+/// the mutable ones (filled by APPEND, SETITEM, BUILD) share one cell.
 #[derive(Debug, Clone)]
 enum Value {
     None,
@@ -257,12 +284,12 @@ enum Value {
     Int(i64),
     Bytes(Rc<Vec<u8>>),
     Str(Rc<str>),
-    List(Vec<Value>),
-    Tuple(Vec<Value>),
-    Dict(Vec<(Value, Value)>),
+    List(Rc<RefCell<Vec<Value>>>),
+    Tuple(Rc<[Value]>),
+    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
     Global(Rc<str>),
-    Dtype(String),
-    Array(Array),
+    Dtype(Rc<str>),
+    Array(Rc<RefCell<Array>>),
 }
 
 impl Value {
@@ -420,7 +447,7 @@ impl<'a> Machine<'a> {
     fn append(&mut self, items: Vec<Value>) -> Result<(), BinError> {
         match self.top()? {
             Value::List(list) => {
-                list.extend(items);
+                list.borrow_mut().extend(items);
                 Ok(())
             }
             other => {
@@ -439,7 +466,7 @@ impl<'a> Machine<'a> {
             std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect();
         match self.top()? {
             Value::Dict(dict) => {
-                dict.extend(pairs);
+                dict.borrow_mut().extend(pairs);
                 Ok(())
             }
             other => {
@@ -545,27 +572,27 @@ impl<'a> Machine<'a> {
                     let n = self.u64()?;
                     self.push_str(n)?;
                 }
-                EMPTY_LIST => self.stack.push(Value::List(Vec::new())),
-                EMPTY_TUPLE => self.stack.push(Value::Tuple(Vec::new())),
-                EMPTY_DICT => self.stack.push(Value::Dict(Vec::new())),
+                EMPTY_LIST => self.stack.push(Value::List(shared(Vec::new()))),
+                EMPTY_TUPLE => self.stack.push(Value::Tuple(Rc::new([]))),
+                EMPTY_DICT => self.stack.push(Value::Dict(shared(Vec::new()))),
                 LIST => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::List(items));
+                    self.stack.push(Value::List(shared(items)));
                 }
                 TUPLE => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Tuple(items));
+                    self.stack.push(Value::Tuple(items.into()));
                 }
                 DICT => {
                     let items = self.pop_mark()?;
-                    self.stack.push(Value::Dict(Vec::new()));
+                    self.stack.push(Value::Dict(shared(Vec::new())));
                     self.set_items(items)?;
                 }
                 TUPLE1 | TUPLE2 | TUPLE3 => {
                     let n = (op - TUPLE1 + 1) as usize;
                     let mut items = (0..n).map(|_| self.pop()).collect::<Result<Vec<_>, _>>()?;
                     items.reverse();
-                    self.stack.push(Value::Tuple(items));
+                    self.stack.push(Value::Tuple(items.into()));
                 }
                 APPEND => {
                     let item = self.pop()?;
@@ -655,14 +682,14 @@ impl<'a> Machine<'a> {
 
     /// The callables real `.bin` files use, recognised by name and
     /// evaluated here; nothing is ever imported or called.
-    fn call(&self, name: &str, args: Vec<Value>, at: usize) -> Result<Value, BinError> {
+    fn call(&self, name: &str, args: Rc<[Value]>, at: usize) -> Result<Value, BinError> {
         let bad_args = || BinError::Malformed {
             at,
             what: format!("unexpected arguments to {name}"),
         };
         match name {
             // How protocol 2 under Python 3 spells bytes: `_codecs.encode(text, 'latin1')`.
-            "_codecs.encode" => match args.as_slice() {
+            "_codecs.encode" => match &args[..] {
                 [Value::Str(text), Value::Str(enc)] if matches!(&**enc, "latin1" | "latin-1") => {
                     latin1(text)
                         .map(|b| Value::Bytes(Rc::new(b)))
@@ -673,7 +700,7 @@ impl<'a> Machine<'a> {
             "__builtin__.bytes"
             | "builtins.bytes"
             | "__builtin__.bytearray"
-            | "builtins.bytearray" => match args.as_slice() {
+            | "builtins.bytearray" => match &args[..] {
                 [] => Ok(Value::Bytes(Rc::new(Vec::new()))),
                 [Value::Bytes(b)] => Ok(Value::Bytes(b.clone())),
                 [Value::Str(text), Value::Str(enc)] if matches!(&**enc, "latin1" | "latin-1") => {
@@ -683,32 +710,32 @@ impl<'a> Machine<'a> {
                 }
                 _ => Err(bad_args()),
             },
-            _ if numpy_name(name, "multiarray", "_reconstruct") => match args.as_slice() {
+            _ if numpy_name(name, "multiarray", "_reconstruct") => match &args[..] {
                 [Value::Global(class), _, _] if &**class == "numpy.ndarray" => {
-                    Ok(Value::Array(Array {
+                    Ok(Value::Array(shared(Array {
                         dtype: None,
                         data: None,
-                    }))
+                    })))
                 }
                 _ => Err(bad_args()),
             },
-            "numpy.dtype" => match args.as_slice() {
-                [Value::Str(code), ..] => Ok(Value::Dtype(code.to_string())),
+            "numpy.dtype" => match &args[..] {
+                [Value::Str(code), ..] => Ok(Value::Dtype(code.clone())),
                 // Python 2 wrote the code as a byte string.
                 [Value::Bytes(code), ..] => match std::str::from_utf8(code) {
-                    Ok(code) => Ok(Value::Dtype(code.to_string())),
+                    Ok(code) => Ok(Value::Dtype(code.into())),
                     Err(_) => Err(bad_args()),
                 },
                 _ => Err(bad_args()),
             },
-            _ if numpy_name(name, "numeric", "_frombuffer") => match args.as_slice() {
+            _ if numpy_name(name, "numeric", "_frombuffer") => match &args[..] {
                 [Value::Bytes(data), Value::Dtype(dtype), shape, ..]
                     if element_count(shape) == Some(data.len() as u64) =>
                 {
-                    Ok(Value::Array(Array {
+                    Ok(Value::Array(shared(Array {
                         dtype: Some(dtype.clone()),
                         data: Some(data.clone()),
-                    }))
+                    })))
                 }
                 _ => Err(bad_args()),
             },
@@ -730,7 +757,7 @@ impl<'a> Machine<'a> {
                 let Value::Tuple(items) = state else {
                     return Err(malformed("numpy array state is not a tuple"));
                 };
-                let [_version, shape, dtype, _fortran, data] = items.as_slice() else {
+                let [_version, shape, dtype, _fortran, data] = &items[..] else {
                     return Err(malformed(
                         "numpy array state is not (version, shape, dtype, fortran, data)",
                     ));
@@ -748,6 +775,7 @@ impl<'a> Machine<'a> {
                 if element_count(shape) != Some(data.len() as u64) {
                     return Err(malformed("numpy array shape does not match its data"));
                 }
+                let mut array = array.borrow_mut();
                 array.dtype = Some(dtype.clone());
                 array.data = Some(data);
                 Ok(())
@@ -850,6 +878,45 @@ mod tests {
             err.to_string(),
             "not a verification .bin: 1 images for 1 labels (two images per pair expected)"
         );
+    }
+
+    /// `(bins, issame)` where bins holds `array` `copies` times by memo
+    /// reference: a numpy uint8 array rebuilt by `_reconstruct` + `BUILD`,
+    /// memoised before its state is set, as `pickle.dumps` writes it.
+    fn shared_array_pickle(image: &[u8], copies: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 2];
+        p.extend(b"cnumpy.core.multiarray\n_reconstruct\nq\x00");
+        p.extend(b"cnumpy\nndarray\nq\x01K\x00\x85q\x02C\x01b\x87q\x03Rq\x04");
+        // state: (1, (len,), dtype('u1'), False, data)
+        p.extend(b"(K\x01J");
+        p.extend((image.len() as u32).to_le_bytes());
+        p.extend(b"\x85cnumpy\ndtype\nX\x02\x00\x00\x00u1K\x00K\x01\x87R\x89B");
+        p.extend((image.len() as u32).to_le_bytes());
+        p.extend(image);
+        p.extend(b"tb0]q\x05(");
+        for _ in 0..copies {
+            p.extend(b"h\x04");
+        }
+        p.extend(b"e]q\x06(");
+        for i in 0..copies / 2 {
+            p.push(if i % 2 == 0 { 0x88 } else { 0x89 });
+        }
+        p.extend(b"e\x86.");
+        p
+    }
+
+    #[test]
+    fn a_list_reusing_one_array_reads_as_python_reads_it() {
+        let bin = read(&shared_array_pickle(b"\xff\xd8jpeg", 4)).unwrap();
+        assert_eq!(bin.images, vec![b"\xff\xd8jpeg".to_vec(); 4]);
+        assert_eq!(bin.issame, [true, false]);
+    }
+
+    #[test]
+    fn images_referred_to_many_times_are_bounded_before_allocating() {
+        // 1 MiB referred to 8,192 times: 8 GiB of images from a 1 MiB file.
+        let err = read(&shared_array_pickle(&vec![7u8; 1 << 20], 8192)).unwrap_err();
+        assert!(err.to_string().contains("the most facekit reads"), "{err}");
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! at a time, its images in parallel): landmarks, decode, align, encode,
 //! spool → sort the rows canonically, assign labels and shuffled keys →
 //! write the shards, `eval/`, `manifest.parquet`, `identities.csv`,
-//! `preview.png`, and `dataset.json` last: its presence marks a finished
-//! output.
+//! `preview.png` and `dataset.json`, all under the stage of DIR
+//! (`output::OutputDir`), swapped in whole when complete.
 
 mod assign;
 mod manifest;
@@ -26,22 +26,22 @@ use crate::imaging::DEFAULT_MAX_PIXELS;
 use crate::kface::landmarks::Policy;
 use crate::kface::source::{discover, Discovery, PATTERN};
 use crate::kface::{HoldoutPlan, HoldoutSpec, Selection};
-use crate::output::{self, write_atomic};
+use crate::output::{self, write_atomic, OutputDir};
 use manifest::{Row, RowSplit, Status};
 use process::Settings;
 use spool::Spool;
 
-/// Outputs a finished run leaves in DIR; any of them present means DIR is
-/// taken unless `--force`.
-const OUTPUTS: [&str; 7] = [
+/// Files every run writes in DIR (besides the shards): a user file under
+/// one of these names refuses the run before the work.
+const OUTPUTS: [&str; 6] = [
     "dataset.json",
     "train.rec",
     "train.idx",
     "manifest.parquet",
     "identities.csv",
     "preview.png",
-    "eval",
 ];
+const MANIFEST: &str = "manifest.parquet";
 /// Where `--format folder` puts the class folders.
 const FOLDER_DIR: &str = "train";
 
@@ -92,6 +92,9 @@ struct Summary {
     failures: u64,
     /// The first failures in manifest order (all of them are in the manifest).
     first_failures: Vec<Failure>,
+    /// Archives and folders that could not be read whole (damaged, cut
+    /// short, unreadable): the images in them are gone, uncounted.
+    lost: Vec<Failure>,
     /// Lines to paste into an arcface_torch config.
     arcface_torch: Vec<String>,
 }
@@ -104,47 +107,6 @@ fn policy(choice: LandmarkPolicy) -> (Policy, &'static str) {
         LandmarkPolicy::Annotation => (Policy::Annotation, "annotation"),
         LandmarkPolicy::Bbox => (Policy::Bbox, "bbox"),
     }
-}
-
-/// Creates DIR, refusing to replace a finished output without `--force`;
-/// with it, removes the outputs the new run would not overwrite.
-fn prepare_out(dir: &Path, force: bool) -> anyhow::Result<()> {
-    fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
-    let taken: Vec<&str> = OUTPUTS
-        .iter()
-        .chain([&FOLDER_DIR])
-        .copied()
-        .filter(|n| dir.join(n).exists())
-        .collect();
-    if taken.is_empty() {
-        return Ok(());
-    }
-    if !force {
-        bail!(
-            "{}: already holds a converted dataset ({}); pass --force to replace it",
-            dir.display(),
-            taken.join(", ")
-        );
-    }
-    // dataset.json first, so an interrupted forced run never looks finished.
-    for name in ["dataset.json", "train.rec", "train.idx", "eval", FOLDER_DIR] {
-        let path = dir.join(name);
-        let removed = if path.is_dir() {
-            fs::remove_dir_all(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        match removed {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| {
-                    format!("{}: cannot remove the previous output", path.display())
-                })
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 fn describe_sources(sources: &[PathBuf]) -> String {
@@ -176,12 +138,14 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
             eprintln!("facekit: warning: {line}");
         }
     };
-    for line in &found.warnings {
-        warn(line);
-    }
     if found.is_empty() {
+        let unreadable = found
+            .unreadable
+            .first()
+            .map(|u| format!("; {}: {}", u.source, u.reason))
+            .unwrap_or_default();
         bail!(
-            "no K-Face images found in {} (looked for {PATTERN})",
+            "no K-Face images found in {} (looked for {PATTERN}){unreadable}",
             describe_sources(&args.sources)
         );
     }
@@ -208,7 +172,9 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
             plan.missing.join(" ")
         ));
     }
-    prepare_out(&args.out, args.force)?;
+    let mut out = OutputDir::begin(&args.out, "convert", args.force)?;
+    out.check_free(&OUTPUTS)?;
+    let stage = out.stage().to_path_buf();
 
     let settings = Settings {
         selection,
@@ -219,7 +185,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         max_pixels: DEFAULT_MAX_PIXELS,
         plan,
     };
-    let (mut rows, mut spool) = read_sources(&found, &settings, args, quiet)?;
+    let (mut rows, mut spool) = read_sources(&found, &settings, args, &stage, quiet)?;
     rows.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     let assignment = assign::assign(&mut rows, args.seed);
     let counts = Counts::of(&rows, &found);
@@ -234,21 +200,26 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
 
     let format = match args.format {
         ShardFormat::Rec => {
-            outputs::write_rec(&args.out, &rows, &assignment, &mut spool)?;
+            outputs::write_rec(&stage, &rows, &assignment, &mut spool)?;
             "rec"
         }
         ShardFormat::Folder => {
-            outputs::write_folder(&args.out.join(FOLDER_DIR), &rows, &assignment, &mut spool)?;
+            outputs::write_folder(&stage.join(FOLDER_DIR), &rows, &assignment, &mut spool)?;
             "folder"
         }
     };
     let eval = outputs::eval_rows(&rows);
     if !eval.is_empty() {
-        outputs::write_eval(&args.out, &eval, &settings.plan.out_of_db, &mut spool)?;
+        outputs::write_eval(
+            &stage.join("eval"),
+            &eval,
+            &settings.plan.out_of_db,
+            &mut spool,
+        )?;
     }
-    manifest::write_manifest(&args.out.join("manifest.parquet"), &rows)?;
-    outputs::write_identities(&args.out.join("identities.csv"), &assignment)?;
-    outputs::write_preview(&args.out.join("preview.png"), &rows, args.size, &mut spool)?;
+    manifest::write_manifest(&stage.join(MANIFEST), &rows)?;
+    outputs::write_identities(&stage.join("identities.csv"), &assignment)?;
+    outputs::write_preview(&stage.join("preview.png"), &rows, args.size, &mut spool)?;
     drop(spool);
 
     let num_classes = assignment.classes.len() as u64;
@@ -286,6 +257,14 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
                 reason: r.reason.clone().unwrap_or_default(),
             })
             .collect(),
+        lost: rows
+            .iter()
+            .filter(|r| r.status == Status::Failed && stands_for_many(r, &found))
+            .map(|r| Failure {
+                source: r.source.clone(),
+                reason: r.reason.clone().unwrap_or_default(),
+            })
+            .collect(),
         arcface_torch: vec![
             format!("config.rec = {:?}", rec_dir.display().to_string()),
             format!("config.num_classes = {num_classes}"),
@@ -293,16 +272,41 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         ],
     };
     let json = serde_json::to_string_pretty(&summary)? + "\n";
-    let dataset_json = args.out.join("dataset.json");
+    let dataset_json = stage.join("dataset.json");
     write_atomic(&dataset_json, json.as_bytes())
         .with_context(|| format!("{}: cannot write", dataset_json.display()))?;
+    // Pairs and embeddings made from this dataset record its manifest's
+    // fingerprint, so a later re-convert shows them stale.
+    out.fingerprint_of(MANIFEST);
+    out.commit()?;
 
     if args.output.json {
         print!("{json}");
     } else if !quiet {
         print_summary(&summary, &args.out);
     }
+    // Lost data is said last, whatever the flags: exit 0 must not hide it.
+    if let Some(first) = summary.lost.first() {
+        eprintln!(
+            "facekit: warning: data lost: {} archive(s) or folder(s) not read whole, first {}: {}; all are under \"lost\" in {}",
+            summary.lost.len(),
+            first.source,
+            first.reason,
+            args.out.join("dataset.json").display()
+        );
+    }
     Ok(())
+}
+
+/// A failed row that stands for an archive or a folder rather than one
+/// image: what it held is lost whole.
+fn stands_for_many(row: &Row, found: &Discovery) -> bool {
+    let archive = row
+        .source
+        .rsplit(['!', '/'])
+        .next()
+        .is_some_and(|name| name.to_ascii_lowercase().ends_with(".zip"));
+    archive || found.unreadable.iter().any(|u| u.source == row.source)
 }
 
 /// Converts every unit, one loaded at a time, into rows and spooled crops;
@@ -311,11 +315,12 @@ fn read_sources(
     found: &Discovery,
     settings: &Settings,
     args: &ConvertArgs,
+    stage: &Path,
     quiet: bool,
 ) -> anyhow::Result<(Vec<Row>, Spool)> {
     let pool = output::thread_pool(args.jobs)?;
-    let mut spool = Spool::create(&args.out)
-        .with_context(|| format!("{}: cannot create the spool", args.out.display()))?;
+    let mut spool = Spool::create(stage)
+        .with_context(|| format!("{}: cannot create the spool", stage.display()))?;
     let known: u64 = found.units.iter().filter_map(|u| u.image_count()).sum();
     let progress = output::progress(known, "converting", quiet);
     let mut rows: Vec<Row> = Vec::new();
@@ -334,7 +339,7 @@ fn read_sources(
     for (unit, winner) in &found.duplicates {
         process::duplicate_rows(unit.as_ref(), winner, &mut rows);
     }
-    for orphan in &found.orphans {
+    for orphan in found.orphans.iter().chain(&found.unreadable) {
         let identity = orphan.identity.clone().unwrap_or_default();
         let row = Row::new(orphan.source.clone(), identity, None, RowSplit::Excluded);
         rows.push(row.with(Status::Failed, orphan.reason.clone()));

@@ -1,5 +1,5 @@
-//! Writing DIR: the training shards, the evaluation set, the tables and the
-//! preview, each file under a temporary name renamed when complete.
+//! Writing the stage of DIR: the training shards, the evaluation set, the
+//! tables and the preview.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -88,28 +88,9 @@ pub fn write_folder(
     Ok(())
 }
 
-/// The evaluation set: the held-out crops as `eval/<ID>/S001/L1/E01/C7.jpg`
-/// and `eval/manifest.parquet`. The tree is built under a temporary name and
-/// renamed whole when complete: one rename instead of one per file, and no
-/// half-written `eval/` ever.
+/// The evaluation set in `dir` (`eval/` of the stage): the held-out crops as
+/// `<ID>/S001/L1/E01/C7.jpg` and `manifest.parquet`.
 pub fn write_eval(
-    out: &Path,
-    rows: &[&Row],
-    out_of_db: &BTreeSet<String>,
-    spool: &mut Spool,
-) -> anyhow::Result<()> {
-    let staging = out.join(format!(".eval.partial-{}", std::process::id()));
-    let written = fill_eval(&staging, rows, out_of_db, spool).and_then(|()| {
-        let eval = out.join("eval");
-        fs::rename(&staging, &eval).with_context(|| format!("{}: cannot write", eval.display()))
-    });
-    if written.is_err() {
-        let _ = fs::remove_dir_all(&staging);
-    }
-    written
-}
-
-fn fill_eval(
     dir: &Path,
     rows: &[&Row],
     out_of_db: &BTreeSet<String>,

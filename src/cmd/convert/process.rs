@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::manifest::{Row, RowSplit, Status};
 use super::spool::Spool;
-use crate::align::{face_box_transform, norm_crop, warp_affine};
+use crate::align::{check_in_image, estimate_norm, face_box_transform, warp_affine};
 use crate::imaging::{decode_jpeg, encode_jpeg};
 use crate::kface::annotation::{self, AnnotationError};
 use crate::kface::landmarks::{self, Annotations, Choice, Crop, Decision, Policy};
@@ -63,19 +63,19 @@ fn convert_one(
     let bytes = unit.read(index).map_err(|e| read_reason(&e))?;
     let image = decode_jpeg(&bytes, settings.max_pixels).map_err(|e| e.to_string())?;
     let fitted = landmarks::fit_to_image(&choice.crop, image.width(), image.height())?;
-    let aligned = match fitted.crop {
-        Crop::Points(points) => norm_crop(
-            &image,
+    let matrix = match fitted.crop {
+        Crop::Points(points) => estimate_norm(
             &points.map(|[x, y]| [f64::from(x), f64::from(y)]),
             settings.size,
-        )
-        .map_err(|e| e.to_string())?,
-        Crop::FaceBox(b) => {
-            let matrix = face_box_transform([b.x, b.y, b.w, b.h].map(f64::from), settings.size)
-                .map_err(|e| e.to_string())?;
-            warp_affine(&image, &matrix, settings.size)
-        }
-    };
+        ),
+        Crop::FaceBox(b) => face_box_transform([b.x, b.y, b.w, b.h].map(f64::from), settings.size),
+    }
+    .and_then(|m| {
+        check_in_image(&m, image.width(), image.height(), settings.size)?;
+        Ok(m)
+    })
+    .map_err(|e| e.to_string())?;
+    let aligned = warp_affine(&image, &matrix, settings.size);
     Ok(Converted {
         jpeg: encode_jpeg(&aligned, settings.quality),
         rescaled: fitted.scale.map(|s| (s, fitted.crop)),

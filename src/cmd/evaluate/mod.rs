@@ -38,6 +38,7 @@ use crate::metrics::identification::{identification, rank1_mate_score};
 use crate::metrics::kfold::{insightface_kfold, squared_l2_of_cosine};
 use crate::metrics::verification::{roc_rows, verification};
 use crate::metrics::ScoreCounts;
+use crate::output::{stale_source, OutputDir};
 
 use tables::{Bins, ProbeContext};
 
@@ -55,13 +56,20 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     check_targets(&args.fmr, "--fmr")?;
     check_targets(&args.fpir, "--fpir")?;
     let started = Instant::now();
+    let out = OutputDir::begin(&args.out, "evaluate", true)?;
+    for input in [&args.embeddings, &args.pairs].into_iter().flatten() {
+        if let Some(stale) = stale_source(input)? {
+            eprintln!("facekit: warning: {stale}");
+        }
+    }
     let pool = crate::output::thread_pool(args.jobs)?;
     let threads = pool.current_num_threads();
     let evaluation = pool.install(|| match &args.scores {
         Some(path) => from_score_file(args, path),
         None => from_embeddings(args),
     })?;
-    write_outputs(&args.out, &evaluation)?;
+    write_outputs(out.stage(), &evaluation)?;
+    out.commit()?;
     let seconds = started.elapsed().as_secs_f64();
     if args.output.json {
         println!("{}", serde_json::to_string_pretty(&evaluation.summary)?);
@@ -88,8 +96,6 @@ fn check_targets(targets: &[f64], flag: &str) -> anyhow::Result<()> {
 }
 
 fn write_outputs(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the output directory", dir.display()))?;
     let operating = tables::operating_points(
         e.summary
             .verification
@@ -109,7 +115,6 @@ fn write_outputs(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
         markdown::summary_md(&e.summary).as_bytes(),
     )
     .with_context(|| format!("{}: cannot write", dir.join(evaldir::SUMMARY_MD).display()))?;
-    // Last, so that a summary.json means the directory is complete.
     evaldir::write_summary(dir, &e.summary)?;
     Ok(())
 }
@@ -166,7 +171,7 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
             scores: Some(path_text(path)),
             pairs: None,
             protocol: "scores".into(),
-            rows: comparisons + read.failures,
+            rows: comparisons,
             dim: None,
             identities: 0,
         },

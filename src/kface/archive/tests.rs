@@ -556,12 +556,35 @@ fn not_a_zip_is_one_clear_error() {
 }
 
 #[test]
+fn a_member_of_unknown_size_inflates_no_further_than_the_limit() {
+    let zeros = vec![0u8; 1 << 20];
+    let bytes = zip_of(
+        &[("S001/L1/E01/C7.jpg", &zeros)],
+        CompressionMethod::Deflated,
+    );
+    let mut entry = listing(&bytes)
+        .entries
+        .into_iter()
+        .find(|e| e.name.ends_with("C7.jpg"))
+        .unwrap();
+    // As salvage leaves a member whose end was cut off.
+    entry.uncompressed_size = u64::MAX;
+    let read = |limit| super::zipread::read_entry(&mut Cursor::new(&bytes[..]), &entry, limit);
+    let over = read(1000);
+    assert!(
+        matches!(over, Err(MemberFault::OverLimit { limit: 1000 })),
+        "{over:?}"
+    );
+    assert_eq!(read(1 << 20).unwrap().len(), 1 << 20);
+}
+
+#[test]
 fn reading_never_panics_on_cut_or_scrambled_archives() {
     let full = identity_zip(11, CompressionMethod::Deflated);
     for cut in (0..full.len()).step_by(97) {
         if let Ok(l) = list(&mut Cursor::new(&full[..cut])) {
             for e in &l.entries {
-                let _ = super::zipread::read_entry(&mut Cursor::new(&full[..cut]), e);
+                let _ = super::zipread::read_entry(&mut Cursor::new(&full[..cut]), e, u64::MAX);
             }
         }
     }
@@ -570,7 +593,7 @@ fn reading_never_panics_on_cut_or_scrambled_archives() {
         scrambled[i] = scrambled[i].wrapping_mul(31).wrapping_add(7);
         if let Ok(l) = list(&mut Cursor::new(&scrambled[..])) {
             for e in &l.entries {
-                let _ = super::zipread::read_entry(&mut Cursor::new(&scrambled[..]), e);
+                let _ = super::zipread::read_entry(&mut Cursor::new(&scrambled[..]), e, u64::MAX);
             }
         }
     }

@@ -85,6 +85,8 @@ pub enum MemberFault {
     },
     #[error("size mismatch (header {expected} bytes, data {} bytes)", data.len())]
     Size { expected: u64, data: Vec<u8> },
+    #[error("inflates to more than {limit} bytes, the most read for one member")]
+    OverLimit { limit: u64 },
     #[error("read error: {0}")]
     Io(#[from] io::Error),
 }
@@ -493,8 +495,13 @@ fn is_header_sig(sig: u32) -> bool {
 }
 
 /// Reads and checks one member: its local header, its data (stored or
-/// deflated), its size and CRC.
-pub fn read_entry<R: Read + Seek>(reader: &mut R, entry: &Entry) -> Result<Vec<u8>, MemberFault> {
+/// deflated), its size and CRC. At most `limit` bytes are inflated, even
+/// when the size is unknown (a member salvaged from a cut archive).
+pub fn read_entry<R: Read + Seek>(
+    reader: &mut R,
+    entry: &Entry,
+    limit: u64,
+) -> Result<Vec<u8>, MemberFault> {
     if let Some(fault) = entry.fault {
         return Err(fault.into());
     }
@@ -513,15 +520,19 @@ pub fn read_entry<R: Read + Seek>(reader: &mut R, entry: &Entry) -> Result<Vec<u
     reader.seek(SeekFrom::Start(local.data_start))?;
     let mut raw = Read::take(&mut *reader, entry.compressed_size);
     let expected = entry.uncompressed_size;
-    let mut out = Vec::with_capacity(expected.min(MAX_PREALLOC) as usize);
+    let mut out = Vec::with_capacity(expected.min(limit).min(MAX_PREALLOC) as usize);
+    // One byte past the announced size (or the limit) shows a lying header
+    // or an oversized member without inflating a bomb.
+    let most = expected.min(limit).saturating_add(1);
     let read = match entry.method {
-        0 => raw.read_to_end(&mut out),
-        // One byte past the announced size shows a lying header without
-        // inflating a bomb.
+        0 => raw.take(most).read_to_end(&mut out),
         _ => DeflateDecoder::new(&mut raw)
-            .take(expected.saturating_add(1))
+            .take(most)
             .read_to_end(&mut out),
     };
+    if out.len() as u64 > limit {
+        return Err(MemberFault::OverLimit { limit });
+    }
     if truncated {
         return Err(MemberFault::Truncated { partial: out });
     }

@@ -1,7 +1,14 @@
-//! Writing outputs safely: every file is written under a temporary name in
-//! its final directory and renamed when complete, so an interrupted run never
-//! leaves a file that looks finished. Also the progress bar, shown only on a
-//! terminal.
+//! Writing outputs safely. A command owns its output folder through
+//! [`OutputDir`] (stage aside, swap in whole, record what it wrote, one run
+//! at a time: see [`owned`]); a single file is written under a temporary
+//! name and renamed when complete ([`AtomicFile`]), so an interrupted run
+//! never leaves a file that looks finished. Also the progress bar, shown
+//! only on a terminal.
+
+mod lock;
+pub mod owned;
+
+pub use owned::{claim, stale_source, Marker, OutputDir, OutputError};
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, IsTerminal, Seek, SeekFrom, Write};
