@@ -105,9 +105,23 @@ pub struct ScoreInfo {
     pub decision: String,
     /// How the `*_l2` thresholds relate to the cosine ones.
     pub distance: String,
-    /// 0 when every threshold is an exact score; otherwise the histogram
-    /// bin width below the exact impostor tail.
+    /// 0 when every impostor score is held exactly; otherwise the
+    /// histogram bin width below the exact impostor tail (the run's
+    /// impostor comparisons exceed the exact budget, `exact_budget`).
     pub resolution: f64,
+    /// Impostor scores at or above this cosine are exact; absent when all
+    /// are.
+    #[serde(default)]
+    pub exact_from: Option<f64>,
+    /// Impostor comparisons held exactly whole (`evaluate --help`).
+    #[serde(default)]
+    pub exact_budget: Option<u64>,
+}
+
+/// `true`, for figures that summaries written before they said so had
+/// exact.
+fn exact() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +144,14 @@ pub struct Verification {
     pub impostor_std: f64,
     pub operating_points: Vec<FmrPoint>,
     pub kfold_accuracy: Option<KFoldAccuracy>,
+    /// Whether `auc` is what the exact scores give; false only when
+    /// impostor scores below the exact tail share a bin with genuine ones.
+    #[serde(default = "exact")]
+    pub auc_exact: bool,
+    /// Whether the EER, its interval and threshold are what the exact
+    /// scores give.
+    #[serde(default = "exact")]
+    pub eer_exact: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +177,11 @@ pub struct FmrPoint {
     /// Set when the target is below what the impostor count can resolve.
     #[serde(default)]
     pub warning: Option<String>,
+    /// Whether the threshold and rates are bob.measure's on the exact
+    /// scores; false when the target lies below the exact impostor tail,
+    /// where the threshold is a bin edge (conservative by under a bin).
+    #[serde(default = "exact")]
+    pub exact: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

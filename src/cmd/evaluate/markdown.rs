@@ -15,6 +15,17 @@ fn pct(rate: f64) -> String {
     }
 }
 
+/// Marks a figure read where impostor scores are binned.
+const INEXACT: &str = "†";
+
+fn mark(exact: bool) -> &'static str {
+    if exact {
+        ""
+    } else {
+        INEXACT
+    }
+}
+
 fn interval(ci: Option<[f64; 2]>) -> String {
     ci.map_or_else(
         || "–".into(),
@@ -57,13 +68,18 @@ pub fn summary_md(s: &Summary) -> String {
         let _ = writeln!(md, "| device | CPU: {reason} |");
     }
     let _ = writeln!(md, "| score | {}; {} |", s.score.kind, s.score.decision);
-    let resolution = if s.score.resolution == 0.0 {
-        "every threshold is an exact score".to_string()
-    } else {
-        format!(
-            "thresholds below the exact impostor tail are bin edges (width {:.2e})",
+    let budget = s
+        .score
+        .exact_budget
+        .map_or(String::new(), |b| format!(" (budget {})", thousands(b)));
+    let resolution = match s.score.exact_from {
+        None => format!("every impostor score is held exactly{budget}: every figure is the exact one"),
+        Some(from) => format!(
+            "the impostor comparisons exceed the exact budget{budget}: scores below cos {from:.5} are counted \
+             in bins of width {:.2e}, and figures marked {INEXACT} are read there (a threshold is then a bin \
+             edge, conservative by under one bin)",
             s.score.resolution
-        )
+        ),
     };
     let _ = writeln!(md, "| resolution | {resolution} |");
     let _ = writeln!(
@@ -163,15 +179,16 @@ fn verification_md(md: &mut String, v: &Verification) {
         "| impostor comparisons | {} |",
         thousands(v.impostor_count)
     );
-    let _ = writeln!(md, "| AUC | {:.6} |", v.auc);
+    let _ = writeln!(md, "| AUC | {:.6}{} |", v.auc, mark(v.auc_exact));
     let _ = writeln!(
         md,
-        "| EER | **{}** (between {} and {}) at cos {:.5} / L2 {:.5} |",
+        "| EER | **{}** (between {} and {}) at cos {:.5} / L2 {:.5}{} |",
         pct(v.eer),
         pct(v.eer_low),
         pct(v.eer_high),
         v.eer_threshold,
-        v.eer_threshold_l2
+        v.eer_threshold_l2,
+        mark(v.eer_exact)
     );
     let _ = writeln!(md, "| d′ | {:.4} |", v.d_prime);
     let _ = writeln!(
@@ -197,9 +214,10 @@ fn verification_md(md: &mut String, v: &Verification) {
     for p in &v.operating_points {
         let _ = writeln!(
             md,
-            "| {:e} | {:.5} | {:.5} | {} | {} | {} | {} | {} |",
+            "| {:e} | {:.5}{} | {:.5} | {} | {} | {} | {} | {} |",
             p.fmr_target,
             p.threshold,
+            mark(p.exact),
             p.threshold_l2,
             pct(p.fmr),
             pct(p.fnmr),

@@ -16,6 +16,7 @@
 mod markdown;
 mod tables;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;
@@ -114,7 +115,14 @@ fn write_outputs(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn score_info(resolution: f64, cosine: bool) -> ScoreInfo {
+/// What the scores are, and how exactly the impostor scores are held.
+fn score_info(
+    impostor: &ScoreCounts,
+    spec: HistogramSpec,
+    budget: Option<u64>,
+    cosine: bool,
+) -> ScoreInfo {
+    let exact = impostor.is_exact();
     ScoreInfo {
         kind: if cosine { "cosine" } else { "score" }.into(),
         decision: DECISION.into(),
@@ -123,7 +131,9 @@ fn score_info(resolution: f64, cosine: bool) -> ScoreInfo {
         } else {
             "scores read from a file are not cosines: the *_l2 twins do not apply".into()
         },
-        resolution,
+        resolution: if exact { 0.0 } else { 2.0 / spec.bins as f64 },
+        exact_from: (!exact).then(|| impostor.exact_from()),
+        exact_budget: budget,
     }
 }
 
@@ -170,7 +180,7 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
             dim: None,
             identities: 0,
         },
-        score: score_info(0.0, cosine),
+        score: score_info(&impostor, HistogramSpec::DEFAULT, None, cosine),
         verification: Some(verification),
         identification: None,
         groups: Vec::new(),
@@ -317,7 +327,6 @@ struct VerificationSet {
     genuine: ScoreCounts,
     impostor: ScoreCounts,
     subjects: Vec<SubjectScore>,
-    resolution: f64,
     histograms: Vec<HistogramRow>,
     comparisons: u64,
 }
@@ -358,11 +367,7 @@ impl Loaded<'_> {
             let result = &search.as_ref().expect("roles checked above").0;
             (
                 "probe-gallery",
-                self.set_from_result(
-                    result,
-                    spec,
-                    self.tail_exact(Pairing::ProbeGallery, &self.probes),
-                ),
+                self.set_from_result(result, spec),
             )
         } else {
             ("all-pairs", self.all_pairs_set(engine, spec)?)
@@ -404,7 +409,7 @@ impl Loaded<'_> {
                 dim: Some(self.embeddings.dim() as u64),
                 identities: self.names.len() as u64,
             },
-            score: score_info(set.resolution, true),
+            score: score_info(&set.impostor, spec, Some(EXACT_IMPOSTOR_BUDGET), true),
             verification: Some(verification),
             identification,
             groups,
@@ -442,7 +447,7 @@ impl Loaded<'_> {
         let job = CompareJob {
             probes: &probes,
             probe_labels: &probe_labels,
-            gallery: gallery.as_ref().unwrap_or(&probes),
+            gallery: gallery.as_deref().unwrap_or(&probes),
             gallery_labels: &gallery_labels,
             pairing,
             top_k,
@@ -452,12 +457,11 @@ impl Loaded<'_> {
         Ok(engine.compare(&job)?)
     }
 
-    /// The impostor count of a job over these rows and whether a tail of
-    /// the capacity [`tail_capacity`] gives makes every threshold exact.
-    fn tail_exact(&self, pairing: Pairing, probe_rows: &[usize]) -> (usize, bool) {
+    /// The exact impostor tail a job over these rows keeps
+    /// ([`tail_capacity`]).
+    fn tail_for(&self, pairing: Pairing, probe_rows: &[usize]) -> usize {
         let impostors = impostor_count(pairing, probe_rows, &self.gallery, &self.ids);
-        let capacity = tail_capacity(impostors, &self.args.fmr);
-        (capacity, capacity as u64 >= impostors)
+        tail_capacity(impostors, &self.args.fmr)
     }
 
     /// Probes against the gallery: top-k, mate ranks, and (for the
@@ -469,7 +473,7 @@ impl Loaded<'_> {
         verification_too: bool,
     ) -> anyhow::Result<(CompareResult, u64)> {
         let tail = if verification_too {
-            self.tail_exact(Pairing::ProbeGallery, &self.probes).0
+            self.tail_for(Pairing::ProbeGallery, &self.probes)
         } else {
             0
         };
@@ -485,12 +489,7 @@ impl Loaded<'_> {
         Ok((result, (self.probes.len() * self.gallery.len()) as u64))
     }
 
-    fn set_from_result(
-        &self,
-        result: &CompareResult,
-        spec: HistogramSpec,
-        tail: (usize, bool),
-    ) -> VerificationSet {
+    fn set_from_result(&self, result: &CompareResult, spec: HistogramSpec) -> VerificationSet {
         let genuine = ScoreCounts::from_scores(result.genuine.clone());
         let impostor = ScoreCounts::from_binned(&result.impostor_tail, &result.impostor_hist, spec);
         // Engines may leave the subjects out: then no FNMR interval.
@@ -515,7 +514,6 @@ impl Loaded<'_> {
             genuine,
             impostor,
             subjects,
-            resolution: if tail.1 { 0.0 } else { 2.0 / spec.bins as f64 },
             histograms,
         }
     }
@@ -526,9 +524,9 @@ impl Loaded<'_> {
         spec: HistogramSpec,
     ) -> anyhow::Result<VerificationSet> {
         let rows: Vec<usize> = (0..self.embeddings.rows()).collect();
-        let tail = self.tail_exact(Pairing::AllDistinct, &rows);
-        let result = self.compare(engine, &rows, &[], Pairing::AllDistinct, 0, tail.0, spec)?;
-        Ok(self.set_from_result(&result, spec, tail))
+        let tail = self.tail_for(Pairing::AllDistinct, &rows);
+        let result = self.compare(engine, &rows, &[], Pairing::AllDistinct, 0, tail, spec)?;
+        Ok(self.set_from_result(&result, spec))
     }
 
     /// The listed pairs, each scored by the engine's product, and the
@@ -586,7 +584,6 @@ impl Loaded<'_> {
             genuine: ScoreCounts::from_scores(genuine),
             impostor: ScoreCounts::from_scores(impostor),
             subjects,
-            resolution: 0.0,
             histograms,
         };
         Ok((set, kfold))
@@ -674,7 +671,7 @@ impl Loaded<'_> {
                 let (genuine, impostor) = match protocol {
                     "pairs-file" => self.group_pairs(&rows)?,
                     "probe-gallery" => {
-                        let (capacity, _) = self.tail_exact(Pairing::ProbeGallery, &rows);
+                        let capacity = self.tail_for(Pairing::ProbeGallery, &rows);
                         let r = self.compare(
                             engine,
                             &rows,
@@ -687,7 +684,7 @@ impl Loaded<'_> {
                         binned(r, spec)
                     }
                     _ => {
-                        let (capacity, _) = self.tail_exact(Pairing::AllDistinct, &rows);
+                        let capacity = self.tail_for(Pairing::AllDistinct, &rows);
                         let r = self.compare(
                             engine,
                             &rows,
@@ -746,11 +743,12 @@ fn binned(r: CompareResult, spec: HistogramSpec) -> (ScoreCounts, ScoreCounts) {
     (ScoreCounts::from_scores(r.genuine), impostor)
 }
 
-fn subset(e: &Embeddings, rows: &[usize]) -> Embeddings {
+/// The rows of `e` listed, borrowed when they are every row in order.
+fn subset<'a>(e: &'a Embeddings, rows: &[usize]) -> Cow<'a, Embeddings> {
     if rows.len() == e.rows() && rows.iter().enumerate().all(|(i, &r)| i == r) {
-        e.clone()
+        Cow::Borrowed(e)
     } else {
-        e.select(rows)
+        Cow::Owned(e.select(rows))
     }
 }
 
@@ -786,13 +784,24 @@ fn impostor_count(
     }
 }
 
-/// How many of the highest impostor scores to keep exactly: enough that
-/// the threshold of the smallest FMR target is an exact score, with room
-/// for ties at it; capped so that memory stays bounded (64 M scores).
+/// Impostor comparisons whose scores are all kept exactly, so that every
+/// figure is what the exact scores give: 2^28, about 12 GiB of memory at
+/// the peak (the CPU engine holds a score with its pair while it merges).
+/// All distinct pairs of 23,000 images, or 300,000 probes × 890 gallery
+/// images, fit.
+pub const EXACT_IMPOSTOR_BUDGET: u64 = 1 << 28;
+
+/// How many of the highest impostor scores to keep exactly: every one
+/// within [`EXACT_IMPOSTOR_BUDGET`]; beyond it, enough that the threshold
+/// of the largest FMR target is an exact score, with room for ties at it,
+/// capped at the budget (targets beyond the cap are said to be inexact).
 fn tail_capacity(impostors: u64, fmr_targets: &[f64]) -> usize {
-    let smallest = fmr_targets.iter().copied().fold(1.0f64, f64::min);
-    let needed = (smallest * impostors as f64).ceil() as u64 + 1;
-    (needed + 4096).min(impostors).min(1 << 26) as usize
+    if impostors <= EXACT_IMPOSTOR_BUDGET {
+        return impostors as usize;
+    }
+    let largest = fmr_targets.iter().copied().fold(0.0f64, f64::max);
+    let needed = (largest * impostors as f64).ceil() as u64 + 1;
+    (needed + 4096).min(EXACT_IMPOSTOR_BUDGET) as usize
 }
 
 /// Group values in natural order: "L2" before "L10".
@@ -854,7 +863,12 @@ mod tests {
             4
         );
         assert_eq!(tail_capacity(11, &[1e-3]), 11);
-        assert_eq!(tail_capacity(200_000_000, &[1e-1, 1e-6]), 201 + 4096);
+        assert_eq!(tail_capacity(200_000_000, &[1e-1, 1e-6]), 200_000_000);
+        assert_eq!(tail_capacity(1 << 32, &[1e-3, 1e-6]), 4_294_968 + 1 + 4096);
+        assert_eq!(
+            tail_capacity(1 << 32, &[1e-1]),
+            EXACT_IMPOSTOR_BUDGET as usize
+        );
     }
 
     #[test]

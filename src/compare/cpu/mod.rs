@@ -1057,18 +1057,20 @@ fn merge(
     job: &CompareJob<'_>,
     genuine: Genuine,
     mate: &[f32],
-    folds: Vec<Fold>,
+    mut folds: Vec<Fold>,
 ) -> (CompareResult, Vec<usize>) {
     use rayon::prelude::*;
     let mut hist = vec![0u64; job.histogram.bins as usize];
-    let mut tail = Vec::new();
+    // Each worker's store is freed as it is moved: a tail that holds every
+    // impostor score is in memory once, not twice.
+    let mut tail = Vec::with_capacity(folds.iter().map(|f| f.tail.scores.len()).sum());
     let n = job.probes.rows();
     let mut above_mate = vec![0u64; n];
-    for fold in &folds {
+    for fold in &mut folds {
         for (h, f) in hist.iter_mut().zip(&fold.hist) {
             *h += f;
         }
-        tail.extend_from_slice(&fold.tail.scores);
+        tail.extend(std::mem::take(&mut fold.tail.scores));
         for (a, f) in above_mate.iter_mut().zip(&fold.above_mate) {
             *a += f;
         }
@@ -1292,7 +1294,7 @@ mod tests {
     #[test]
     fn bf16_strips_fold_like_the_naive_loop() {
         if !bf16::supported() {
-            eprintln!("no AVX-512 BF16 here: bf16 engine not run");
+            crate::require::skip("avx512-bf16", &crate::require::this_test(), "this CPU lacks AVX-512 BF16");
             return;
         }
         let probes = embeddings(130, 24, &[3, -1, 2, 0, -2, 1, 1, -3, 2, 1, 0]);
@@ -1331,6 +1333,7 @@ mod tests {
     #[test]
     fn bf16_top_lists_fall_back_to_fp32_on_wide_ties() {
         if !bf16::supported() {
+            crate::require::skip("avx512-bf16", &crate::require::this_test(), "this CPU lacks AVX-512 BF16");
             return;
         }
         let dim = 16;
