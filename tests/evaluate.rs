@@ -649,3 +649,95 @@ fn bad_role_text(role: impl Fn(usize) -> &'static str) -> String {
     }
     text
 }
+
+/// All distinct pairs of 600 embeddings whose cosines are exact in float32
+/// whatever the order of the sums (`scripts/fixtures/metrics_reference.py`
+/// made them and ran the anchors on the same scores): 174,000 impostor
+/// scores, targets 1e-1 to 1e-6. Every operating point is bob.measure's
+/// (`far_threshold`, `farfrr`), the AUC scikit-learn's, the EER interval
+/// pyeer's, in fp32 and in bf16 (where the CPU has it).
+#[test]
+fn all_pairs_figures_are_the_anchors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exact_all_pairs");
+    let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // The fixture writes floats as their repr strings.
+    let num = |v: &serde_json::Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    let bob = reference["bob"]["far_points"].as_array().unwrap();
+    // The set is one where bins showed: the 1e-1 threshold is no bin edge.
+    let edges = (num(&bob[0]["threshold"]) + 1.0) * 32768.0;
+    assert_ne!(edges, edges.floor(), "bob's 1e-1 threshold is a bin edge");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut precisions = vec!["fp32"];
+    if facekit::compare::cpu::bf16::supported() {
+        precisions.push("bf16");
+    } else {
+        eprintln!("no AVX-512 BF16 here: bf16 products not compared with the anchors");
+    }
+    for precision in precisions {
+        let out = tmp.path().join(precision);
+        ok(&facekit(&[
+            "--embeddings",
+            p(&dir.join("embeddings.npy")),
+            "--labels",
+            p(&dir.join("labels.csv")),
+            "--device",
+            "cpu",
+            "--precision",
+            precision,
+            "--fmr",
+            "1e-1,1e-2,1e-3,1e-4,1e-5,1e-6",
+            "--bootstrap",
+            "0",
+            "--out",
+            p(&out),
+            "--quiet",
+        ]));
+        let summary = evaldir::read_summary(&out).unwrap();
+        assert_eq!((summary.score.resolution, summary.score.exact_from), (0.0, None));
+        let v = summary.verification.unwrap();
+        assert_eq!(
+            (v.genuine_count, v.impostor_count),
+            (
+                reference["genuine_count"].as_u64().unwrap(),
+                reference["impostor_count"].as_u64().unwrap()
+            )
+        );
+        let sklearn_auc = num(&reference["sklearn_auc"]);
+        assert!(
+            (v.auc - sklearn_auc).abs() <= 1e-12 && v.auc_exact,
+            "{precision}: AUC {} vs scikit-learn {sklearn_auc}",
+            v.auc
+        );
+        for (got, want) in v.operating_points.iter().zip(bob) {
+            let target = num(&want["target"]);
+            assert_eq!(got.fmr_target, target);
+            assert_eq!(
+                (got.threshold, got.false_matches, got.false_non_matches),
+                (
+                    num(&want["threshold"]),
+                    want["false_matches"].as_u64().unwrap(),
+                    want["false_non_matches"].as_u64().unwrap()
+                ),
+                "{precision}: FMR {target}"
+            );
+            // The same counts; bob divides in numpy (the last bit may differ).
+            for (rate, anchor) in [(got.fmr, &want["fmr"]), (got.fnmr, &want["fnmr"])] {
+                assert!((rate - num(anchor)).abs() <= 1e-15, "{precision}: FMR {target}");
+            }
+            assert!(got.exact, "{precision}: FMR {target} marked inexact");
+        }
+        let pyeer = &reference["pyeer"];
+        assert_eq!(
+            (v.eer_low, v.eer_high, v.eer_threshold),
+            (
+                num(&pyeer["eer_low"]),
+                num(&pyeer["eer_high"]),
+                num(&pyeer["eer_threshold"])
+            ),
+            "{precision}: EER"
+        );
+        assert!(v.eer_exact);
+    }
+}
