@@ -21,6 +21,7 @@ pub mod report;
 pub mod shard;
 pub mod synth;
 pub mod synthetic_model;
+pub mod text;
 
 /// The skip rule of the tests that need a tool outside cargo, shared with
 /// the integration tests.

@@ -30,6 +30,7 @@ use crate::evalinput::npy;
 use crate::kface::{path, ImageKey, Selection};
 use crate::synth::{self, Tier};
 use crate::synthetic_model::{SyntheticModel, NOTE};
+use crate::text::percent;
 
 /// Identities drawn, and how many of them convert holds out for evaluation
 /// (half of those out-of-DB, convert's default share).
@@ -335,10 +336,6 @@ struct JsonOutput {
     numbers: Numbers,
     synthetic_note: &'static str,
     seconds: f64,
-}
-
-fn percent(x: f64) -> String {
-    format!("{:.2}%", 100.0 * x)
 }
 
 /// What the demo prints.

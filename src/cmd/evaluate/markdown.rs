@@ -6,14 +6,7 @@ use std::path::Path;
 
 use crate::evaldir::{Summary, Verification};
 use crate::output::thousands;
-
-fn pct(rate: f64) -> String {
-    if rate.is_nan() {
-        "–".into()
-    } else {
-        format!("{:.3}%", rate * 100.0)
-    }
-}
+use crate::text::percent as pct;
 
 /// Marks a figure read where impostor scores are binned.
 const INEXACT: &str = "†";
@@ -324,6 +317,5 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(199_990_000), "199,990,000");
-        assert_eq!(pct(0.01234), "1.234%");
     }
 }

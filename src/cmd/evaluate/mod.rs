@@ -32,13 +32,15 @@ use crate::evaldir::{
     ScoreInfo, Summary, Verification, DECISION, HIST_GENUINE, HIST_IMPOSTOR,
 };
 use crate::evalinput::labels::{Labels, Role};
-use crate::evalinput::{labels, npy, pairs, scores};
+use crate::evalinput::pairs::{self, Pair};
+use crate::evalinput::{labels, npy, scores};
 use crate::metrics::bootstrap::{clopper_pearson, miss_rate_intervals, SubjectScore};
 use crate::metrics::groups::{group_rows, GroupScores};
 use crate::metrics::identification::{identification, rank1_mate_score};
 use crate::metrics::kfold::{insightface_kfold, squared_l2_of_cosine};
 use crate::metrics::verification::{roc_rows, verification};
 use crate::metrics::ScoreCounts;
+use crate::text::natural_cmp;
 
 use tables::{Bins, ProbeContext};
 
@@ -360,17 +362,21 @@ impl Loaded<'_> {
             None
         };
         let (protocol, set) = if let Some(pairs_path) = &args.pairs {
-            let (set, accuracy) = self.pairs_set(pairs_path, spec)?;
+            let listed = self.scored_pairs(pairs_path)?;
+            let (set, accuracy) = self.pairs_set(&listed, pairs_path, spec)?;
             kfold = accuracy;
-            ("pairs-file", set)
+            (VerificationPairs::Listed(listed), set)
         } else if probe_gallery {
             let result = &search.as_ref().expect("roles checked above").0;
             (
-                "probe-gallery",
+                VerificationPairs::ProbeGallery,
                 self.set_from_result(result, spec),
             )
         } else {
-            ("all-pairs", self.all_pairs_set(engine, spec)?)
+            (
+                VerificationPairs::AllDistinct,
+                self.all_pairs_set(engine, spec)?,
+            )
         };
         let (mut verification, roc) = verify(args, &set.genuine, &set.impostor, &set.subjects)
             .with_context(|| {
@@ -380,7 +386,7 @@ impl Loaded<'_> {
                 )
             })?;
         verification.kfold_accuracy = kfold;
-        let groups = self.groups(engine, spec, protocol, &verification)?;
+        let groups = self.groups(engine, spec, &protocol, &verification)?;
         let mut histograms = set.histograms;
         let (identification, probes) = match &search {
             Some((result, _)) => {
@@ -404,7 +410,7 @@ impl Loaded<'_> {
                 labels: Some(path_text(self.labels_path)),
                 scores: None,
                 pairs: args.pairs.as_deref().map(path_text),
-                protocol: protocol.into(),
+                protocol: protocol.name().into(),
                 rows: self.embeddings.rows() as u64,
                 dim: Some(self.embeddings.dim() as u64),
                 identities: self.names.len() as u64,
@@ -529,13 +535,10 @@ impl Loaded<'_> {
         Ok(self.set_from_result(&result, spec))
     }
 
-    /// The listed pairs, each scored by the engine's product, and the
-    /// insightface 10-fold accuracy over them in list order.
-    fn pairs_set(
-        &self,
-        path: &Path,
-        spec: HistogramSpec,
-    ) -> anyhow::Result<(VerificationSet, Option<crate::evaldir::KFoldAccuracy>)> {
+    /// The pairs listed in `path`, read once and each scored by the
+    /// engine's product.
+    fn scored_pairs(&self, path: &Path) -> anyhow::Result<Vec<(Pair, f32)>> {
+        use rayon::prelude::*;
         let label_paths = self.labels.path.as_deref().ok_or_else(|| {
             anyhow!(
                 "{}: no `path` column to match the pairs of {} to",
@@ -544,15 +547,25 @@ impl Loaded<'_> {
             )
         })?;
         let listed = pairs::read_pairs(path, label_paths)?;
-        let scores: Vec<f32> = {
-            use rayon::prelude::*;
-            listed
-                .par_iter()
-                .map(|p| pair_score(self.embeddings.row(p.first), self.embeddings.row(p.second)))
-                .collect()
-        };
+        Ok(listed
+            .into_par_iter()
+            .map(|p| {
+                let s = pair_score(self.embeddings.row(p.first), self.embeddings.row(p.second));
+                (p, s)
+            })
+            .collect())
+    }
+
+    /// The listed pairs as a verification set, and the insightface 10-fold
+    /// accuracy over them in list order.
+    fn pairs_set(
+        &self,
+        listed: &[(Pair, f32)],
+        path: &Path,
+        spec: HistogramSpec,
+    ) -> anyhow::Result<(VerificationSet, Option<crate::evaldir::KFoldAccuracy>)> {
         let (mut genuine, mut impostor, mut subjects) = (Vec::new(), Vec::new(), Vec::new());
-        for (p, &s) in listed.iter().zip(&scores) {
+        for &(p, s) in listed {
             if p.same {
                 genuine.push(s);
                 subjects.push(SubjectScore {
@@ -566,11 +579,11 @@ impl Loaded<'_> {
         let bins = Bins::cosine(spec);
         let mut histograms = bins.rows(HIST_GENUINE, genuine.iter().copied());
         histograms.extend(bins.rows(HIST_IMPOSTOR, impostor.iter().copied()));
-        let distances: Vec<f64> = scores
+        let distances: Vec<f64> = listed
             .iter()
-            .map(|&s| squared_l2_of_cosine(s as f64))
+            .map(|&(_, s)| squared_l2_of_cosine(s as f64))
             .collect();
-        let same: Vec<bool> = listed.iter().map(|p| p.same).collect();
+        let same: Vec<bool> = listed.iter().map(|(p, _)| p.same).collect();
         let kfold = if listed.len() >= 10 {
             Some(
                 insightface_kfold(&distances, &same, 10)
@@ -647,7 +660,7 @@ impl Loaded<'_> {
         &self,
         engine: &dyn Engine,
         spec: HistogramSpec,
-        protocol: &str,
+        protocol: &VerificationPairs,
         verification: &Verification,
     ) -> anyhow::Result<Vec<GroupBreakdown>> {
         let mut breakdowns = Vec::new();
@@ -659,8 +672,10 @@ impl Loaded<'_> {
                 .collect();
             let key = |row: usize| values.iter().map(|v| v[row].clone()).collect::<Vec<_>>();
             let pool: Vec<usize> = match protocol {
-                "probe-gallery" => self.probes.clone(),
-                _ => (0..self.embeddings.rows()).collect(),
+                VerificationPairs::ProbeGallery => self.probes.clone(),
+                VerificationPairs::AllDistinct | VerificationPairs::Listed(_) => {
+                    (0..self.embeddings.rows()).collect()
+                }
             };
             let mut members: BTreeMap<NaturalKey, Vec<usize>> = BTreeMap::new();
             for row in pool {
@@ -669,8 +684,8 @@ impl Loaded<'_> {
             let mut groups = Vec::new();
             for (NaturalKey(values), rows) in members {
                 let (genuine, impostor) = match protocol {
-                    "pairs-file" => self.group_pairs(&rows)?,
-                    "probe-gallery" => {
+                    VerificationPairs::Listed(listed) => group_pairs(listed, &rows),
+                    VerificationPairs::ProbeGallery => {
                         let capacity = self.tail_for(Pairing::ProbeGallery, &rows);
                         let r = self.compare(
                             engine,
@@ -683,7 +698,7 @@ impl Loaded<'_> {
                         )?;
                         binned(r, spec)
                     }
-                    _ => {
+                    VerificationPairs::AllDistinct => {
                         let capacity = self.tail_for(Pairing::AllDistinct, &rows);
                         let r = self.compare(
                             engine,
@@ -710,31 +725,42 @@ impl Loaded<'_> {
         }
         Ok(breakdowns)
     }
+}
 
-    /// The listed pairs whose two images are both among `rows`.
-    fn group_pairs(&self, rows: &[usize]) -> anyhow::Result<(ScoreCounts, ScoreCounts)> {
-        let path = self.args.pairs.as_deref().expect("pairs-file protocol");
-        let label_paths = self
-            .labels
-            .path
-            .as_deref()
-            .expect("checked when the pairs were read");
-        let member: BTreeSet<usize> = rows.iter().copied().collect();
-        let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
-        for p in pairs::read_pairs(path, label_paths)? {
-            if member.contains(&p.first) && member.contains(&p.second) {
-                let s = pair_score(self.embeddings.row(p.first), self.embeddings.row(p.second));
-                if p.same {
-                    genuine.push(s)
-                } else {
-                    impostor.push(s)
-                }
+/// The listed pairs whose two images are both among `rows`.
+fn group_pairs(listed: &[(Pair, f32)], rows: &[usize]) -> (ScoreCounts, ScoreCounts) {
+    let member: BTreeSet<usize> = rows.iter().copied().collect();
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    for &(p, s) in listed {
+        if member.contains(&p.first) && member.contains(&p.second) {
+            if p.same {
+                genuine.push(s)
+            } else {
+                impostor.push(s)
             }
         }
-        Ok((
-            ScoreCounts::from_scores(genuine),
-            ScoreCounts::from_scores(impostor),
-        ))
+    }
+    (
+        ScoreCounts::from_scores(genuine),
+        ScoreCounts::from_scores(impostor),
+    )
+}
+
+/// The comparisons that make up the verification set (`inputs.protocol`).
+enum VerificationPairs {
+    AllDistinct,
+    ProbeGallery,
+    /// The pairs of `--pairs`, with their scores.
+    Listed(Vec<(Pair, f32)>),
+}
+
+impl VerificationPairs {
+    fn name(&self) -> &'static str {
+        match self {
+            VerificationPairs::AllDistinct => "all-pairs",
+            VerificationPairs::ProbeGallery => "probe-gallery",
+            VerificationPairs::Listed(_) => "pairs-file",
+        }
     }
 }
 
@@ -804,7 +830,8 @@ fn tail_capacity(impostors: u64, fmr_targets: &[f64]) -> usize {
     (needed + 4096).min(EXACT_IMPOSTOR_BUDGET) as usize
 }
 
-/// Group values in natural order: "L2" before "L10".
+/// Group values in natural order: "L2" before "L10" ([`natural_cmp`], the
+/// report's order too).
 #[derive(Debug, PartialEq, Eq)]
 struct NaturalKey(Vec<String>);
 
@@ -812,37 +839,16 @@ impl Ord for NaturalKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0
             .iter()
-            .map(|s| natural(s))
-            .cmp(other.0.iter().map(|s| natural(s)))
+            .zip(&other.0)
+            .map(|(a, b)| natural_cmp(a, b))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| self.0.len().cmp(&other.0.len()))
     }
 }
 impl PartialOrd for NaturalKey {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
-}
-
-/// A string as runs of text and numbers, numbers compared by value.
-fn natural(s: &str) -> Vec<(String, u128, usize)> {
-    let mut parts = Vec::new();
-    let mut rest = s;
-    while !rest.is_empty() {
-        let text_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (text, tail) = rest.split_at(text_len);
-        let digits_len = tail
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (digits, tail) = tail.split_at(digits_len);
-        parts.push((
-            text.to_string(),
-            digits.parse::<u128>().unwrap_or(u128::MAX),
-            digits.len(),
-        ));
-        rest = tail;
-    }
-    parts
 }
 
 #[cfg(test)]

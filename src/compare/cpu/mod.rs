@@ -74,7 +74,6 @@ impl Default for CpuEngine {
 impl CpuEngine {
     /// The fp32 engine with the default tiles.
     pub fn new() -> CpuEngine {
-        one_thread_per_product();
         CpuEngine {
             tile: TileShape::CPU_DEFAULT,
             precision: CpuPrecision::Fp32,
@@ -107,22 +106,10 @@ impl CpuEngine {
     }
 }
 
-/// The engine runs one product per rayon worker, so matrixmultiply's own
-/// threads would only compete with the workers (and ignore `--jobs`). It
-/// reads MATMUL_NUM_THREADS once, at its first product: ask for one thread
-/// before that, unless the user has set it. Measured on 2 cores: the same
-/// CPU time, and the fold no longer waits on the shared product thread.
-fn one_thread_per_product() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
-            std::env::set_var("MATMUL_NUM_THREADS", "1");
-        }
-    });
-}
-
 /// `out[r * n + c] = <a_r, b_c>` for the `m` rows of `a` and the `n` rows of
-/// `b` (row-major, `dim` wide), in fp32. matrixmultiply sums each element
+/// `b` (row-major, `dim` wide), in fp32, on the calling thread (the engine
+/// runs one product per rayon worker; matrixmultiply is built without its
+/// own threads, which would only compete with the workers). matrixmultiply sums each element
 /// over `dim` in the same order whatever `m` and `n`, so a pair's score
 /// does not depend on its tile.
 pub fn products(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
