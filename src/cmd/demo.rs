@@ -122,19 +122,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             synthetic_note: NOTE,
             seconds,
         };
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::output::print(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
     } else if !args.output.quiet {
-        print!(
-            "{}",
-            console(
-                &numbers,
-                out,
-                synth.identities.len(),
-                synth.images,
-                rows,
-                seconds
-            )
-        );
+        crate::output::print(&console(
+            &numbers,
+            out,
+            synth.identities.len(),
+            synth.images,
+            rows,
+            seconds,
+        ))?;
     }
     Ok(())
 }

@@ -298,9 +298,9 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{}: cannot write", dataset_json.display()))?;
 
     if args.output.json {
-        print!("{json}");
+        crate::output::print(&json)?;
     } else if !quiet {
-        print_summary(&summary, &args.out);
+        crate::output::print(&summary_text(&summary, &args.out))?;
     }
     Ok(())
 }
@@ -391,16 +391,21 @@ fn nothing_converted(
     )
 }
 
-fn print_summary(s: &Summary, out: &Path) {
+/// The lines printed after a run.
+fn summary_text(s: &Summary, out: &Path) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
     let c = &s.counts;
-    println!("num_classes = {}", s.num_classes);
-    println!("num_image   = {}", s.num_image);
-    println!(
+    let _ = writeln!(t, "num_classes = {}", s.num_classes);
+    let _ = writeln!(t, "num_image   = {}", s.num_image);
+    let _ = writeln!(
+        t,
         "images seen: {} in {} identities ({} converted, {} failed, {} skipped)",
         c.images_seen, c.identities_found, c.ok, c.failed, c.skipped
     );
     if let Some(h) = &s.holdout {
-        println!(
+        let _ = writeln!(
+            t,
             "held out: {} identities ({} out-of-DB) -> {}/eval/ ({} gallery, {} probe images)",
             h.identities.len(),
             h.out_of_db.len(),
@@ -410,7 +415,8 @@ fn print_summary(s: &Summary, out: &Path) {
         );
     }
     if s.failures > 0 {
-        println!(
+        let _ = writeln!(
+            t,
             "failures: {} (reasons in {}/manifest.parquet)",
             s.failures,
             out.display()
@@ -421,12 +427,14 @@ fn print_summary(s: &Summary, out: &Path) {
     } else {
         "train/"
     };
-    println!(
+    let _ = writeln!(
+        t,
         "wrote {}: {shards}, manifest.parquet, identities.csv, dataset.json, preview.png",
         out.display()
     );
-    println!("arcface_torch config:");
+    let _ = writeln!(t, "arcface_torch config:");
     for line in &s.arcface_torch {
-        println!("    {line}");
+        let _ = writeln!(t, "    {line}");
     }
+    t
 }

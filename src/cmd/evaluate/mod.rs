@@ -67,18 +67,15 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     write_outputs(&args.out, &evaluation)?;
     let seconds = started.elapsed().as_secs_f64();
     if args.output.json {
-        println!("{}", serde_json::to_string_pretty(&evaluation.summary)?);
+        crate::output::print(&(serde_json::to_string_pretty(&evaluation.summary)? + "\n"))?;
     } else if !args.output.quiet {
-        print!(
-            "{}",
-            markdown::console(
-                &evaluation.summary,
-                evaluation.comparisons,
-                threads,
-                seconds,
-                &args.out
-            )
-        );
+        crate::output::print(&markdown::console(
+            &evaluation.summary,
+            evaluation.comparisons,
+            threads,
+            seconds,
+            &args.out,
+        ))?;
     }
     Ok(())
 }
