@@ -252,6 +252,9 @@ pub struct EvaluateArgs {
     /// Length of each probe's candidate list
     #[arg(long, default_value_t = 10)]
     pub top_k: usize,
+    /// R of the open-set FNIR(N, R, T): a mated search is a hit when its mate is within the first R and scores at least T
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rank: u64,
     /// FNMR and FMR per value of this label column at the global thresholds (repeatable)
     #[arg(long, value_name = "COL")]
     pub group_by: Vec<String>,

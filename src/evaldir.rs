@@ -205,6 +205,13 @@ pub struct Identification {
     /// `cmc[r-1]` = share of mated probes whose mate is at rank <= r.
     pub cmc: Vec<f64>,
     pub operating_points: Vec<FpirPoint>,
+    /// R of every FNIR(N, R, T) in `operating_points` (`--rank`).
+    #[serde(default = "rank_one")]
+    pub fnir_rank: u64,
+}
+
+fn rank_one() -> u64 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,7 +221,8 @@ pub struct FpirPoint {
     pub threshold: f64,
     pub threshold_l2: f64,
     pub fpir: f64,
-    /// FNIR at rank 1 and this threshold (NIST): mate not first or below it.
+    /// FNIR at rank `fnir_rank` and this threshold (NIST): mate not within
+    /// that rank or below the threshold.
     pub fnir: f64,
     #[serde(default)]
     pub fnir_ci95: Option<[f64; 2]>,

@@ -741,3 +741,38 @@ fn all_pairs_figures_are_the_anchors() {
         assert!(v.eer_exact);
     }
 }
+
+/// `--rank R`: FNIR(N, R, T) at the same thresholds, never above rank 1's
+/// (a mate found within R is a hit where rank 1 may have missed it).
+#[test]
+fn fnir_at_rank_r() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (emb, labels) = dataset(tmp.path());
+    let run = |rank: &str| {
+        let out = tmp.path().join(format!("rank{rank}"));
+        ok(&facekit(&[
+            "--embeddings",
+            p(&emb),
+            "--labels",
+            p(&labels),
+            "--rank",
+            rank,
+            "--bootstrap",
+            "0",
+            "--quiet",
+            "--out",
+            p(&out),
+        ]));
+        evaldir::read_summary(&out).unwrap().identification.unwrap()
+    };
+    let (one, three) = (run("1"), run("3"));
+    assert_eq!((one.fnir_rank, three.fnir_rank), (1, 3));
+    for (a, b) in one.operating_points.iter().zip(&three.operating_points) {
+        assert_eq!(a.threshold, b.threshold);
+        assert!(b.fnir <= a.fnir, "rank 3 FNIR {} above rank 1's {}", b.fnir, a.fnir);
+    }
+    // A bad argument: exit 2, naming the flag.
+    let zero = facekit(&["--scores", "x.csv", "--rank", "0"]);
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--rank"));
+}

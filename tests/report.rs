@@ -327,6 +327,7 @@ fn make_eval_dir(dir: &Path, p: &Params) -> Summary {
         rank1: cmc[0],
         cmc,
         operating_points: fpir_points.clone(),
+        fnir_rank: 1,
     };
     let mut top1_mated = vec![0u64; BINS];
     let mut top1_non_mated = vec![0u64; BINS];

@@ -300,7 +300,7 @@ fn open_set_matches_numpy_brute_force() {
     );
     let points = f["points"].as_array().unwrap();
     let targets: Vec<f64> = points.iter().map(|p| num(&p["target"])).collect();
-    let id = identification(&probes, 45, 30, &targets, 10).unwrap();
+    let id = identification(&probes, 45, 30, &targets, 10, 1).unwrap();
     assert_eq!(id.mated_count, f["mated_count"].as_u64().unwrap());
     assert_eq!(id.non_mated_count, f["non_mated_count"].as_u64().unwrap());
     close("rank1", id.rank1, num(&f["rank1"]));

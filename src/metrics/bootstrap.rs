@@ -23,7 +23,7 @@ pub const DEFAULT_REPLICATES: usize = 1000;
 
 /// One trial of a subject: a miss at threshold t iff `score < t`. For FNMR
 /// the score is a genuine comparison's; for FNIR(R=1, T) it is
-/// [`crate::metrics::identification::rank1_mate_score`].
+/// [`crate::metrics::identification::mate_score_within`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SubjectScore {
     pub subject: u32,

@@ -110,7 +110,7 @@ pub fn summary_md(s: &Summary) -> String {
             ranks.join(", ")
         );
         if !id.operating_points.is_empty() {
-            let _ = writeln!(md, "| FPIR target | threshold (cos) | threshold (L2) | FPIR | FNIR (rank 1) | FNIR 95% | note |");
+            let _ = writeln!(md, "| FPIR target | threshold (cos) | threshold (L2) | FPIR | FNIR (rank {}) | FNIR 95% | note |", id.fnir_rank);
             let _ = writeln!(md, "|---|---|---|---|---|---|---|");
             for p in &id.operating_points {
                 let _ = writeln!(

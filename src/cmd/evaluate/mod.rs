@@ -36,7 +36,7 @@ use crate::evalinput::pairs::{self, Pair};
 use crate::evalinput::{labels, npy, scores};
 use crate::metrics::bootstrap::{clopper_pearson, miss_rate_intervals, SubjectScore};
 use crate::metrics::groups::{group_rows, GroupScores};
-use crate::metrics::identification::{identification, rank1_mate_score};
+use crate::metrics::identification::{identification, mate_score_within};
 use crate::metrics::kfold::{insightface_kfold, squared_l2_of_cosine};
 use crate::metrics::verification::{roc_rows, verification};
 use crate::metrics::ScoreCounts;
@@ -612,6 +612,7 @@ impl Loaded<'_> {
             gallery_identities.len() as u64,
             &args.fpir,
             args.top_k.max(1),
+            args.rank,
         )
         .with_context(|| {
             format!(
@@ -625,7 +626,7 @@ impl Loaded<'_> {
                 .iter()
                 .zip(&self.probes)
                 .filter_map(|(p, &row)| {
-                    rank1_mate_score(p).map(|score| SubjectScore {
+                    mate_score_within(p, args.rank).map(|score| SubjectScore {
                         subject: self.ids[row],
                         score,
                     })
