@@ -45,7 +45,7 @@ pub enum Command {
     /// Compare embeddings (or read scores) and compute verification, identification and open-set metrics
     #[command(
         after_help = "Exactness: up to 268,435,456 (2^28) impostor comparisons every impostor score is held \
-exactly (about 12 GiB at the peak), so every threshold, rate, EER and AUC is what the exact scores give. \
+exactly (about 11 GiB at the peak), so every threshold, rate, EER and AUC is what the exact scores give. \
 Beyond that the highest scores are held up to the largest --fmr target (within the same budget) and the rest \
 in bins of 3.05e-5; summary.json and summary.md mark each figure read in the bins.\n\n\
 Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval"
