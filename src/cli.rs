@@ -215,7 +215,7 @@ pub struct EvaluateArgs {
     /// One row per embedding: identity, optional role (gallery/probe), path, attribute columns
     #[arg(long, value_name = "L.csv|L.parquet")]
     pub labels: Option<PathBuf>,
-    /// Scores already computed: CSV/Parquet with `score`,`genuine`, or bob's 4-column text
+    /// Scores already computed: CSV/Parquet with `score`,`genuine`, or bob's 2-, 4- or 5-column text (4 and 5 columns also give identification)
     #[arg(
         long,
         value_name = "S.csv|S.parquet|S.txt",

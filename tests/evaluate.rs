@@ -327,6 +327,15 @@ fn score_files() {
     ]));
     let (s2, ..) = read_all(&out2);
     assert_eq!(s2.verification.unwrap().auc, v.auc);
+    // Each test_label is a search: p1-p3 find their mate first, p4-p7 are
+    // out of the gallery; at FPIR 1e-1 no stranger passes (T above 0.5),
+    // and p3's mate (0.3) is missed.
+    let id = s2.identification.expect("identification from bob's 4 columns");
+    assert_eq!((id.mated_count, id.non_mated_count, id.rank1), (3, 4, 1.0));
+    assert_eq!(id.gallery_identities, 3);
+    let first = &id.operating_points[0];
+    assert_eq!((first.fpir_target, first.fpir), (0.1, 0.0));
+    assert_eq!(first.fnir, 1.0 / 3.0);
 }
 
 #[test]

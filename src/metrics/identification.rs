@@ -14,8 +14,54 @@
 
 use super::verification::{far_threshold, resolution_warning};
 use super::{MetricsError, ScoreCounts};
-use crate::compare::ProbeResult;
+use crate::compare::{Candidate, ProbeResult};
 use crate::evaldir::{cosine_to_l2, FpirPoint, Identification};
+
+/// One comparison of a search with a gallery model, from a score file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Comparison {
+    /// The search (probe), numbered from 0.
+    pub probe: u32,
+    /// The gallery model, numbered from 0.
+    pub model: u32,
+    pub score: f32,
+    /// Whether the model is of the probe's identity.
+    pub mated: bool,
+}
+
+/// What an engine would give for each search of `comparisons`, by the same
+/// definitions: the `top_k` models by score (ties by lower number), the best
+/// mated score and its rank, 1 + the non-mated models scoring at least it
+/// (bob.measure's rank: ties count against the probe).
+pub fn search_results(comparisons: &[Comparison], top_k: usize) -> Vec<ProbeResult> {
+    let probes = comparisons.iter().map(|c| c.probe as usize + 1).max().unwrap_or(0);
+    let mut by_probe: Vec<Vec<Comparison>> = vec![Vec::new(); probes];
+    for &c in comparisons {
+        by_probe[c.probe as usize].push(c);
+    }
+    by_probe
+        .into_iter()
+        .map(|mut rows| {
+            let mate_score = rows.iter().filter(|c| c.mated).map(|c| c.score).reduce(f32::max);
+            let mate_rank = mate_score.map(|m| {
+                1 + rows.iter().filter(|c| !c.mated && c.score >= m).count() as u64
+            });
+            rows.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.model.cmp(&b.model)));
+            ProbeResult {
+                top: rows
+                    .iter()
+                    .take(top_k)
+                    .map(|c| Candidate {
+                        index: c.model,
+                        score: c.score,
+                    })
+                    .collect(),
+                mate_score,
+                mate_rank,
+            }
+        })
+        .collect()
+}
 
 /// Closed-set CMC over the mated probes, ranks 1..=`max_rank`.
 pub fn cmc(probes: &[ProbeResult], max_rank: usize) -> Result<Vec<f64>, MetricsError> {
@@ -170,7 +216,6 @@ pub fn identification(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::Candidate;
 
     fn probe(top: &[(u32, f32)], mate: Option<(f32, u64)>) -> ProbeResult {
         ProbeResult {

@@ -36,7 +36,7 @@ use crate::evalinput::pairs::{self, Pair};
 use crate::evalinput::{labels, npy, scores};
 use crate::metrics::bootstrap::{clopper_pearson, miss_rate_intervals, SubjectScore};
 use crate::metrics::groups::{group_rows, GroupScores};
-use crate::metrics::identification::{identification, mate_score_within};
+use crate::metrics::identification::{identification, mate_score_within, search_results};
 use crate::metrics::kfold::{insightface_kfold, squared_l2_of_cosine};
 use crate::metrics::verification::{roc_rows, verification};
 use crate::metrics::ScoreCounts;
@@ -159,6 +159,23 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
     let impostor = ScoreCounts::from_scores(read.impostor);
     let (verification, roc) = verify(args, &genuine, &impostor, &[])
         .with_context(|| format!("{}: cannot compute verification", path.display()))?;
+    // bob's 4- and 5-column files name each search: identification too,
+    // once some search has a mate.
+    let identification = if read.searches.iter().any(|c| c.mated) {
+        let probes = search_results(&read.searches, args.top_k.max(1));
+        let ident = identification(
+            &probes,
+            read.models,
+            read.gallery_identities,
+            &args.fpir,
+            args.top_k.max(1),
+            args.rank,
+        )
+        .with_context(|| format!("{}: cannot compute identification", path.display()))?;
+        Some(ident)
+    } else {
+        None
+    };
     let summary = Summary {
         schema: evaldir::SCHEMA,
         facekit_version: crate::VERSION.into(),
@@ -181,7 +198,7 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
         },
         score: score_info(&impostor, HistogramSpec::DEFAULT, None, cosine),
         verification: Some(verification),
-        identification: None,
+        identification,
         groups: Vec::new(),
         synthetic_note: None,
     };
