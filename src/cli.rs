@@ -54,7 +54,11 @@ twice with --flip), plus the embeddings (N x D floats)."
     Embed(EmbedArgs),
     /// Compare embeddings (or read scores) and compute verification, identification and open-set metrics
     #[command(
-        after_help = "Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval\n\nMemory: the embeddings (N x D x 4 bytes) or scores, one tile of comparisons per thread, at most 100000 bootstrap replicates."
+        after_help = "Exactness: up to 268,435,456 (2^28) impostor comparisons every impostor score is held \
+exactly (about 11 GiB at the peak), so every threshold, rate, EER and AUC is what the exact scores give. \
+Beyond that the highest scores are held up to the largest --fmr target (within the same budget) and the rest \
+in bins of 3.05e-5; summary.json and summary.md mark each figure read in the bins.\n\n\
+Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval\n\nMemory: the embeddings (N x D x 4 bytes) or scores, the exact impostor store above, one tile of comparisons per thread, at most 100000 bootstrap replicates."
     )]
     Evaluate(EvaluateArgs),
     /// Search probe faces in a gallery: top-k identities, or "unknown" below a threshold
@@ -260,7 +264,7 @@ pub struct EvaluateArgs {
     /// One row per embedding: identity, optional role (gallery/probe), path, attribute columns
     #[arg(long, value_name = "L.csv|L.parquet")]
     pub labels: Option<PathBuf>,
-    /// Scores already computed: CSV/Parquet with `score`,`genuine`, or bob's 4-column text
+    /// Scores already computed: CSV/Parquet with `score`,`genuine`, or bob's 2-, 4- or 5-column text (4 and 5 columns also give identification)
     #[arg(
         long,
         value_name = "S.csv|S.parquet|S.txt",
@@ -297,6 +301,9 @@ pub struct EvaluateArgs {
     /// Length of each probe's candidate list
     #[arg(long, default_value_t = 10)]
     pub top_k: usize,
+    /// R of the open-set FNIR(N, R, T): a mated search is a hit when its mate is within the first R and scores at least T
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rank: u64,
     /// FNMR and FMR per value of this label column at the global thresholds (repeatable)
     #[arg(long, value_name = "COL")]
     pub group_by: Vec<String>,

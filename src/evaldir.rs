@@ -105,9 +105,23 @@ pub struct ScoreInfo {
     pub decision: String,
     /// How the `*_l2` thresholds relate to the cosine ones.
     pub distance: String,
-    /// 0 when every threshold is an exact score; otherwise the histogram
-    /// bin width below the exact impostor tail.
+    /// 0 when every impostor score is held exactly; otherwise the
+    /// histogram bin width below the exact impostor tail (the run's
+    /// impostor comparisons exceed the exact budget, `exact_budget`).
     pub resolution: f64,
+    /// Impostor scores at or above this cosine are exact; absent when all
+    /// are.
+    #[serde(default)]
+    pub exact_from: Option<f64>,
+    /// Impostor comparisons held exactly whole (`evaluate --help`).
+    #[serde(default)]
+    pub exact_budget: Option<u64>,
+}
+
+/// `true`, for figures that summaries written before they said so had
+/// exact.
+fn exact() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +144,14 @@ pub struct Verification {
     pub impostor_std: f64,
     pub operating_points: Vec<FmrPoint>,
     pub kfold_accuracy: Option<KFoldAccuracy>,
+    /// Whether `auc` is what the exact scores give; false only when
+    /// impostor scores below the exact tail share a bin with genuine ones.
+    #[serde(default = "exact")]
+    pub auc_exact: bool,
+    /// Whether the EER, its interval and threshold are what the exact
+    /// scores give.
+    #[serde(default = "exact")]
+    pub eer_exact: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,6 +177,11 @@ pub struct FmrPoint {
     /// Set when the target is below what the impostor count can resolve.
     #[serde(default)]
     pub warning: Option<String>,
+    /// Whether the threshold and rates are bob.measure's on the exact
+    /// scores; false when the target lies below the exact impostor tail,
+    /// where the threshold is a bin edge (conservative by under a bin).
+    #[serde(default = "exact")]
+    pub exact: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -178,6 +205,13 @@ pub struct Identification {
     /// `cmc[r-1]` = share of mated probes whose mate is at rank <= r.
     pub cmc: Vec<f64>,
     pub operating_points: Vec<FpirPoint>,
+    /// R of every FNIR(N, R, T) in `operating_points` (`--rank`).
+    #[serde(default = "rank_one")]
+    pub fnir_rank: u64,
+}
+
+fn rank_one() -> u64 {
+    1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,7 +221,8 @@ pub struct FpirPoint {
     pub threshold: f64,
     pub threshold_l2: f64,
     pub fpir: f64,
-    /// FNIR at rank 1 and this threshold (NIST): mate not first or below it.
+    /// FNIR at rank `fnir_rank` and this threshold (NIST): mate not within
+    /// that rank or below the threshold.
     pub fnir: f64,
     #[serde(default)]
     pub fnir_ci95: Option<[f64; 2]>,

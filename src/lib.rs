@@ -22,6 +22,13 @@ pub mod report;
 pub mod shard;
 pub mod synth;
 pub mod synthetic_model;
+pub mod text;
+
+/// The skip rule of the tests that need a tool outside cargo, shared with
+/// the integration tests.
+#[cfg(test)]
+#[path = "../tests/require/mod.rs"]
+mod require;
 
 /// The version written into every output that records one.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -10,6 +10,7 @@ use facekit::shard::recordio::{read_index, unpack, Label, RecordReader};
 use polars::prelude::*;
 
 mod kface_fixture;
+mod require;
 use kface_fixture::{annotation, photo};
 
 fn put(root: &Path, rel: &str, bytes: &[u8]) {
@@ -569,7 +570,11 @@ fn user_errors_exit_1_with_a_message() {
 #[test]
 fn mxnet_reads_the_records() {
     let Ok(python) = std::env::var("FACEKIT_PYTHON_INTEROP") else {
-        eprintln!("skipped: FACEKIT_PYTHON_INTEROP is not set (the interop venv's python)");
+        require::skip(
+            "interop",
+            "mxnet_reads_the_records",
+            "FACEKIT_PYTHON_INTEROP is not set (the interop venv's python)",
+        );
         return;
     };
     let src = tempfile::tempdir().unwrap();

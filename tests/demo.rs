@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 
 use facekit::evaldir;
 use facekit::synthetic_model::NOTE;
+use facekit::text::percent;
 
 fn demo(out: &Path, extra: &[&str]) -> String {
     let output: Output = Command::new(env!("CARGO_BIN_EXE_facekit"))
@@ -64,10 +65,10 @@ fn demo_writes_the_report_and_prints_the_three_numbers() {
     assert!(open.fpir <= 0.01 && open.fpir > 0.0, "{}", open.fpir);
     for expected in [
         format!("report: {}", out.join("index.html").display()),
-        format!("EER: {:.2}%", 100.0 * v.eer),
+        format!("EER: {}", percent(v.eer)),
         format!(
-            "FNMR at FMR 1e-3: {:.2}% (realised FMR {:.2e}",
-            100.0 * at_1e3.fnmr,
+            "FNMR at FMR 1e-3: {} (realised FMR {:.2e}",
+            percent(at_1e3.fnmr),
             at_1e3.fmr
         ),
         format!(

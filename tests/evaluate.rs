@@ -327,6 +327,15 @@ fn score_files() {
     ]));
     let (s2, ..) = read_all(&out2);
     assert_eq!(s2.verification.unwrap().auc, v.auc);
+    // Each test_label is a search: p1-p3 find their mate first, p4-p7 are
+    // out of the gallery; at FPIR 1e-1 no stranger passes (T above 0.5),
+    // and p3's mate (0.3) is missed.
+    let id = s2.identification.expect("identification from bob's 4 columns");
+    assert_eq!((id.mated_count, id.non_mated_count, id.rank1), (3, 4, 1.0));
+    assert_eq!(id.gallery_identities, 3);
+    let first = &id.operating_points[0];
+    assert_eq!((first.fpir_target, first.fpir), (0.1, 0.0));
+    assert_eq!(first.fnir, 1.0 / 3.0);
 }
 
 #[test]
@@ -648,4 +657,131 @@ fn bad_role_text(role: impl Fn(usize) -> &'static str) -> String {
         text.push_str(&format!("id{},{}\n", i / PER_ID, role(i)));
     }
     text
+}
+
+/// All distinct pairs of 600 embeddings whose cosines are exact in float32
+/// whatever the order of the sums (`scripts/fixtures/metrics_reference.py`
+/// made them and ran the anchors on the same scores): 174,000 impostor
+/// scores, targets 1e-1 to 1e-6. Every operating point is bob.measure's
+/// (`far_threshold`, `farfrr`), the AUC scikit-learn's, the EER interval
+/// pyeer's, in fp32 and in bf16 (where the CPU has it).
+#[test]
+fn all_pairs_figures_are_the_anchors() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exact_all_pairs");
+    let text = std::fs::read_to_string(dir.join("reference.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // The fixture writes floats as their repr strings.
+    let num = |v: &serde_json::Value| v.as_str().unwrap().parse::<f64>().unwrap();
+    let bob = reference["bob"]["far_points"].as_array().unwrap();
+    // The set is one where bins showed: the 1e-1 threshold is no bin edge.
+    let edges = (num(&bob[0]["threshold"]) + 1.0) * 32768.0;
+    assert_ne!(edges, edges.floor(), "bob's 1e-1 threshold is a bin edge");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut precisions = vec!["fp32"];
+    if facekit::compare::cpu::bf16::supported() {
+        precisions.push("bf16");
+    } else {
+        eprintln!("no AVX-512 BF16 here: bf16 products not compared with the anchors");
+    }
+    for precision in precisions {
+        let out = tmp.path().join(precision);
+        ok(&facekit(&[
+            "--embeddings",
+            p(&dir.join("embeddings.npy")),
+            "--labels",
+            p(&dir.join("labels.csv")),
+            "--device",
+            "cpu",
+            "--precision",
+            precision,
+            "--fmr",
+            "1e-1,1e-2,1e-3,1e-4,1e-5,1e-6",
+            "--bootstrap",
+            "0",
+            "--out",
+            p(&out),
+            "--quiet",
+        ]));
+        let summary = evaldir::read_summary(&out).unwrap();
+        assert_eq!((summary.score.resolution, summary.score.exact_from), (0.0, None));
+        let v = summary.verification.unwrap();
+        assert_eq!(
+            (v.genuine_count, v.impostor_count),
+            (
+                reference["genuine_count"].as_u64().unwrap(),
+                reference["impostor_count"].as_u64().unwrap()
+            )
+        );
+        let sklearn_auc = num(&reference["sklearn_auc"]);
+        assert!(
+            (v.auc - sklearn_auc).abs() <= 1e-12 && v.auc_exact,
+            "{precision}: AUC {} vs scikit-learn {sklearn_auc}",
+            v.auc
+        );
+        for (got, want) in v.operating_points.iter().zip(bob) {
+            let target = num(&want["target"]);
+            assert_eq!(got.fmr_target, target);
+            assert_eq!(
+                (got.threshold, got.false_matches, got.false_non_matches),
+                (
+                    num(&want["threshold"]),
+                    want["false_matches"].as_u64().unwrap(),
+                    want["false_non_matches"].as_u64().unwrap()
+                ),
+                "{precision}: FMR {target}"
+            );
+            // The same counts; bob divides in numpy (the last bit may differ).
+            for (rate, anchor) in [(got.fmr, &want["fmr"]), (got.fnmr, &want["fnmr"])] {
+                assert!((rate - num(anchor)).abs() <= 1e-15, "{precision}: FMR {target}");
+            }
+            assert!(got.exact, "{precision}: FMR {target} marked inexact");
+        }
+        let pyeer = &reference["pyeer"];
+        assert_eq!(
+            (v.eer_low, v.eer_high, v.eer_threshold),
+            (
+                num(&pyeer["eer_low"]),
+                num(&pyeer["eer_high"]),
+                num(&pyeer["eer_threshold"])
+            ),
+            "{precision}: EER"
+        );
+        assert!(v.eer_exact);
+    }
+}
+
+/// `--rank R`: FNIR(N, R, T) at the same thresholds, never above rank 1's
+/// (a mate found within R is a hit where rank 1 may have missed it).
+#[test]
+fn fnir_at_rank_r() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (emb, labels) = dataset(tmp.path());
+    let run = |rank: &str| {
+        let out = tmp.path().join(format!("rank{rank}"));
+        ok(&facekit(&[
+            "--embeddings",
+            p(&emb),
+            "--labels",
+            p(&labels),
+            "--rank",
+            rank,
+            "--bootstrap",
+            "0",
+            "--quiet",
+            "--out",
+            p(&out),
+        ]));
+        evaldir::read_summary(&out).unwrap().identification.unwrap()
+    };
+    let (one, three) = (run("1"), run("3"));
+    assert_eq!((one.fnir_rank, three.fnir_rank), (1, 3));
+    for (a, b) in one.operating_points.iter().zip(&three.operating_points) {
+        assert_eq!(a.threshold, b.threshold);
+        assert!(b.fnir <= a.fnir, "rank 3 FNIR {} above rank 1's {}", b.fnir, a.fnir);
+    }
+    // A bad argument: exit 2, naming the flag.
+    let zero = facekit(&["--scores", "x.csv", "--rank", "0"]);
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--rank"));
 }

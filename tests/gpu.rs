@@ -6,6 +6,8 @@
 //!
 //! `scripts/gpu-check.sh` runs this executable on a GPU machine.
 
+mod require;
+
 use facekit::cli::Precision;
 use facekit::compare::cpu::CpuEngine;
 use facekit::compare::cuda::CudaEngine;
@@ -21,10 +23,7 @@ fn gpu(precision: Precision) -> Option<CudaEngine> {
     match CudaEngine::new(0, precision) {
         Ok(engine) => Some(engine),
         Err(e) => {
-            // Straight to stderr: the test harness captures eprintln!, and
-            // a skip should show in a plain `cargo test`.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "GPU test skipped: no usable GPU ({e})");
+            require::skip("gpu", &require::this_test(), &format!("no usable GPU ({e})"));
             None
         }
     }

@@ -4,7 +4,7 @@
 mod shard_fixture;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use shard_fixture::{write_shard, Fault, NUM_CLASSES, NUM_IMAGES};
@@ -126,4 +126,26 @@ fn a_truncated_rec_and_missing_files_are_errors() {
 
     let output = inspect(&[], &dir.path().join("nothing-here"));
     assert_eq!(output.status.code(), Some(1));
+}
+
+/// `facekit inspect DIR | true`: the reader is gone before anything is
+/// written; the command ends quietly with success instead of panicking.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    write_shard(dir.path(), Fault::None);
+    for json in [false, true] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_facekit"))
+            .arg("inspect")
+            .args(json.then_some("--json"))
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && stderr.is_empty(), "{:?}: {stderr}", out.status);
+    }
 }

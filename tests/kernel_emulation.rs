@@ -6,7 +6,8 @@
 //! GPU tests (`tests/gpu.rs`) check the real thing. Skipped, saying so,
 //! without a C++20 compiler (`$CXX` or `c++`).
 
-use std::io::Write;
+mod require;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -21,10 +22,7 @@ fn emulate(top_k: usize, block: usize) {
     match built {
         Ok(out) if out.status.success() => {}
         Ok(out) if String::from_utf8_lossy(&out.stderr).contains("c++: command not found") => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "kernel emulation skipped: no C++ compiler"
-            );
+            require::skip("cxx", &require::this_test(), "no C++ compiler (c++)");
             return;
         }
         Ok(out) => panic!(

@@ -3,6 +3,8 @@
 //! reproduce, constraints hold; and Python's `pickle.load` reads the `.bin`
 //! (interop, with FACEKIT_PYTHON_INTEROP).
 
+mod require;
+
 use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
@@ -218,7 +220,11 @@ fn asking_for_too_many_pairs_fails_with_one_line() {
 #[test]
 fn python_pickle_loads_the_bin() {
     let Some(python) = std::env::var_os("FACEKIT_PYTHON_INTEROP") else {
-        eprintln!("SKIPPED python_pickle_loads_the_bin: FACEKIT_PYTHON_INTEROP is not set");
+        require::skip(
+            "interop",
+            "python_pickle_loads_the_bin",
+            "FACEKIT_PYTHON_INTEROP is not set",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

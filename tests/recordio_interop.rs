@@ -3,6 +3,7 @@
 //! Needs FACEKIT_PYTHON_INTEROP (a python with mxnet 1.9.1, numpy < 1.24);
 //! skipped with a note when it is unset.
 
+mod require;
 mod shard_fixture;
 
 use std::path::Path;
@@ -15,7 +16,11 @@ use shard_fixture::{jpeg_of, label_of, write_shard, Fault, NUM_IMAGES};
 #[test]
 fn mxnet_reads_facekit_rec_like_arcface_torch() {
     let Ok(python) = std::env::var("FACEKIT_PYTHON_INTEROP") else {
-        eprintln!("skipped: set FACEKIT_PYTHON_INTEROP to a python with mxnet 1.9.1 to run this interop test");
+        require::skip(
+            "interop",
+            "mxnet_reads_facekit_rec_like_arcface_torch",
+            "FACEKIT_PYTHON_INTEROP is not set (a python with mxnet 1.9.1)",
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,8 @@
 //! report is checked file by file, chart data against the evaluation
 //! tables, and the page in headless Chromium when it is installed.
 
+mod require;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -160,6 +162,7 @@ fn make_eval_dir(dir: &Path, p: &Params) -> Summary {
                 fmr_ci95: Some(wald(r.fmr, p.impostor as u64)),
                 warning: (target * (p.impostor as f64) < 10.0)
                     .then(|| "fewer than 10 false matches expected at this target".to_string()),
+                exact: false,
             })
         })
         .collect();
@@ -195,6 +198,8 @@ fn make_eval_dir(dir: &Path, p: &Params) -> Summary {
         impostor_std: isd,
         operating_points: fmr_points.clone(),
         kfold_accuracy: None,
+        auc_exact: false,
+        eer_exact: false,
     };
 
     // Open-set search: 100 enrolled people, strangers from other families.
@@ -322,6 +327,7 @@ fn make_eval_dir(dir: &Path, p: &Params) -> Summary {
         rank1: cmc[0],
         cmc,
         operating_points: fpir_points.clone(),
+        fnir_rank: 1,
     };
     let mut top1_mated = vec![0u64; BINS];
     let mut top1_non_mated = vec![0u64; BINS];
@@ -407,6 +413,8 @@ fn make_eval_dir(dir: &Path, p: &Params) -> Summary {
             decision: evaldir::DECISION.into(),
             distance: "threshold_l2 = sqrt(2 - 2 * threshold)".into(),
             resolution: 2.0 / BINS as f64,
+            exact_from: Some(-1.0),
+            exact_budget: None,
         },
         verification: Some(verification),
         identification: Some(identification),
@@ -999,7 +1007,11 @@ fn chromium() -> Option<PathBuf> {
 #[test]
 fn the_page_renders_in_headless_chromium() {
     let Some(browser) = chromium() else {
-        eprintln!("SKIPPED: chromium is not installed (apt-get install chromium); CI installs it");
+        require::skip(
+            "chromium",
+            "the_page_renders_in_headless_chromium",
+            "chromium is not installed (apt-get install chromium)",
+        );
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -31,6 +31,7 @@ use crate::kface::{path, ImageKey, Selection};
 use crate::output::{self, OutputDir};
 use crate::synth::{self, Tier};
 use crate::synthetic_model::{SyntheticModel, NOTE};
+use crate::text::percent;
 
 /// Identities drawn, and how many of them convert holds out for evaluation
 /// (half of those out-of-DB, convert's default share).
@@ -124,19 +125,16 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             synthetic_note: NOTE,
             seconds,
         };
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::output::print(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
     } else if !args.output.quiet {
-        print!(
-            "{}",
-            console(
-                &numbers,
-                out,
-                synth.identities.len(),
-                synth.images,
-                rows,
-                seconds
-            )
-        );
+        crate::output::print(&console(
+            &numbers,
+            out,
+            synth.identities.len(),
+            synth.images,
+            rows,
+            seconds,
+        ))?;
     }
     Ok(())
 }
@@ -325,10 +323,6 @@ struct JsonOutput {
     numbers: Numbers,
     synthetic_note: &'static str,
     seconds: f64,
-}
-
-fn percent(x: f64) -> String {
-    format!("{:.2}%", 100.0 * x)
 }
 
 /// What the demo prints.

@@ -51,9 +51,9 @@ fn check_records(args: &InspectArgs) -> anyhow::Result<()> {
     let files = ShardFiles::locate(&args.path)?;
     let summary = inspect(&files, args.output.quiet)?;
     if args.output.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        crate::output::print(&(serde_json::to_string_pretty(&summary)? + "\n"))?;
     } else if !args.output.quiet {
-        print!("{}", summary.render());
+        crate::output::print(&summary.render())?;
     }
     if summary.problems > 0 {
         let first = &summary.first_problems[0];

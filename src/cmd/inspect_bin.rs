@@ -63,15 +63,15 @@ pub fn run(path: &Path, output: &OutputFlags) -> anyhow::Result<()> {
     let bytes = fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let report = check(&bytes).with_context(|| path.display().to_string())?;
     if output.json {
-        println!("{}", serde_json::to_string(&report)?);
+        crate::output::print(&(serde_json::to_string(&report)? + "\n"))?;
     } else if !output.quiet {
         let sizes: Vec<String> = report
             .sizes
             .iter()
             .map(|s| format!("{}x{} ×{}", s.width, s.height, s.count))
             .collect();
-        println!(
-            "{}: {} pairs ({} genuine, {} impostor), {} images; sizes: {}",
+        crate::output::print(&format!(
+            "{}: {} pairs ({} genuine, {} impostor), {} images; sizes: {}\n",
             path.display(),
             report.pairs,
             report.genuine,
@@ -82,7 +82,7 @@ pub fn run(path: &Path, output: &OutputFlags) -> anyhow::Result<()> {
             } else {
                 sizes.join(", ")
             }
-        );
+        ))?;
     }
     if let Some(first) = report.undecodable.first() {
         bail!(

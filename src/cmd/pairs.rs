@@ -80,7 +80,7 @@ pub fn run(args: &PairsArgs) -> anyhow::Result<()> {
             pairs_txt: args.out.join(txt_name),
             bin: args.out.join(bin_name),
         },
-    );
+    )?;
     Ok(())
 }
 
@@ -93,7 +93,7 @@ struct Summary {
     bin: PathBuf,
 }
 
-fn print_summary(args: &PairsArgs, s: &Summary) {
+fn print_summary(args: &PairsArgs, s: &Summary) -> std::io::Result<()> {
     if args.output.json {
         let json = serde_json::json!({
             "pairs": s.pairs,
@@ -103,18 +103,19 @@ fn print_summary(args: &PairsArgs, s: &Summary) {
             "pairs_txt": s.pairs_txt.display().to_string(),
             "bin": s.bin.display().to_string(),
         });
-        println!("{json}");
+        crate::output::print(&format!("{json}\n"))?;
     } else if !args.output.quiet {
-        println!(
-            "{} pairs ({} genuine, {} impostor) from {} eval images: {}, {}",
+        crate::output::print(&format!(
+            "{} pairs ({} genuine, {} impostor) from {} eval images: {}, {}\n",
             s.pairs,
             s.genuine,
             s.impostor,
             s.images,
             s.pairs_txt.display(),
             s.bin.display()
-        );
+        ))?;
     }
+    Ok(())
 }
 
 /// A code such as `S001`, `L7`, `E02`, `C13`, as its number.

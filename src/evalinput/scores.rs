@@ -8,7 +8,10 @@
 //! in): a NaN, an infinity, a value that would round to one, or a word is
 //! refused naming the file, the row and the value, since any of them would
 //! silently change every rate.
+//! The rows of one `test_label` are one search (for identification, as
+//! bob.bio.base groups them).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
@@ -45,6 +48,25 @@ pub struct Scores {
     pub impostor: Vec<f32>,
     /// Which format the file was read as, for the summary.
     pub format: &'static str,
+    /// bob's 4- and 5-column files: every scored row as a comparison of a
+    /// search (`test_label`) with a gallery model, both numbered in order of
+    /// first appearance; empty for the other formats.
+    pub searches: Vec<crate::metrics::identification::Comparison>,
+    /// Gallery models (5 columns: `model_label`; 4: `claimed_id`) and their
+    /// identities (`claimed_id`) in `searches`.
+    pub models: u64,
+    pub gallery_identities: u64,
+}
+
+/// Numbers names in order of first appearance.
+#[derive(Default)]
+struct Numbering(HashMap<String, u32>);
+
+impl Numbering {
+    fn of(&mut self, name: &str) -> u32 {
+        let next = self.0.len() as u32;
+        *self.0.entry(name.to_string()).or_insert(next)
+    }
 }
 
 impl Scores {
@@ -223,6 +245,8 @@ fn read_bob(path: &Path) -> Result<Scores, ScoresError> {
     let file = std::fs::File::open(path).map_err(|e| read_err(path, e))?;
     let mut scores = Scores::default();
     let mut columns = None;
+    let (mut probes, mut models, mut identities) =
+        (Numbering::default(), Numbering::default(), Numbering::default());
     for (i, line) in BufReader::with_capacity(1 << 20, file).lines().enumerate() {
         let line = line.map_err(|e| read_err(path, e))?;
         let line_no = i + 1;
@@ -257,8 +281,21 @@ fn read_bob(path: &Path) -> Result<Scores, ScoresError> {
                 )))
             }
         };
+        if (n == 4 || n == 5) && !score.is_nan() {
+            identities.of(fields[0]);
+            scores
+                .searches
+                .push(crate::metrics::identification::Comparison {
+                    probe: probes.of(fields[n - 2]),
+                    model: models.of(fields[n - 4]),
+                    score: score as f32,
+                    mated: genuine,
+                });
+        }
         scores.push(score, genuine);
     }
+    scores.models = models.0.len() as u64;
+    scores.gallery_identities = identities.0.len() as u64;
     scores.format = match columns {
         Some(2) => "bob 2-column",
         Some(4) => "bob 4-column",

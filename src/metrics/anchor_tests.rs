@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::bootstrap::clopper_pearson;
-use super::identification::identification;
+use super::identification::{identification, search_results};
 use super::kfold::{insightface_kfold, squared_l2_of_cosine};
 use super::verification::*;
 use super::ScoreCounts;
@@ -300,20 +300,58 @@ fn open_set_matches_numpy_brute_force() {
     );
     let points = f["points"].as_array().unwrap();
     let targets: Vec<f64> = points.iter().map(|p| num(&p["target"])).collect();
-    let id = identification(&probes, 45, 30, &targets, 10).unwrap();
+    let id = identification(&probes, 45, 30, &targets, 10, 1).unwrap();
+    check_open_set(&id, &f);
+}
+
+/// An identification block against the open-set fixture's brute force.
+fn check_open_set(id: &crate::evaldir::Identification, f: &Value) {
     assert_eq!(id.mated_count, f["mated_count"].as_u64().unwrap());
     assert_eq!(id.non_mated_count, f["non_mated_count"].as_u64().unwrap());
     close("rank1", id.rank1, num(&f["rank1"]));
     for (r, (&got, want)) in id.cmc.iter().zip(f64s(&f["cmc"])).enumerate() {
         close(&format!("cmc rank {}", r + 1), got, want);
     }
-    for (got, want) in id.operating_points.iter().zip(points) {
+    for (got, want) in id.operating_points.iter().zip(f["points"].as_array().unwrap()) {
         let what = format!("fpir target {}", got.fpir_target);
         assert_eq!(got.threshold, num(&want["threshold"]), "{what}");
         close(&format!("{what} fpir"), got.fpir, num(&want["fpir"]));
         close(&format!("{what} fnir"), got.fnir, num(&want["fnir"]));
         assert!(got.fpir <= got.fpir_target);
     }
+}
+
+/// The same searches written as a bob.bio.base 5-column score file
+/// (`claimed_id model_label real_id test_label score`, one row per probe and
+/// gallery row), read back and grouped by probe: the same CMC, FPIR and
+/// FNIR as numpy's brute force.
+#[test]
+fn bob_five_column_searches_match_numpy_brute_force() {
+    use std::fmt::Write as _;
+    let f = fixture("open_set");
+    let scores: Vec<Vec<f64>> = f["scores"].as_array().unwrap().iter().map(f64s).collect();
+    let (probe_labels, gallery_labels) = (u64s(&f["probe_labels"]), u64s(&f["gallery_labels"]));
+    let mut text = String::new();
+    for (p, row) in scores.iter().enumerate() {
+        for (g, &score) in row.iter().enumerate() {
+            let _ = writeln!(
+                text,
+                "id{} model{g} id{} probe{p} {score}",
+                gallery_labels[g], probe_labels[p]
+            );
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scores.txt");
+    std::fs::write(&path, text).unwrap();
+    let read = crate::evalinput::scores::read_scores(&path).unwrap();
+    assert_eq!(read.format, "bob 5-column");
+    assert_eq!((read.models, read.gallery_identities), (45, 30));
+    let points = f["points"].as_array().unwrap();
+    let targets: Vec<f64> = points.iter().map(|p| num(&p["target"])).collect();
+    let probes = search_results(&read.searches, 5);
+    let id = identification(&probes, read.models, read.gallery_identities, &targets, 10, 1).unwrap();
+    check_open_set(&id, &f);
 }
 
 #[test]

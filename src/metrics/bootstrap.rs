@@ -23,7 +23,7 @@ pub const DEFAULT_REPLICATES: usize = 1000;
 
 /// One trial of a subject: a miss at threshold t iff `score < t`. For FNMR
 /// the score is a genuine comparison's; for FNIR(R=1, T) it is
-/// [`crate::metrics::identification::rank1_mate_score`].
+/// [`crate::metrics::identification::mate_score_within`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SubjectScore {
     pub subject: u32,
@@ -275,13 +275,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_subject_has_no_spread() {
-        let samples: Vec<SubjectScore> = [0.1, 0.5, 0.7, 0.9]
+    fn one_subject_has_no_spread_and_a_score_at_the_threshold_is_accepted() {
+        // 0.6 sits on the threshold: accepted (score >= threshold), so two
+        // of four are misses; counting it as a miss would give 0.75.
+        let samples: Vec<SubjectScore> = [0.1, 0.5, 0.6, 0.9]
             .iter()
             .map(|&score| SubjectScore { subject: 7, score })
             .collect();
-        let ci = miss_rate_intervals(&samples, &[0.6, 0.0], 50, 1).unwrap();
-        assert_eq!(ci, [[0.5, 0.5], [0.0, 0.0]]);
+        let ci = miss_rate_intervals(&samples, &[0.6, 0.0, 0.9, 0.91], 50, 1).unwrap();
+        assert_eq!(ci, [[0.5, 0.5], [0.0, 0.0], [0.75, 0.75], [1.0, 1.0]]);
         assert_eq!(miss_rate_intervals(&[], &[0.5], 50, 1), None);
     }
 

@@ -53,6 +53,7 @@ mod tests {
             fnmr_ci95: None,
             fmr_ci95: None,
             warning: None,
+            exact: true,
         };
         let groups = [
             GroupScores {

@@ -13,6 +13,9 @@ fn scores(max: usize) -> impl Strategy<Value = Vec<f32>> {
     prop::collection::vec((-40i32..=40).prop_map(|k| k as f32 / 40.0), 1..max)
 }
 
+/// FMR targets from the top of the impostor scores to the bottom.
+const TARGETS: [f64; 9] = [0.0, 1e-3, 0.01, 0.05, 0.1, 0.2, 0.5, 0.9, 1.0];
+
 fn brute_at_or_above(s: &[f32], t: f64) -> u64 {
     s.iter().filter(|&&x| x as f64 >= t).count() as u64
 }
@@ -94,8 +97,16 @@ proptest! {
         prop_assert_eq!((fmr.min(fnmr), fmr.max(fnmr)), (e.low, e.high));
     }
 
+    /// Impostor scores on the edges of 1/32-wide bins and inside them, many
+    /// tied, with the exact tail cut anywhere (an engine may cut it inside
+    /// a run of ties): every figure marked exact is the exact scores' one,
+    /// and a tail holding every score marks everything exact.
     #[test]
-    fn binned_counts_with_everything_in_the_tail_give_the_exact_metrics(g in scores(60), i in scores(300)) {
+    fn figures_marked_exact_are_the_exact_ones(
+        g in scores(60),
+        i in prop::collection::vec((-32i32..32, 0i32..3).prop_map(|(k, sub)| k as f32 / 32.0 + sub as f32 / 128.0), 1..400),
+        keep in 0usize..420,
+    ) {
         let spec = HistogramSpec { bins: 64 };
         let mut hist = vec![0u64; spec.bins as usize];
         for &s in &i {
@@ -103,12 +114,29 @@ proptest! {
         }
         let mut tail = i.clone();
         tail.sort_by(|a, b| b.total_cmp(a));
-        let binned = ScoreCounts::from_binned(&tail, &hist, spec);
-        let exact = ScoreCounts::from_scores(i.clone());
-        prop_assert_eq!(&binned, &exact);
+        tail.truncate(keep);
+        let (binned_counts, exact_counts) = (ScoreCounts::from_binned(&tail, &hist, spec), ScoreCounts::from_scores(i.clone()));
         let gc = ScoreCounts::from_scores(g);
-        let targets = [0.0, 1e-3, 0.01, 0.1, 0.5, 1.0];
-        prop_assert_eq!(verification(&gc, &binned, &targets).unwrap(), verification(&gc, &exact, &targets).unwrap());
+        let binned = verification(&gc, &binned_counts, &TARGETS).unwrap();
+        let exact = verification(&gc, &exact_counts, &TARGETS).unwrap();
+        let (b, e) = (&binned.summary, &exact.summary);
+        for (pb, pe) in b.operating_points.iter().zip(&e.operating_points) {
+            prop_assert!(pe.exact);
+            if pb.exact {
+                prop_assert_eq!(pb, pe);
+            }
+        }
+        if b.auc_exact {
+            prop_assert_eq!(b.auc, e.auc);
+        }
+        if b.eer_exact {
+            prop_assert_eq!((b.eer_low, b.eer_high, b.eer_threshold), (e.eer_low, e.eer_high, e.eer_threshold));
+            prop_assert_eq!(binned.eer, exact.eer);
+        }
+        if keep >= i.len() {
+            prop_assert_eq!(&binned_counts, &exact_counts);
+            prop_assert_eq!(&binned, &exact);
+        }
     }
 
     #[test]

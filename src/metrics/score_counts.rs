@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use crate::compare::HistogramSpec;
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScoreCounts {
     /// Distinct values, strictly descending.
     values: Vec<f64>,
@@ -17,6 +17,16 @@ pub struct ScoreCounts {
     /// allocate and fault in.
     at_or_above: Vec<u64>,
     total: u64,
+    /// Every score >= this is held as itself, ties complete, so counts at
+    /// thresholds >= it are exact; below it scores stand at bin edges.
+    /// -inf when every score is exact.
+    exact_from: f64,
+}
+
+impl Default for ScoreCounts {
+    fn default() -> Self {
+        ScoreCounts::from_runs(Vec::new(), Vec::new(), f64::NEG_INFINITY)
+    }
 }
 
 impl ScoreCounts {
@@ -46,6 +56,7 @@ impl ScoreCounts {
                 values,
                 at_or_above,
                 total,
+                exact_from: f64::NEG_INFINITY,
             };
         }
         let mut bucket_sizes = vec![0usize; 1 << TOP_BITS];
@@ -104,6 +115,7 @@ impl ScoreCounts {
             values,
             at_or_above,
             total,
+            exact_from: f64::NEG_INFINITY,
         }
     }
 
@@ -112,16 +124,33 @@ impl ScoreCounts {
     /// the tail are represented by the lower edge of their bin, so the count
     /// of scores >= any listed value is exact, and a threshold chosen among
     /// the values errs on the conservative side by less than one bin.
+    ///
+    /// Unless the tail holds every score, its lowest value may have tied
+    /// scores left out of it (an engine cuts the tail at its capacity), so
+    /// that value goes back to its bin: the tail kept is whole, and
+    /// [`ScoreCounts::exact_from`] is its lowest value.
     pub fn from_binned(tail: &[f32], hist: &[u64], spec: HistogramSpec) -> ScoreCounts {
+        let total: u64 = hist.iter().sum();
+        let whole = if tail.len() as u64 >= total {
+            tail
+        } else {
+            let lowest = tail.last().copied().unwrap_or(f32::INFINITY);
+            &tail[..tail.partition_point(|&s| s > lowest)]
+        };
         let mut rest = hist.to_vec();
-        for &s in tail {
+        for &s in whole {
             let b = spec.bin(s);
             debug_assert!(rest[b] > 0, "tail score {s} missing from its bin");
             rest[b] = rest[b].saturating_sub(1);
         }
-        let exact = ScoreCounts::from_scores(tail.to_vec());
+        let exact = ScoreCounts::from_scores(whole.to_vec());
         let mut counts: Vec<u64> = exact.counts().collect();
         let mut values = exact.values;
+        let exact_from = if rest.iter().all(|&n| n == 0) {
+            f64::NEG_INFINITY
+        } else {
+            values.last().copied().unwrap_or(f64::INFINITY)
+        };
         for (i, &n) in rest.iter().enumerate().rev() {
             if n == 0 {
                 continue;
@@ -144,10 +173,10 @@ impl ScoreCounts {
                 }
             }
         }
-        ScoreCounts::from_runs(values, counts)
+        ScoreCounts::from_runs(values, counts, exact_from)
     }
 
-    fn from_runs(values: Vec<f64>, counts: Vec<u64>) -> ScoreCounts {
+    fn from_runs(values: Vec<f64>, counts: Vec<u64>, exact_from: f64) -> ScoreCounts {
         let mut total = 0u64;
         let at_or_above = counts
             .iter()
@@ -160,7 +189,21 @@ impl ScoreCounts {
             values,
             at_or_above,
             total,
+            exact_from,
         }
+    }
+
+    /// The lowest threshold from which on [`ScoreCounts::at_or_above`] is
+    /// what the exact scores give (-inf when every score is exact). Binned
+    /// values below it are bin edges: counts there are exact at the edge,
+    /// but the scores between two edges are not seen.
+    pub fn exact_from(&self) -> f64 {
+        self.exact_from
+    }
+
+    /// Whether every score is held exactly.
+    pub fn is_exact(&self) -> bool {
+        self.exact_from == f64::NEG_INFINITY
     }
 
     pub fn values(&self) -> &[f64] {
@@ -298,29 +341,35 @@ mod tests {
     #[test]
     fn binned_counts_are_exact_at_listed_values() {
         let spec = HistogramSpec { bins: 8 }; // width 0.25
-        let scores = [0.95f32, 0.9, 0.6, 0.55, 0.1, 0.05, -0.3, -0.9];
+        let scores = [0.95f32, 0.9, 0.6, 0.6, 0.55, 0.1, 0.05, -0.3, -0.9];
         let mut hist = vec![0u64; 8];
         for &s in &scores {
             hist[spec.bin(s)] += 1;
         }
+        // The tail was cut inside the ties at 0.6: its lowest value goes
+        // back to its bin, where 0.55 also stands at the edge 0.5.
         let c = ScoreCounts::from_binned(&[0.95, 0.9, 0.6], &hist, spec);
-        assert_eq!(c.total(), 8);
-        // 0.55 shares the 0.5 bin with the tail's 0.6 and sits at its edge.
+        assert_eq!(c.total(), 9);
         assert_eq!(
             c.values(),
-            &[
-                0.95f32 as f64,
-                0.9f32 as f64,
-                0.6f32 as f64,
-                0.5,
-                0.0,
-                -0.5,
-                -1.0
-            ]
+            &[0.95f32 as f64, 0.9f32 as f64, 0.5, 0.0, -0.5, -1.0]
         );
+        assert_eq!(c.exact_from(), 0.9f32 as f64);
+        assert!(!c.is_exact());
         for v in c.values().to_vec() {
             let truth = scores.iter().filter(|&&s| s as f64 >= v).count() as u64;
             assert_eq!(c.at_or_above(v), truth, "at {v}");
         }
+        // Thresholds from exact_from on see the exact counts.
+        for t in [0.9f32 as f64, 0.92, 0.95f32 as f64, 1.0] {
+            let truth = scores.iter().filter(|&&s| s as f64 >= t).count() as u64;
+            assert_eq!(c.at_or_above(t), truth, "at {t}");
+        }
+        // A tail holding every score is the exact counts.
+        let mut all = scores.to_vec();
+        all.sort_by(|a, b| b.total_cmp(a));
+        let whole = ScoreCounts::from_binned(&all, &hist, spec);
+        assert_eq!(whole, ScoreCounts::from_scores(scores.to_vec()));
+        assert!(whole.is_exact());
     }
 }

@@ -180,6 +180,11 @@ pub struct CurveSummary {
     pub eer: Eer,
     /// The curve after [`drop_collinear`], for `roc.csv` and charts.
     pub roc: Vec<RocPoint>,
+    /// Whether `auc` is what the exact scores give (see
+    /// [`ScoreCounts::exact_from`]).
+    pub auc_exact: bool,
+    /// Whether the EER (both definitions) is what the exact scores give.
+    pub eer_exact: bool,
 }
 
 /// Counts at any threshold, and the union of both classes' distinct values.
@@ -378,6 +383,13 @@ impl CurveSummary {
             None => (c.at(lowest), c.at(lowest)),
         };
         let t1 = if c.gap(&t2) == 0 { t2 } else { t1 };
+        // The curve is the exact one at and above `exact_from`, where
+        // FMR - FNMR is already positive when t1 lies above it: every
+        // vertex and midpoint either EER rule can pick is then exact.
+        let eer_exact = impostor.is_exact() || t1.threshold > impostor.exact_from();
+        // Impostor scores below `exact_from` stand at bin edges: the AUC
+        // sees no difference while every genuine score lies above them.
+        let auc_exact = impostor.is_exact() || lowest_genuine(genuine) >= impostor.exact_from();
         let fmr = |v: &RocPoint| v.false_matches as f64 / n as f64;
         let fnmr = |v: &RocPoint| v.false_non_matches as f64 / p as f64;
         let (low, high, threshold) = if c.error_sum(&t1) <= c.error_sum(&t2) {
@@ -454,8 +466,14 @@ impl CurveSummary {
                 bob_threshold,
             },
             roc,
+            auc_exact,
+            eer_exact,
         })
     }
+}
+
+fn lowest_genuine(genuine: &ScoreCounts) -> f64 {
+    genuine.values().last().copied().unwrap_or(f64::INFINITY)
 }
 
 /// Mean and population standard deviation of one class.
@@ -595,6 +613,12 @@ pub fn fmr_point(
     }
     let (threshold, false_matches) = far_threshold(impostor, target)?;
     let false_non_matches = genuine.below(threshold);
+    // Above `exact_from` the scores are bob's; at it, the next score down
+    // is not seen, but it cannot be the threshold when one more false
+    // match already exceeds the target.
+    let from = impostor.exact_from();
+    let n = impostor.total() as f64;
+    let exact = threshold > from || (threshold == from && (false_matches + 1) as f64 / n > target);
     Ok(FmrPoint {
         fmr_target: target,
         threshold,
@@ -606,6 +630,7 @@ pub fn fmr_point(
         fnmr_ci95: None,
         fmr_ci95: None,
         warning: resolution_warning(target, impostor.total(), "FMR"),
+        exact,
     })
 }
 
@@ -670,6 +695,7 @@ pub fn nearest_fmr_point(
         fnmr_ci95: None,
         fmr_ci95: None,
         warning: None,
+        exact: impostor.is_exact(),
     })
 }
 
@@ -741,6 +767,8 @@ pub fn verification(
         impostor_std: i.std,
         operating_points,
         kfold_accuracy: None,
+        auc_exact: curve.auc_exact,
+        eer_exact: curve.eer_exact,
     };
     Ok(VerificationReport {
         summary,

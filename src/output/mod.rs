@@ -136,3 +136,12 @@ pub fn thousands(n: u64) -> String {
     }
     out
 }
+
+/// Writes `text` to stdout: every command's one way to print. A closed pipe
+/// (`facekit inspect x | true`) comes back as a BrokenPipe error, which
+/// `cli::main` ends quietly with success; `println!` would panic instead.
+pub fn print(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}

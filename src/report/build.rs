@@ -7,12 +7,12 @@ use crate::evaldir::{
 };
 
 use super::chart::{
-    decimate, linear_ticks, log_ticks, natural_cmp, palette, percent, pow10_label, probit_ticks,
-    Axis, BarGroup, Bars, Body, Chart, Corner, Heatmap, Marker, Scale, Series, Stroke, VLine,
+    clear_upper_corner, decimate, linear_ticks, log_ticks, palette, pow10_label, probit_ticks, Axis, BarGroup, Bars, Body, Chart, Corner, Heatmap, Marker, Scale, Series, Stroke, VLine,
     XyPlot, BLACK, USER,
 };
 use super::system::System;
 use crate::output::thousands;
+use crate::text::{natural_cmp, percent};
 
 /// Pixel size of the curve charts.
 pub const SIZE: (u32, u32) = (1000, 640);
@@ -928,6 +928,7 @@ pub fn open_set_chart(
             )
         });
     }
+    let legend = clear_upper_corner(&series, lo, hi);
     let (id, title, x_label, about) = match unit {
         Unit::Distance => (
             format!("open-set-distance-{}", index + 1),
@@ -973,10 +974,7 @@ pub fn open_set_chart(
             series,
             markers: vec![],
             vlines,
-            legend: match unit {
-                Unit::Distance => Corner::UpperRight,
-                Unit::Cosine => Corner::UpperLeft,
-            },
+            legend,
         }),
         notes,
         size: SIZE,

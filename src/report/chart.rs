@@ -3,6 +3,8 @@
 //! builders in `build` fill it from the evaluation outputs (so tests can
 //! check what is plotted), and `draw` renders it with plotters.
 
+use crate::text::percent;
+
 /// A colour, 8-bit RGB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rgb(pub u8, pub u8, pub u8);
@@ -135,6 +137,26 @@ pub enum Corner {
     UpperRight,
     LowerLeft,
     LowerRight,
+}
+
+/// The upper corner whose side holds the least of the series' upper part
+/// (how far points in the outer 40% of that side rise above 60% of the
+/// highest point), so that a legend there covers no peak.
+pub fn clear_upper_corner(series: &[Series], lo: f64, hi: f64) -> Corner {
+    let points = || series.iter().flat_map(|s| &s.points);
+    let band = 0.6 * points().fold(0.0f64, |m, &(_, y)| m.max(y));
+    let outer = 0.4 * (hi - lo);
+    let crowding = |inside: &dyn Fn(f64) -> bool| {
+        points()
+            .filter(|&&(x, _)| inside(x))
+            .map(|&(_, y)| (y - band).max(0.0))
+            .sum::<f64>()
+    };
+    if crowding(&|x| x >= hi - outer) <= crowding(&|x| x <= lo + outer) {
+        Corner::UpperRight
+    } else {
+        Corner::UpperLeft
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -340,27 +362,6 @@ pub fn pow10_label(k: i32) -> String {
     }
 }
 
-/// A rate as a percentage with the digits it needs: "0.012%", "1.5%", "40%".
-pub fn percent(rate: f64) -> String {
-    let p = rate * 100.0;
-    if p == 0.0 {
-        return "0%".into();
-    }
-    let digits = if p.abs() >= 10.0 {
-        1
-    } else {
-        // Two significant digits below 10%.
-        (1 - p.abs().log10().floor() as i32).clamp(1, 8) as usize
-    };
-    let s = format!("{p:.digits$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}%")
-}
-
 /// Decade ticks covering `[lo, hi]` (both > 0).
 pub fn log_ticks(lo: f64, hi: f64) -> Vec<Tick> {
     let (a, b) = (lo.log10().ceil() as i32, hi.log10().floor() as i32);
@@ -435,36 +436,6 @@ pub fn linear_ticks(
         .collect()
 }
 
-/// Compares strings with their digit runs as numbers: "L2" < "L10".
-pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    fn chunks(s: &str) -> Vec<(bool, &str)> {
-        let mut out = Vec::new();
-        let mut start = 0;
-        let bytes = s.as_bytes();
-        for i in 1..=bytes.len() {
-            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
-                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
-                start = i;
-            }
-        }
-        out
-    }
-    let (ca, cb) = (chunks(a), chunks(b));
-    for (x, y) in ca.iter().zip(cb.iter()) {
-        let order = match (x, y) {
-            ((true, x), (true, y)) => {
-                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
-                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
-            }
-            ((_, x), (_, y)) => x.cmp(y),
-        };
-        if order.is_ne() {
-            return order;
-        }
-    }
-    ca.len().cmp(&cb.len()).then_with(|| a.cmp(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,14 +461,40 @@ mod tests {
     }
 
     #[test]
+    fn legends_go_where_the_series_are_low() {
+        let hump = |at: f64, height: f64, width: f64| Series {
+            label: String::new(),
+            color: Rgb(0, 0, 0),
+            stroke: Stroke::Filled,
+            points: (0..=40)
+                .map(|i| {
+                    let x = i as f64 / 20.0;
+                    (x, height * (-((x - at) / width).powi(2)).exp())
+                })
+                .collect(),
+        };
+        // A broad low in-DB hump and a tall narrow out-of-DB one: distances
+        // put the out-of-DB peak on the right, cosines on the left.
+        let (in_db, out_of_db) = (hump(0.7, 0.6, 0.4), hump(1.4, 1.0, 0.15));
+        assert_eq!(
+            clear_upper_corner(&[out_of_db.clone(), in_db.clone()], 0.0, 2.0),
+            Corner::UpperLeft
+        );
+        let mirror = |s: Series| Series {
+            points: s.points.iter().map(|&(x, y)| (2.0 - x, y)).collect(),
+            ..s
+        };
+        assert_eq!(
+            clear_upper_corner(&[mirror(out_of_db), mirror(in_db)], 0.0, 2.0),
+            Corner::UpperRight
+        );
+    }
+
+    #[test]
     fn labels_read_like_a_person_writes_them() {
         assert_eq!(pow10_label(-3), "10⁻³");
         assert_eq!(pow10_label(-12), "10⁻¹²");
         assert_eq!(pow10_label(0), "1");
-        assert_eq!(percent(0.4), "40%");
-        assert_eq!(percent(0.0123), "1.2%");
-        assert_eq!(percent(1e-5), "0.001%");
-        assert_eq!(percent(0.00025), "0.025%");
         let det: Vec<String> = probit_ticks(1e-3, 0.5)
             .into_iter()
             .map(|t| t.label)
@@ -519,13 +516,6 @@ mod tests {
             .map(|t| t.label)
             .collect();
         assert_eq!(lin, ["-0.2", "0.0", "0.2", "0.4", "0.6", "0.8"]);
-    }
-
-    #[test]
-    fn natural_order_compares_numbers_as_numbers() {
-        let mut v = vec!["L10", "L2", "L1", "C10", "C4", "E01", "E2"];
-        v.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(v, ["C4", "C10", "E01", "E2", "L1", "L2", "L10"]);
     }
 
     #[test]

@@ -12,8 +12,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::chart::{
-    linear_ticks, percent, Axis, Bars, Body, Chart, Corner, Heatmap, Rgb, Stroke, XyPlot,
+    linear_ticks, Axis, Bars, Body, Chart, Corner, Heatmap, Rgb, Stroke, XyPlot,
 };
+
+use crate::text::percent;
 
 const FONT: &str = "sans-serif";
 /// Notes are wrapped to this many characters a line.

@@ -7,9 +7,10 @@ use std::fmt::Write;
 use crate::evaldir::{cosine_to_l2, ProbeRow};
 
 use super::build::{recommended_fpir_point, roc_at, target_tag, OpenSetCurve, Options, Unit};
-use super::chart::{percent, Chart};
+use super::chart::Chart;
 use super::system::System;
 use crate::output::thousands;
+use crate::text::percent;
 
 /// How many probes each probe table lists.
 const PROBE_ROWS: usize = 10;
@@ -82,8 +83,7 @@ pub fn page(systems: &[System], charts: &[Chart], options: &Options) -> String {
         if let Some(note) = &s.summary.synthetic_note {
             let _ = writeln!(
                 h,
-                "<div class=\"banner\">Demo data — {}: {} These numbers come from synthetic \
-                 embeddings and describe no real face recognition model.</div>",
+                "<div class=\"banner\">Demo data — {}: {}</div>",
                 escape(&s.name),
                 escape(note)
             );

@@ -19,5 +19,20 @@ pub fn skip(tool: &str, test: &str, reason: &str) {
     if is_required(tool) {
         panic!("{test}: FACEKIT_REQUIRE declares {tool}, but {reason}");
     }
-    eprintln!("SKIPPED {test}: {reason} (tool: {tool})");
+    // Straight to stderr, past the harness's capture, so that a plain
+    // `cargo test` shows it.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: {reason} (tool: {tool})"
+    );
+}
+
+/// The running test's name (the harness names its thread after it).
+#[allow(dead_code)]
+pub fn this_test() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string()
 }

@@ -514,9 +514,6 @@ fn rate<S: Default>(run: &(dyn Fn(&mut S) + Sync)) -> f64 {
 fn kernels_part(notes: &mut Vec<String>) {
     use facekit::compare::cpu::{bf16, products};
     eprintln!("kernels ...");
-    // One thread per product, as the engine runs matrixmultiply (it reads
-    // this once, at its first product).
-    std::env::set_var("MATMUL_NUM_THREADS", "1");
     let values: Vec<f32> = (0..N * DIM)
         .map(|i| ((i * 7919 % 2003) as f32 - 1001.0) / 1001.0 / (DIM as f32).sqrt())
         .collect();

@@ -281,9 +281,9 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     out.commit()?;
 
     if args.output.json {
-        print!("{json}");
+        crate::output::print(&json)?;
     } else if !quiet {
-        print_summary(&summary, &args.out);
+        crate::output::print(&summary_text(&summary, &args.out))?;
     }
     // Lost data is said last, whatever the flags: exit 0 must not hide it.
     if let Some(first) = summary.lost.first() {
@@ -396,16 +396,21 @@ fn nothing_converted(
     )
 }
 
-fn print_summary(s: &Summary, out: &Path) {
+/// The lines printed after a run.
+fn summary_text(s: &Summary, out: &Path) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
     let c = &s.counts;
-    println!("num_classes = {}", s.num_classes);
-    println!("num_image   = {}", s.num_image);
-    println!(
+    let _ = writeln!(t, "num_classes = {}", s.num_classes);
+    let _ = writeln!(t, "num_image   = {}", s.num_image);
+    let _ = writeln!(
+        t,
         "images seen: {} in {} identities ({} converted, {} failed, {} skipped)",
         c.images_seen, c.identities_found, c.ok, c.failed, c.skipped
     );
     if let Some(h) = &s.holdout {
-        println!(
+        let _ = writeln!(
+            t,
             "held out: {} identities ({} out-of-DB) -> {}/eval/ ({} gallery, {} probe images)",
             h.identities.len(),
             h.out_of_db.len(),
@@ -415,7 +420,8 @@ fn print_summary(s: &Summary, out: &Path) {
         );
     }
     if s.failures > 0 {
-        println!(
+        let _ = writeln!(
+            t,
             "failures: {} (reasons in {}/manifest.parquet)",
             s.failures,
             out.display()
@@ -426,12 +432,14 @@ fn print_summary(s: &Summary, out: &Path) {
     } else {
         "train/"
     };
-    println!(
+    let _ = writeln!(
+        t,
         "wrote {}: {shards}, manifest.parquet, identities.csv, dataset.json, preview.png",
         out.display()
     );
-    println!("arcface_torch config:");
+    let _ = writeln!(t, "arcface_torch config:");
     for line in &s.arcface_torch {
-        println!("    {line}");
+        let _ = writeln!(t, "    {line}");
     }
+    t
 }

@@ -6,12 +6,16 @@ use std::path::Path;
 
 use crate::evaldir::{Summary, Verification};
 use crate::output::thousands;
+use crate::text::percent as pct;
 
-fn pct(rate: f64) -> String {
-    if rate.is_nan() {
-        "–".into()
+/// Marks a figure read where impostor scores are binned.
+const INEXACT: &str = "†";
+
+fn mark(exact: bool) -> &'static str {
+    if exact {
+        ""
     } else {
-        format!("{:.3}%", rate * 100.0)
+        INEXACT
     }
 }
 
@@ -57,13 +61,18 @@ pub fn summary_md(s: &Summary) -> String {
         let _ = writeln!(md, "| device | CPU: {reason} |");
     }
     let _ = writeln!(md, "| score | {}; {} |", s.score.kind, s.score.decision);
-    let resolution = if s.score.resolution == 0.0 {
-        "every threshold is an exact score".to_string()
-    } else {
-        format!(
-            "thresholds below the exact impostor tail are bin edges (width {:.2e})",
+    let budget = s
+        .score
+        .exact_budget
+        .map_or(String::new(), |b| format!(" (budget {})", thousands(b)));
+    let resolution = match s.score.exact_from {
+        None => format!("every impostor score is held exactly{budget}: every figure is the exact one"),
+        Some(from) => format!(
+            "the impostor comparisons exceed the exact budget{budget}: scores below cos {from:.5} are counted \
+             in bins of width {:.2e}, and figures marked {INEXACT} are read there (a threshold is then a bin \
+             edge, conservative by under one bin)",
             s.score.resolution
-        )
+        ),
     };
     let _ = writeln!(md, "| resolution | {resolution} |");
     let _ = writeln!(
@@ -101,7 +110,7 @@ pub fn summary_md(s: &Summary) -> String {
             ranks.join(", ")
         );
         if !id.operating_points.is_empty() {
-            let _ = writeln!(md, "| FPIR target | threshold (cos) | threshold (L2) | FPIR | FNIR (rank 1) | FNIR 95% | note |");
+            let _ = writeln!(md, "| FPIR target | threshold (cos) | threshold (L2) | FPIR | FNIR (rank {}) | FNIR 95% | note |", id.fnir_rank);
             let _ = writeln!(md, "|---|---|---|---|---|---|---|");
             for p in &id.operating_points {
                 let _ = writeln!(
@@ -163,15 +172,16 @@ fn verification_md(md: &mut String, v: &Verification) {
         "| impostor comparisons | {} |",
         thousands(v.impostor_count)
     );
-    let _ = writeln!(md, "| AUC | {:.6} |", v.auc);
+    let _ = writeln!(md, "| AUC | {:.6}{} |", v.auc, mark(v.auc_exact));
     let _ = writeln!(
         md,
-        "| EER | **{}** (between {} and {}) at cos {:.5} / L2 {:.5} |",
+        "| EER | **{}** (between {} and {}) at cos {:.5} / L2 {:.5}{} |",
         pct(v.eer),
         pct(v.eer_low),
         pct(v.eer_high),
         v.eer_threshold,
-        v.eer_threshold_l2
+        v.eer_threshold_l2,
+        mark(v.eer_exact)
     );
     let _ = writeln!(md, "| d′ | {:.4} |", v.d_prime);
     let _ = writeln!(
@@ -197,9 +207,10 @@ fn verification_md(md: &mut String, v: &Verification) {
     for p in &v.operating_points {
         let _ = writeln!(
             md,
-            "| {:e} | {:.5} | {:.5} | {} | {} | {} | {} | {} |",
+            "| {:e} | {:.5}{} | {:.5} | {} | {} | {} | {} | {} |",
             p.fmr_target,
             p.threshold,
+            mark(p.exact),
             p.threshold_l2,
             pct(p.fmr),
             pct(p.fnmr),
@@ -306,6 +317,5 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(199_990_000), "199,990,000");
-        assert_eq!(pct(0.01234), "1.234%");
     }
 }

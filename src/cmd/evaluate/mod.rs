@@ -16,6 +16,7 @@
 mod markdown;
 mod tables;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;
@@ -31,14 +32,16 @@ use crate::evaldir::{
     ScoreInfo, Summary, Verification, DECISION, HIST_GENUINE, HIST_IMPOSTOR,
 };
 use crate::evalinput::labels::{Labels, Role};
-use crate::evalinput::{labels, npy, pairs, scores};
+use crate::evalinput::pairs::{self, Pair};
+use crate::evalinput::{labels, npy, scores};
 use crate::metrics::bootstrap::{clopper_pearson, miss_rate_intervals, SubjectScore};
 use crate::metrics::groups::{group_rows, GroupScores};
-use crate::metrics::identification::{identification, rank1_mate_score};
+use crate::metrics::identification::{identification, mate_score_within, search_results};
 use crate::metrics::kfold::{insightface_kfold, squared_l2_of_cosine};
 use crate::metrics::verification::{roc_rows, verification};
 use crate::metrics::ScoreCounts;
 use crate::output::{stale_source, OutputDir};
+use crate::text::natural_cmp;
 
 use tables::{Bins, ProbeContext};
 
@@ -72,18 +75,15 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     out.commit()?;
     let seconds = started.elapsed().as_secs_f64();
     if args.output.json {
-        println!("{}", serde_json::to_string_pretty(&evaluation.summary)?);
+        crate::output::print(&(serde_json::to_string_pretty(&evaluation.summary)? + "\n"))?;
     } else if !args.output.quiet {
-        print!(
-            "{}",
-            markdown::console(
-                &evaluation.summary,
-                evaluation.comparisons,
-                threads,
-                seconds,
-                &args.out
-            )
-        );
+        crate::output::print(&markdown::console(
+            &evaluation.summary,
+            evaluation.comparisons,
+            threads,
+            seconds,
+            &args.out,
+        ))?;
     }
     Ok(())
 }
@@ -119,7 +119,14 @@ fn write_outputs(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn score_info(resolution: f64, cosine: bool) -> ScoreInfo {
+/// What the scores are, and how exactly the impostor scores are held.
+fn score_info(
+    impostor: &ScoreCounts,
+    spec: HistogramSpec,
+    budget: Option<u64>,
+    cosine: bool,
+) -> ScoreInfo {
+    let exact = impostor.is_exact();
     ScoreInfo {
         kind: if cosine { "cosine" } else { "score" }.into(),
         decision: DECISION.into(),
@@ -128,7 +135,9 @@ fn score_info(resolution: f64, cosine: bool) -> ScoreInfo {
         } else {
             "scores read from a file are not cosines: the *_l2 twins do not apply".into()
         },
-        resolution,
+        resolution: if exact { 0.0 } else { 2.0 / spec.bins as f64 },
+        exact_from: (!exact).then(|| impostor.exact_from()),
+        exact_budget: budget,
     }
 }
 
@@ -155,6 +164,23 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
     let impostor = ScoreCounts::from_scores(read.impostor);
     let (verification, roc) = verify(args, &genuine, &impostor, &[])
         .with_context(|| format!("{}: cannot compute verification", path.display()))?;
+    // bob's 4- and 5-column files name each search: identification too,
+    // once some search has a mate.
+    let identification = if read.searches.iter().any(|c| c.mated) {
+        let probes = search_results(&read.searches, args.top_k.max(1));
+        let ident = identification(
+            &probes,
+            read.models,
+            read.gallery_identities,
+            &args.fpir,
+            args.top_k.max(1),
+            args.rank,
+        )
+        .with_context(|| format!("{}: cannot compute identification", path.display()))?;
+        Some(ident)
+    } else {
+        None
+    };
     let summary = Summary {
         schema: evaldir::SCHEMA,
         facekit_version: crate::VERSION.into(),
@@ -175,9 +201,9 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
             dim: None,
             identities: 0,
         },
-        score: score_info(0.0, cosine),
+        score: score_info(&impostor, HistogramSpec::DEFAULT, None, cosine),
         verification: Some(verification),
-        identification: None,
+        identification,
         groups: Vec::new(),
         synthetic_note: None,
     };
@@ -322,7 +348,6 @@ struct VerificationSet {
     genuine: ScoreCounts,
     impostor: ScoreCounts,
     subjects: Vec<SubjectScore>,
-    resolution: f64,
     histograms: Vec<HistogramRow>,
     comparisons: u64,
 }
@@ -356,21 +381,21 @@ impl Loaded<'_> {
             None
         };
         let (protocol, set) = if let Some(pairs_path) = &args.pairs {
-            let (set, accuracy) = self.pairs_set(pairs_path, spec)?;
+            let listed = self.scored_pairs(pairs_path)?;
+            let (set, accuracy) = self.pairs_set(&listed, pairs_path, spec)?;
             kfold = accuracy;
-            ("pairs-file", set)
+            (VerificationPairs::Listed(listed), set)
         } else if probe_gallery {
             let result = &search.as_ref().expect("roles checked above").0;
             (
-                "probe-gallery",
-                self.set_from_result(
-                    result,
-                    spec,
-                    self.tail_exact(Pairing::ProbeGallery, &self.probes),
-                ),
+                VerificationPairs::ProbeGallery,
+                self.set_from_result(result, spec),
             )
         } else {
-            ("all-pairs", self.all_pairs_set(engine, spec)?)
+            (
+                VerificationPairs::AllDistinct,
+                self.all_pairs_set(engine, spec)?,
+            )
         };
         let (mut verification, roc) = verify(args, &set.genuine, &set.impostor, &set.subjects)
             .with_context(|| {
@@ -380,7 +405,7 @@ impl Loaded<'_> {
                 )
             })?;
         verification.kfold_accuracy = kfold;
-        let groups = self.groups(engine, spec, protocol, &verification)?;
+        let groups = self.groups(engine, spec, &protocol, &verification)?;
         let mut histograms = set.histograms;
         let (identification, probes) = match &search {
             Some((result, _)) => {
@@ -404,12 +429,12 @@ impl Loaded<'_> {
                 labels: Some(path_text(self.labels_path)),
                 scores: None,
                 pairs: args.pairs.as_deref().map(path_text),
-                protocol: protocol.into(),
+                protocol: protocol.name().into(),
                 rows: self.embeddings.rows() as u64,
                 dim: Some(self.embeddings.dim() as u64),
                 identities: self.names.len() as u64,
             },
-            score: score_info(set.resolution, true),
+            score: score_info(&set.impostor, spec, Some(EXACT_IMPOSTOR_BUDGET), true),
             verification: Some(verification),
             identification,
             groups,
@@ -447,7 +472,7 @@ impl Loaded<'_> {
         let job = CompareJob {
             probes: &probes,
             probe_labels: &probe_labels,
-            gallery: gallery.as_ref().unwrap_or(&probes),
+            gallery: gallery.as_deref().unwrap_or(&probes),
             gallery_labels: &gallery_labels,
             pairing,
             top_k,
@@ -457,12 +482,11 @@ impl Loaded<'_> {
         Ok(engine.compare(&job)?)
     }
 
-    /// The impostor count of a job over these rows and whether a tail of
-    /// the capacity [`tail_capacity`] gives makes every threshold exact.
-    fn tail_exact(&self, pairing: Pairing, probe_rows: &[usize]) -> (usize, bool) {
+    /// The exact impostor tail a job over these rows keeps
+    /// ([`tail_capacity`]).
+    fn tail_for(&self, pairing: Pairing, probe_rows: &[usize]) -> usize {
         let impostors = impostor_count(pairing, probe_rows, &self.gallery, &self.ids);
-        let capacity = tail_capacity(impostors, &self.args.fmr);
-        (capacity, capacity as u64 >= impostors)
+        tail_capacity(impostors, &self.args.fmr)
     }
 
     /// Probes against the gallery: top-k, mate ranks, and (for the
@@ -474,7 +498,7 @@ impl Loaded<'_> {
         verification_too: bool,
     ) -> anyhow::Result<(CompareResult, u64)> {
         let tail = if verification_too {
-            self.tail_exact(Pairing::ProbeGallery, &self.probes).0
+            self.tail_for(Pairing::ProbeGallery, &self.probes)
         } else {
             0
         };
@@ -490,12 +514,7 @@ impl Loaded<'_> {
         Ok((result, (self.probes.len() * self.gallery.len()) as u64))
     }
 
-    fn set_from_result(
-        &self,
-        result: &CompareResult,
-        spec: HistogramSpec,
-        tail: (usize, bool),
-    ) -> VerificationSet {
+    fn set_from_result(&self, result: &CompareResult, spec: HistogramSpec) -> VerificationSet {
         let genuine = ScoreCounts::from_scores(result.genuine.clone());
         let impostor = ScoreCounts::from_binned(&result.impostor_tail, &result.impostor_hist, spec);
         // Engines may leave the subjects out: then no FNMR interval.
@@ -520,7 +539,6 @@ impl Loaded<'_> {
             genuine,
             impostor,
             subjects,
-            resolution: if tail.1 { 0.0 } else { 2.0 / spec.bins as f64 },
             histograms,
         }
     }
@@ -531,18 +549,15 @@ impl Loaded<'_> {
         spec: HistogramSpec,
     ) -> anyhow::Result<VerificationSet> {
         let rows: Vec<usize> = (0..self.embeddings.rows()).collect();
-        let tail = self.tail_exact(Pairing::AllDistinct, &rows);
-        let result = self.compare(engine, &rows, &[], Pairing::AllDistinct, 0, tail.0, spec)?;
-        Ok(self.set_from_result(&result, spec, tail))
+        let tail = self.tail_for(Pairing::AllDistinct, &rows);
+        let result = self.compare(engine, &rows, &[], Pairing::AllDistinct, 0, tail, spec)?;
+        Ok(self.set_from_result(&result, spec))
     }
 
-    /// The listed pairs, each scored by the engine's product, and the
-    /// insightface 10-fold accuracy over them in list order.
-    fn pairs_set(
-        &self,
-        path: &Path,
-        spec: HistogramSpec,
-    ) -> anyhow::Result<(VerificationSet, Option<crate::evaldir::KFoldAccuracy>)> {
+    /// The pairs listed in `path`, read once and each scored by the
+    /// engine's product.
+    fn scored_pairs(&self, path: &Path) -> anyhow::Result<Vec<(Pair, f32)>> {
+        use rayon::prelude::*;
         let label_paths = self.labels.path.as_deref().ok_or_else(|| {
             anyhow!(
                 "{}: no `path` column to match the pairs of {} to",
@@ -551,15 +566,25 @@ impl Loaded<'_> {
             )
         })?;
         let listed = pairs::read_pairs(path, label_paths)?;
-        let scores: Vec<f32> = {
-            use rayon::prelude::*;
-            listed
-                .par_iter()
-                .map(|p| pair_score(self.embeddings.row(p.first), self.embeddings.row(p.second)))
-                .collect()
-        };
+        Ok(listed
+            .into_par_iter()
+            .map(|p| {
+                let s = pair_score(self.embeddings.row(p.first), self.embeddings.row(p.second));
+                (p, s)
+            })
+            .collect())
+    }
+
+    /// The listed pairs as a verification set, and the insightface 10-fold
+    /// accuracy over them in list order.
+    fn pairs_set(
+        &self,
+        listed: &[(Pair, f32)],
+        path: &Path,
+        spec: HistogramSpec,
+    ) -> anyhow::Result<(VerificationSet, Option<crate::evaldir::KFoldAccuracy>)> {
         let (mut genuine, mut impostor, mut subjects) = (Vec::new(), Vec::new(), Vec::new());
-        for (p, &s) in listed.iter().zip(&scores) {
+        for &(p, s) in listed {
             if p.same {
                 genuine.push(s);
                 subjects.push(SubjectScore {
@@ -573,11 +598,11 @@ impl Loaded<'_> {
         let bins = Bins::cosine(spec);
         let mut histograms = bins.rows(HIST_GENUINE, genuine.iter().copied());
         histograms.extend(bins.rows(HIST_IMPOSTOR, impostor.iter().copied()));
-        let distances: Vec<f64> = scores
+        let distances: Vec<f64> = listed
             .iter()
-            .map(|&s| squared_l2_of_cosine(s as f64))
+            .map(|&(_, s)| squared_l2_of_cosine(s as f64))
             .collect();
-        let same: Vec<bool> = listed.iter().map(|p| p.same).collect();
+        let same: Vec<bool> = listed.iter().map(|(p, _)| p.same).collect();
         let kfold = if listed.len() >= 10 {
             Some(
                 insightface_kfold(&distances, &same, 10)
@@ -591,7 +616,6 @@ impl Loaded<'_> {
             genuine: ScoreCounts::from_scores(genuine),
             impostor: ScoreCounts::from_scores(impostor),
             subjects,
-            resolution: 0.0,
             histograms,
         };
         Ok((set, kfold))
@@ -610,6 +634,7 @@ impl Loaded<'_> {
             gallery_identities.len() as u64,
             &args.fpir,
             args.top_k.max(1),
+            args.rank,
         )
         .with_context(|| {
             format!(
@@ -623,7 +648,7 @@ impl Loaded<'_> {
                 .iter()
                 .zip(&self.probes)
                 .filter_map(|(p, &row)| {
-                    rank1_mate_score(p).map(|score| SubjectScore {
+                    mate_score_within(p, args.rank).map(|score| SubjectScore {
                         subject: self.ids[row],
                         score,
                     })
@@ -655,7 +680,7 @@ impl Loaded<'_> {
         &self,
         engine: &dyn Engine,
         spec: HistogramSpec,
-        protocol: &str,
+        protocol: &VerificationPairs,
         verification: &Verification,
     ) -> anyhow::Result<Vec<GroupBreakdown>> {
         let mut breakdowns = Vec::new();
@@ -667,8 +692,10 @@ impl Loaded<'_> {
                 .collect();
             let key = |row: usize| values.iter().map(|v| v[row].clone()).collect::<Vec<_>>();
             let pool: Vec<usize> = match protocol {
-                "probe-gallery" => self.probes.clone(),
-                _ => (0..self.embeddings.rows()).collect(),
+                VerificationPairs::ProbeGallery => self.probes.clone(),
+                VerificationPairs::AllDistinct | VerificationPairs::Listed(_) => {
+                    (0..self.embeddings.rows()).collect()
+                }
             };
             let mut members: BTreeMap<NaturalKey, Vec<usize>> = BTreeMap::new();
             for row in pool {
@@ -677,9 +704,9 @@ impl Loaded<'_> {
             let mut groups = Vec::new();
             for (NaturalKey(values), rows) in members {
                 let (genuine, impostor) = match protocol {
-                    "pairs-file" => self.group_pairs(&rows)?,
-                    "probe-gallery" => {
-                        let (capacity, _) = self.tail_exact(Pairing::ProbeGallery, &rows);
+                    VerificationPairs::Listed(listed) => group_pairs(listed, &rows),
+                    VerificationPairs::ProbeGallery => {
+                        let capacity = self.tail_for(Pairing::ProbeGallery, &rows);
                         let r = self.compare(
                             engine,
                             &rows,
@@ -691,8 +718,8 @@ impl Loaded<'_> {
                         )?;
                         binned(r, spec)
                     }
-                    _ => {
-                        let (capacity, _) = self.tail_exact(Pairing::AllDistinct, &rows);
+                    VerificationPairs::AllDistinct => {
+                        let capacity = self.tail_for(Pairing::AllDistinct, &rows);
                         let r = self.compare(
                             engine,
                             &rows,
@@ -718,31 +745,42 @@ impl Loaded<'_> {
         }
         Ok(breakdowns)
     }
+}
 
-    /// The listed pairs whose two images are both among `rows`.
-    fn group_pairs(&self, rows: &[usize]) -> anyhow::Result<(ScoreCounts, ScoreCounts)> {
-        let path = self.args.pairs.as_deref().expect("pairs-file protocol");
-        let label_paths = self
-            .labels
-            .path
-            .as_deref()
-            .expect("checked when the pairs were read");
-        let member: BTreeSet<usize> = rows.iter().copied().collect();
-        let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
-        for p in pairs::read_pairs(path, label_paths)? {
-            if member.contains(&p.first) && member.contains(&p.second) {
-                let s = pair_score(self.embeddings.row(p.first), self.embeddings.row(p.second));
-                if p.same {
-                    genuine.push(s)
-                } else {
-                    impostor.push(s)
-                }
+/// The listed pairs whose two images are both among `rows`.
+fn group_pairs(listed: &[(Pair, f32)], rows: &[usize]) -> (ScoreCounts, ScoreCounts) {
+    let member: BTreeSet<usize> = rows.iter().copied().collect();
+    let (mut genuine, mut impostor) = (Vec::new(), Vec::new());
+    for &(p, s) in listed {
+        if member.contains(&p.first) && member.contains(&p.second) {
+            if p.same {
+                genuine.push(s)
+            } else {
+                impostor.push(s)
             }
         }
-        Ok((
-            ScoreCounts::from_scores(genuine),
-            ScoreCounts::from_scores(impostor),
-        ))
+    }
+    (
+        ScoreCounts::from_scores(genuine),
+        ScoreCounts::from_scores(impostor),
+    )
+}
+
+/// The comparisons that make up the verification set (`inputs.protocol`).
+enum VerificationPairs {
+    AllDistinct,
+    ProbeGallery,
+    /// The pairs of `--pairs`, with their scores.
+    Listed(Vec<(Pair, f32)>),
+}
+
+impl VerificationPairs {
+    fn name(&self) -> &'static str {
+        match self {
+            VerificationPairs::AllDistinct => "all-pairs",
+            VerificationPairs::ProbeGallery => "probe-gallery",
+            VerificationPairs::Listed(_) => "pairs-file",
+        }
     }
 }
 
@@ -751,11 +789,12 @@ fn binned(r: CompareResult, spec: HistogramSpec) -> (ScoreCounts, ScoreCounts) {
     (ScoreCounts::from_scores(r.genuine), impostor)
 }
 
-fn subset(e: &Embeddings, rows: &[usize]) -> Embeddings {
+/// The rows of `e` listed, borrowed when they are every row in order.
+fn subset<'a>(e: &'a Embeddings, rows: &[usize]) -> Cow<'a, Embeddings> {
     if rows.len() == e.rows() && rows.iter().enumerate().all(|(i, &r)| i == r) {
-        e.clone()
+        Cow::Borrowed(e)
     } else {
-        e.select(rows)
+        Cow::Owned(e.select(rows))
     }
 }
 
@@ -791,16 +830,29 @@ fn impostor_count(
     }
 }
 
-/// How many of the highest impostor scores to keep exactly: enough that
-/// the threshold of the smallest FMR target is an exact score, with room
-/// for ties at it; capped so that memory stays bounded (64 M scores).
+/// Impostor comparisons whose scores are all kept exactly, so that every
+/// figure is what the exact scores give: 2^28, about 11 GiB of memory at
+/// the peak (measured 40 bytes per impostor score on the CPU engine, which
+/// holds a score with its pair while it merges).
+/// All distinct pairs of 23,000 images, or 300,000 probes × 890 gallery
+/// images, fit.
+pub const EXACT_IMPOSTOR_BUDGET: u64 = 1 << 28;
+
+/// How many of the highest impostor scores to keep exactly: every one
+/// within [`EXACT_IMPOSTOR_BUDGET`]; beyond it, enough that the threshold
+/// of the largest FMR target is an exact score, with room for ties at it,
+/// capped at the budget (targets beyond the cap are said to be inexact).
 fn tail_capacity(impostors: u64, fmr_targets: &[f64]) -> usize {
-    let smallest = fmr_targets.iter().copied().fold(1.0f64, f64::min);
-    let needed = (smallest * impostors as f64).ceil() as u64 + 1;
-    (needed + 4096).min(impostors).min(1 << 26) as usize
+    if impostors <= EXACT_IMPOSTOR_BUDGET {
+        return impostors as usize;
+    }
+    let largest = fmr_targets.iter().copied().fold(0.0f64, f64::max);
+    let needed = (largest * impostors as f64).ceil() as u64 + 1;
+    (needed + 4096).min(EXACT_IMPOSTOR_BUDGET) as usize
 }
 
-/// Group values in natural order: "L2" before "L10".
+/// Group values in natural order: "L2" before "L10" ([`natural_cmp`], the
+/// report's order too).
 #[derive(Debug, PartialEq, Eq)]
 struct NaturalKey(Vec<String>);
 
@@ -808,37 +860,16 @@ impl Ord for NaturalKey {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0
             .iter()
-            .map(|s| natural(s))
-            .cmp(other.0.iter().map(|s| natural(s)))
+            .zip(&other.0)
+            .map(|(a, b)| natural_cmp(a, b))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| self.0.len().cmp(&other.0.len()))
     }
 }
 impl PartialOrd for NaturalKey {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
-}
-
-/// A string as runs of text and numbers, numbers compared by value.
-fn natural(s: &str) -> Vec<(String, u128, usize)> {
-    let mut parts = Vec::new();
-    let mut rest = s;
-    while !rest.is_empty() {
-        let text_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (text, tail) = rest.split_at(text_len);
-        let digits_len = tail
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (digits, tail) = tail.split_at(digits_len);
-        parts.push((
-            text.to_string(),
-            digits.parse::<u128>().unwrap_or(u128::MAX),
-            digits.len(),
-        ));
-        rest = tail;
-    }
-    parts
 }
 
 #[cfg(test)]
@@ -859,7 +890,12 @@ mod tests {
             4
         );
         assert_eq!(tail_capacity(11, &[1e-3]), 11);
-        assert_eq!(tail_capacity(200_000_000, &[1e-1, 1e-6]), 201 + 4096);
+        assert_eq!(tail_capacity(200_000_000, &[1e-1, 1e-6]), 200_000_000);
+        assert_eq!(tail_capacity(1 << 32, &[1e-3, 1e-6]), 4_294_968 + 1 + 4096);
+        assert_eq!(
+            tail_capacity(1 << 32, &[1e-1]),
+            EXACT_IMPOSTOR_BUDGET as usize
+        );
     }
 
     #[test]

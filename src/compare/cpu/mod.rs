@@ -74,7 +74,6 @@ impl Default for CpuEngine {
 impl CpuEngine {
     /// The fp32 engine with the default tiles.
     pub fn new() -> CpuEngine {
-        one_thread_per_product();
         CpuEngine {
             tile: TileShape::CPU_DEFAULT,
             precision: CpuPrecision::Fp32,
@@ -107,22 +106,10 @@ impl CpuEngine {
     }
 }
 
-/// The engine runs one product per rayon worker, so matrixmultiply's own
-/// threads would only compete with the workers (and ignore `--jobs`). It
-/// reads MATMUL_NUM_THREADS once, at its first product: ask for one thread
-/// before that, unless the user has set it. Measured on 2 cores: the same
-/// CPU time, and the fold no longer waits on the shared product thread.
-fn one_thread_per_product() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
-            std::env::set_var("MATMUL_NUM_THREADS", "1");
-        }
-    });
-}
-
 /// `out[r * n + c] = <a_r, b_c>` for the `m` rows of `a` and the `n` rows of
-/// `b` (row-major, `dim` wide), in fp32. matrixmultiply sums each element
+/// `b` (row-major, `dim` wide), in fp32, on the calling thread (the engine
+/// runs one product per rayon worker; matrixmultiply is built without its
+/// own threads, which would only compete with the workers). matrixmultiply sums each element
 /// over `dim` in the same order whatever `m` and `n`, so a pair's score
 /// does not depend on its tile.
 pub fn products(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
@@ -1057,18 +1044,20 @@ fn merge(
     job: &CompareJob<'_>,
     genuine: Genuine,
     mate: &[f32],
-    folds: Vec<Fold>,
+    mut folds: Vec<Fold>,
 ) -> (CompareResult, Vec<usize>) {
     use rayon::prelude::*;
     let mut hist = vec![0u64; job.histogram.bins as usize];
-    let mut tail = Vec::new();
+    // Each worker's store is freed as it is moved: a tail that holds every
+    // impostor score is in memory once, not twice.
+    let mut tail = Vec::with_capacity(folds.iter().map(|f| f.tail.scores.len()).sum());
     let n = job.probes.rows();
     let mut above_mate = vec![0u64; n];
-    for fold in &folds {
+    for fold in &mut folds {
         for (h, f) in hist.iter_mut().zip(&fold.hist) {
             *h += f;
         }
-        tail.extend_from_slice(&fold.tail.scores);
+        tail.extend(std::mem::take(&mut fold.tail.scores));
         for (a, f) in above_mate.iter_mut().zip(&fold.above_mate) {
             *a += f;
         }
@@ -1292,7 +1281,7 @@ mod tests {
     #[test]
     fn bf16_strips_fold_like_the_naive_loop() {
         if !bf16::supported() {
-            eprintln!("no AVX-512 BF16 here: bf16 engine not run");
+            crate::require::skip("avx512-bf16", &crate::require::this_test(), "this CPU lacks AVX-512 BF16");
             return;
         }
         let probes = embeddings(130, 24, &[3, -1, 2, 0, -2, 1, 1, -3, 2, 1, 0]);
@@ -1331,6 +1320,7 @@ mod tests {
     #[test]
     fn bf16_top_lists_fall_back_to_fp32_on_wide_ties() {
         if !bf16::supported() {
+            crate::require::skip("avx512-bf16", &crate::require::this_test(), "this CPU lacks AVX-512 BF16");
             return;
         }
         let dim = 16;
