@@ -255,8 +255,8 @@ mod tests {
     #[test]
     fn ascending_gallery_fits() {
         let want = 2_000_000;
-        let tiles: Vec<Vec<u64>> = (0..40)
-            .map(|t| tile(8192 * 16384, -0.2 + 0.01 * t as f64, 0.025))
+        let tiles: Vec<Vec<u64>> = (0..10)
+            .map(|t| tile(8192 * 16384, -0.2 + 0.05 * t as f64, 0.025))
             .collect();
         let old = old_peak(&tiles, want);
         let m = model(&tiles, want);
