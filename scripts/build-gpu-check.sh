@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 stage="${1:-target/gpu-check}"
 mkdir -p "$stage"
 
-cargo build --release --bin facekit-gpu-bench
+cargo build --release --features gpu-bench --bin facekit-gpu-bench
 tests=$(cargo test --release --test gpu --no-run --message-format=json 2>/dev/null |
     python3 -c 'import json, sys
 for line in sys.stdin:

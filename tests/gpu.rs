@@ -16,6 +16,8 @@ use facekit::compare::{
 };
 use facekit::compare::{SplitMix, TileShape};
 
+mod require;
+
 const TOL: f64 = 1e-5;
 const EDGE: f64 = 1e-6;
 
@@ -475,6 +477,57 @@ fn the_reference_agrees_with_the_cpu_engine() {
             &cpu,
             &want,
             near_edge,
+        );
+    }
+}
+
+/// Every kernel compiles to machine code for Hopper (sm_90) through NVRTC,
+/// which needs no GPU (CI installs the `nvidia-cuda-nvrtc==13.0.*` wheel
+/// and names its lib folder in FACEKIT_NVRTC_LIB_DIR), the fold at every
+/// top-k the engine allows, and ptxas (inside NVRTC) reports no register
+/// spills for any of them. The figures are printed.
+#[test]
+fn every_kernel_compiles_for_sm90_without_spills() {
+    use facekit::compare::cuda::{kernels, libs};
+    if !libs::nvrtc_present() {
+        require::skip(
+            "nvrtc",
+            "every_kernel_compiles_for_sm90_without_spills",
+            &format!("libnvrtc not found (set {})", libs::LIB_DIR_VAR),
+        );
+        return;
+    }
+    let mut variants: Vec<(kernels::Source, Vec<String>)> = kernels::ALL
+        .iter()
+        .map(|s| (*s, kernels::default_defines(s)))
+        .collect();
+    variants.extend((0..=kernels::MAX_TOP_K).map(|k| (kernels::FOLD, kernels::fold_defines(k))));
+    for (source, defines) in &variants {
+        let c = kernels::compile(source, "sm_90", defines).unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.cubin.starts_with(b"\x7fELF"), "{}: not a CUBIN", source.file);
+        for f in source.functions {
+            assert!(
+                c.report.contains(&format!("entry function '{f}'")),
+                "{}: no {f} in\n{}",
+                source.file,
+                c.report
+            );
+        }
+        let resources: Vec<&str> = c
+            .report
+            .lines()
+            .filter(|l| l.contains("registers") || l.contains("spill"))
+            .map(str::trim)
+            .collect();
+        eprintln!("{} {}: {}", source.file, defines.join(" "), resources.join("; "));
+        assert!(c.report.contains("bytes spill stores"), "{}: no report", source.file);
+        assert_eq!(
+            c.spill_store_bytes(),
+            0,
+            "{} {}: spills\n{}",
+            source.file,
+            defines.join(" "),
+            c.report
         );
     }
 }

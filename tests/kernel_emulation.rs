@@ -1,10 +1,13 @@
 //! Runs the fold and tail kernels (`src/compare/cuda/kernels/`) on the CPU
 //! under a small emulation of CUDA's threads and warp intrinsics
-//! (`tests/kernel_emu/`), over several tiles in the engine's order, and
-//! checks histogram, mate-rank counts, top-k and the impostor tail against
-//! brute force. This is the kernels' logic run where there is no GPU; the
-//! GPU tests (`tests/gpu.rs`) check the real thing. Skipped, saying so,
-//! without a C++20 compiler (`$CXX` or `c++`).
+//! (`tests/kernel_emu/`), over several tiles and probe blocks (with a row
+//! offset) in the engine's order, and checks histogram, mate-rank counts,
+//! top-k and the impostor tail (redone tiles, ties beyond the store)
+//! against brute force. This is the kernels' logic run where there is no
+//! GPU; the GPU tests (`tests/gpu.rs`) check the real thing. The top-k
+//! lengths cover each shape of the warp's list (one slot per lane partly
+//! or wholly filled, two slots) up to the engine's limit of 64. Skipped,
+//! saying so, without a C++20 compiler (`$CXX` or `c++`).
 
 mod require;
 
@@ -22,7 +25,7 @@ fn emulate(top_k: usize, block: usize) {
     match built {
         Ok(out) if out.status.success() => {}
         Ok(out) if String::from_utf8_lossy(&out.stderr).contains("c++: command not found") => {
-            require::skip("cxx", &require::this_test(), "no C++ compiler (c++)");
+            require::skip("cxx", "kernel_emulation", "no C++ compiler");
             return;
         }
         Ok(out) => panic!(
@@ -39,7 +42,7 @@ fn emulate(top_k: usize, block: usize) {
     );
     assert_eq!(
         report.lines().filter(|l| l.ends_with(": ok")).count(),
-        6,
+        9,
         "{report}"
     );
 }
@@ -52,4 +55,14 @@ fn fold_and_tail_top10_two_warps() {
 #[test]
 fn fold_and_tail_top1_one_warp() {
     emulate(1, 32);
+}
+
+#[test]
+fn fold_and_tail_top33_two_slots() {
+    emulate(33, 32);
+}
+
+#[test]
+fn fold_and_tail_top64_at_the_limit() {
+    emulate(64, 32);
 }

@@ -79,7 +79,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
 fn engine(device: DeviceChoice) -> anyhow::Result<Box<dyn Engine>> {
     let selected = select_engine(device, Precision::Fp32)?;
     if let Some(notice) = selected.notice() {
-        if io::stderr().is_terminal() {
+        if io::stderr().is_terminal() || selected.gpu_unusable {
             eprintln!("facekit search: {notice}");
         }
     }

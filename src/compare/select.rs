@@ -3,7 +3,7 @@
 //! of which one ran and why (`summary.json`'s `engine`).
 
 use super::cpu::{CpuEngine, CpuPrecision};
-use super::cuda::CudaEngine;
+use super::cuda::{CudaEngine, CudaError};
 use super::Engine;
 use crate::cli::{DeviceChoice, Precision};
 use crate::evaldir::EngineInfo;
@@ -12,6 +12,9 @@ use crate::evaldir::EngineInfo;
 pub struct SelectedEngine {
     pub engine: Box<dyn Engine>,
     pub info: EngineInfo,
+    /// A GPU is there but could not be used (a driver too old for the
+    /// CUDA libraries, say): the notice is printed even with --quiet.
+    pub gpu_unusable: bool,
 }
 
 impl SelectedEngine {
@@ -51,6 +54,15 @@ pub fn select_engine(
     device: DeviceChoice,
     precision: Precision,
 ) -> Result<SelectedEngine, SelectError> {
+    select_with(device, precision, || CudaEngine::new(0, precision))
+}
+
+/// [`select_engine`] with the CUDA engine opened by `open_gpu`.
+fn select_with(
+    device: DeviceChoice,
+    precision: Precision,
+    open_gpu: impl FnOnce() -> Result<CudaEngine, CudaError>,
+) -> Result<SelectedEngine, SelectError> {
     match device {
         DeviceChoice::Cpu => match precision {
             Precision::Fp32 => Ok(cpu(CpuPrecision::Fp32, None)),
@@ -58,10 +70,10 @@ pub fn select_engine(
             Precision::Bf16 => Err(SelectError::CpuBf16("this CPU lacks AVX-512 BF16".into())),
             other => Err(SelectError::PrecisionNeedsCuda(precision_name(other))),
         },
-        DeviceChoice::Cuda => CudaEngine::new(0, precision)
+        DeviceChoice::Cuda => open_gpu()
             .map(cuda)
             .map_err(|e| SelectError::CudaUnavailable(e.to_string())),
-        DeviceChoice::Auto => match CudaEngine::new(0, precision) {
+        DeviceChoice::Auto => match open_gpu() {
             Ok(engine) => Ok(cuda(engine)),
             Err(e) => {
                 let mut why = e.to_string();
@@ -73,7 +85,9 @@ pub fn select_engine(
                 if on_cpu == CpuPrecision::Fp32 && precision != Precision::Fp32 {
                     why.push_str(&format!("; fp32 instead of {}", precision_name(precision)));
                 }
-                Ok(cpu(on_cpu, Some(why)))
+                let mut selected = cpu(on_cpu, Some(why));
+                selected.gpu_unusable = e.gpu_unusable();
+                Ok(selected)
             }
         },
     }
@@ -101,6 +115,7 @@ fn cpu(precision: CpuPrecision, fallback_reason: Option<String>) -> SelectedEngi
     SelectedEngine {
         engine: Box::new(engine),
         info,
+        gpu_unusable: false,
     }
 }
 
@@ -116,6 +131,7 @@ fn cuda(engine: CudaEngine) -> SelectedEngine {
     SelectedEngine {
         engine: Box::new(engine),
         info,
+        gpu_unusable: false,
     }
 }
 
@@ -147,6 +163,29 @@ mod tests {
             }
             other => panic!("unexpected engine kind {other}"),
         }
+    }
+
+    /// A driver too old for NVRTC: auto falls back, saying so with both
+    /// versions, loudly; cuda is an error with the same line.
+    #[test]
+    fn an_old_driver_makes_auto_fall_back_loudly() {
+        use crate::compare::cuda::libs::{CudaVersion, Versions};
+        let old = Versions {
+            driver: CudaVersion { major: 12, minor: 4 },
+            nvrtc: CudaVersion { major: 13, minor: 0 },
+        };
+        let probe = || Err(CudaError::Unusable(old.check().unwrap_err()));
+        let auto = select_with(DeviceChoice::Auto, Precision::Fp32, probe).unwrap();
+        assert_eq!(auto.info.kind, "cpu");
+        assert!(auto.gpu_unusable);
+        let notice = auto.notice().unwrap();
+        assert!(notice.starts_with("using the CPU engine: the NVIDIA driver supports CUDA 12.4"), "{notice}");
+        assert!(notice.contains("NVRTC is CUDA 13.0") && !notice.contains('\n'), "{notice}");
+        let err = select_with(DeviceChoice::Cuda, Precision::Fp32, probe).err().unwrap();
+        assert!(err.to_string().contains("CUDA 12.4"), "{err}");
+        let missing = || Err(CudaError::Unavailable("libcuda not found".into()));
+        let quiet = select_with(DeviceChoice::Auto, Precision::Fp32, missing).unwrap();
+        assert!(!quiet.gpu_unusable);
     }
 
     #[test]

@@ -336,7 +336,9 @@ fn from_embeddings(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
     let mut evaluation = loaded.evaluate(selected.engine.as_ref(), selected.info, emb_path)?;
     evaluation.summary.engine.max_abs_score_error = selected.engine.score_error();
     // Said once the run has succeeded, so an error stays the only line.
-    if let (Some(notice), false) = (notice, args.output.quiet || args.output.json) {
+    // A GPU that is there but unusable is said even with --quiet.
+    let quiet = (args.output.quiet || args.output.json) && !selected.gpu_unusable;
+    if let (Some(notice), false) = (notice, quiet) {
         eprintln!("facekit: {notice}");
     }
     Ok(evaluation)

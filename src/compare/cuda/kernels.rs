@@ -1,16 +1,24 @@
 //! The CUDA kernels' sources (`kernels/*.cu`, in the repository) and their
-//! compilation by NVRTC at run time for the GPU present, so the build needs
-//! no CUDA toolkit.
+//! compilation by NVRTC at run time, to machine code (CUBIN) for the GPU
+//! present: the driver then has no PTX to compile, so a driver older than
+//! NVRTC's PTX version still loads it, and the build needs no CUDA toolkit.
 
-use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
+use std::ffi::CString;
+
+use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys, Ptx};
+
+use super::params;
 
 /// Definitions every kernel file starts with.
 const COMMON: &str = include_str!("kernels/common.cuh");
 
 /// Threads per block of the fold kernel (also its -DBLOCK).
 pub const FOLD_BLOCK: u32 = 512;
-/// The longest candidate list the fold keeps in registers per lane.
+/// The longest candidate list the fold keeps (in registers, two per lane
+/// per 32 entries).
 pub const MAX_TOP_K: usize = 64;
+/// Threads of the tail maintenance block (its TB).
+pub const TAIL_BLOCK: u32 = 1024;
 
 /// One kernel file and the functions it defines.
 #[derive(Debug, Clone, Copy)]
@@ -51,10 +59,10 @@ pub fn fold_defines(top_k: usize) -> Vec<String> {
 
 /// The -D options a file needs (the fold's for the usual top-10).
 pub fn default_defines(source: &Source) -> Vec<String> {
-    if source.file == FOLD.file {
-        fold_defines(10)
-    } else {
-        Vec::new()
+    match source.file {
+        f if f == FOLD.file => fold_defines(10),
+        f if f == TAIL.file => vec![format!("-DTB={TAIL_BLOCK}")],
+        _ => Vec::new(),
     }
 }
 
@@ -67,130 +75,110 @@ pub struct CompileError {
     pub log: String,
 }
 
+/// A kernel file compiled for one GPU architecture.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The CUBIN image.
+    pub cubin: Vec<u8>,
+    /// ptxas' report: registers, stack frame, spills per function.
+    pub report: String,
+}
+
+impl Compiled {
+    pub fn module(&self) -> Ptx {
+        Ptx::from_binary(self.cubin.clone())
+    }
+
+    /// Bytes of register spill stores, summed over the file's functions.
+    pub fn spill_store_bytes(&self) -> u64 {
+        self.report
+            .lines()
+            .filter_map(|l| l.split_once(" bytes spill stores"))
+            .filter_map(|(before, _)| before.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+}
+
 /// [`compile`], once per process for each file, architecture and set of
 /// -D options (NVRTC takes 0.1 to 1 s a file; engines made later reuse it).
 pub fn compile_cached(
     source: &Source,
     arch: &str,
     defines: &[String],
-) -> Result<Ptx, CompileError> {
+) -> Result<Compiled, CompileError> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     type Key = (&'static str, String, Vec<String>);
-    static CACHE: OnceLock<Mutex<HashMap<Key, Ptx>>> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<Key, Compiled>>> = OnceLock::new();
     let key = (source.file, arch.to_string(), defines.to_vec());
     let cache = CACHE.get_or_init(Default::default);
-    if let Some(ptx) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return Ok(ptx.clone());
+    if let Some(c) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(c.clone());
     }
-    let ptx = compile(source, arch, defines)?;
+    let compiled = compile(source, arch, defines)?;
     cache
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(key, ptx.clone());
-    Ok(ptx)
+        .insert(key, compiled.clone());
+    Ok(compiled)
 }
 
-/// Compiles one kernel file to PTX for `arch` ("sm_90").
-pub fn compile(source: &Source, arch: &str, defines: &[String]) -> Result<Ptx, CompileError> {
+/// Compiles one kernel file to CUBIN for `arch` ("sm_90"), with ptxas'
+/// resource report.
+pub fn compile(source: &Source, arch: &str, defines: &[String]) -> Result<Compiled, CompileError> {
     let mut options = vec![
         format!("--gpu-architecture={arch}"),
         "--std=c++17".to_string(),
+        "--ptxas-options=-v".to_string(),
     ];
+    options.extend(params::struct_defines());
     options.extend(defines.iter().cloned());
-    let opts = CompileOptions {
-        options,
-        name: Some(source.file.to_string()),
-        ..Default::default()
-    };
-    let text = format!("{COMMON}\n#line 1 \"{}\"\n{}", source.file, source.text);
     let fail = |log: String| CompileError {
         file: source.file,
         arch: arch.to_string(),
         defines: defines.join(" "),
         log,
     };
+    let text = format!("{COMMON}\n#line 1 \"{}\"\n{}", source.file, source.text);
+    let text = CString::new(text).map_err(|_| fail("a NUL byte in the source".into()))?;
+    let name = CString::new(source.file).map_err(|_| fail("a NUL byte in the name".into()))?;
     // cudarc panics if a symbol is missing from the library it loaded.
-    match std::panic::catch_unwind(|| compile_ptx_with_opts(text, opts)) {
-        Ok(Ok(ptx)) => Ok(ptx),
-        Ok(Err(cudarc::nvrtc::CompileError::CompileError { log, .. })) => {
-            Err(fail(log.to_string_lossy().trim().to_string()))
-        }
-        Ok(Err(e)) => Err(fail(format!("{e:?}"))),
-        Err(_) => Err(fail("NVRTC panicked (an incompatible libnvrtc?)".into())),
-    }
+    std::panic::catch_unwind(|| nvrtc_cubin(&text, &name, &options))
+        .unwrap_or_else(|_| Err("NVRTC panicked (an incompatible libnvrtc?)".into()))
+        .map_err(fail)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// NVRTC's steps: create, compile, read the log and the CUBIN, destroy.
+fn nvrtc_cubin(text: &CString, name: &CString, options: &[String]) -> Result<Compiled, String> {
+    let prog = nvrtc::create_program(text, Some(name)).map_err(|e| e.to_string())?;
+    // SAFETY: `prog` was just created and is destroyed once, below; the
+    // source and name it refers to outlive it.
+    let out = unsafe {
+        let compiled = nvrtc::compile_program(prog, options);
+        let log = nvrtc::get_program_log(prog)
+            .map(|l| {
+                let bytes: Vec<u8> = l.iter().map(|&c| c as u8).take_while(|&b| b != 0).collect();
+                String::from_utf8_lossy(&bytes).trim().to_string()
+            })
+            .unwrap_or_default();
+        let result = match compiled {
+            Err(e) => Err(if log.is_empty() { e.to_string() } else { log }),
+            Ok(()) => get_cubin(prog)
+                .map(|cubin| Compiled { cubin, report: log })
+                .map_err(|e| e.to_string()),
+        };
+        let _ = nvrtc::destroy_program(prog);
+        result
+    };
+    out
+}
 
-    /// Every kernel compiles to PTX for Hopper (sm_90) through NVRTC, which
-    /// needs no GPU: CI installs the `nvidia-cuda-nvrtc==13.0.*` wheel and
-    /// names its lib folder in FACEKIT_NVRTC_LIB_DIR (or LD_LIBRARY_PATH).
-    /// With FACEKIT_PTXAS naming the `ptxas` of the `nvidia-cuda-nvcc`
-    /// wheel, the PTX is also assembled for sm_90, and the fold for the
-    /// usual top-10 must not spill registers.
-    #[test]
-    fn every_kernel_compiles_for_sm90() {
-        if !super::super::libs::nvrtc_present() {
-            crate::require::skip(
-                "nvrtc",
-                "every_kernel_compiles_for_sm90",
-                &format!(
-                    "libnvrtc not found (set {} to the nvidia-cuda-nvrtc wheel's lib folder)",
-                    super::super::libs::LIB_DIR_VAR
-                ),
-            );
-            return;
-        }
-        let mut variants: Vec<(Source, Vec<String>)> =
-            ALL.iter().map(|s| (*s, default_defines(s))).collect();
-        for k in [0, 1, MAX_TOP_K] {
-            variants.push((FOLD, fold_defines(k)));
-        }
-        for (source, defines) in &variants {
-            let ptx = compile(source, "sm_90", defines).unwrap_or_else(|e| panic!("{e}"));
-            let text = ptx.to_src();
-            assert!(
-                text.contains(".target sm_90"),
-                "{}: no sm_90 target",
-                source.file
-            );
-            for f in source.functions {
-                assert!(
-                    text.contains(&format!(".entry {f}(")),
-                    "{}: no entry {f}",
-                    source.file
-                );
-            }
-            if let Some(ptxas) = std::env::var_os("FACEKIT_PTXAS") {
-                let report = assemble(&ptxas, &text);
-                if defines.contains(&"-DTOPK=10".to_string()) {
-                    assert!(
-                        report.contains(" 0 bytes spill stores"),
-                        "{}: spills\n{report}",
-                        source.file
-                    );
-                }
-            }
-        }
-    }
-
-    /// Runs ptxas on the PTX for sm_90 and returns its resource report.
-    fn assemble(ptxas: &std::ffi::OsStr, ptx: &str) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.ptx");
-        std::fs::write(&path, ptx).unwrap();
-        let out = std::process::Command::new(ptxas)
-            .args(["-arch=sm_90", "-v", "-o"])
-            .arg(dir.path().join("k.cubin"))
-            .arg(&path)
-            .output()
-            .unwrap();
-        let report = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "ptxas failed:\n{report}");
-        eprintln!("{report}");
-        report
-    }
+/// # Safety
+/// `prog` must be a live, compiled program.
+unsafe fn get_cubin(prog: nvrtc_sys::nvrtcProgram) -> Result<Vec<u8>, nvrtc::NvrtcError> {
+    let mut size = 0usize;
+    nvrtc_sys::nvrtcGetCUBINSize(prog, &mut size).result()?;
+    let mut cubin = vec![0u8; size];
+    nvrtc_sys::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast()).result()?;
+    Ok(cubin)
 }

@@ -87,3 +87,97 @@ pub fn missing_library() -> Option<String> {
     }
     None
 }
+
+/// A CUDA version, as the driver and NVRTC report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CudaVersion {
+    pub major: i32,
+    pub minor: i32,
+}
+
+impl std::fmt::Display for CudaVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// The CUDA versions the driver and NVRTC present here support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versions {
+    pub driver: CudaVersion,
+    pub nvrtc: CudaVersion,
+}
+
+impl Versions {
+    /// Asks the driver and NVRTC (both libraries must be present).
+    pub fn probe() -> Result<Versions, String> {
+        let mut driver = 0i32;
+        let (mut major, mut minor) = (0i32, 0i32);
+        // SAFETY: plain queries writing one integer each; cuDriverGetVersion
+        // needs no cuInit.
+        unsafe {
+            cudarc::driver::sys::cuDriverGetVersion(&mut driver)
+                .result()
+                .map_err(|e| format!("the driver's version: {e:?}"))?;
+            cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor)
+                .result()
+                .map_err(|e| format!("NVRTC's version: {e:?}"))?;
+        }
+        Ok(Versions {
+            driver: CudaVersion {
+                major: driver / 1000,
+                minor: driver % 1000 / 10,
+            },
+            nvrtc: CudaVersion { major, minor },
+        })
+    }
+
+    /// Whether the driver can load what this NVRTC compiles. The kernels
+    /// are machine code for the GPU (no PTX for the driver to compile), so
+    /// a driver of NVRTC's major version is enough (CUDA's minor-version
+    /// compatibility); an older major version is not.
+    pub fn check(&self) -> Result<(), String> {
+        if self.driver.major >= self.nvrtc.major {
+            return Ok(());
+        }
+        Err(format!(
+            "the NVIDIA driver supports CUDA {} but NVRTC is CUDA {}, whose code it cannot load: \
+             install a driver for CUDA {} or later, or NVRTC and cuBLAS of CUDA {} (e.g. pip install \
+             nvidia-cuda-nvrtc-cu{} nvidia-cublas-cu{}) with their lib folder in {LIB_DIR_VAR}",
+            self.driver, self.nvrtc, self.nvrtc.major, self.driver.major, self.driver.major, self.driver.major
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(major: i32, minor: i32) -> CudaVersion {
+        CudaVersion { major, minor }
+    }
+
+    /// An R550 driver (CUDA 12.4) under NVRTC 13.0: one line naming both
+    /// versions and the remedies.
+    #[test]
+    fn an_old_driver_is_named_with_both_versions() {
+        let old = Versions {
+            driver: v(12, 4),
+            nvrtc: v(13, 0),
+        };
+        let msg = old.check().unwrap_err();
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(
+            msg.contains("driver supports CUDA 12.4") && msg.contains("NVRTC is CUDA 13.0"),
+            "{msg}"
+        );
+        assert!(msg.contains("nvidia-cuda-nvrtc-cu12"), "{msg}");
+        for ok in [v(13, 0), v(13, 1), v(12, 9)] {
+            let newer = Versions {
+                driver: ok,
+                nvrtc: if ok.major == 12 { v(12, 8) } else { v(13, 0) },
+            };
+            assert_eq!(newer.check(), Ok(()), "{newer:?}");
+        }
+    }
+}

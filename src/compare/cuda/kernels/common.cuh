@@ -24,3 +24,60 @@ __device__ __forceinline__ float f16_to_f32(u16 v) {
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));
     return f;
 }
+
+// The kernels' parameter blocks. Each mirrors a #[repr(C)] struct of
+// src/compare/cuda/params.rs field for field (device pointers are u64
+// there); the Rust side passes its sizes as -D options and the
+// static_asserts below stop a build where the two have drifted apart.
+
+// The impostor tail store's state on the device (see tail.cu).
+struct TailState {
+    u64 count;       // scores appended; past the capacity they are counted, not stored
+    u64 tile_start;  // count when the current tile's tail pass began
+    u64 above;       // impostors folded so far in bins >= bin
+    int bin;         // the bound: scores in lower bins cannot reach the final top
+    int redo;        // 1: the last tile overflowed the store and is appended again
+    int overflow;    // the store overflowed even so (ties within one bin)
+    int redone;      // tiles redone so far
+};
+
+// One launch of the fold (fold.cu) over one tile.
+struct FoldParams {
+    const float* scores;  // the tile, row-major
+    u64 ld;               // its leading dimension
+    u64 row0, col0;       // global index of its first row and column
+    const u32* plabel;    // labels of the tile's rows
+    const u32* glabel;    // labels of its columns (padded by 4)
+    const float* mate_best;
+    u64* hist;
+    float* top_s;
+    u32* top_j;
+    u64* rank_count;
+    float* tail_buf;
+    TailState* tail;
+    u64 tail_cap;
+    float half_bins;
+    int rows, cols, bins, win_lo, win_len;
+    int all_distinct;
+    int do_main;    // histogram, mate rank, top-k
+    int do_tail;    // append to the tail store
+    int redo_only;  // run only if the tail state asks for a redo
+};
+
+// One launch of the tail store's maintenance (tail.cu).
+struct TailParams {
+    const u64* hist;
+    float* buf;
+    TailState* state;
+    u64 want, cap, high_water;
+    float half_bins;
+    int bins;
+    int after_redo;  // 1: the maintenance after a redone tail pass
+    int pad;
+};
+
+#ifdef TAIL_STATE_BYTES
+static_assert(sizeof(TailState) == TAIL_STATE_BYTES, "TailState differs from params.rs");
+static_assert(sizeof(FoldParams) == FOLD_PARAMS_BYTES, "FoldParams differs from params.rs");
+static_assert(sizeof(TailParams) == TAIL_PARAMS_BYTES, "TailParams differs from params.rs");
+#endif

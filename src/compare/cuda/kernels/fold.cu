@@ -1,10 +1,9 @@
-// The per-tile fold: one pass over a tile of cosine scores S (rows = probes
-// of the block, columns = gallery rows, row-major, leading dimension ld),
-// straight after its product, so that only small results leave the GPU.
+// The per-tile fold: one pass over a tile of cosine scores (rows = probes
+// of the block, columns = gallery rows, row-major), straight after its
+// product, so that only small results leave the GPU.
 //
 // Compiled per top-k length: TOPK (candidates kept per probe) and BLOCK
-// (threads per block) come as -D options, so each lane's candidate list
-// lives in registers (indexed only by unrolled loops).
+// (threads per block) come as -D options.
 //
 // A warp owns a row for the whole launch (launches are ordered on one
 // stream), so per-row state needs no atomics. Each lane reads 4 adjacent
@@ -15,11 +14,14 @@
 //     [win_lo, win_lo + win_len) where nearly all impostor scores fall,
 //     global 64-bit atomics outside it; flushed once per block;
 //   * mate rank: non-mates scoring >= the probe's best mate score;
-//   * top-k: per lane, the candidates that beat both its own k-th and the
-//     row's stored k-th, merged into the stored list at the end of the row.
-// tail pass (do_tail): impostor scores whose bin is >= *tail_bin go to the
-//   tail store (see tail.cu for why that bound never drops a score that
-//   belongs to the final top).
+//   * top-k: the row's list, spread over the warp's registers (entry
+//     q = 32·slot + lane), which a candidate enters only when it beats the
+//     k-th entry: rare after the first columns, so the warp inserts the
+//     candidates of a step one at a time, together. Two registers per lane
+//     per 32 entries, at every k: no local memory.
+// tail pass (do_tail): impostor scores whose bin is >= the tail state's bin
+//   are appended to the tail store (tail.cu says why that bound never drops
+//   a score of the final top, and how an overflowing tile is redone).
 // "Impostor" for the histogram and tail means: labels differ and, in the
 // all-distinct pairing, the column's global index is above the row's, so
 // each unordered pair counts once. The rank counts every non-mate.
@@ -31,43 +33,79 @@
 #define BLOCK 512
 #endif
 #define WARPS (BLOCK / 32)
+#define SLOTS ((TOPK + 31) / 32)
 
 __device__ __forceinline__ bool better(float a, u32 ia, float b, u32 ib) {
     return a > b || (a == b && ia < ib);
 }
 
 #if TOPK > 0
-// Inserts (s, j) into a sorted (best first) register list; the caller has
-// checked that it beats the last entry, which drops out.
-__device__ __forceinline__ void lane_insert(float (&ls)[TOPK], u32 (&lj)[TOPK], float s, u32 j) {
-    bool placed = false;
+// A row's top-k, best first, over the warp: slot s of lane l is entry
+// 32·s + l; entries past TOPK stay empty (-inf, no index).
+struct WarpList {
+    float s[SLOTS];
+    u32 j[SLOTS];
+};
+
+__device__ __forceinline__ void list_load(WarpList& L, const float* ts, const u32* tj, int lane) {
 #pragma unroll
-    for (int q = TOPK - 1; q > 0; --q) {
-        if (!placed) {
-            if (better(s, j, ls[q - 1], lj[q - 1])) {
-                ls[q] = ls[q - 1];
-                lj[q] = lj[q - 1];
-            } else {
-                ls[q] = s;
-                lj[q] = j;
-                placed = true;
-            }
-        }
-    }
-    if (!placed) {
-        ls[0] = s;
-        lj[0] = j;
+    for (int k = 0; k < SLOTS; ++k) {
+        const int q = 32 * k + lane;
+        L.s[k] = q < TOPK ? ts[q] : -INFINITY;
+        L.j[k] = q < TOPK ? tj[q] : 0xffffffffu;
     }
 }
 
-__device__ __forceinline__ void lane_pop(float (&ls)[TOPK], u32 (&lj)[TOPK]) {
+__device__ __forceinline__ void list_store(const WarpList& L, float* ts, u32* tj, int lane) {
 #pragma unroll
-    for (int q = 0; q < TOPK - 1; ++q) {
-        ls[q] = ls[q + 1];
-        lj[q] = lj[q + 1];
+    for (int k = 0; k < SLOTS; ++k) {
+        const int q = 32 * k + lane;
+        if (q < TOPK) {
+            ts[q] = L.s[k];
+            tj[q] = L.j[k];
+        }
     }
-    ls[TOPK - 1] = -INFINITY;
-    lj[TOPK - 1] = 0xffffffffu;
+}
+
+// The k-th entry, on every lane.
+__device__ __forceinline__ void list_last(const WarpList& L, float& s, u32& j) {
+    s = __shfl_sync(FULL_MASK, L.s[(TOPK - 1) / 32], (TOPK - 1) % 32);
+    j = __shfl_sync(FULL_MASK, L.j[(TOPK - 1) / 32], (TOPK - 1) % 32);
+}
+
+// Inserts (cs, cj), the same on every lane and better than the k-th
+// entry: entries from its place on move down one, the k-th drops out.
+__device__ __forceinline__ void list_insert(WarpList& L, float cs, u32 cj, int lane) {
+    int place = 0;
+#pragma unroll
+    for (int k = 0; k < SLOTS; ++k) place += __popc(__ballot_sync(FULL_MASK, better(L.s[k], L.j[k], cs, cj)));
+    // Each entry's predecessor, gathered before anything moves.
+    float ps[SLOTS];
+    u32 pj[SLOTS];
+#pragma unroll
+    for (int k = 0; k < SLOTS; ++k) {
+        ps[k] = __shfl_up_sync(FULL_MASK, L.s[k], 1);
+        pj[k] = __shfl_up_sync(FULL_MASK, L.j[k], 1);
+        if (k > 0) {
+            const float ws = __shfl_sync(FULL_MASK, L.s[k - 1], 31);
+            const u32 wj = __shfl_sync(FULL_MASK, L.j[k - 1], 31);
+            if (lane == 0) {
+                ps[k] = ws;
+                pj[k] = wj;
+            }
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < SLOTS; ++k) {
+        const int q = 32 * k + lane;
+        if (q < TOPK && q > place) {
+            L.s[k] = ps[k];
+            L.j[k] = pj[k];
+        } else if (q == place) {
+            L.s[k] = cs;
+            L.j[k] = cj;
+        }
+    }
 }
 #endif
 
@@ -91,153 +129,117 @@ __device__ __forceinline__ void load4(const float* row, const u32* glabel, int c
 
 // Two blocks per multiprocessor (the host sizes the histogram window to
 // fit): 32 warps streaming scores per SM, at most 64 registers a thread.
-extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(
-    const float* __restrict__ S, int rows, int cols, u64 ld, u64 row0, u64 col0,
-    const u32* __restrict__ plabel, const u32* __restrict__ glabel, int all_distinct,
-    const float* __restrict__ mate_best, int do_main, u64* __restrict__ hist, int bins, float half_bins,
-    int win_lo, int win_len, float* __restrict__ top_s, u32* __restrict__ top_j,
-    u64* __restrict__ rank_count, int do_tail, const int* __restrict__ tail_bin,
-    float* __restrict__ tail_buf, u64 tail_cap, u64* __restrict__ tail_count) {
-    extern __shared__ u32 smem[];
-    u32* sh_hist = smem;  // win_len counters
-#if TOPK > 0
-    float* out_s = (float*)(smem + win_len) + (threadIdx.x >> 5) * TOPK;
-    u32* out_j = smem + win_len + WARPS * TOPK + (threadIdx.x >> 5) * TOPK;
-#endif
+extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(const FoldParams p) {
+    extern __shared__ u32 sh_hist[];  // win_len counters
+    if (p.redo_only && !p.tail->redo) return;  // the same for the whole grid
     const int lane = threadIdx.x & 31;
-    if (do_main) {
-        for (int i = threadIdx.x; i < win_len; i += BLOCK) sh_hist[i] = 0;
-        __syncthreads();
-    }
-    const int tb = do_tail ? *tail_bin : bins;
+    const int win_len = p.do_main ? p.win_len : 0;
+    for (int i = threadIdx.x; i < win_len; i += BLOCK) sh_hist[i] = 0;
+    __syncthreads();
+    const int tb = p.do_tail ? p.tail->bin : p.bins;
+    const bool any_floor = p.all_distinct != 0;
+    const u32 c_base = (u32)p.col0;
 
-    for (int r = blockIdx.x * WARPS + (threadIdx.x >> 5); r < rows; r += gridDim.x * WARPS) {
-        const float* row = S + (u64)r * ld;
-        const u32 pl = plabel[r];
+    for (int r = blockIdx.x * WARPS + (threadIdx.x >> 5); r < p.rows; r += gridDim.x * WARPS) {
+        const float* row = p.scores + (u64)r * p.ld;
+        const u32 pl = p.plabel[r];
         // Global indices fit in 32 bits (the host checks); the row's only
         // matters in the all-distinct pairing, where probes are the gallery.
-        const u32 gi = (u32)(row0 + r);
-        const u32 c_base = (u32)col0;
-        const bool any_floor = all_distinct != 0;
-        float m = mate_best[r];
+        const u32 gi = (u32)(p.row0 + r);
+        float m = p.mate_best[r];
         if (m == -INFINITY) m = INFINITY;  // no mate: nothing to rank against
         u32 rank_c = 0;
 #if TOPK > 0
-        float ls[TOPK];
-        u32 lj[TOPK];
-#pragma unroll
-        for (int q = 0; q < TOPK; ++q) {
-            ls[q] = -INFINITY;
-            lj[q] = 0xffffffffu;
+        WarpList L;
+        float ks = INFINITY;
+        u32 kj = 0;
+        bool changed = false;
+        if (p.do_main) {
+            list_load(L, p.top_s + (u64)r * TOPK, p.top_j + (u64)r * TOPK, lane);
+            list_last(L, ks, kj);
         }
-        const float stored_kth = do_main ? top_s[(u64)r * TOPK + TOPK - 1] : INFINITY;
-        float thr = stored_kth;
 #endif
-        // (A prefetch of the next step's scores measured 24 bytes of
-        // register spills at top-10 under the 64-register cap; two blocks
-        // per SM hide the latency instead.)
-        for (int base = 0; base < cols; base += 128) {
+        for (int base = 0; base < p.cols; base += 128) {
             const int c0 = base + lane * 4;
             float v[4];
             u32 gl[4];
-            load4(row, glabel, c0, cols, pl, v, gl);
+            load4(row, p.glabel, c0, p.cols, pl, v, gl);
+#if TOPK > 0
+            bool take[4];
+#endif
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-                const bool valid = c0 + e < cols;
+                const bool valid = c0 + e < p.cols;
                 const float s = v[e];
                 const u32 gj = c_base + (u32)(c0 + e);
                 const bool non_mate = valid && gl[e] != pl;
                 const bool pair = non_mate && (!any_floor || gj > gi);
-                const int b = score_bin(s, half_bins, bins);
-                if (do_main) {
+                const int b = score_bin(s, p.half_bins, p.bins);
+                if (p.do_main) {
                     if (pair) {
-                        const int w = b - win_lo;
+                        const int w = b - p.win_lo;
                         if (w >= 0 && w < win_len)
                             atomicAdd(&sh_hist[w], 1u);
                         else
-                            atomicAdd(&hist[b], 1ull);
+                            atomicAdd(&p.hist[b], 1ull);
                     }
                     rank_c += (non_mate && s >= m) ? 1u : 0u;
-#if TOPK > 0
-                    if (valid && s > thr && !(any_floor && gj == gi)) {
-                        lane_insert(ls, lj, s, gj);
-                        thr = fmaxf(stored_kth, ls[TOPK - 1]);
-                    }
-#endif
                 }
-                if (do_tail) {
-                    const bool take = pair && b >= tb;
-                    const u32 mask = __ballot_sync(FULL_MASK, take);
+#if TOPK > 0
+                take[e] = p.do_main && valid && !(any_floor && gj == gi) && better(s, gj, ks, kj);
+#endif
+                if (p.do_tail) {
+                    const bool keep = pair && b >= tb;
+                    const u32 mask = __ballot_sync(FULL_MASK, keep);
                     if (mask) {
                         const int leader = __ffs(mask) - 1;
                         u64 first = 0;
-                        if (lane == leader) first = atomicAdd(tail_count, (u64)__popc(mask));
+                        if (lane == leader) first = atomicAdd(&p.tail->count, (u64)__popc(mask));
                         first = __shfl_sync(FULL_MASK, first, leader);
-                        if (take) {
+                        if (keep) {
                             const u64 pos = first + __popc(mask & ((1u << lane) - 1u));
-                            if (pos < tail_cap) tail_buf[pos] = s;
+                            if (pos < p.tail_cap) p.tail_buf[pos] = s;
                         }
                     }
                 }
             }
+#if TOPK > 0
+            // Each lane's candidates beat the k-th entry as it stood at the
+            // start of the step; they are checked again as it rises.
+            if (__any_sync(FULL_MASK, take[0] || take[1] || take[2] || take[3])) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    u32 mask = __ballot_sync(FULL_MASK, take[e]);
+                    while (mask) {
+                        const int src = __ffs(mask) - 1;
+                        mask &= mask - 1;
+                        const float cs = __shfl_sync(FULL_MASK, v[e], src);
+                        const u32 cj = c_base + (u32)(base + src * 4 + e);
+                        if (better(cs, cj, ks, kj)) {
+                            list_insert(L, cs, cj, lane);
+                            list_last(L, ks, kj);
+                            changed = true;
+                        }
+                    }
+                }
+            }
+#endif
         }
 
-        if (do_main) {
+        if (p.do_main) {
             for (int o = 16; o > 0; o >>= 1) rank_c += __shfl_xor_sync(FULL_MASK, rank_c, o);
-            if (lane == 0) rank_count[r] += rank_c;
+            if (lane == 0) p.rank_count[r] += rank_c;
 #if TOPK > 0
-            // Merge the lanes' lists with the stored list: TOPK rounds, each
-            // taking the best head. Skipped when no lane found a candidate.
-            if (__any_sync(FULL_MASK, ls[0] > -INFINITY)) {
-                const float* st_s = top_s + (u64)r * TOPK;
-                const u32* st_j = top_j + (u64)r * TOPK;
-                int p = 0;
-                for (int q = 0; q < TOPK; ++q) {
-                    float bs = ls[0];
-                    u32 bj = lj[0];
-                    int bl = lane;
-                    for (int o = 16; o > 0; o >>= 1) {
-                        const float os = __shfl_xor_sync(FULL_MASK, bs, o);
-                        const u32 oj = __shfl_xor_sync(FULL_MASK, bj, o);
-                        const int ol = __shfl_xor_sync(FULL_MASK, bl, o);
-                        if (better(os, oj, bs, bj)) {
-                            bs = os;
-                            bj = oj;
-                            bl = ol;
-                        }
-                    }
-                    const float ss = st_s[p];
-                    const u32 sj = st_j[p];
-                    if (better(bs, bj, ss, sj)) {
-                        if (lane == 0) {
-                            out_s[q] = bs;
-                            out_j[q] = bj;
-                        }
-                        if (lane == bl) lane_pop(ls, lj);
-                    } else {
-                        if (lane == 0) {
-                            out_s[q] = ss;
-                            out_j[q] = sj;
-                        }
-                        ++p;
-                    }
-                }
-                __syncwarp();
-                for (int q = lane; q < TOPK; q += 32) {
-                    top_s[(u64)r * TOPK + q] = out_s[q];
-                    top_j[(u64)r * TOPK + q] = out_j[q];
-                }
-                __syncwarp();
-            }
+            if (changed) list_store(L, p.top_s + (u64)r * TOPK, p.top_j + (u64)r * TOPK, lane);
 #endif
         }
     }
 
-    if (do_main) {
+    if (win_len) {
         __syncthreads();
         for (int i = threadIdx.x; i < win_len; i += BLOCK) {
             const u32 c = sh_hist[i];
-            if (c) atomicAdd(&hist[win_lo + i], (u64)c);
+            if (c) atomicAdd(&p.hist[p.win_lo + i], (u64)c);
         }
     }
 }

@@ -1,19 +1,34 @@
-// The exact store of the highest impostor scores. The fold appends every
-// impostor score whose bin is >= *tail_bin; this kernel, run after each
-// tile's fold, raises *tail_bin and compacts the store.
+// The exact store of the highest impostor scores, and its maintenance
+// after each tile.
 //
 // Why nothing of the final top `want` is lost: let b be the highest bin
 // whose count from the top (bins >= b) reaches `want` in the histogram of
 // the scores folded so far, and x the want-th highest of those scores.
 // Fewer than `want` scores lie in bins above bin(x), so b <= bin(x); any
 // score s of the final top is >= x (else `want` scores already beat it), so
-// bin(s) >= b. A tile folded with the bound computed before it therefore
-// keeps every final-top score it holds, and compaction with a later bound
-// drops none of them either.
+// bin(s) >= b. A tile's tail pass with a bound computed from any earlier
+// histogram therefore keeps every final-top score it holds, and compaction
+// with a later bound drops none of them either.
 //
-// One block of TB threads: the histogram scan and the compaction are short
-// next to a tile's products, and the compaction only runs when the store
-// passes its high-water mark.
+// Why the store never overflows, whatever the order of the tiles: a tile's
+// fused pass (histogram and tail together) appends with the bound of the
+// tiles before it, which can let through far more than `want` scores (a
+// first tile smaller than the second, or a gallery sorted by score). The
+// fold counts every score it would append, stored or not. When the count
+// passes the capacity, this kernel drops the tile's entries, raises the
+// bound with the tile's own histogram counted, compacts, and asks for the
+// tile's tail pass again (`redo`). Then the store holds only scores in
+// bins >= the new bound b, of which the histogram counts fewer than
+// want + hist[b] (by the choice of b): the capacity, 2·want + 2^20, is
+// passed only when more than want + 2^20 impostor scores share the one bin
+// b, which `overflow` reports.
+//
+// The bound rises with a running count (`above`, the impostors in bins
+// >= bin), so each maintenance reads only the bins it passes: no rescan
+// from the top after every tile.
+//
+// One block of TB threads: short next to a tile's products; the compaction
+// only runs when the store passes its high-water mark or a tile is redone.
 
 #ifndef TB
 #define TB 1024  // the host launches it with this many threads
@@ -44,48 +59,92 @@ __device__ u64 block_exclusive_scan(u64 v, u64* total, u64* sh) {
     return before + x - v;
 }
 
-extern "C" __global__ void __launch_bounds__(TB) tail_maintain(
-    const u64* __restrict__ hist, int bins, float half_bins, u64 want, int* __restrict__ tail_bin,
-    float* __restrict__ buf, u64 buf_cap, u64* __restrict__ count, u64 high_water, int* __restrict__ overflow) {
+// Raises the bound while the bins above it still hold `want` impostors
+// (warp 0, 32 bins a step). Returns the new bound; *above follows it.
+__device__ int raise_bound(const TailParams& p, int b, u64* above) {
+    const int lane = threadIdx.x & 31;
+    u64 a = *above;
+    for (;;) {
+        const int i = b + lane;
+        const u64 h = i < p.bins - 1 ? p.hist[i] : 0;
+        u64 x = h;  // inclusive prefix over the lanes: the bins b..i
+        for (int o = 1; o < 32; o <<= 1) {
+            const u64 y = __shfl_up_sync(FULL_MASK, x, o);
+            if (lane >= o) x += y;
+        }
+        // Passing bins b..i leaves a - x in bins > i: monotone in the lane.
+        const u32 ok = __ballot_sync(FULL_MASK, i < p.bins - 1 && a - x >= p.want);
+        const int n = __popc(ok);
+        if (n) a -= __shfl_sync(FULL_MASK, x, n - 1);
+        b += n;
+        if (n < 32) break;
+    }
+    *above = a;
+    return b;
+}
+
+extern "C" __global__ void __launch_bounds__(TB) tail_maintain(const TailParams p) {
     __shared__ u64 sh[32];
-    __shared__ int found;
-    if (threadIdx.x == 0) found = -1;
+    __shared__ u64 n_sh;
+    __shared__ int b_sh, compact_sh;
+    TailState* st = p.state;
+    const bool skip = p.after_redo && !st->redo;
+    __syncthreads();  // every thread has read the flag before warp 0 clears it
+    if (skip) return;
+
+    if (threadIdx.x < 32) {
+        u64 n = st->count;
+        int b = st->bin;
+        int compact = n > p.high_water;
+        if (!p.after_redo) {
+            // The fused pass counted every impostor in bins >= the old bound.
+            u64 above = st->above + (n - st->tile_start);
+            b = raise_bound(p, b, &above);
+            if (threadIdx.x == 0) {
+                st->above = above;
+                st->bin = b;
+                st->redo = n > p.cap;
+                st->redone += n > p.cap;
+            }
+            if (n > p.cap) {
+                n = st->tile_start;  // drop the tile's entries: its tail pass runs again
+                compact = 1;
+            }
+        } else {
+            if (threadIdx.x == 0) st->redo = 0;
+            if (n > p.cap) {
+                if (threadIdx.x == 0) st->overflow = 1;
+                n = p.cap;
+            }
+        }
+        if (threadIdx.x == 0) {
+            n_sh = n;
+            b_sh = b;
+            compact_sh = compact;
+        }
+    }
     __syncthreads();
+    u64 n = n_sh;
+    const int b = b_sh;
 
-    // The highest bin whose count from the top reaches `want` (0 if none).
-    u64 above = 0;
-    for (int start = 0; start < bins; start += TB) {
-        const int bin = bins - 1 - (start + (int)threadIdx.x);
-        const u64 v = bin >= 0 ? hist[bin] : 0;
-        u64 total;
-        const u64 before = above + block_exclusive_scan(v, &total, sh);
-        if (bin >= 0 && before < want && before + v >= want) found = bin;
-        above += total;
-        __syncthreads();
-        if (found >= 0) break;
+    if (compact_sh) {
+        // In place: each chunk is read into registers before the scan's
+        // barriers and written at or below its own position.
+        u64 out = 0;
+        for (u64 start = 0; start < n; start += TB) {
+            const u64 i = start + threadIdx.x;
+            const float s = i < n ? p.buf[i] : 0.0f;
+            const bool keep = i < n && score_bin(s, p.half_bins, p.bins) >= b;
+            u64 total;
+            const u64 at = out + block_exclusive_scan(keep ? 1 : 0, &total, sh);
+            if (keep) p.buf[at] = s;
+            out += total;
+            __syncthreads();
+        }
+        n = out;
     }
-    const int b = found >= 0 ? found : 0;
-    if (threadIdx.x == 0) *tail_bin = b;
-
-    u64 n = *count;
-    if (n > buf_cap) {
-        if (threadIdx.x == 0) *overflow = 1;
-        n = buf_cap;
+    if (threadIdx.x == 0) {
+        st->count = n;
+        st->tile_start = n;
     }
-    if (n <= high_water) return;
-
-    // In-place compaction: each chunk is read into registers before the
-    // scan's barriers and written at or below its own position.
-    u64 out = 0;
-    for (u64 start = 0; start < n; start += TB) {
-        const u64 i = start + threadIdx.x;
-        const float s = i < n ? buf[i] : 0.0f;
-        const bool keep = i < n && score_bin(s, half_bins, bins) >= b;
-        u64 total;
-        const u64 at = out + block_exclusive_scan(keep ? 1 : 0, &total, sh);
-        if (keep) buf[at] = s;
-        out += total;
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) *count = out;
 }

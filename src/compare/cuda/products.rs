@@ -1,0 +1,209 @@
+//! The engine's operands and products: uploads (converted on the GPU for
+//! the 16-bit precisions), one cuBLAS product per tile, and cuBLAS alone
+//! over a job's tiles, the ceiling the engine is measured against.
+
+use cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
+use cudarc::driver::{CudaStream, PushKernelArg};
+
+use super::device::{cfg, copy_to, DeviceBuffer};
+use super::{CudaEngine, CudaError};
+use crate::cli::Precision;
+use crate::compare::SplitMix;
+
+/// Bytes of one operand value.
+pub fn operand_bytes(precision: Precision) -> usize {
+    match precision {
+        Precision::Fp32 | Precision::Tf32 => 4,
+        Precision::Bf16 | Precision::Fp16 => 2,
+    }
+}
+
+/// The float32 staging buffer the 16-bit precisions convert through.
+pub fn staging_bytes(precision: Precision) -> usize {
+    if operand_bytes(precision) == 2 {
+        64 << 20
+    } else {
+        0
+    }
+}
+
+/// Copies host rows to `dst` (inside `within`) as device operands,
+/// converting on the GPU for the 16-bit precisions.
+pub fn upload_rows(
+    engine: &CudaEngine,
+    stream: &CudaStream,
+    host: &[f32],
+    dst: u64,
+    within: &DeviceBuffer,
+    staging: &DeviceBuffer,
+) -> Result<(), CudaError> {
+    let convert = match engine.precision {
+        Precision::Fp32 | Precision::Tf32 => return copy_to(stream, host, dst, within),
+        Precision::Bf16 => &engine.base.to_bf16,
+        Precision::Fp16 => &engine.base.to_f16,
+    };
+    if dst < within.ptr || (dst - within.ptr) as usize + host.len() * 2 > within.bytes {
+        return Err(CudaError::Job(format!(
+            "{} operands past their {}-byte buffer",
+            host.len(),
+            within.bytes
+        )));
+    }
+    let chunk = staging.bytes / 4;
+    for (c, part) in host.chunks(chunk).enumerate() {
+        // The staging buffer is reused only after the kernel that reads it,
+        // which runs on the same stream.
+        copy_to(stream, part, staging.ptr, staging)?;
+        let out = dst + (c * chunk * 2) as u64;
+        let n = part.len() as u64;
+        let mut b = stream.launch_builder(convert);
+        b.arg(&staging.ptr).arg(&out).arg(&n);
+        let blocks = (part.len().div_ceil(256)).min(engine.sm_count as usize * 16) as u32;
+        // SAFETY: f32_to_*(in, out, n) reads n floats of staging and writes
+        // n 16-bit values at `out`, inside `within` (checked above).
+        unsafe { b.launch(cfg(blocks, 256, 0)) }?;
+    }
+    Ok(())
+}
+
+/// One product tile: S (rows × cols, row-major, leading dimension ld)
+/// = probes · galleryᵀ. cuBLAS is column-major, so it computes
+/// Sᵀ = gallery · probesᵀ with gallery transposed.
+pub struct Gemm {
+    pub rows: usize,
+    pub cols: usize,
+    pub dim: usize,
+    pub probes: u64,
+    pub gallery: u64,
+    pub scores: u64,
+    pub ld: usize,
+}
+
+impl Gemm {
+    /// Runs the product. The caller vouches that `probes` holds rows × dim
+    /// operands, `gallery` cols × dim, and `scores` rows × ld floats with
+    /// cols <= ld.
+    pub fn run(&self, blas: &CudaBlas, precision: Precision) -> Result<(), CudaError> {
+        let (dtype, compute) = match precision {
+            Precision::Fp32 => (
+                blas_sys::cudaDataType::CUDA_R_32F,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            ),
+            Precision::Tf32 => (
+                blas_sys::cudaDataType::CUDA_R_32F,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F_FAST_TF32,
+            ),
+            Precision::Bf16 => (
+                blas_sys::cudaDataType::CUDA_R_16BF,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            ),
+            Precision::Fp16 => (
+                blas_sys::cudaDataType::CUDA_R_16F,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            ),
+        };
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        // SAFETY: the buffers hold the operands and scores the caller
+        // vouches for; alpha and beta live across the call, which only
+        // enqueues work on the handle's stream.
+        unsafe {
+            blas_result::gemm_ex(
+                *blas.handle(),
+                blas_sys::cublasOperation_t::CUBLAS_OP_T,
+                blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                self.cols as i32,
+                self.rows as i32,
+                self.dim as i32,
+                &alpha as *const f32 as *const _,
+                self.gallery as *const _,
+                dtype,
+                self.dim as i32,
+                self.probes as *const _,
+                dtype,
+                self.dim as i32,
+                &beta as *const f32 as *const _,
+                self.scores as *mut _,
+                blas_sys::cudaDataType::CUDA_R_32F,
+                self.ld as i32,
+                compute,
+                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }?;
+        Ok(())
+    }
+}
+
+/// cuBLAS alone over the tiles of a `probes` × `gallery` job on random
+/// operands: seconds per sweep, the median of `repeats`.
+pub fn products_only(
+    engine: &CudaEngine,
+    probes: usize,
+    gallery: usize,
+    dim: usize,
+    repeats: usize,
+) -> Result<f64, CudaError> {
+    engine.ctx.bind_to_thread()?;
+    let stream = engine.ctx.new_stream()?;
+    let blas = CudaBlas::new(stream.clone())?;
+    let e = operand_bytes(engine.precision);
+    let rows_t = engine.tile.rows.min(probes.max(1));
+    let cols_t = engine.tile.cols.min(gallery.max(1).div_ceil(128) * 128);
+    let p = DeviceBuffer::new(probes * dim * e)?;
+    let g = DeviceBuffer::new(gallery * dim * e)?;
+    let s = [
+        DeviceBuffer::new(rows_t * cols_t * 4)?,
+        DeviceBuffer::new(rows_t * cols_t * 4)?,
+    ];
+    // Random-looking operands (products of zeros run faster than real data).
+    let staging = DeviceBuffer::new(64 << 20)?;
+    for (buf, rows, seed) in [(&p, probes, 1u64), (&g, gallery, 2u64)] {
+        let host = noise(rows * dim, seed);
+        upload_rows(engine, &stream, &host, buf.ptr, buf, &staging)?;
+    }
+    // One pass over the tiles (or the first `limit` of them).
+    let sweep = |limit: usize| -> Result<f64, CudaError> {
+        let start = super::device::mark(&engine.ctx, &stream)?;
+        let mut t = 0;
+        'tiles: for p0 in (0..probes).step_by(rows_t) {
+            let rows = rows_t.min(probes - p0);
+            for g0 in (0..gallery).step_by(cols_t) {
+                if t == limit {
+                    break 'tiles;
+                }
+                Gemm {
+                    rows,
+                    cols: cols_t.min(gallery - g0),
+                    dim,
+                    probes: p.ptr + (p0 * dim * e) as u64,
+                    gallery: g.ptr + (g0 * dim * e) as u64,
+                    scores: s[t % 2].ptr,
+                    ld: cols_t,
+                }
+                .run(&blas, engine.precision)?;
+                t += 1;
+            }
+        }
+        let end = super::device::mark(&engine.ctx, &stream)?;
+        end.synchronize()?;
+        Ok(start.elapsed_ms(&end)? as f64 / 1e3)
+    };
+    sweep(2)?; // warm-up: cuBLAS's heuristics and workspace
+    let mut times = (0..repeats.max(1))
+        .map(|_| sweep(usize::MAX))
+        .collect::<Result<Vec<_>, _>>()?;
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// Values in [-1, 1) for benchmark operands, made on all cores.
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut v = vec![0f32; n];
+    v.par_chunks_mut(1 << 20)
+        .enumerate()
+        .for_each(|(c, chunk)| {
+            let mut rng = SplitMix(seed ^ ((c as u64) << 32));
+            chunk.iter_mut().for_each(|x| *x = rng.uniform());
+        });
+    v
+}

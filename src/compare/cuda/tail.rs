@@ -1,0 +1,301 @@
+//! The impostor tail store's size, and a host-side model of its logic
+//! (`kernels/tail.cu` and the fold's tail pass) over tiles given by their
+//! impostor histograms: what the store would hold after each step, for
+//! tile sequences far too large to run or emulate (10^6 × 10^6 all pairs).
+
+use super::params::TailState;
+
+/// Spare places beyond twice the wanted scores: room for the ties of the
+/// bound's bin.
+const SLACK: usize = 1 << 20;
+
+/// Places in the tail store for `want` scores. The store never needs more
+/// than want + (impostors in the bound's bin) places (`tail.cu`).
+pub fn store_capacity(want: usize) -> usize {
+    if want == 0 {
+        0
+    } else {
+        2 * want + SLACK
+    }
+}
+
+/// The count above which the store is compacted after a tile.
+pub fn high_water(want: usize) -> usize {
+    want + (store_capacity(want) - want) / 2
+}
+
+/// The store's logic on per-bin counts: the fused pass appends a tile's
+/// impostors in bins >= the bound, the maintenance raises the bound with a
+/// running count, drops and redoes a tile that overflowed, and compacts.
+#[derive(Debug, Clone)]
+pub struct TailModel {
+    want: u64,
+    cap: u64,
+    high_water: u64,
+    /// Every impostor folded so far, per bin.
+    hist: Vec<u64>,
+    /// What the store holds, per bin.
+    stored: Vec<u64>,
+    pub state: TailState,
+    /// The largest number of entries the store held at once.
+    pub peak: u64,
+}
+
+impl TailModel {
+    pub fn new(want: usize, bins: usize) -> TailModel {
+        TailModel {
+            want: want as u64,
+            cap: store_capacity(want) as u64,
+            high_water: high_water(want) as u64,
+            hist: vec![0; bins],
+            stored: vec![0; bins],
+            state: TailState::default(),
+            peak: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    /// One tile, in the engine's four launches.
+    pub fn fold_tile(&mut self, tile: &[u64]) {
+        for (h, t) in self.hist.iter_mut().zip(tile) {
+            *h += t;
+        }
+        self.append(tile);
+        self.maintain(tile, false);
+        if self.state.redo != 0 {
+            self.append(tile);
+        }
+        self.maintain(tile, true);
+    }
+
+    /// The tail pass: counts every impostor in bins >= the bound, stores
+    /// those that fit.
+    fn append(&mut self, tile: &[u64]) {
+        let from = self.state.bin as usize;
+        let n: u64 = tile[from..].iter().sum();
+        self.state.count += n;
+        if self.state.count <= self.cap {
+            self.peak = self.peak.max(self.state.count);
+        }
+        for (s, t) in self.stored[from..].iter_mut().zip(&tile[from..]) {
+            *s += t;
+        }
+    }
+
+    fn maintain(&mut self, tile: &[u64], after_redo: bool) {
+        let st = &mut self.state;
+        if after_redo && st.redo == 0 {
+            return;
+        }
+        let mut compact = st.count > self.high_water;
+        if !after_redo {
+            let old = st.bin as usize;
+            st.above += st.count - st.tile_start;
+            let mut b = old;
+            while b < self.hist.len() - 1 && st.above - self.hist[b] >= self.want {
+                st.above -= self.hist[b];
+                b += 1;
+            }
+            st.bin = b as i32;
+            st.redo = (st.count > self.cap) as i32;
+            st.redone += st.redo;
+            if st.redo != 0 {
+                // The tile's entries go; it is appended again.
+                for (s, t) in self.stored[old..].iter_mut().zip(&tile[old..]) {
+                    *s -= t;
+                }
+                st.count = st.tile_start;
+                compact = true;
+            }
+        } else {
+            st.redo = 0;
+            if st.count > self.cap {
+                st.overflow = 1;
+            }
+        }
+        if compact {
+            let b = st.bin as usize;
+            self.stored[..b].iter_mut().for_each(|s| *s = 0);
+            st.count = self.stored.iter().sum();
+        }
+        st.tile_start = st.count;
+    }
+
+    /// Impostors folded so far in bins >= `bin`.
+    pub fn folded_from(&self, bin: usize) -> u64 {
+        self.hist[bin..].iter().sum()
+    }
+
+    /// Entries the store holds in bins >= `bin`.
+    pub fn stored_from(&self, bin: usize) -> u64 {
+        self.stored[bin..].iter().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::HistogramSpec;
+
+    const BINS: usize = 1 << 16;
+
+    /// `count` impostor scores spread over the bins as a logistic
+    /// distribution of centre `mu` and scale `s` (about the spread of
+    /// 512-d impostor cosines at s = 0.025): integer counts summing to
+    /// `count`, from the rounded cumulative distribution.
+    fn tile(count: u64, mu: f64, s: f64) -> Vec<u64> {
+        let h = HistogramSpec { bins: BINS as u32 };
+        let cdf = |i: usize| {
+            if i == BINS {
+                1.0
+            } else {
+                1.0 / (1.0 + (-(h.lower_edge(i) - mu) / s).exp())
+            }
+        };
+        let mut out = vec![0; BINS];
+        let mut below = 0u64;
+        for (i, o) in out.iter_mut().enumerate() {
+            let upto = (count as f64 * cdf(i + 1)).round() as u64;
+            *o = upto.min(count) - below.min(upto);
+            below = below.max(upto);
+        }
+        out
+    }
+
+    /// The store as it was before: each tile appended with the bound of
+    /// the tiles before it, no redo. Returns the most entries it had to
+    /// hold.
+    fn old_peak(tiles: &[Vec<u64>], want: u64) -> u64 {
+        let mut hist = vec![0u64; BINS];
+        let (mut stored, mut bound, mut peak) = (vec![0u64; BINS], 0usize, 0u64);
+        for (t, tile) in tiles.iter().enumerate() {
+            if t > 0 {
+                for (s, x) in stored[bound..].iter_mut().zip(&tile[bound..]) {
+                    *s += x;
+                }
+            }
+            hist.iter_mut().zip(tile).for_each(|(h, x)| *h += x);
+            // The bound from the top, as the old kernel rescanned it.
+            let mut above = 0;
+            bound = (0..BINS)
+                .rev()
+                .find(|&b| {
+                    above += hist[b];
+                    above >= want
+                })
+                .unwrap_or(0);
+            if t == 0 {
+                for (s, x) in stored[bound..].iter_mut().zip(&tile[bound..]) {
+                    *s += x;
+                }
+            }
+            peak = peak.max(stored.iter().sum());
+            if stored.iter().sum::<u64>() > high_water(want as usize) as u64 {
+                stored[..bound].iter_mut().for_each(|s| *s = 0);
+            }
+        }
+        peak
+    }
+
+    /// Runs the model over `tiles`, checking after each that the store
+    /// never held more than its capacity and holds every impostor of the
+    /// bins at or above the bound (so the final top is there).
+    fn model(tiles: &[Vec<u64>], want: u64) -> TailModel {
+        let mut m = TailModel::new(want as usize, BINS);
+        for tile in tiles {
+            m.fold_tile(tile);
+            let b = m.state.bin as usize;
+            assert!(m.peak <= m.capacity(), "held {} of {}", m.peak, m.capacity());
+            assert_eq!(m.state.overflow, 0);
+            assert_eq!(m.state.above, m.folded_from(b), "running count");
+            assert_eq!(m.stored_from(b), m.folded_from(b), "store at the bound");
+            assert!(m.state.count <= m.capacity());
+        }
+        m
+    }
+
+    /// Upper-triangle pairs of the tile rows [r0, r0 + rows) × columns
+    /// [c0, c0 + cols) of an n-row all-distinct job (the pairs it counts).
+    fn triangle_pairs(n: u64, r0: u64, rows: u64, c0: u64, cols: u64) -> u64 {
+        (r0..(r0 + rows).min(n))
+            .map(|i| (c0 + cols).min(n).saturating_sub(c0.max(i + 1)))
+            .sum()
+    }
+
+    /// 10^6 embeddings, all distinct pairs, FMR down to 1e-5 (want ≈ 5.0 M)
+    /// in the engine's 8192 × 16384 tiles: the first tile lies on the
+    /// diagonal (100.7 M pairs against 134.2 M for the next), which
+    /// overflowed the old store (11.68 M for 11.06 M places).
+    #[test]
+    fn diagonal_first_all_pairs_fit() {
+        let n = 1_000_000u64;
+        let want = (n * (n - 1) / 2) / 100_000;
+        let tiles: Vec<Vec<u64>> = (0..2u64)
+            .flat_map(|p| (0..n.div_ceil(16384)).map(move |g| (p, g)))
+            .map(|(p, g)| tile(triangle_pairs(n, p * 8192, 8192, g * 16384, 16384), 0.0, 0.025))
+            .collect();
+        assert_eq!(triangle_pairs(n, 0, 8192, 0, 16384), 100_659_200);
+        let old = old_peak(&tiles, want);
+        let m = model(&tiles, want);
+        eprintln!(
+            "all pairs, want {want}: old store peak {old}, new peak {} of {} places, {} tiles redone",
+            m.peak,
+            m.capacity(),
+            m.state.redone
+        );
+        assert!(old > m.capacity(), "the old store held {old}");
+    }
+
+    /// A probe × gallery job whose gallery is sorted so that each tile
+    /// scores higher than the last: the old store took nearly every
+    /// impostor of each tile.
+    #[test]
+    fn ascending_gallery_fits() {
+        let want = 2_000_000;
+        let tiles: Vec<Vec<u64>> = (0..10)
+            .map(|t| tile(8192 * 16384, -0.2 + 0.05 * t as f64, 0.025))
+            .collect();
+        let old = old_peak(&tiles, want);
+        let m = model(&tiles, want);
+        eprintln!(
+            "ascending gallery: old peak {old}, new peak {} of {}, {} tiles redone",
+            m.peak,
+            m.capacity(),
+            m.state.redone
+        );
+        assert!(old > m.capacity(), "the old store held {old}");
+        assert!(m.state.redone > 1);
+    }
+
+    /// Shuffled data (every tile alike) and a short last tile: no redo
+    /// after the first tile.
+    #[test]
+    fn shuffled_gallery_fits_without_redoing() {
+        let want = 5_000_000;
+        let mut tiles: Vec<Vec<u64>> = (0..30).map(|_| tile(8192 * 16384, 0.0, 0.025)).collect();
+        tiles.push(tile(8192 * 100, 0.0, 0.025));
+        let m = model(&tiles, want);
+        assert!(m.state.redone <= 1, "{} redone", m.state.redone);
+    }
+
+    /// Ties: the store overflows only when more than want + 2^20 impostors
+    /// share the bound's bin, and then says so.
+    #[test]
+    fn ties_overflow_only_beyond_the_slack() {
+        let want = 100_000u64;
+        let one_bin = |n: u64| {
+            let mut t = vec![0; BINS];
+            t[40_000] = n;
+            t
+        };
+        let spare = store_capacity(want as usize) as u64 - want;
+        let fits = model(&[one_bin(spare / 2), one_bin(spare / 2)], want);
+        assert_eq!(fits.state.count, spare / 2 * 2);
+        let mut m = TailModel::new(want as usize, BINS);
+        m.fold_tile(&one_bin(spare + want + 1));
+        assert_eq!(m.state.overflow, 1);
+    }
+}
