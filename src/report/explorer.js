@@ -66,7 +66,7 @@
   }
   function steps(lo, hi) {
     var t = [], step = Math.pow(10, Math.floor(Math.log10((hi - lo) / 4 || 1)));
-    if ((hi - lo) / step > 8) step *= 2;
+    while ((hi - lo) / step > 6) step *= 2;
     for (var v = Math.ceil(lo / step) * step; v <= hi + 1e-12; v += step) t.push(+v.toFixed(6));
     return t;
   }
