@@ -360,6 +360,9 @@ pub struct ReportArgs {
     /// A threshold of your own (cosine), whose cost the in-DB vs out-of-DB chart shows
     #[arg(long, value_name = "T")]
     pub threshold: Option<f64>,
+    /// The folder the labels' image paths are relative to, for the explorer's faces (default: the labels file's folder)
+    #[arg(long, value_name = "DIR")]
+    pub images: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputFlags,
 }

@@ -11,6 +11,8 @@
 //! | `operating_points.csv` | [`OperatingPointRow`]s, one per FMR / FPIR target |
 //! | `scores.parquet` | [`HistogramRow`]s: fine-binned score distributions |
 //! | `probes.csv` | [`ProbeRow`]s, one per probe |
+//! | `examples.csv` | [`ExampleRow`]s: the hardest probes, bounded, with their images |
+//! | `group_scores.csv` | [`GroupScoreRow`]s: each group's genuine score histogram |
 //!
 //! Thresholds are cosine similarities with the rule "accept if score >=
 //! threshold"; every `*_l2` twin is the Euclidean distance of unit vectors,
@@ -32,6 +34,8 @@ pub const ROC_CSV: &str = "roc.csv";
 pub const OPERATING_POINTS_CSV: &str = "operating_points.csv";
 pub const SCORES_PARQUET: &str = "scores.parquet";
 pub const PROBES_CSV: &str = "probes.csv";
+pub const EXAMPLES_CSV: &str = "examples.csv";
+pub const GROUP_SCORES_CSV: &str = "group_scores.csv";
 
 pub const DECISION: &str = "accept if score >= threshold";
 
@@ -305,6 +309,49 @@ pub struct ProbeRow {
     pub decision: String,
     /// The threshold `decision` used (cosine).
     pub decision_threshold: f64,
+}
+
+/// `examples.csv`: a non-mated (out-of-DB) probe, a false accept when its
+/// `score` (the nearest gallery face) is >= the threshold.
+pub const EXAMPLE_NON_MATED: &str = "non_mated_probe";
+/// `examples.csv`: a mated (in-DB) probe, missed unless its mate comes first
+/// (`mate_rank` 1) with a `score` >= the threshold.
+pub const EXAMPLE_MATED: &str = "mated_probe";
+
+/// One of the hardest probes of `examples.csv`: the non-mated probes with
+/// the highest nearest-gallery scores and the mated probes most easily
+/// missed, each with the gallery face it is shown against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExampleRow {
+    /// [`EXAMPLE_NON_MATED`] or [`EXAMPLE_MATED`].
+    pub kind: String,
+    /// The probe's row in the labels.
+    pub probe: u64,
+    pub identity: String,
+    pub path: Option<String>,
+    /// Non-mated: the nearest gallery face's identity; mated: the mate's.
+    pub gallery_identity: String,
+    pub gallery_path: Option<String>,
+    /// Cosine: the nearest gallery score (non-mated) or the mate score.
+    pub score: f64,
+    pub mate_rank: Option<u64>,
+    /// Who the search returned first.
+    pub top1_identity: Option<String>,
+    pub top1_score: Option<f64>,
+}
+
+/// One non-empty bin of a group's genuine scores (`group_scores.csv`):
+/// `count` genuine comparisons of the group lie in `[bin_low, bin_high)`.
+/// The group is a row of `summary.json`'s breakdown over `columns`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupScoreRow {
+    /// The grouping columns joined by `+`, as `--group-by` names them.
+    pub columns: String,
+    /// The group's values, a JSON array of strings (values may hold `+`).
+    pub values: String,
+    pub bin_low: f64,
+    pub bin_high: f64,
+    pub count: u64,
 }
 
 /// Which distribution a histogram row belongs to.

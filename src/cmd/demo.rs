@@ -107,6 +107,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             eval_dir.clone().into_os_string(),
             "--out".into(),
             out.clone().into_os_string(),
+            // The labels' paths are relative to convert's eval/ folder.
+            "--images".into(),
+            converted.join("eval").into_os_string(),
             "--quiet".into(),
         ],
     )?)?;

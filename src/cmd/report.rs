@@ -20,12 +20,17 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     }
     let names = system_names(&args.eval_dirs);
     // Load errors name the file and the problem already.
-    let systems = args
+    let mut systems = args
         .eval_dirs
         .iter()
         .zip(names)
         .map(|(dir, name)| System::load(dir, name))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(images) = &args.images {
+        for s in &mut systems {
+            s.images = images.clone();
+        }
+    }
     let options = Options {
         user_threshold: args.threshold,
     };

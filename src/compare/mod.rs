@@ -231,6 +231,22 @@ pub struct ProbeResult {
     pub mate_rank: Option<u64>,
 }
 
+#[cfg(test)]
+impl ProbeResult {
+    /// A hand-made search result for tests: `(gallery index, score)`
+    /// candidates and the mate's `(score, rank)`.
+    pub fn of(top: &[(u32, f32)], mate: Option<(f32, u64)>) -> ProbeResult {
+        ProbeResult {
+            top: top
+                .iter()
+                .map(|&(index, score)| Candidate { index, score })
+                .collect(),
+            mate_score: mate.map(|m| m.0),
+            mate_rank: mate.map(|m| m.1),
+        }
+    }
+}
+
 /// What an engine returns for a job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompareResult {

@@ -218,14 +218,7 @@ mod tests {
     use super::*;
 
     fn probe(top: &[(u32, f32)], mate: Option<(f32, u64)>) -> ProbeResult {
-        ProbeResult {
-            top: top
-                .iter()
-                .map(|&(index, score)| Candidate { index, score })
-                .collect(),
-            mate_score: mate.map(|m| m.0),
-            mate_rank: mate.map(|m| m.1),
-        }
+        ProbeResult::of(top, mate)
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! `index.html`: one self-contained page (inline CSS, no scripts, no network),
-//! with the metric tables, the threshold table in both units, the charts
-//! (referenced by relative file name) and how to read each.
+//! `index.html`: one self-contained page (inline CSS and script, no network),
+//! with the metric tables, the threshold table in both units, the threshold
+//! explorer, the charts (referenced by relative file name) and how to read
+//! each. Everything but the explorer reads without JavaScript.
 
 use std::fmt::Write;
 
@@ -93,6 +94,7 @@ pub fn page(systems: &[System], charts: &[Chart], options: &Options) -> String {
     choice(&mut h, systems, options);
     metrics_tables(&mut h, systems);
     threshold_tables(&mut h, systems, options);
+    super::explorer::section(&mut h, systems);
     charts_sections(&mut h, charts);
     probe_tables(&mut h, systems);
     let _ = writeln!(h, "</body>\n</html>");

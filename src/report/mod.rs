@@ -3,13 +3,16 @@
 //! reads what `facekit evaluate` wrote and never recomputes comparisons.
 //!
 //! [`build`] turns the systems into [`Chart`]s (plain data, what is plotted),
-//! [`draw`] renders them, [`html`] writes the page.
+//! [`draw`] renders them, [`html`] writes the page, [`explorer`] its live
+//! threshold explorer.
 
 pub mod build;
 pub mod chart;
 mod draw;
+pub mod explorer;
 pub mod html;
 pub mod system;
+mod thumbnail;
 
 use std::path::{Path, PathBuf};
 

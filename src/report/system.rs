@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::evaldir::{
-    self, EvalDirError, HistogramRow, OperatingPointRow, ProbeRow, RocRow, Summary,
+    self, EvalDirError, ExampleRow, GroupScoreRow, HistogramRow, OperatingPointRow, ProbeRow,
+    RocRow, Summary,
 };
 
 /// Everything `facekit evaluate` wrote about one system. Tables the
@@ -18,6 +19,11 @@ pub struct System {
     pub operating_points: Vec<OperatingPointRow>,
     pub histograms: Vec<HistogramRow>,
     pub probes: Vec<ProbeRow>,
+    pub examples: Vec<ExampleRow>,
+    pub group_scores: Vec<GroupScoreRow>,
+    /// Where the relative image paths of `examples` are found: the labels
+    /// file's directory as `evaluate` recorded it, unless the caller says.
+    pub images: PathBuf,
     /// The files this directory lacks, by name.
     pub missing: Vec<&'static str>,
 }
@@ -62,6 +68,23 @@ impl System {
         } else {
             Vec::new()
         };
+        let examples = if summary.identification.is_some() && present(evaldir::EXAMPLES_CSV) {
+            evaldir::read_csv(&dir.join(evaldir::EXAMPLES_CSV))?
+        } else {
+            Vec::new()
+        };
+        let group_scores = if !summary.groups.is_empty() && present(evaldir::GROUP_SCORES_CSV) {
+            evaldir::read_csv(&dir.join(evaldir::GROUP_SCORES_CSV))?
+        } else {
+            Vec::new()
+        };
+        let images = summary
+            .inputs
+            .labels
+            .as_deref()
+            .and_then(|l| Path::new(l).parent())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.to_path_buf());
         Ok(System {
             name,
             dir: dir.to_path_buf(),
@@ -70,6 +93,9 @@ impl System {
             operating_points,
             histograms,
             probes,
+            examples,
+            group_scores,
+            images,
             missing,
         })
     }

@@ -13,6 +13,8 @@
 //!   are given;
 //! * **scores** (`--scores`): verification from scores computed elsewhere.
 
+mod examples;
+mod group_scores;
 mod markdown;
 mod tables;
 
@@ -28,8 +30,9 @@ use crate::compare::cpu::pair_score;
 use crate::compare::select::select_engine;
 use crate::compare::{CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing};
 use crate::evaldir::{
-    self, EngineInfo, GroupBreakdown, HistogramRow, Identification, Inputs, ProbeRow, RocRow,
-    ScoreInfo, Summary, Verification, DECISION, HIST_GENUINE, HIST_IMPOSTOR,
+    self, EngineInfo, ExampleRow, GroupBreakdown, GroupScoreRow, HistogramRow, Identification,
+    Inputs, ProbeRow, RocRow, ScoreInfo, Summary, Verification, DECISION, HIST_GENUINE,
+    HIST_IMPOSTOR,
 };
 use crate::evalinput::labels::{Labels, Role};
 use crate::evalinput::pairs::{self, Pair};
@@ -51,6 +54,8 @@ struct Evaluation {
     roc: Vec<RocRow>,
     histograms: Vec<HistogramRow>,
     probes: Vec<ProbeRow>,
+    examples: Vec<ExampleRow>,
+    group_scores: Vec<GroupScoreRow>,
     /// Comparisons made (or scores read), for the printed summary.
     comparisons: u64,
 }
@@ -110,6 +115,8 @@ fn write_outputs(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
     evaldir::write_csv(&dir.join(evaldir::OPERATING_POINTS_CSV), &operating)?;
     evaldir::write_histograms(&dir.join(evaldir::SCORES_PARQUET), &e.histograms)?;
     evaldir::write_csv(&dir.join(evaldir::PROBES_CSV), &e.probes)?;
+    evaldir::write_csv(&dir.join(evaldir::EXAMPLES_CSV), &e.examples)?;
+    evaldir::write_csv(&dir.join(evaldir::GROUP_SCORES_CSV), &e.group_scores)?;
     crate::output::write_atomic(
         dir.join(evaldir::SUMMARY_MD),
         markdown::summary_md(&e.summary).as_bytes(),
@@ -212,6 +219,8 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
         roc,
         histograms,
         probes: Vec::new(),
+        examples: Vec::new(),
+        group_scores: Vec::new(),
         comparisons,
     })
 }
@@ -407,15 +416,15 @@ impl Loaded<'_> {
                 )
             })?;
         verification.kfold_accuracy = kfold;
-        let groups = self.groups(engine, spec, &protocol, &verification)?;
+        let (groups, group_scores) = self.groups(engine, spec, &protocol, &verification)?;
         let mut histograms = set.histograms;
-        let (identification, probes) = match &search {
+        let (identification, probes, examples) = match &search {
             Some((result, _)) => {
-                let (ident, rows) = self.identify(result, verification.eer_threshold)?;
+                let (ident, rows, examples) = self.identify(result, verification.eer_threshold)?;
                 histograms.extend(tables::top1_histograms(Bins::cosine(spec), &result.probes));
-                (Some(ident), rows)
+                (Some(ident), rows, examples)
             }
-            None => (None, Vec::new()),
+            None => (None, Vec::new(), Vec::new()),
         };
         let comparisons = set.comparisons
             + search
@@ -447,6 +456,8 @@ impl Loaded<'_> {
             roc,
             histograms,
             probes,
+            examples,
+            group_scores,
             comparisons,
         })
     }
@@ -627,7 +638,7 @@ impl Loaded<'_> {
         &self,
         result: &CompareResult,
         eer_threshold: f64,
-    ) -> anyhow::Result<(Identification, Vec<ProbeRow>)> {
+    ) -> anyhow::Result<(Identification, Vec<ProbeRow>, Vec<ExampleRow>)> {
         let args = self.args;
         let gallery_identities: BTreeSet<u32> = self.gallery.iter().map(|&r| self.ids[r]).collect();
         let mut ident = identification(
@@ -672,7 +683,11 @@ impl Loaded<'_> {
             identity: &self.labels.identity,
             path: self.labels.path.as_deref(),
         };
-        Ok((ident, tables::probe_rows(&result.probes, &ctx, threshold)))
+        Ok((
+            ident,
+            tables::probe_rows(&result.probes, &ctx, threshold),
+            examples::example_rows(&result.probes, &ctx, examples::PER_KIND),
+        ))
     }
 
     /// FNMR and FMR per value of each `--group-by` column (or `a+b` cross)
@@ -684,8 +699,9 @@ impl Loaded<'_> {
         spec: HistogramSpec,
         protocol: &VerificationPairs,
         verification: &Verification,
-    ) -> anyhow::Result<Vec<GroupBreakdown>> {
+    ) -> anyhow::Result<(Vec<GroupBreakdown>, Vec<GroupScoreRow>)> {
         let mut breakdowns = Vec::new();
+        let mut scores = Vec::new();
         for spec_text in &self.args.group_by {
             let columns: Vec<String> = spec_text.split('+').map(str::to_string).collect();
             let values: Vec<Vec<String>> = columns
@@ -740,12 +756,17 @@ impl Loaded<'_> {
                     impostor,
                 });
             }
+            scores.extend(group_scores::group_score_rows(
+                &columns,
+                &groups,
+                Bins::cosine(spec),
+            ));
             breakdowns.push(GroupBreakdown {
                 columns,
                 rows: group_rows(&groups, &verification.operating_points),
             });
         }
-        Ok(breakdowns)
+        Ok((breakdowns, scores))
     }
 }
 
