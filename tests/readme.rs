@@ -6,6 +6,8 @@
 //! builds) cannot run inside a test and are skipped with a note, as are
 //! `git` and `cd` lines.
 
+mod require;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -62,6 +64,12 @@ enum Plan {
     Skip(&'static str),
 }
 
+/// The README's model commands (`facekit embed` and what reads its
+/// output, named `*_model*`) need the onnxruntime library.
+fn needs_onnxruntime(command: &str) -> bool {
+    command.contains("_model")
+}
+
 fn plan(command: &str) -> Plan {
     if let Some(rest) = command.strip_prefix("cargo run --release --") {
         return Plan::Run(format!("facekit{rest}"));
@@ -106,6 +114,14 @@ fn every_readme_command_exits_zero() {
                 continue;
             }
         };
+        if needs_onnxruntime(&command) && std::env::var_os("ORT_DYLIB_PATH").is_none() {
+            require::skip(
+                "onnxruntime",
+                &format!("README.md:{}", snippet.line),
+                "ORT_DYLIB_PATH is not set",
+            );
+            continue;
+        }
         println!("README.md:{}: {command}", snippet.line);
         let out = Command::new("sh")
             .arg("-c")
