@@ -16,7 +16,7 @@ use facekit::evaldir::{
     HIST_GENUINE, HIST_IMPOSTOR,
 };
 use facekit::metrics::bootstrap::clopper_pearson;
-use facekit::report::chart::percent;
+use facekit::text::percent;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -16,8 +16,6 @@ use facekit::compare::{
 };
 use facekit::compare::{SplitMix, TileShape};
 
-mod require;
-
 const TOL: f64 = 1e-5;
 const EDGE: f64 = 1e-6;
 

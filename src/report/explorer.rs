@@ -31,7 +31,7 @@ use crate::evaldir::{
 use crate::metrics::bootstrap::clopper_pearson;
 
 use super::build::{recommended_fpir_point, OpenSetCurve, PREFERRED_FMR};
-use super::chart::natural_cmp;
+use crate::text::natural_cmp;
 use super::html::escape;
 use super::system::System;
 use super::thumbnail;
