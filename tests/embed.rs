@@ -26,7 +26,11 @@ fn runtime(test: &str) -> Option<PathBuf> {
     match std::env::var_os("ORT_DYLIB_PATH") {
         Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
         _ => {
-            require::skip("onnxruntime", test, "ORT_DYLIB_PATH does not name the onnxruntime library");
+            require::skip(
+                "onnxruntime",
+                test,
+                "ORT_DYLIB_PATH does not name the onnxruntime library",
+            );
             None
         }
     }
@@ -75,7 +79,8 @@ fn rows_by_path(dir: &Path) -> HashMap<String, Vec<f32>> {
 fn reference(model: &str, flip: bool, folder: &str) -> HashMap<String, Vec<f32>> {
     let suffix = if flip { "_flip" } else { "" };
     let m = npy::read_matrix(&fixtures().join(format!("ref_{model}{suffix}.npy"))).unwrap();
-    let paths = std::fs::read_to_string(fixtures().join(format!("ref_paths_{folder}.txt"))).unwrap();
+    let paths =
+        std::fs::read_to_string(fixtures().join(format!("ref_paths_{folder}.txt"))).unwrap();
     paths
         .lines()
         .enumerate()
@@ -90,7 +95,9 @@ fn reference(model: &str, flip: bool, folder: &str) -> HashMap<String, Vec<f32>>
 fn assert_close(got: &HashMap<String, Vec<f32>>, want: &HashMap<String, Vec<f32>>) {
     assert_eq!(got.len(), want.len(), "rows");
     for (path, row) in want {
-        let mine = got.get(path).unwrap_or_else(|| panic!("{path} not embedded"));
+        let mine = got
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} not embedded"));
         assert_eq!(mine.len(), row.len(), "{path}: width");
         if path.ends_with(".png") {
             let worst = mine
@@ -100,7 +107,11 @@ fn assert_close(got: &HashMap<String, Vec<f32>>, want: &HashMap<String, Vec<f32>
                 .fold(0.0f32, f32::max);
             assert!(worst <= 1e-4, "{path}: max |diff| {worst}");
         } else {
-            let cos: f64 = mine.iter().zip(row).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+            let cos: f64 = mine
+                .iter()
+                .zip(row)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum();
             assert!(cos >= 0.9999, "{path}: cosine {cos}");
         }
     }
@@ -121,8 +132,17 @@ fn rows_equal_python_onnxruntime_for_every_export_variant() {
         for flip in [false, true] {
             let dir = tempfile::tempdir().unwrap();
             let out = dir.path().join("emb");
-            let flags: &[&str] = if flip { &["--flip", "--batch", "4"] } else { &["--batch", "4"] };
-            let run = embed(&format!("{model}.onnx"), &[&fixtures().join(folder)], &out, flags);
+            let flags: &[&str] = if flip {
+                &["--flip", "--batch", "4"]
+            } else {
+                &["--batch", "4"]
+            };
+            let run = embed(
+                &format!("{model}.onnx"),
+                &[&fixtures().join(folder)],
+                &out,
+                flags,
+            );
             ok(&run);
             assert_close(&rows_by_path(&out), &reference(model, flip, folder));
             let record: serde_json::Value =
@@ -164,13 +184,19 @@ fn broken_images_are_failed_rows_and_labels_never_shift() {
     let run = embed("tiny.onnx", &[&crops], &out, &["--batch", "2", "--quiet"]);
     ok(&run);
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("3 of 12 faces failed"), "said even with -q: {stderr}");
+    assert!(
+        stderr.contains("3 of 12 faces failed"),
+        "said even with -q: {stderr}"
+    );
     assert_close(&rows_by_path(&out), &reference("tiny", false, "crops"));
     let failed = std::fs::read_to_string(out.join("failed.csv")).unwrap();
     let lines: Vec<&str> = failed.lines().collect();
     assert_eq!(lines[0], "path,reason");
     assert_eq!(lines.len(), 4, "{failed}");
-    assert!(lines[1].starts_with("19062421/0a.jpg,") && lines[1].contains("JPEG"), "{failed}");
+    assert!(
+        lines[1].starts_with("19062421/0a.jpg,") && lines[1].contains("JPEG"),
+        "{failed}"
+    );
     assert!(lines[2].starts_with("19062634/00.jpg,"), "{failed}");
     assert!(
         lines[3].starts_with("김민수/1a.png,") && lines[3].contains("128x128"),
@@ -232,7 +258,10 @@ fn a_missing_runtime_says_how_to_get_it() {
         .arg(dir.path().join("libonnxruntime.so"))
         .output()
         .unwrap();
-    fails_with(&run, "libonnxruntime.so: cannot load onnxruntime: no such file");
+    fails_with(
+        &run,
+        "libonnxruntime.so: cannot load onnxruntime: no such file",
+    );
     // Nothing to find: no flag, no environment, no python3 on PATH.
     let run = facekit()
         .args(["embed", "--model"])
@@ -261,7 +290,12 @@ fn an_existing_result_is_replaced_only_with_force() {
     let out = dir.path().join("emb");
     ok(&embed("tiny.onnx", &[&crops], &out, &["-q"]));
     fails_with(&embed("tiny.onnx", &[&crops], &out, &[]), "--force");
-    ok(&embed("tiny.onnx", &[&crops], &out, &["--flip", "--force", "-q"]));
+    ok(&embed(
+        "tiny.onnx",
+        &[&crops],
+        &out,
+        &["--flip", "--force", "-q"],
+    ));
     assert_close(&rows_by_path(&out), &reference("tiny", true, "crops"));
     let foreign = dir.path().join("mine");
     std::fs::create_dir(&foreign).unwrap();
@@ -270,7 +304,10 @@ fn an_existing_result_is_replaced_only_with_force() {
         &embed("tiny.onnx", &[&crops], &foreign, &["--force"]),
         "not written by `facekit embed`",
     );
-    assert_eq!(std::fs::read_to_string(foreign.join("notes.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("notes.txt")).unwrap(),
+        "mine"
+    );
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -339,8 +376,12 @@ fn convert_embed_evaluate_report_and_the_bin_kfold() {
         "-q".as_ref(),
     ]);
     let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("eval/summary.json")).unwrap()).unwrap();
-    assert!(summary["identification"]["mated_count"].as_u64().unwrap() > 0, "{summary}");
+        serde_json::from_slice(&std::fs::read(dir.path().join("eval/summary.json")).unwrap())
+            .unwrap();
+    assert!(
+        summary["identification"]["mated_count"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
     run_ok(&[
         "report".as_ref(),
         &d("eval"),
@@ -396,12 +437,14 @@ fn convert_embed_evaluate_report_and_the_bin_kfold() {
         &d("eval_bin"),
         "-q".as_ref(),
     ]);
-    let summary: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.path().join("eval_bin/summary.json")).unwrap(),
-    )
-    .unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("eval_bin/summary.json")).unwrap())
+            .unwrap();
     let kfold = &summary["verification"]["kfold_accuracy"];
-    let (mean, std) = (kfold["mean"].as_f64().unwrap(), kfold["std"].as_f64().unwrap());
+    let (mean, std) = (
+        kfold["mean"].as_f64().unwrap(),
+        kfold["std"].as_f64().unwrap(),
+    );
     let Some(python) = std::env::var_os("FACEKIT_PYTHON_ORT") else {
         require::skip(
             "onnxruntime",
@@ -411,7 +454,12 @@ fn convert_embed_evaluate_report_and_the_bin_kfold() {
         return;
     };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/interop/bin_kfold.py");
-    let out = Command::new(python).arg(script).arg(&model).arg(&bin).output().unwrap();
+    let out = Command::new(python)
+        .arg(script)
+        .arg(&model)
+        .arg(&bin)
+        .output()
+        .unwrap();
     ok(&out);
     let theirs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(

@@ -330,7 +330,9 @@ fn score_files() {
     // Each test_label is a search: p1-p3 find their mate first, p4-p7 are
     // out of the gallery; at FPIR 1e-1 no stranger passes (T above 0.5),
     // and p3's mate (0.3) is missed.
-    let id = s2.identification.expect("identification from bob's 4 columns");
+    let id = s2
+        .identification
+        .expect("identification from bob's 4 columns");
     assert_eq!((id.mated_count, id.non_mated_count, id.rank1), (3, 4, 1.0));
     assert_eq!(id.gallery_identities, 3);
     let first = &id.operating_points[0];
@@ -704,7 +706,10 @@ fn all_pairs_figures_are_the_anchors() {
             "--quiet",
         ]));
         let summary = evaldir::read_summary(&out).unwrap();
-        assert_eq!((summary.score.resolution, summary.score.exact_from), (0.0, None));
+        assert_eq!(
+            (summary.score.resolution, summary.score.exact_from),
+            (0.0, None)
+        );
         let v = summary.verification.unwrap();
         assert_eq!(
             (v.genuine_count, v.impostor_count),
@@ -733,7 +738,10 @@ fn all_pairs_figures_are_the_anchors() {
             );
             // The same counts; bob divides in numpy (the last bit may differ).
             for (rate, anchor) in [(got.fmr, &want["fmr"]), (got.fnmr, &want["fnmr"])] {
-                assert!((rate - num(anchor)).abs() <= 1e-15, "{precision}: FMR {target}");
+                assert!(
+                    (rate - num(anchor)).abs() <= 1e-15,
+                    "{precision}: FMR {target}"
+                );
             }
             assert!(got.exact, "{precision}: FMR {target} marked inexact");
         }
@@ -778,7 +786,12 @@ fn fnir_at_rank_r() {
     assert_eq!((one.fnir_rank, three.fnir_rank), (1, 3));
     for (a, b) in one.operating_points.iter().zip(&three.operating_points) {
         assert_eq!(a.threshold, b.threshold);
-        assert!(b.fnir <= a.fnir, "rank 3 FNIR {} above rank 1's {}", b.fnir, a.fnir);
+        assert!(
+            b.fnir <= a.fnir,
+            "rank 3 FNIR {} above rank 1's {}",
+            b.fnir,
+            a.fnir
+        );
     }
     // A bad argument: exit 2, naming the flag.
     let zero = facekit(&["--scores", "x.csv", "--rank", "0"]);

@@ -23,7 +23,11 @@ fn gpu(precision: Precision) -> Option<CudaEngine> {
     match CudaEngine::new(0, precision) {
         Ok(engine) => Some(engine),
         Err(e) => {
-            require::skip("gpu", &require::this_test(), &format!("no usable GPU ({e})"));
+            require::skip(
+                "gpu",
+                &require::this_test(),
+                &format!("no usable GPU ({e})"),
+            );
             None
         }
     }
@@ -502,7 +506,11 @@ fn every_kernel_compiles_for_sm90_without_spills() {
     variants.extend((0..=kernels::MAX_TOP_K).map(|k| (kernels::FOLD, kernels::fold_defines(k))));
     for (source, defines) in &variants {
         let c = kernels::compile(source, "sm_90", defines).unwrap_or_else(|e| panic!("{e}"));
-        assert!(c.cubin.starts_with(b"\x7fELF"), "{}: not a CUBIN", source.file);
+        assert!(
+            c.cubin.starts_with(b"\x7fELF"),
+            "{}: not a CUBIN",
+            source.file
+        );
         for f in source.functions {
             assert!(
                 c.report.contains(&format!("entry function '{f}'")),
@@ -517,8 +525,17 @@ fn every_kernel_compiles_for_sm90_without_spills() {
             .filter(|l| l.contains("registers") || l.contains("spill"))
             .map(str::trim)
             .collect();
-        eprintln!("{} {}: {}", source.file, defines.join(" "), resources.join("; "));
-        assert!(c.report.contains("bytes spill stores"), "{}: no report", source.file);
+        eprintln!(
+            "{} {}: {}",
+            source.file,
+            defines.join(" "),
+            resources.join("; ")
+        );
+        assert!(
+            c.report.contains("bytes spill stores"),
+            "{}: no report",
+            source.file
+        );
         assert_eq!(
             c.spill_store_bytes(),
             0,

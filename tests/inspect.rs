@@ -146,6 +146,10 @@ fn a_closed_pipe_ends_quietly() {
         drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success() && stderr.is_empty(), "{:?}: {stderr}", out.status);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "{:?}: {stderr}",
+            out.status
+        );
     }
 }

@@ -890,7 +890,10 @@ fn directories_with_only_verification_or_only_identification_still_report() {
         .map(|d| System::load(d, d.file_name().unwrap().to_string_lossy().into_owned()).unwrap())
         .collect();
     // examples.csv: the explorer's faces (written by `evaluate` since the explorer).
-    assert_eq!(systems[1].missing, [evaldir::ROC_CSV, evaldir::EXAMPLES_CSV]);
+    assert_eq!(
+        systems[1].missing,
+        [evaldir::ROC_CSV, evaldir::EXAMPLES_CSV]
+    );
     let out = tmp.path().join("report");
     let written = write_report(
         &systems,

@@ -223,10 +223,19 @@ fn pair_lines(faces: &Faces, outcome: &Outcome) -> Option<PairLines> {
             lines.dropped += 1;
             continue;
         }
-        let (a, b) = (&faces.faces[pair.first].values[0], &faces.faces[pair.second].values[0]);
+        let (a, b) = (
+            &faces.faces[pair.first].values[0],
+            &faces.faces[pair.second].values[0],
+        );
         // Tabs when a path has a space: the pair reader splits on tabs then.
-        let sep = if a.contains(' ') || b.contains(' ') { '\t' } else { ' ' };
-        lines.text.push_str(&format!("{a}{sep}{b}{sep}{}\n", u8::from(pair.same)));
+        let sep = if a.contains(' ') || b.contains(' ') {
+            '\t'
+        } else {
+            ' '
+        };
+        lines
+            .text
+            .push_str(&format!("{a}{sep}{b}{sep}{}\n", u8::from(pair.same)));
         lines.written += 1;
     }
     Some(lines)
@@ -350,7 +359,10 @@ fn report(args: &EmbedArgs, record: &Record) -> anyhow::Result<()> {
     // A run that lost faces says so even with --quiet.
     if args.output.quiet {
         if c.failed > 0 {
-            eprintln!("facekit embed: {} of {} faces failed{lost}", c.failed, c.faces);
+            eprintln!(
+                "facekit embed: {} of {} faces failed{lost}",
+                c.failed, c.faces
+            );
         }
         return Ok(());
     }

@@ -171,17 +171,31 @@ mod tests {
     fn an_old_driver_makes_auto_fall_back_loudly() {
         use crate::compare::cuda::libs::{CudaVersion, Versions};
         let old = Versions {
-            driver: CudaVersion { major: 12, minor: 4 },
-            nvrtc: CudaVersion { major: 13, minor: 0 },
+            driver: CudaVersion {
+                major: 12,
+                minor: 4,
+            },
+            nvrtc: CudaVersion {
+                major: 13,
+                minor: 0,
+            },
         };
         let probe = || Err(CudaError::Unusable(old.check().unwrap_err()));
         let auto = select_with(DeviceChoice::Auto, Precision::Fp32, probe).unwrap();
         assert_eq!(auto.info.kind, "cpu");
         assert!(auto.gpu_unusable);
         let notice = auto.notice().unwrap();
-        assert!(notice.starts_with("using the CPU engine: the NVIDIA driver supports CUDA 12.4"), "{notice}");
-        assert!(notice.contains("NVRTC is CUDA 13.0") && !notice.contains('\n'), "{notice}");
-        let err = select_with(DeviceChoice::Cuda, Precision::Fp32, probe).err().unwrap();
+        assert!(
+            notice.starts_with("using the CPU engine: the NVIDIA driver supports CUDA 12.4"),
+            "{notice}"
+        );
+        assert!(
+            notice.contains("NVRTC is CUDA 13.0") && !notice.contains('\n'),
+            "{notice}"
+        );
+        let err = select_with(DeviceChoice::Cuda, Precision::Fp32, probe)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("CUDA 12.4"), "{err}");
         let missing = || Err(CudaError::Unavailable("libcuda not found".into()));
         let quiet = select_with(DeviceChoice::Auto, Precision::Fp32, missing).unwrap();

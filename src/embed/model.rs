@@ -190,7 +190,8 @@ impl Model {
                     session,
                     Provider {
                         name: "CUDAExecutionProvider",
-                        reason: "the loaded onnxruntime has the CUDA provider and it started".into(),
+                        reason: "the loaded onnxruntime has the CUDA provider and it started"
+                            .into(),
                     },
                 ),
                 Err(e) if device == Device::Auto => (
@@ -361,7 +362,10 @@ mod tests {
         use Dim::*;
         let none = || Dynamic("None".into());
         let spec = input_spec(&model(vec![none(), Fixed(3), Fixed(112), Fixed(112)])).unwrap();
-        assert_eq!((spec.layout, spec.size, spec.fixed_batch), (Layout::Nchw, 112, None));
+        assert_eq!(
+            (spec.layout, spec.size, spec.fixed_batch),
+            (Layout::Nchw, 112, None)
+        );
         assert_eq!(spec.declared, ["None", "3", "112", "112"]);
         let spec = input_spec(&model(vec![Fixed(1), Fixed(3), Fixed(128), Fixed(128)])).unwrap();
         assert_eq!((spec.size, spec.fixed_batch), (128, Some(1)));

@@ -266,7 +266,9 @@ fn parse_value_info(bytes: &[u8]) -> Result<GraphInput, String> {
             (1, Value::Bytes(b)) => input.name = text(b),
             (2, Value::Bytes(ty)) => {
                 for f in fields(ty) {
-                    let (1, Value::Bytes(tensor)) = f? else { continue };
+                    let (1, Value::Bytes(tensor)) = f? else {
+                        continue;
+                    };
                     for f in fields(tensor) {
                         match f? {
                             (1, Value::Varint(t)) => input.elem_type = t as i32,

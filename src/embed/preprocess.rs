@@ -118,7 +118,11 @@ impl Preprocess {
 /// L2-normalises a row in place; false when its norm is 0 or not finite
 /// (a model that produced NaN or a zero vector: that row cannot be compared).
 pub fn normalise_row(row: &mut [f32]) -> bool {
-    let norm = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>().sqrt();
+    let norm = row
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt();
     if !(norm.is_finite() && norm > 0.0) {
         return false;
     }
@@ -148,10 +152,7 @@ mod tests {
         let mut out = vec![0.0; p.len()];
         p.write(&image(), false, &mut out);
         // R plane, G plane, B plane; 255 -> 1, 0 -> -1.
-        assert_eq!(
-            out,
-            [1., -1., -1., 1., -1., 1., -1., 1., -1., -1., 1., 1.]
-        );
+        assert_eq!(out, [1., -1., -1., 1., -1., 1., -1., 1., -1., -1., 1., 1.]);
         p.write(&image(), true, &mut out);
         assert_eq!(&out[..4], [-1., 1., 1., -1.], "mirrored R plane");
     }
@@ -174,7 +175,13 @@ mod tests {
         assert_eq!("arcface".parse(), Ok(Normalisation::ARCFACE));
         assert_eq!("raw".parse(), Ok(Normalisation::RAW));
         let custom: Normalisation = "127.5, 128".parse().unwrap();
-        assert_eq!(custom, Normalisation { mean: 127.5, std: 128.0 });
+        assert_eq!(
+            custom,
+            Normalisation {
+                mean: 127.5,
+                std: 128.0
+            }
+        );
         assert_eq!(custom.to_string(), "127.5,128");
         assert!("1,0".parse::<Normalisation>().is_err());
         assert!("bgr".parse::<Normalisation>().is_err());

@@ -249,7 +249,10 @@ fn probe(path: &Path) -> Result<String, RuntimeError> {
         }
         CStr::from_ptr(ptr).to_string_lossy().into_owned()
     };
-    let minor = version.split('.').nth(1).and_then(|m| m.parse::<u32>().ok());
+    let minor = version
+        .split('.')
+        .nth(1)
+        .and_then(|m| m.parse::<u32>().ok());
     match minor {
         Some(m) if m >= MIN_MINOR_VERSION && version.starts_with("1.") => Ok(version),
         _ => Err(RuntimeError::TooOld {
@@ -279,7 +282,10 @@ mod tests {
             }]
         );
         let err = load(&places).unwrap_err().to_string();
-        assert!(err.starts_with("/opt/ort/libonnxruntime.so: cannot load onnxruntime: no such file"), "{err}");
+        assert!(
+            err.starts_with("/opt/ort/libonnxruntime.so: cannot load onnxruntime: no such file"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -311,7 +317,10 @@ mod tests {
                 assert!(err.to_string().contains("pip install onnxruntime"), "{err}")
             }
             Err(other) => panic!("expected not found, got {other}"),
-            Ok(rt) => eprintln!("SKIPPED nothing_found_says_how_to_get_it: the system has {}", rt.path.display()),
+            Ok(rt) => eprintln!(
+                "SKIPPED nothing_found_says_how_to_get_it: the system has {}",
+                rt.path.display()
+            ),
         }
     }
 }

@@ -42,7 +42,10 @@ fn input_error(path: &Path, message: impl Into<String>) -> SourceError {
 pub enum ImageRef {
     File(PathBuf),
     /// A record of a `.rec`, at a byte offset.
-    Record { rec: Arc<PathBuf>, offset: u64 },
+    Record {
+        rec: Arc<PathBuf>,
+        offset: u64,
+    },
     /// An image of a verification `.bin`, held in memory.
     Bin {
         images: Arc<Vec<Vec<u8>>>,
@@ -181,10 +184,7 @@ impl Faces {
 
     fn add_folder(&mut self, root: &Path) -> Result<(), SourceError> {
         let mut files = Vec::new();
-        for entry in walkdir::WalkDir::new(root)
-            .min_depth(1)
-            .sort_by_file_name()
-        {
+        for entry in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
             let entry = entry.map_err(|e| input_error(root, e.to_string()))?;
             if !entry.file_type().is_file() || !is_image_name(entry.path()) {
                 continue;
@@ -300,8 +300,10 @@ impl Faces {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 fn is_image_name(path: &Path) -> bool {
@@ -386,10 +388,8 @@ pub fn load(image: &ImageRef, max_pixels: u64) -> Result<RgbImage, String> {
         ImageRef::Bin { images, index } => &images[*index],
     };
     if bytes.starts_with(b"\x89PNG") {
-        let mut decoder = image::ImageReader::with_format(
-            std::io::Cursor::new(bytes),
-            image::ImageFormat::Png,
-        );
+        let mut decoder =
+            image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Png);
         let mut limits = image::Limits::default();
         let side = u32::try_from(max_pixels.isqrt()).unwrap_or(u32::MAX);
         limits.max_image_width = Some(side);
@@ -412,16 +412,17 @@ mod tests {
     fn genuine_pairs_join_identities() {
         // Pairs (0,1) same, (2,3) different, (4,5) same, (1,4) would need a
         // pair across: images 0,1 and 4,5 stay apart.
-        assert_eq!(
-            pair_components(6, &[true, false, true]),
-            [0, 0, 2, 3, 4, 4]
-        );
+        assert_eq!(pair_components(6, &[true, false, true]), [0, 0, 2, 3, 4, 4]);
     }
 
     #[test]
     fn a_folder_names_identities_by_their_folder() {
         let dir = tempfile::tempdir().unwrap();
-        for (id, file) in [("김민수", "a.jpg"), ("19062421", "b.PNG"), ("19062421", "notes.txt")] {
+        for (id, file) in [
+            ("김민수", "a.jpg"),
+            ("19062421", "b.PNG"),
+            ("19062421", "notes.txt"),
+        ] {
             std::fs::create_dir_all(dir.path().join(id)).unwrap();
             std::fs::write(dir.path().join(id).join(file), b"x").unwrap();
         }
@@ -436,8 +437,13 @@ mod tests {
             ]
         );
         std::fs::write(dir.path().join("stray.jpg"), b"x").unwrap();
-        let err = Faces::collect(&[dir.path().to_path_buf()]).unwrap_err().to_string();
-        assert!(err.contains("stray.jpg: not inside an identity folder"), "{err}");
+        let err = Faces::collect(&[dir.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stray.jpg: not inside an identity folder"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -445,9 +451,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("manifest.parquet"), b"").unwrap();
         std::fs::write(dir.path().join("dataset.json"), b"{}").unwrap();
-        let err = Faces::collect(&[dir.path().to_path_buf()]).unwrap_err().to_string();
+        let err = Faces::collect(&[dir.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("DIR/eval"), "{err}");
-        let err = Faces::collect(&[dir.path().join("model.onnx")]).unwrap_err().to_string();
+        let err = Faces::collect(&[dir.path().join("model.onnx")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("model.onnx"), "{err}");
     }
 }

@@ -245,8 +245,11 @@ fn read_bob(path: &Path) -> Result<Scores, ScoresError> {
     let file = std::fs::File::open(path).map_err(|e| read_err(path, e))?;
     let mut scores = Scores::default();
     let mut columns = None;
-    let (mut probes, mut models, mut identities) =
-        (Numbering::default(), Numbering::default(), Numbering::default());
+    let (mut probes, mut models, mut identities) = (
+        Numbering::default(),
+        Numbering::default(),
+        Numbering::default(),
+    );
     for (i, line) in BufReader::with_capacity(1 << 20, file).lines().enumerate() {
         let line = line.map_err(|e| read_err(path, e))?;
         let line_no = i + 1;

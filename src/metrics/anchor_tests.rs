@@ -312,7 +312,11 @@ fn check_open_set(id: &crate::evaldir::Identification, f: &Value) {
     for (r, (&got, want)) in id.cmc.iter().zip(f64s(&f["cmc"])).enumerate() {
         close(&format!("cmc rank {}", r + 1), got, want);
     }
-    for (got, want) in id.operating_points.iter().zip(f["points"].as_array().unwrap()) {
+    for (got, want) in id
+        .operating_points
+        .iter()
+        .zip(f["points"].as_array().unwrap())
+    {
         let what = format!("fpir target {}", got.fpir_target);
         assert_eq!(got.threshold, num(&want["threshold"]), "{what}");
         close(&format!("{what} fpir"), got.fpir, num(&want["fpir"]));
@@ -350,7 +354,15 @@ fn bob_five_column_searches_match_numpy_brute_force() {
     let points = f["points"].as_array().unwrap();
     let targets: Vec<f64> = points.iter().map(|p| num(&p["target"])).collect();
     let probes = search_results(&read.searches, 5);
-    let id = identification(&probes, read.models, read.gallery_identities, &targets, 10, 1).unwrap();
+    let id = identification(
+        &probes,
+        read.models,
+        read.gallery_identities,
+        &targets,
+        10,
+        1,
+    )
+    .unwrap();
     check_open_set(&id, &f);
 }
 

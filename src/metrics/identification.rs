@@ -34,7 +34,11 @@ pub struct Comparison {
 /// mated score and its rank, 1 + the non-mated models scoring at least it
 /// (bob.measure's rank: ties count against the probe).
 pub fn search_results(comparisons: &[Comparison], top_k: usize) -> Vec<ProbeResult> {
-    let probes = comparisons.iter().map(|c| c.probe as usize + 1).max().unwrap_or(0);
+    let probes = comparisons
+        .iter()
+        .map(|c| c.probe as usize + 1)
+        .max()
+        .unwrap_or(0);
     let mut by_probe: Vec<Vec<Comparison>> = vec![Vec::new(); probes];
     for &c in comparisons {
         by_probe[c.probe as usize].push(c);
@@ -42,10 +46,13 @@ pub fn search_results(comparisons: &[Comparison], top_k: usize) -> Vec<ProbeResu
     by_probe
         .into_iter()
         .map(|mut rows| {
-            let mate_score = rows.iter().filter(|c| c.mated).map(|c| c.score).reduce(f32::max);
-            let mate_rank = mate_score.map(|m| {
-                1 + rows.iter().filter(|c| !c.mated && c.score >= m).count() as u64
-            });
+            let mate_score = rows
+                .iter()
+                .filter(|c| c.mated)
+                .map(|c| c.score)
+                .reduce(f32::max);
+            let mate_rank = mate_score
+                .map(|m| 1 + rows.iter().filter(|c| !c.mated && c.score >= m).count() as u64);
             rows.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.model.cmp(&b.model)));
             ProbeResult {
                 top: rows

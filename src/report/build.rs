@@ -7,7 +7,8 @@ use crate::evaldir::{
 };
 
 use super::chart::{
-    clear_upper_corner, decimate, linear_ticks, log_ticks, palette, pow10_label, probit_ticks, Axis, BarGroup, Bars, Body, Chart, Corner, Heatmap, Marker, Scale, Series, Stroke, VLine,
+    clear_upper_corner, decimate, linear_ticks, log_ticks, palette, pow10_label, probit_ticks,
+    Axis, BarGroup, Bars, Body, Chart, Corner, Heatmap, Marker, Scale, Series, Stroke, VLine,
     XyPlot, BLACK, USER,
 };
 use super::system::System;

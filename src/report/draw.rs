@@ -11,9 +11,7 @@ use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::chart::{
-    linear_ticks, Axis, Bars, Body, Chart, Corner, Heatmap, Rgb, Stroke, XyPlot,
-};
+use super::chart::{linear_ticks, Axis, Bars, Body, Chart, Corner, Heatmap, Rgb, Stroke, XyPlot};
 
 use crate::text::percent;
 

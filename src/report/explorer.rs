@@ -31,10 +31,10 @@ use crate::evaldir::{
 use crate::metrics::bootstrap::clopper_pearson;
 
 use super::build::{recommended_fpir_point, OpenSetCurve, PREFERRED_FMR};
-use crate::text::natural_cmp;
 use super::html::escape;
 use super::system::System;
 use super::thumbnail;
+use crate::text::natural_cmp;
 
 /// Grid resolution: a rate moving by a 50th of a decade (about 4.7%)
 /// gets a new threshold.

@@ -22,10 +22,7 @@ pub fn skip(tool: &str, test: &str, reason: &str) {
     // Straight to stderr, past the harness's capture, so that a plain
     // `cargo test` shows it.
     use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: {reason} (tool: {tool})"
-    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason} (tool: {tool})");
 }
 
 /// The running test's name (the harness names its thread after it).

@@ -46,7 +46,10 @@ pub fn run(args: &EmbedBench) -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let facekit = root.join("target/release/facekit");
     if !facekit.is_file() {
-        bail!("{}: build it first (cargo build --release)", facekit.display());
+        bail!(
+            "{}: build it first (cargo build --release)",
+            facekit.display()
+        );
     }
     let library = ort_library(&python)?;
     fs::create_dir_all(&args.work)?;

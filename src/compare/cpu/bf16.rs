@@ -267,7 +267,11 @@ mod tests {
     #[test]
     fn products_match_a_scalar_reference_at_every_shape() {
         if !supported() {
-            crate::require::skip("avx512-bf16", &crate::require::this_test(), "this CPU lacks AVX-512 BF16");
+            crate::require::skip(
+                "avx512-bf16",
+                &crate::require::this_test(),
+                "this CPU lacks AVX-512 BF16",
+            );
             return;
         }
         let mut state = 7u64;
@@ -304,7 +308,11 @@ mod tests {
     #[test]
     fn scores_stay_within_the_bound_of_fp32() {
         if !supported() {
-            crate::require::skip("avx512-bf16", &crate::require::this_test(), "this CPU lacks AVX-512 BF16");
+            crate::require::skip(
+                "avx512-bf16",
+                &crate::require::this_test(),
+                "this CPU lacks AVX-512 BF16",
+            );
             return;
         }
         let mut state = 11u64;
@@ -347,7 +355,11 @@ mod tests {
     #[test]
     fn a_score_does_not_depend_on_its_place() {
         if !supported() {
-            crate::require::skip("avx512-bf16", &crate::require::this_test(), "this CPU lacks AVX-512 BF16");
+            crate::require::skip(
+                "avx512-bf16",
+                &crate::require::this_test(),
+                "this CPU lacks AVX-512 BF16",
+            );
             return;
         }
         let dim = 512;

@@ -1281,7 +1281,11 @@ mod tests {
     #[test]
     fn bf16_strips_fold_like_the_naive_loop() {
         if !bf16::supported() {
-            crate::require::skip("avx512-bf16", &crate::require::this_test(), "this CPU lacks AVX-512 BF16");
+            crate::require::skip(
+                "avx512-bf16",
+                &crate::require::this_test(),
+                "this CPU lacks AVX-512 BF16",
+            );
             return;
         }
         let probes = embeddings(130, 24, &[3, -1, 2, 0, -2, 1, 1, -3, 2, 1, 0]);
@@ -1320,7 +1324,11 @@ mod tests {
     #[test]
     fn bf16_top_lists_fall_back_to_fp32_on_wide_ties() {
         if !bf16::supported() {
-            crate::require::skip("avx512-bf16", &crate::require::this_test(), "this CPU lacks AVX-512 BF16");
+            crate::require::skip(
+                "avx512-bf16",
+                &crate::require::this_test(),
+                "this CPU lacks AVX-512 BF16",
+            );
             return;
         }
         let dim = 16;

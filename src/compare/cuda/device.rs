@@ -129,8 +129,8 @@ impl Spans {
     }
 
     pub fn seconds(&self) -> Result<f64, CudaError> {
-        self.0.iter().try_fold(0.0, |sum, (a, b)| {
-            Ok(sum + a.elapsed_ms(b)? as f64 / 1e3)
-        })
+        self.0
+            .iter()
+            .try_fold(0.0, |sum, (a, b)| Ok(sum + a.elapsed_ms(b)? as f64 / 1e3))
     }
 }

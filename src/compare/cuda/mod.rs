@@ -186,7 +186,13 @@ impl CudaEngine {
                 ))
             })?);
             let engine_load = |source: &kernels::Source| {
-                load(&ctx, &arch, &versions, source, &kernels::default_defines(source))
+                load(
+                    &ctx,
+                    &arch,
+                    &versions,
+                    source,
+                    &kernels::default_defines(source),
+                )
             };
             let convert = engine_load(&kernels::CONVERT)?;
             let genuine = engine_load(&kernels::GENUINE)?;

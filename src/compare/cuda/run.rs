@@ -325,7 +325,11 @@ impl<'e, 'j> Run<'e, 'j> {
         let start = mark(&self.engine.ctx, &self.main)?;
         // A resident gallery is one block; a streamed one comes in
         // tile-wide blocks.
-        let block = if self.s.resident { self.s.ng } else { self.s.cols_t };
+        let block = if self.s.resident {
+            self.s.ng
+        } else {
+            self.s.cols_t
+        };
         for g0 in (0..self.s.ng).step_by(block) {
             let cols = block.min(self.s.ng - g0);
             let gptr = self.gallery_block(g0, cols)?;
@@ -401,7 +405,8 @@ impl<'e, 'j> Run<'e, 'j> {
             g0,
             cols,
         };
-        self.samples.take(&self.engine.base.gather, &self.main, &tile)?;
+        self.samples
+            .take(&self.engine.base.gather, &self.main, &tile)?;
         self.t.fold.push(start, mark(&ctx, &self.main)?);
         self.ev_fold[buf].record(&self.main)?;
         if self.tile_no == 0 {
@@ -505,7 +510,13 @@ impl<'e, 'j> Run<'e, 'j> {
         self.side.synchronize()?;
         self.main.synchronize()?;
         let Shape {
-            np, k, want, tail_cap, all_distinct, bins, ..
+            np,
+            k,
+            want,
+            tail_cap,
+            all_distinct,
+            bins,
+            ..
         } = self.s;
         let main = &self.main;
         let hist: Vec<u64> = self.b.hist.download(main, bins)?;

@@ -208,7 +208,12 @@ mod tests {
         for tile in tiles {
             m.fold_tile(tile);
             let b = m.state.bin as usize;
-            assert!(m.peak <= m.capacity(), "held {} of {}", m.peak, m.capacity());
+            assert!(
+                m.peak <= m.capacity(),
+                "held {} of {}",
+                m.peak,
+                m.capacity()
+            );
             assert_eq!(m.state.overflow, 0);
             assert_eq!(m.state.above, m.folded_from(b), "running count");
             assert_eq!(m.stored_from(b), m.folded_from(b), "store at the bound");
@@ -235,7 +240,13 @@ mod tests {
         let want = (n * (n - 1) / 2) / 100_000;
         let tiles: Vec<Vec<u64>> = (0..2u64)
             .flat_map(|p| (0..n.div_ceil(16384)).map(move |g| (p, g)))
-            .map(|(p, g)| tile(triangle_pairs(n, p * 8192, 8192, g * 16384, 16384), 0.0, 0.025))
+            .map(|(p, g)| {
+                tile(
+                    triangle_pairs(n, p * 8192, 8192, g * 16384, 16384),
+                    0.0,
+                    0.025,
+                )
+            })
             .collect();
         assert_eq!(triangle_pairs(n, 0, 8192, 0, 16384), 100_659_200);
         let old = old_peak(&tiles, want);
