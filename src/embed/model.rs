@@ -11,6 +11,7 @@ use ort::value::TensorRef;
 
 use super::modelfile::{Dim, ModelFile};
 use super::preprocess::Layout;
+use crate::evalinput::one_line;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -153,7 +154,7 @@ impl Model {
         let path = file.path.clone();
         let model_err = |e: ort::Error| ModelError::Model {
             path: path.clone(),
-            message: one_line(&e.to_string()),
+            message: one_line(&e),
         };
         let environment = ort::init()
             .with_name("facekit")
@@ -198,16 +199,13 @@ impl Model {
                     cpu_session(&environment, file, threads).map_err(model_err)?,
                     Provider {
                         name: "CPUExecutionProvider",
-                        reason: format!(
-                            "the CUDA provider did not start ({})",
-                            one_line(&e.to_string())
-                        ),
+                        reason: format!("the CUDA provider did not start ({})", one_line(&e)),
                     },
                 ),
                 Err(e) => {
                     return Err(ModelError::NoCuda {
                         path,
-                        reason: one_line(&e.to_string()),
+                        reason: one_line(&e),
                     })
                 }
             },
@@ -269,8 +267,8 @@ impl Model {
         shape: [i64; 4],
         piece: usize,
     ) -> Result<(Vec<f32>, usize), ModelError> {
-        let tensor = TensorRef::from_array_view((shape, chunk))
-            .map_err(|e| self.error(one_line(&e.to_string())))?;
+        let tensor =
+            TensorRef::from_array_view((shape, chunk)).map_err(|e| self.error(one_line(&e)))?;
         let input_name = self.input.name.clone();
         let output_name = self.output_name.clone();
         let path = self.path.clone();
@@ -281,12 +279,12 @@ impl Model {
         let outputs = self
             .session
             .run(ort::inputs![input_name.as_str() => tensor])
-            .map_err(|e| err(format!("running the model: {}", one_line(&e.to_string()))))?;
+            .map_err(|e| err(format!("running the model: {}", one_line(&e))))?;
         let value = &outputs[output_name.as_str()];
         let (out_shape, values) = value.try_extract_tensor::<f32>().map_err(|e| {
             err(format!(
                 "output {output_name:?} is not a float32 tensor: {}",
-                one_line(&e.to_string())
+                one_line(&e)
             ))
         })?;
         let dims: Vec<i64> = out_shape.iter().copied().collect();
@@ -329,11 +327,6 @@ fn cuda_session(
     builder(environment, threads)?
         .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])?
         .commit_from_file(&file.path)
-}
-
-/// onnxruntime's messages can span lines and repeat their prefix.
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

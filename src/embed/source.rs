@@ -221,7 +221,7 @@ impl Faces {
         let mut reader = recordio::RecordReader::new(BufReader::with_capacity(1 << 20, file));
         let shared = Arc::new(rec.to_path_buf());
         let name = file_name(rec);
-        let mut key = 0u64;
+        let mut images = 0u64;
         while let Some((offset, payload)) = reader
             .next_record()
             .map_err(|e| input_error(rec, e.to_string()))?
@@ -258,9 +258,9 @@ impl Faces {
                 },
                 &cells,
             );
-            key += 1;
+            images += 1;
         }
-        if key == 0 {
+        if images == 0 {
             return Err(input_error(rec, "no image records"));
         }
         Ok(())
