@@ -235,6 +235,24 @@ pub struct EmbedArgs {
     pub output: OutputFlags,
 }
 
+/// Which part of a split job this run does (Slurm / Kubernetes array tasks).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ShardArgs {
+    /// Do part I of N (0 <= I < N) and write a partial result for `facekit merge` (default: from SLURM_ARRAY_TASK_ID/_COUNT, or JOB_COMPLETION_INDEX with --shard-count; else the whole job)
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::partition::ShardSpec>,
+    /// N for a Kubernetes Indexed Job, whose tasks see only JOB_COMPLETION_INDEX (the Job's completions)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub shard_count: Option<u32>,
+}
+
+impl ShardArgs {
+    /// The part this run does: the flags, else the scheduler's environment.
+    pub fn resolve(&self) -> Result<crate::partition::Shard, crate::partition::PartitionError> {
+        crate::partition::from_environment(self.shard, self.shard_count)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Precision {
     Fp32,

@@ -18,6 +18,7 @@ pub mod kface;
 pub mod metrics;
 pub mod output;
 pub mod pairs;
+pub mod partition;
 pub mod report;
 pub mod shard;
 pub mod synth;
