@@ -5,8 +5,12 @@
 //! `JOB_COMPLETION_INDEX` number them.
 
 use std::fmt;
+use std::fs;
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 
 /// Part `index` of `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +230,186 @@ pub fn from_environment(
     resolve(flag, shard_count, |name| std::env::var(name).ok())
 }
 
+/// The file that makes a directory a part of a split job.
+pub const PART_FILE: &str = "partial.json";
+/// The `format` field of [`PART_FILE`].
+pub const PART_FORMAT: &str = "facekit-partial";
+/// Bumped whenever a part's contents change meaning; a merge refuses
+/// parts of another version.
+pub const PART_VERSION: u32 = 1;
+
+/// Which command wrote a part, and so how it merges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartKind {
+    Embed,
+    Evaluate,
+}
+
+/// The header every part carries in [`PART_FILE`]: what wrote it, which
+/// part it is, and a fingerprint of the job's inputs and flags (the same in
+/// every part of one job, whatever the part) so that a merge refuses parts
+/// of different jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartHeader {
+    pub format: String,
+    pub version: u32,
+    pub kind: PartKind,
+    pub index: u32,
+    pub count: u32,
+    /// Where the part came from ([`ShardSource::describe`]).
+    pub source: String,
+    pub fingerprint: String,
+    pub facekit_version: String,
+}
+
+impl PartHeader {
+    pub fn new(kind: PartKind, shard: Shard, fingerprint: String) -> PartHeader {
+        PartHeader {
+            format: PART_FORMAT.to_string(),
+            version: PART_VERSION,
+            kind,
+            index: shard.spec.index,
+            count: shard.spec.count,
+            source: shard.source.describe().to_string(),
+            fingerprint,
+            facekit_version: crate::VERSION.to_string(),
+        }
+    }
+
+    /// Writes the header into a (staged) part directory.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let mut text = serde_json::to_string_pretty(self).expect("a header serialises");
+        text.push('\n');
+        crate::output::write_atomic(dir.join(PART_FILE), text.as_bytes())
+    }
+
+    /// Reads the header of the part at `dir`.
+    pub fn read(dir: &Path) -> Result<PartHeader, PartError> {
+        let path = dir.join(PART_FILE);
+        let text = fs::read_to_string(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => PartError::NotAPart(dir.to_path_buf()),
+            _ => PartError::Unreadable {
+                path: path.clone(),
+                problem: e.to_string(),
+            },
+        })?;
+        let header: PartHeader =
+            serde_json::from_str(&text).map_err(|e| PartError::Unreadable {
+                path: path.clone(),
+                problem: e.to_string(),
+            })?;
+        if header.format != PART_FORMAT {
+            return Err(PartError::Unreadable {
+                path,
+                problem: format!("format {:?}, not {PART_FORMAT:?}", header.format),
+            });
+        }
+        if header.version != PART_VERSION {
+            return Err(PartError::Version {
+                part: dir.to_path_buf(),
+                version: header.version,
+            });
+        }
+        Ok(header)
+    }
+}
+
+/// One part of a split job, as a merge sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub dir: PathBuf,
+    pub header: PartHeader,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartError {
+    #[error("{}: no {PART_FILE}, not a part written with --shard", .0.display())]
+    NotAPart(PathBuf),
+    #[error("{}: {problem}", path.display())]
+    Unreadable { path: PathBuf, problem: String },
+    #[error("{}: a part of format version {version}; this facekit merges version {PART_VERSION}", part.display())]
+    Version { part: PathBuf, version: u32 },
+    #[error("{}: {what} differs from {}'s: not a part of the same job", part.display(), first.display())]
+    Mismatch {
+        part: PathBuf,
+        first: PathBuf,
+        what: &'static str,
+    },
+    #[error("shard {index}/{count} given twice: {} and {}", first.display(), second.display())]
+    Duplicate {
+        index: u32,
+        count: u32,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("shard {index}/{count} is missing (given {given} of {count} parts)")]
+    Missing {
+        index: u32,
+        count: u32,
+        given: usize,
+    },
+    #[error("no parts to merge")]
+    Empty,
+}
+
+/// Reads the parts at `dirs` and checks that they are every part of one
+/// job exactly once: same kind, count, version and fingerprint, no index
+/// twice, none missing. Returns them in part order.
+pub fn gather(dirs: &[PathBuf]) -> Result<Vec<Part>, PartError> {
+    let mut parts = dirs
+        .iter()
+        .map(|dir| {
+            Ok(Part {
+                dir: dir.clone(),
+                header: PartHeader::read(dir)?,
+            })
+        })
+        .collect::<Result<Vec<Part>, PartError>>()?;
+    let first = parts.first().ok_or(PartError::Empty)?.clone();
+    for part in &parts[1..] {
+        let (a, b) = (&first.header, &part.header);
+        let what = if a.kind != b.kind {
+            Some("the command that wrote it")
+        } else if a.count != b.count {
+            Some("the number of parts")
+        } else if a.fingerprint != b.fingerprint {
+            Some("the fingerprint of the inputs and flags")
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(PartError::Mismatch {
+                part: part.dir.clone(),
+                first: first.dir.clone(),
+                what,
+            });
+        }
+    }
+    parts.sort_by_key(|p| p.header.index);
+    for pair in parts.windows(2) {
+        if pair[0].header.index == pair[1].header.index {
+            return Err(PartError::Duplicate {
+                index: pair[0].header.index,
+                count: pair[0].header.count,
+                first: pair[0].dir.clone(),
+                second: pair[1].dir.clone(),
+            });
+        }
+    }
+    let count = first.header.count;
+    if let Some(index) =
+        (0..count).find(|&i| parts.get(i as usize).map(|p| p.header.index) != Some(i))
+    {
+        return Err(PartError::Missing {
+            index,
+            count,
+            given: parts.len(),
+        });
+    }
+    Ok(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,5 +570,55 @@ mod tests {
             resolve(None, Some(2), env(&[("JOB_COMPLETION_INDEX", "2")])),
             Err(PartitionError::IndexOutOfRange { index: 2, count: 2 })
         );
+    }
+
+    fn write_part(root: &Path, name: &str, index: u32, count: u32, fp: &str) -> PathBuf {
+        let dir = root.join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let shard = Shard {
+            spec: ShardSpec::new(index, count).unwrap(),
+            source: ShardSource::Flag,
+        };
+        PartHeader::new(PartKind::Evaluate, shard, fp.to_string())
+            .write(&dir)
+            .unwrap();
+        dir
+    }
+
+    #[test]
+    fn gather_orders_parts_and_names_the_odd_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let p2 = write_part(root, "c", 2, 3, "f");
+        let p0 = write_part(root, "a", 0, 3, "f");
+        let p1 = write_part(root, "b", 1, 3, "f");
+        let parts = gather(&[p2.clone(), p0.clone(), p1.clone()]).unwrap();
+        let order: Vec<u32> = parts.iter().map(|p| p.header.index).collect();
+        assert_eq!(order, [0, 1, 2]);
+
+        let other = write_part(root, "d", 1, 3, "g");
+        let e = gather(&[p0.clone(), other.clone(), p2.clone()]).unwrap_err();
+        assert!(
+            matches!(&e, PartError::Mismatch { part, .. } if *part == other),
+            "{e}"
+        );
+
+        let e = gather(&[p0.clone(), p1.clone(), p1.clone(), p2.clone()]).unwrap_err();
+        assert!(matches!(e, PartError::Duplicate { index: 1, .. }), "{e}");
+
+        let e = gather(&[p0.clone(), p2.clone()]).unwrap_err();
+        assert_eq!(
+            e,
+            PartError::Missing {
+                index: 1,
+                count: 3,
+                given: 2
+            }
+        );
+        assert!(matches!(
+            gather(&[root.to_path_buf()]),
+            Err(PartError::NotAPart(_))
+        ));
+        assert_eq!(gather(&[]), Err(PartError::Empty));
     }
 }
