@@ -61,6 +61,11 @@ in bins of 3.05e-5; summary.json and summary.md mark each figure read in the bin
 Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval\n\nMemory: the embeddings (N x D x 4 bytes) or scores, the exact impostor store above, one tile of comparisons per thread, at most 100000 bootstrap replicates."
     )]
     Evaluate(EvaluateArgs),
+    /// Combine the parts of a job split with --shard (embed or evaluate) into the one-machine result
+    #[command(
+        after_help = "Example:\n  facekit merge parts/eval-0 parts/eval-1 parts/eval-2 parts/eval-3 --out eval\n  facekit merge parts/emb-* --out emb"
+    )]
+    Merge(MergeArgs),
     /// Search probe faces in a gallery: top-k identities, or "unknown" below a threshold
     #[command(
         after_help = "Example:\n  facekit search --gallery gallery_emb --probes probe_emb --threshold eval:fpir=0.01"
@@ -340,6 +345,21 @@ pub struct EvaluateArgs {
     pub output: OutputFlags,
 }
 
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Every part of one job: the output folders of `facekit embed --shard I/N` or `facekit evaluate --shard I/N`
+    #[arg(required = true, value_name = "PART")]
+    pub parts: Vec<PathBuf>,
+    /// The merged EMB_DIR or EVAL_DIR
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace a folder an earlier facekit run of the same command wrote
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub output: OutputFlags,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TableFormat {
     Table,
@@ -420,6 +440,7 @@ fn try_main(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Embed(args) => cmd::embed::run(&args),
         Command::Evaluate(args) => cmd::evaluate::run(&args),
+        Command::Merge(args) => cmd::merge::run(&args),
         Command::Search(args) => cmd::search::run(&args),
         Command::Report(args) => cmd::report::run(&args),
         Command::Demo(args) => cmd::demo::run(&args),

@@ -7,6 +7,7 @@ pub mod embed;
 pub mod evaluate;
 pub mod inspect;
 pub mod inspect_bin;
+pub mod merge;
 pub mod pairs;
 pub mod report;
 pub mod search;

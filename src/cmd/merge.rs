@@ -1,0 +1,17 @@
+//! `facekit merge`: the parts of a job split with `--shard` become the
+//! result one machine would have written. Which merge runs is read from the
+//! parts' headers; `partition::gather` has already checked that they are
+//! every part of one job.
+
+use anyhow::Context;
+
+use crate::cli::MergeArgs;
+use crate::partition::{self, PartKind};
+
+pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
+    let parts = partition::gather(&args.parts).context("merge")?;
+    match parts[0].header.kind {
+        PartKind::Embed => anyhow::bail!("merging embed parts is being built (issue 12)"),
+        PartKind::Evaluate => anyhow::bail!("merging evaluate parts is being built (issue 12)"),
+    }
+}
