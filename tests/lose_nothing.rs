@@ -390,6 +390,79 @@ fn a_truncated_tier_zip_is_recorded_as_lost_and_said_last_even_quiet() {
         .contains("Middle_Resolution.zip"));
 }
 
+/// A tier zip holding one identity archive that is `pad` bytes and more
+/// once inflated (a stored member of zeros beside four annotated images),
+/// deflated into the tier zip, which stays a few megabytes: written as a
+/// stream, never held in memory here either.
+fn tier_zip_with_a_large_identity(path: &Path, pad: u64) {
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+    use zip::{CompressionMethod, ZipWriter};
+    let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+    let deflated = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    let mut tier = ZipWriter::new(fs::File::create(path).unwrap());
+    tier.start_file("19062421.zip", deflated).unwrap();
+    let mut inner = ZipWriter::new_stream(&mut tier);
+    for camera in [4, 5, 6, 7] {
+        let stem = format!("S001/L1/E01/C{camera}");
+        inner.start_file(format!("{stem}.jpg"), stored).unwrap();
+        inner.write_all(&photo(camera)).unwrap();
+        inner.start_file(format!("{stem}.txt"), stored).unwrap();
+        inner.write_all(annotation(camera, 0).as_bytes()).unwrap();
+    }
+    inner.start_file("S001/padding.bin", stored).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..pad.div_ceil(zeros.len() as u64) {
+        inner.write_all(&zeros).unwrap();
+    }
+    inner.finish().unwrap();
+    tier.finish().unwrap();
+}
+
+#[test]
+fn a_large_identity_archive_in_a_tier_zip_converts_within_two_gib() {
+    // Larger than the address space allowed: an archive read into memory
+    // whole cannot fit.
+    const PAD: u64 = 9 << 28; // 2.25 GiB
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = tmp.path().join("Middle_Resolution.zip");
+    tier_zip_with_a_large_identity(&zip, PAD);
+    assert!(fs::metadata(&zip).unwrap().len() < 64 << 20);
+    let out = tmp.path().join("out");
+    ok(facekit_limited(&[
+        "convert",
+        p(&zip),
+        "--out",
+        p(&out),
+        "--jobs",
+        "2",
+        "-q",
+    ]));
+    let dataset: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("dataset.json")).unwrap()).unwrap();
+    assert_eq!(dataset["counts"]["ok"], 4, "{dataset}");
+    assert_eq!(dataset["failures"], 0, "{dataset}");
+    assert_eq!(dataset["lost"], serde_json::json!([]), "{dataset}");
+    // The inflated archive went with the stage: nothing of it is left.
+    let mut names: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ".facekit-convert.json",
+            "dataset.json",
+            "identities.csv",
+            "manifest.parquet",
+            "preview.png",
+            "train.idx",
+            "train.rec"
+        ]
+    );
+}
+
 #[test]
 fn an_absurd_face_box_is_a_failed_row_not_a_black_crop() {
     let tmp = tempfile::tempdir().unwrap();

@@ -17,7 +17,8 @@
 //!   (the walk already listed the files); `read` reads one file.
 //! * a zip-backed unit ([`crate::kface::archive`]): an inner `<ID>.zip`, inside a
 //!   tier zip or alone, whose members are `S001/L1/E01/C7.jpg`. Its `load`
-//!   reads the inner archive into memory and lists the members
+//!   opens the inner archive in place (or inflates it into a file under
+//!   `scratch`) and lists the members
 //!   ([`crate::kface::path::parse_in_identity`]); `read` inflates one member;
 //!   its sources read `outer.zip!19062421.zip!S001/L1/E01/C7.jpg`. Discovery
 //!   hands every `.zip` it meets to [`zip_units`], the one place that reader
@@ -78,8 +79,10 @@ pub trait Unit: Send + Sync {
     fn identity(&self) -> &str;
     /// Where the unit is, for messages: its folder, or its archive.
     fn origin(&self) -> &str;
-    /// Lists the unit's files and makes their bytes readable.
-    fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError>;
+    /// Lists the unit's files and makes their bytes readable. `scratch` is
+    /// a folder on the output's file system where a unit may park what it
+    /// must not hold in memory (an inflated inner archive).
+    fn load(&self, scratch: &Path) -> Result<Box<dyn LoadedUnit + '_>, SourceError>;
     /// The number of images, when known without loading (for progress).
     fn image_count(&self) -> Option<u64> {
         None
@@ -109,7 +112,7 @@ impl Unit for FolderUnit {
     fn origin(&self) -> &str {
         &self.origin
     }
-    fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
+    fn load(&self, _scratch: &Path) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
         Ok(Box::new(self))
     }
     fn image_count(&self) -> Option<u64> {
@@ -333,7 +336,7 @@ mod tests {
     }
 
     fn listing(unit: &dyn Unit) -> Vec<(String, FileKind)> {
-        let loaded = unit.load().unwrap();
+        let loaded = unit.load(&std::env::temp_dir()).unwrap();
         let root = unit.origin().to_string();
         loaded
             .files()
@@ -396,7 +399,7 @@ mod tests {
                 ),
             ]
         );
-        let loaded = found.units[2].load().unwrap();
+        let loaded = found.units[2].load(&std::env::temp_dir()).unwrap();
         assert_eq!(loaded.files().len(), 2);
         assert_eq!(loaded.read(0).unwrap(), b"c");
         assert!(found.units[2].origin().ends_with("flat/19080101_*"));
@@ -416,7 +419,14 @@ mod tests {
         assert_eq!(dup.identity(), "19062421");
         assert!(dup.origin().starts_with(a.path().to_str().unwrap()));
         assert!(winner.starts_with(b.path().to_str().unwrap()));
-        assert_eq!(found.units[0].load().unwrap().read(0).unwrap(), b"b");
+        assert_eq!(
+            found.units[0]
+                .load(&std::env::temp_dir())
+                .unwrap()
+                .read(0)
+                .unwrap(),
+            b"b"
+        );
     }
 
     #[test]
@@ -475,7 +485,7 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("elsewhere")).unwrap();
         let found = discover(&[dir.path().to_path_buf()]).unwrap();
-        let loaded = found.units[0].load().unwrap();
+        let loaded = found.units[0].load(&std::env::temp_dir()).unwrap();
         assert_eq!(loaded.files().len(), 2);
         assert_eq!(loaded.files()[0].kind, FileKind::Image(attrs(1, 1, 1, 4)));
         assert!(matches!(loaded.read(0), Err(SourceError::Io { .. })));

@@ -327,6 +327,7 @@ fn read_sources(
     for unit in &found.units {
         process::process_unit(
             unit.as_ref(),
+            stage,
             settings,
             &pool,
             &mut spool,
@@ -337,7 +338,7 @@ fn read_sources(
     }
     progress.finish_and_clear();
     for (unit, winner) in &found.duplicates {
-        process::duplicate_rows(unit.as_ref(), winner, &mut rows);
+        process::duplicate_rows(unit.as_ref(), stage, winner, &mut rows);
     }
     for orphan in found.orphans.iter().chain(&found.unreadable) {
         let identity = orphan.identity.clone().unwrap_or_default();
