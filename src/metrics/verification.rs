@@ -542,10 +542,15 @@ pub fn d_prime(genuine: &Moments, impostor: &Moments) -> f64 {
 /// lowest score value t with #{s >= t} / N <= `target`, and that count.
 /// A target below the rate of the highest score gives `next_up` of the
 /// highest score (count 0); a target of 1 (within one ulp) gives `next_down`
-/// of the lowest (count N). The rate is compared in floating point exactly
-/// as bob does. Also used for FPIR over the top-1 scores of non-mated
-/// searches.
-pub fn far_threshold(non_mated: &ScoreCounts, target: f64) -> Result<(f64, u64), MetricsError> {
+/// of the lowest (every score). The rate is compared in floating point
+/// exactly as bob does. N is `of`: the scores' total for FMR; for FPIR over
+/// the top-1 scores of non-mated searches, every non-mated search, those
+/// that returned no candidate (and no score) included.
+pub fn far_threshold(
+    non_mated: &ScoreCounts,
+    of: u64,
+    target: f64,
+) -> Result<(f64, u64), MetricsError> {
     if !(0.0..=1.0).contains(&target) {
         return Err(MetricsError::Target(target));
     }
@@ -553,9 +558,10 @@ pub fn far_threshold(non_mated: &ScoreCounts, target: f64) -> Result<(f64, u64),
     let (Some(&highest), Some(&lowest)) = (values.first(), values.last()) else {
         return Err(MetricsError::NoImpostor);
     };
-    let n = non_mated.total();
+    debug_assert!(of >= non_mated.total());
+    let n = of;
     if target >= 1.0 - f64::EPSILON {
-        return Ok((lowest.next_down(), n));
+        return Ok((lowest.next_down(), non_mated.total()));
     }
     let k = partition_point_by_index(values.len(), |i| {
         non_mated.at_or_above_index(i) as f64 / n as f64 <= target
@@ -611,7 +617,7 @@ pub fn fmr_point(
     if genuine.is_empty() {
         return Err(MetricsError::NoGenuine);
     }
-    let (threshold, false_matches) = far_threshold(impostor, target)?;
+    let (threshold, false_matches) = far_threshold(impostor, impostor.total(), target)?;
     let false_non_matches = genuine.below(threshold);
     // Above `exact_from` the scores are bob's; at it, the next score down
     // is not seen, but it cannot be the threshold when one more false

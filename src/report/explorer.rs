@@ -30,7 +30,7 @@ use crate::evaldir::{
 };
 use crate::metrics::bootstrap::clopper_pearson;
 
-use super::build::{recommended_fpir_point, OpenSetCurve, PREFERRED_FMR};
+use super::build::{recommended_fpir_point, PREFERRED_FMR};
 use super::html::escape;
 use super::system::System;
 use super::thumbnail;
@@ -117,7 +117,7 @@ pub fn grid(system: &System) -> Option<Grid> {
     );
     edges.sort_by(f64::total_cmp);
     edges.dedup();
-    let curve = OpenSetCurve::from_probes(&system.probes);
+    let curve = system.open_set();
     let below = |bins: &[&HistogramRow], t: f64| -> u64 {
         let k = bins.partition_point(|r| r.bin_low < t);
         bins[..k].iter().map(|r| r.count).sum()

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-pub use build::{all_charts, OpenSetCurve, OpenSetRates, Options, Unit};
+pub use build::{all_charts, Options, Unit};
 pub use chart::{Body, Chart};
 pub use system::{system_names, System};
 
