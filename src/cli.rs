@@ -87,7 +87,8 @@ pub struct OutputFlags {
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ShardFormat {
     /// MXNet RecordIO train.rec + train.idx (insightface flat layout)
     Rec,

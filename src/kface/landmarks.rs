@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 use super::annotation::{Annotation, AnnotationError, BoundingBox};
 use super::Attributes;
 
-/// `--landmarks`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `--landmarks`, named in `dataset.json` as on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// The image's own annotation, else its nearest-light S001 sibling's.
     Sibling,
