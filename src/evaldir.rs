@@ -558,6 +558,16 @@ mod tests {
     }
 
     #[test]
+    fn thresholds_read_back_from_json_are_the_ones_written() {
+        // serde_json without float_roundtrip read this one 1 ulp off, so the
+        // report drew a threshold beside the one operating_points.csv holds.
+        for t in [0.434_430_718_421_936_04_f64, f64::from(0.1f32), 1.0 / 3.0] {
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<f64>(&json).unwrap(), t, "{json}");
+        }
+    }
+
+    #[test]
     fn engine_kinds_are_named_as_before_they_were_an_enum() {
         for (kind, name) in [
             (EngineKind::Cpu, "cpu"),

@@ -15,8 +15,8 @@
 
 use std::collections::BTreeMap;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use chacha20::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 
 /// The bootstrap replicates facekit uses unless told otherwise.
 pub const DEFAULT_REPLICATES: usize = 1000;
@@ -63,7 +63,7 @@ pub fn miss_rate_intervals(
         let mut sum_trials = 0u64;
         sum_misses.iter_mut().for_each(|m| *m = 0);
         for _ in 0..subjects {
-            let s = rng.gen_range(0..subjects);
+            let s = rng.random_range(0..subjects);
             sum_trials += trials[s];
             for (acc, &m) in sum_misses.iter_mut().zip(&misses[s * k..(s + 1) * k]) {
                 *acc += m;

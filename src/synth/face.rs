@@ -8,8 +8,8 @@
 //! at the head centre; yaw + puts the camera on the subject's left (C1-C6),
 //! pitch + puts it above (C14-C18), as the spec's visibility flags imply.
 
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
+use chacha20::ChaCha8Rng;
+use rand::RngExt;
 
 use crate::kface::Attributes;
 
@@ -68,7 +68,7 @@ pub struct Identity {
 impl Identity {
     /// The identity's look, drawn from `rng` (seeded per identity).
     pub fn random(id: String, rng: &mut ChaCha8Rng) -> Identity {
-        let mut u = |lo: f32, hi: f32| rng.gen_range(lo..hi);
+        let mut u = |lo: f32, hi: f32| rng.random_range(lo..hi);
         let skin_tone = u(0.0, 1.0);
         let skin = [
             205.0 + 35.0 * skin_tone,

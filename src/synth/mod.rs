@@ -18,10 +18,10 @@ use std::io::{self, Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use chacha20::ChaCha8Rng;
 use image::RgbImage;
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use zip::write::SimpleFileOptions;
@@ -235,7 +235,7 @@ pub fn identity_ids(n: usize, seed: u64) -> Vec<String> {
     while ids.len() < n {
         for rig in 1..=4 {
             for order in 1..=2 {
-                if ids.len() < n && rng.gen_bool(0.45) {
+                if ids.len() < n && rng.random_bool(0.45) {
                     ids.push(format!("{:02}{month:02}{day:02}{rig}{order}", year % 100));
                 }
             }
@@ -368,7 +368,7 @@ fn plan_faults(
             pool = all.iter().filter(free).collect();
         }
         if !pool.is_empty() {
-            let (i, a) = *pool[rng.gen_range(0..pool.len())];
+            let (i, a) = *pool[rng.random_range(0..pool.len())];
             taken.insert((i, a));
             plan.push((i, a, kind));
         }
