@@ -31,7 +31,7 @@ pub use zipread::{Entry, ListingFault, MemberFault};
 
 /// Separates an archive from a member in a display source:
 /// `Middle_Resolution.zip!19062421.zip!S001/L1/E01/C7.jpg`.
-pub const SEPARATOR: char = '!';
+pub(crate) const SEPARATOR: char = '!';
 
 /// Write buffer of the file a deflated inner archive is inflated into.
 const SPILL_BUFFER: usize = 1 << 20;
@@ -337,7 +337,7 @@ impl IdentityArchive {
     }
 
     /// Display source of a member: `archive!member`.
-    pub fn member_source(&self, index: usize) -> String {
+    pub(crate) fn member_source(&self, index: usize) -> String {
         let name = self.entries.get(index).map_or("", |e| e.name.as_str());
         format!("{}{SEPARATOR}{name}", self.source)
     }

@@ -15,7 +15,7 @@ use super::{Attributes, Selection};
 
 /// The 30 test identities of the K-Face literature (MIX / insightKface
 /// `kface-test-identity30.txt`), available as `--holdout kface30`.
-pub const KFACE30: &str = include_str!("../../data/kface-test-identity30.txt");
+pub(crate) const KFACE30: &str = include_str!("../../data/kface-test-identity30.txt");
 
 /// What `--holdout` named.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -39,7 +39,7 @@ use super::path::{classify, Classified, FileRole, Form};
 use super::Attributes;
 
 /// Files larger than this are refused unread: no K-Face JPEG comes near it.
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// What a listed file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +98,7 @@ pub trait LoadedUnit: Sync {
 
 /// Files of one identity on disk.
 #[derive(Debug, Clone)]
-pub struct FolderUnit {
+pub(crate) struct FolderUnit {
     identity: String,
     origin: String,
     files: Vec<SourceFile>,
@@ -136,7 +136,7 @@ impl LoadedUnit for &FolderUnit {
 }
 
 /// Reads a whole file, refusing one over `limit` bytes.
-pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
+pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
     let io = |source| SourceError::Io {
         path: path.to_string_lossy().into_owned(),
         source,
@@ -166,7 +166,7 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
 /// identity) cannot be read from its name; or a folder or zip that cannot
 /// be read at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Orphan {
+pub(crate) struct Orphan {
     pub source: String,
     pub identity: Option<String>,
     pub reason: String,
@@ -174,7 +174,7 @@ pub struct Orphan {
 
 /// Everything found below the SRCs.
 #[derive(Default)]
-pub struct Discovery {
+pub(crate) struct Discovery {
     /// One unit per identity, sorted by identity.
     pub units: Vec<Box<dyn Unit>>,
     /// Later places of an identity already found, with the origin that won.
@@ -195,7 +195,8 @@ impl Discovery {
 }
 
 /// What discovery looks for, for the message when it finds nothing.
-pub const PATTERN: &str = "<ID>/S00a/Lb/E0c/Cn.jpg or <ID>_S00a_Lb_E0c_Cn.jpg (or zips of them)";
+pub(crate) const PATTERN: &str =
+    "<ID>/S00a/Lb/E0c/Cn.jpg or <ID>_S00a_Lb_E0c_Cn.jpg (or zips of them)";
 
 /// The units of a zip file: the seam where the archive reader plugs in.
 pub fn zip_units(path: &Path) -> Result<Vec<Box<dyn Unit>>, SourceError> {
@@ -212,7 +213,7 @@ fn is_zip(path: &Path) -> bool {
 }
 
 /// Walks every SRC and groups what it finds into identity units.
-pub fn discover(sources: &[PathBuf]) -> Result<Discovery, SourceError> {
+pub(crate) fn discover(sources: &[PathBuf]) -> Result<Discovery, SourceError> {
     let mut found = Discovery::default();
     // Units in the order they were found: SRC order, then path order.
     let mut ordered: Vec<Box<dyn Unit>> = Vec::new();

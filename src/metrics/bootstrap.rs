@@ -18,21 +18,18 @@ use std::collections::BTreeMap;
 use chacha20::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 
-/// The bootstrap replicates facekit uses unless told otherwise.
-pub const DEFAULT_REPLICATES: usize = 1000;
-
 /// One trial of a subject: a miss at threshold t iff `score < t`. For FNMR
 /// the score is a genuine comparison's; for FNIR(R=1, T) it is
 /// [`crate::metrics::identification::mate_score_within`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SubjectScore {
+pub(crate) struct SubjectScore {
     pub subject: u32,
     pub score: f64,
 }
 
 /// The subject-bootstrap 95% interval of the miss rate at each threshold.
 /// `None` when there are no samples or no replicates.
-pub fn miss_rate_intervals(
+pub(crate) fn miss_rate_intervals(
     samples: &[SubjectScore],
     thresholds: &[f64],
     replicates: usize,

@@ -35,7 +35,7 @@ pub struct Comparison {
 /// definitions: the `top_k` models by score (ties by lower number), the best
 /// mated score and its rank, 1 + the non-mated models scoring at least it
 /// (bob.measure's rank: ties count against the probe).
-pub fn search_results(comparisons: &[Comparison], top_k: usize) -> Vec<ProbeResult> {
+pub(crate) fn search_results(comparisons: &[Comparison], top_k: usize) -> Vec<ProbeResult> {
     let probes = comparisons
         .iter()
         .map(|c| c.probe as usize + 1)

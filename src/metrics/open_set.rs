@@ -35,7 +35,7 @@ pub enum Search {
 
 impl Search {
     /// An engine's search result, FNIR at rank `rank` (at least 1).
-    pub fn of_result(probe: &ProbeResult, rank: u64) -> Search {
+    pub(crate) fn of_result(probe: &ProbeResult, rank: u64) -> Search {
         match (probe.mate_rank, probe.mate_score) {
             (Some(r), Some(s)) => Search::Mated((r <= rank.max(1)).then_some(s)),
             (Some(_), None) => Search::Mated(None),
@@ -45,7 +45,7 @@ impl Search {
 
     /// A row of `probes.csv`, FNIR at rank `rank` (at least 1). Its scores
     /// were the engine's f32s, so they are compared as such.
-    pub fn of_row(row: &ProbeRow, rank: u64) -> Search {
+    pub(crate) fn of_row(row: &ProbeRow, rank: u64) -> Search {
         if row.mated {
             Search::Mated(match (row.mate_rank, row.mate_score) {
                 (Some(r), Some(s)) if r <= rank.max(1) => Some(s as f32),
@@ -123,7 +123,7 @@ impl OpenSet {
     }
 
     /// The open set of an engine's results, FNIR at rank `fnir_rank`.
-    pub fn of_results(probes: &[ProbeResult], fnir_rank: u64) -> OpenSet {
+    pub(crate) fn of_results(probes: &[ProbeResult], fnir_rank: u64) -> OpenSet {
         OpenSet::new(probes.iter().map(|p| Search::of_result(p, fnir_rank)))
     }
 
@@ -134,7 +134,7 @@ impl OpenSet {
         self.non_mated
     }
     /// Top-1 scores of the non-mated searches that returned a candidate.
-    pub fn non_mated_top1(&self) -> &ScoreCounts {
+    pub(crate) fn non_mated_top1(&self) -> &ScoreCounts {
         &self.non_mated_top1
     }
     /// Whether there is no search at all.
@@ -154,7 +154,7 @@ impl OpenSet {
     }
 
     /// The thresholds where a rate changes, ascending.
-    pub fn steps(&self) -> Vec<f64> {
+    pub(crate) fn steps(&self) -> Vec<f64> {
         let mut steps: Vec<f64> = self
             .non_mated_top1
             .values()
@@ -185,7 +185,7 @@ impl OpenSet {
     /// The threshold for an FPIR target (the lowest non-mated top-1 score
     /// with FPIR <= target, bob.measure's rule as for FMR), the realised
     /// FPIR and FNIR(R, T) there.
-    pub fn fpir_point(&self, target: f64) -> Result<FpirPoint, MetricsError> {
+    pub(crate) fn fpir_point(&self, target: f64) -> Result<FpirPoint, MetricsError> {
         if self.mated == 0 {
             return Err(MetricsError::NoMatedProbes);
         }

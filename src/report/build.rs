@@ -17,16 +17,16 @@ use crate::output::thousands;
 use crate::text::{natural_cmp, percent};
 
 /// Pixel size of the curve charts.
-pub const SIZE: (u32, u32) = (1000, 640);
+pub(crate) const SIZE: (u32, u32) = (1000, 640);
 /// Curves keep a point per 1/1500 of the plot's size.
 const RESOLUTION: f64 = 1500.0;
 /// Display bins of the score distributions.
 const DISPLAY_BINS: usize = 120;
 /// The FMR target whose threshold is the "global threshold" of the
 /// per-condition breakdowns, when present (else the nearest).
-pub const PREFERRED_FMR: f64 = 1e-3;
+pub(crate) const PREFERRED_FMR: f64 = 1e-3;
 /// The FPIR target whose threshold is recommended for "nobody in the DB".
-pub const PREFERRED_FPIR: f64 = 1e-2;
+pub(crate) const PREFERRED_FPIR: f64 = 1e-2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Options {
@@ -55,7 +55,7 @@ pub fn all_charts(systems: &[System], options: &Options) -> Vec<Chart> {
 }
 
 /// A target rate as a short tag: "10⁻³" for powers of ten, "0.3%" otherwise.
-pub fn target_tag(target: f64) -> String {
+pub(crate) fn target_tag(target: f64) -> String {
     let k = target.log10().round();
     if target > 0.0 && (10f64.powf(k) - target).abs() <= target * 1e-9 {
         pow10_label(k as i32)
@@ -90,7 +90,7 @@ fn nearest_target(targets: impl Iterator<Item = f64>, preferred: f64) -> Option<
 
 /// The recommended open-set threshold: the FPIR operating point at 1e-2, or
 /// the nearest target evaluated.
-pub fn recommended_fpir_point(system: &System) -> Option<&FpirPoint> {
+pub(crate) fn recommended_fpir_point(system: &System) -> Option<&FpirPoint> {
     let ident = system.summary.identification.as_ref()?;
     let target = nearest_target(
         ident.operating_points.iter().map(|p| p.fpir_target),
@@ -428,7 +428,7 @@ fn user_line(t: f64) -> VLine {
 /// The vertex of the ROC curve at the lowest listed threshold at or above
 /// `t`: the rates of accepting at `t` (exact where `roc.csv` lists every
 /// distinct score, approximate where collinear vertices were dropped).
-pub fn roc_at(roc: &[RocRow], t: f64) -> Option<&RocRow> {
+pub(crate) fn roc_at(roc: &[RocRow], t: f64) -> Option<&RocRow> {
     roc.iter()
         .filter(|r| r.threshold >= t)
         .min_by(|a, b| a.threshold.total_cmp(&b.threshold))
@@ -527,7 +527,7 @@ fn share_axis(max_share: f64) -> Axis {
     }
 }
 
-pub fn score_histogram_chart(
+pub(crate) fn score_histogram_chart(
     system: &System,
     index: usize,
     user_threshold: Option<f64>,
@@ -667,7 +667,7 @@ impl Unit {
 
 /// "FPIR 1.2% (3 of 250 out-of-DB probes match someone), FNIR …", for a
 /// threshold the user chose.
-pub fn described(r: &OpenSetRates) -> String {
+pub(crate) fn described(r: &OpenSetRates) -> String {
     format!(
         "FPIR {} ({} of {} out-of-DB probes match someone), FNIR {} ({} of {} in-DB probes missed)",
         rate_text(r.fpir()),
@@ -680,7 +680,7 @@ pub fn described(r: &OpenSetRates) -> String {
 }
 
 /// A rate as a percentage, or "n/a" where there is nothing to count.
-pub fn rate_text(rate: Option<f64>) -> String {
+pub(crate) fn rate_text(rate: Option<f64>) -> String {
     rate.map_or_else(|| "n/a".to_string(), percent)
 }
 
@@ -1047,7 +1047,7 @@ pub fn identification_tuning_chart(
     })
 }
 
-pub fn cmc_chart(systems: &[System]) -> Option<Chart> {
+pub(crate) fn cmc_chart(systems: &[System]) -> Option<Chart> {
     let with: Vec<(usize, &System, &Vec<f64>)> = systems
         .iter()
         .enumerate()

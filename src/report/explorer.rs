@@ -38,11 +38,11 @@ use crate::text::natural_cmp;
 
 /// Grid resolution: a rate moving by a 50th of a decade (about 4.7%)
 /// gets a new threshold.
-pub const LEVELS_PER_DECADE: f64 = 50.0;
+pub(crate) const LEVELS_PER_DECADE: f64 = 50.0;
 /// The most faces of each kind the page embeds.
-pub const FACES_PER_KIND: usize = 60;
+pub(crate) const FACES_PER_KIND: usize = 60;
 /// Faces shown per page of a panel.
-pub const PAGE_FACES: usize = 12;
+pub(crate) const PAGE_FACES: usize = 12;
 /// Bins of the in-DB vs out-of-DB distribution drawn by the explorer.
 const DISTRIBUTION_BINS: usize = 60;
 
@@ -504,7 +504,7 @@ fn faces(system: &System) -> (Vec<Face>, Vec<String>) {
 
 /// The explorer section of the page: one explorer per system with a grid,
 /// the data as JSON and the script. Empty when no system has a grid.
-pub fn section(h: &mut String, systems: &[System]) {
+pub(crate) fn section(h: &mut String, systems: &[System]) {
     let data: Vec<SystemData> = systems
         .iter()
         .filter_map(|s| grid(s).map(|g| system_data(s, g)))

@@ -22,7 +22,7 @@ pub use build::{all_charts, Options, Unit};
 pub use chart::{Body, Chart};
 pub use system::{system_names, System};
 
-pub const INDEX_HTML: &str = "index.html";
+pub(crate) const INDEX_HTML: &str = "index.html";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

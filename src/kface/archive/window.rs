@@ -7,7 +7,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 /// `len` bytes of `file` from `start`.
 #[derive(Debug)]
-pub struct Window {
+pub(crate) struct Window {
     file: File,
     start: u64,
     len: u64,
@@ -34,7 +34,7 @@ impl Window {
 }
 
 /// A cursor on a [`Window`]; seeks are relative to the window.
-pub struct WindowReader<'a> {
+pub(crate) struct WindowReader<'a> {
     window: &'a Window,
     pos: u64,
 }

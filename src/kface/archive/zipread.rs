@@ -94,7 +94,7 @@ pub enum MemberFault {
 impl MemberFault {
     /// How many bytes were written out despite the fault (a truncated,
     /// mis-sized or CRC-failing member), if any were.
-    pub fn recovered(&self) -> Option<u64> {
+    pub(crate) fn recovered(&self) -> Option<u64> {
         match *self {
             MemberFault::Truncated { written }
             | MemberFault::Crc { written, .. }
@@ -110,7 +110,7 @@ impl MemberFault {
 
 /// All members of an archive, and how they were found.
 #[derive(Debug, Clone)]
-pub struct Listing {
+pub(crate) struct Listing {
     pub entries: Vec<Entry>,
     /// Set when the central directory was unusable and the members were
     /// recovered by walking local headers: the archive is damaged, and
@@ -119,7 +119,7 @@ pub struct Listing {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ListError {
+pub(crate) enum ListError {
     #[error("not a zip archive (no central directory and no local header at the start)")]
     NotZip,
     #[error("read error: {0}")]
@@ -162,7 +162,7 @@ fn finish(mut entries: Vec<Entry>, salvaged: Option<String>) -> Listing {
 
 /// Absolute (`/x`, `C:x`) or escaping (`..`) names. Nothing is ever written
 /// from a member name, but such a member is not one of the dataset's.
-pub fn is_unsafe_name(name: &str) -> bool {
+pub(crate) fn is_unsafe_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     name.starts_with('/')
         || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic())
@@ -172,7 +172,7 @@ pub fn is_unsafe_name(name: &str) -> bool {
 /// Decodes a raw member name: the Info-ZIP Unicode Path field when present
 /// and current, UTF-8 when flagged or valid, CP949 (the Korean Windows code
 /// page) otherwise. Backslash separators become `/`.
-pub fn decode_name(raw: &[u8], flags: u16, extra: &[u8]) -> String {
+pub(crate) fn decode_name(raw: &[u8], flags: u16, extra: &[u8]) -> String {
     let name = if let Some(unicode) = unicode_path(raw, extra) {
         unicode
     } else if flags & FLAG_UTF8 != 0 {
@@ -496,7 +496,7 @@ fn is_header_sig(sig: u32) -> bool {
 
 /// Reads and checks one member into memory (at most `limit` bytes, see
 /// [`copy_entry`]).
-pub fn read_entry<R: Read + Seek>(
+pub(crate) fn read_entry<R: Read + Seek>(
     reader: &mut R,
     entry: &Entry,
     limit: u64,
@@ -512,7 +512,7 @@ pub fn read_entry<R: Read + Seek>(
 /// archive), so memory never follows what a header claims. Returns the
 /// number of bytes written; a fault says how many were written all the
 /// same.
-pub fn copy_entry<R: Read + Seek, W: Write>(
+pub(crate) fn copy_entry<R: Read + Seek, W: Write>(
     reader: &mut R,
     entry: &Entry,
     limit: u64,
@@ -573,7 +573,10 @@ pub fn copy_entry<R: Read + Seek, W: Write>(
 }
 
 /// Where a member's data starts, from its local header.
-pub fn data_start<R: Read + Seek>(reader: &mut R, entry: &Entry) -> Result<u64, MemberFault> {
+pub(crate) fn data_start<R: Read + Seek>(
+    reader: &mut R,
+    entry: &Entry,
+) -> Result<u64, MemberFault> {
     match read_local_header(reader, entry.header_offset) {
         Ok(Some(local)) => Ok(local.data_start),
         Ok(None) => Err(MemberFault::BadLocalHeader(entry.header_offset)),
