@@ -29,7 +29,7 @@ pub struct Cli {
 pub enum Command {
     /// Convert the AI Hub K-Face tree (folders or zips) into aligned, labeled training shards
     #[command(
-        after_help = "Example:\n  facekit convert \"한국인 안면 이미지/Middle_Resolution\" --out kface112 \\\n      --select \"S1-2 L1-6,8-30 E1-3 C4-10\" --holdout kface30\n\nMemory: one identity archive and one source image per worker, crops of at most 512x512; the crops wait on disk."
+        after_help = "Example:\n  facekit convert \"한국인 안면 이미지/Middle_Resolution\" --out kface112 \\\n      --select \"S1-2 L1-6,8-30 E1-3 C4-10\" --holdout kface30\n\nMemory: one zip member (at most 64 MiB) and one source image per worker, crops of at most 512x512; the crops, and an inner <ID>.zip the tier zip deflated, wait on disk."
     )]
     Convert(ConvertArgs),
     /// Write seeded verification pairs (pairs.txt and the arcface_torch .bin) from a converted eval set
@@ -92,7 +92,8 @@ pub struct OutputFlags {
     pub json: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ShardFormat {
     /// MXNet RecordIO train.rec + train.idx (insightface flat layout)
     Rec,

@@ -72,10 +72,20 @@ pub struct Summary {
     pub synthetic_note: Option<String>,
 }
 
+/// Which engine made the comparisons, as `summary.json` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Cpu,
+    Cuda,
+    /// No engine: the scores were read from a file.
+    #[serde(rename = "none")]
+    ScoreFile,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineInfo {
-    /// "cpu" or "cuda".
-    pub kind: String,
+    pub kind: EngineKind,
     /// What ran it, e.g. "cpu (2 threads)" or "cuda:0 NVIDIA H200".
     pub description: String,
     /// fp32, tf32, bf16 or fp16.
@@ -544,6 +554,29 @@ mod tests {
         assert_eq!(cosine_to_l2(-1.0), 2.0);
         for c in [-0.9, -0.2, 0.1, 0.38, 0.77] {
             assert!((l2_to_cosine(cosine_to_l2(c)) - c).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn thresholds_read_back_from_json_are_the_ones_written() {
+        // serde_json without float_roundtrip read this one 1 ulp off, so the
+        // report drew a threshold beside the one operating_points.csv holds.
+        for t in [0.434_430_718_421_936_04_f64, f64::from(0.1f32), 1.0 / 3.0] {
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<f64>(&json).unwrap(), t, "{json}");
+        }
+    }
+
+    #[test]
+    fn engine_kinds_are_named_as_before_they_were_an_enum() {
+        for (kind, name) in [
+            (EngineKind::Cpu, "cpu"),
+            (EngineKind::Cuda, "cuda"),
+            (EngineKind::ScoreFile, "none"),
+        ] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<EngineKind>(&json).unwrap(), kind);
         }
     }
 

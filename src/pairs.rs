@@ -10,9 +10,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use chacha20::ChaCha8Rng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 
 use crate::kface::{Attributes, Selection};
 
@@ -214,7 +214,7 @@ impl Pool {
         let mut taken = HashSet::with_capacity(n);
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
-            let r = rng.gen_range(0..total);
+            let r = rng.random_range(0..total);
             let k = cumulative.partition_point(|&c| c <= r);
             let before = if k == 0 { 0 } else { cumulative[k - 1] };
             let a = self.f_all[k].0;

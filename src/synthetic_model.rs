@@ -19,8 +19,8 @@
 
 use std::hash::{Hash, Hasher};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use chacha20::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 
 use crate::kface::{Attributes, ImageKey};
 
@@ -128,8 +128,8 @@ pub fn light_lux(light: u8) -> f64 {
 
 fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
     // Box–Muller; 1 - u keeps the logarithm finite.
-    let u: f64 = 1.0 - rng.gen::<f64>();
-    let v: f64 = rng.gen::<f64>();
+    let u: f64 = 1.0 - rng.random::<f64>();
+    let v: f64 = rng.random::<f64>();
     (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
 }
 

@@ -29,7 +29,7 @@ pub fn percent(rate: f64) -> String {
 }
 
 /// Compares strings with their digit runs as numbers: "L2" < "L10".
-pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     fn chunks(s: &str) -> Vec<(bool, &str)> {
         let mut out = Vec::new();
         let mut start = 0;

@@ -141,6 +141,9 @@ fn converts_a_tree_into_records_and_tables() {
     assert_eq!(dataset["counts"]["stray_files"], 1);
     assert_eq!(dataset["failures"], 0);
     assert_eq!(dataset["arcface_torch"][1], "config.num_classes = 4");
+    // Named as on the command line.
+    assert_eq!(dataset["format"], "rec");
+    assert_eq!(dataset["landmarks"], "sibling");
 
     let recs = records(out.path());
     assert_eq!(recs.len(), 16);
@@ -473,6 +476,7 @@ fn landmark_policies() {
     let dataset = json(&out.path().join("dataset.json"));
     assert_eq!(dataset["num_image"], 12);
     assert_eq!(dataset["counts"]["skipped"], 8);
+    assert_eq!(dataset["landmarks"], "annotation");
     let bbox = tempfile::tempdir().unwrap();
     ok(convert(
         src.path(),
@@ -488,7 +492,9 @@ fn landmark_policies() {
             .all(|s| s == "bbox" || s == "bbox:sibling:S001/L1/E01/C7.txt"),
         "{sources:?}"
     );
-    assert_eq!(json(&bbox.path().join("dataset.json"))["num_image"], 16);
+    let dataset = json(&bbox.path().join("dataset.json"));
+    assert_eq!(dataset["num_image"], 16);
+    assert_eq!(dataset["landmarks"], "bbox");
 }
 
 #[test]
@@ -525,6 +531,7 @@ fn folder_format_and_other_sizes() {
         (224, 224)
     );
     assert!(!out.path().join("train.rec").exists());
+    assert_eq!(json(&out.path().join("dataset.json"))["format"], "folder");
 }
 
 #[test]

@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use chacha20::ChaCha8Rng;
 use facekit::evaldir::{self, HistogramRow, OperatingPointRow, ProbeRow, RocRow};
 use facekit::evalinput::npy;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 
 const DIM: usize = 16;
 /// Identities 0..8 are enrolled (first image in the gallery); 8..12 are
@@ -37,9 +37,9 @@ fn dataset(dir: &Path) -> (PathBuf, PathBuf) {
     let mut data = Vec::new();
     let mut csv = String::from("identity,role,path,camera,light\n");
     for id in 0..IDENTITIES {
-        let center: Vec<f32> = (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let center: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
         for image in 0..PER_ID {
-            data.extend(center.iter().map(|c| c + rng.gen_range(-0.6..0.6)));
+            data.extend(center.iter().map(|c| c + rng.random_range(-0.6..0.6)));
             let role = if id < ENROLLED && image == 0 {
                 "gallery"
             } else {

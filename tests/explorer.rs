@@ -11,14 +11,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use chacha20::ChaCha8Rng;
 use facekit::evaldir::{
     self, cosine_to_l2, ExampleRow, GroupScoreRow, HistogramRow, ProbeRow, EXAMPLE_NON_MATED,
     HIST_GENUINE, HIST_IMPOSTOR,
 };
 use facekit::metrics::bootstrap::clopper_pearson;
 use facekit::text::percent;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 
 const DIM: usize = 32;
 const PLANTED: &str = "planted-stranger";
@@ -46,7 +46,7 @@ fn near(rng: &mut ChaCha8Rng, centre: &[f32], noise: f32) -> Vec<f32> {
     unit(
         centre
             .iter()
-            .map(|c| c + noise * rng.gen_range(-1.0..1.0f32))
+            .map(|c| c + noise * rng.random_range(-1.0..1.0f32))
             .collect(),
     )
 }
@@ -57,7 +57,8 @@ fn near(rng: &mut ChaCha8Rng, centre: &[f32], noise: f32) -> Vec<f32> {
 fn fixture(dir: &Path) {
     let mut rng = ChaCha8Rng::seed_from_u64(16);
     let mut rows: Vec<(String, &str, Vec<f32>)> = Vec::new();
-    let centre = |rng: &mut ChaCha8Rng| unit((0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect());
+    let centre =
+        |rng: &mut ChaCha8Rng| unit((0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect());
     let mut victim = Vec::new();
     for g in 0..8 {
         let c = centre(&mut rng);

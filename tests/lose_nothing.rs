@@ -199,6 +199,109 @@ fn pairs_from_an_earlier_conversion_are_reported_stale() {
     ok(facekit(&["inspect", p(&bin), "-q"]));
 }
 
+/// Kills a child left blocked when a test fails.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `what` until it holds, for at most a minute.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_second_run_on_a_locked_folder_is_refused_and_the_first_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = kface_tree(&tmp.path().join("src"));
+    let data = tmp.path().join("data");
+    ok(convert(&src, &data, &[]));
+    let pairs = |out: &Path| -> Vec<String> {
+        [
+            "pairs",
+            p(&data),
+            "--out",
+            p(out),
+            "--positives",
+            "4",
+            "--negatives",
+            "4",
+            "-q",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let expected = tmp.path().join("expected");
+    ok(facekit(
+        &pairs(&expected)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ));
+
+    // `pairs` reads the dataset's marker once it holds the lock of --out:
+    // made a FIFO, the marker holds the first run there until written.
+    let marker = data.join(".facekit-convert.json");
+    let marker_text = fs::read(&marker).unwrap();
+    fs::remove_file(&marker).unwrap();
+    assert!(Command::new("mkfifo")
+        .arg(&marker)
+        .status()
+        .unwrap()
+        .success());
+    let out = tmp.path().join("out");
+    let first = Reaped(
+        Command::new(env!("CARGO_BIN_EXE_facekit"))
+            .args(pairs(&out))
+            .spawn()
+            .unwrap(),
+    );
+    let holder = format!("facekit pairs (pid {})", first.0.id());
+    let lock = out.join(".facekit-lock");
+    wait_for("the first run's lock", || {
+        fs::read_to_string(&lock).is_ok_and(|t| t == holder)
+    });
+
+    let second = facekit(&pairs(&out).iter().map(String::as_str).collect::<Vec<_>>());
+    refused(&second, &[p(&out), "in use by", &holder]);
+
+    // Let the first run go on: it finishes with its whole result.
+    let writer = std::thread::spawn(move || fs::write(&marker, marker_text).unwrap());
+    let mut first = first;
+    let mut status = None;
+    wait_for("the first run to finish", || {
+        status = first.0.try_wait().unwrap();
+        status.is_some()
+    });
+    writer.join().unwrap();
+    assert!(status.unwrap().success(), "first run: {status:?}");
+    for file in ["pairs.txt", "kface.bin"] {
+        assert_eq!(
+            fs::read(out.join(file)).unwrap(),
+            fs::read(expected.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let mut names: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, [".facekit-pairs.json", "kface.bin", "pairs.txt"]);
+}
+
 #[test]
 fn demo_never_replaces_a_users_folder() {
     let tmp = tempfile::tempdir().unwrap();
@@ -388,6 +491,79 @@ fn a_truncated_tier_zip_is_recorded_as_lost_and_said_last_even_quiet() {
         .as_str()
         .unwrap()
         .contains("Middle_Resolution.zip"));
+}
+
+/// A tier zip holding one identity archive that is `pad` bytes and more
+/// once inflated (a stored member of zeros beside four annotated images),
+/// deflated into the tier zip, which stays a few megabytes: written as a
+/// stream, never held in memory here either.
+fn tier_zip_with_a_large_identity(path: &Path, pad: u64) {
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+    use zip::{CompressionMethod, ZipWriter};
+    let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+    let deflated = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    let mut tier = ZipWriter::new(fs::File::create(path).unwrap());
+    tier.start_file("19062421.zip", deflated).unwrap();
+    let mut inner = ZipWriter::new_stream(&mut tier);
+    for camera in [4, 5, 6, 7] {
+        let stem = format!("S001/L1/E01/C{camera}");
+        inner.start_file(format!("{stem}.jpg"), stored).unwrap();
+        inner.write_all(&photo(camera)).unwrap();
+        inner.start_file(format!("{stem}.txt"), stored).unwrap();
+        inner.write_all(annotation(camera, 0).as_bytes()).unwrap();
+    }
+    inner.start_file("S001/padding.bin", stored).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..pad.div_ceil(zeros.len() as u64) {
+        inner.write_all(&zeros).unwrap();
+    }
+    inner.finish().unwrap();
+    tier.finish().unwrap();
+}
+
+#[test]
+fn a_large_identity_archive_in_a_tier_zip_converts_within_two_gib() {
+    // Larger than the address space allowed: an archive read into memory
+    // whole cannot fit.
+    const PAD: u64 = 9 << 28; // 2.25 GiB
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = tmp.path().join("Middle_Resolution.zip");
+    tier_zip_with_a_large_identity(&zip, PAD);
+    assert!(fs::metadata(&zip).unwrap().len() < 64 << 20);
+    let out = tmp.path().join("out");
+    ok(facekit_limited(&[
+        "convert",
+        p(&zip),
+        "--out",
+        p(&out),
+        "--jobs",
+        "2",
+        "-q",
+    ]));
+    let dataset: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("dataset.json")).unwrap()).unwrap();
+    assert_eq!(dataset["counts"]["ok"], 4, "{dataset}");
+    assert_eq!(dataset["failures"], 0, "{dataset}");
+    assert_eq!(dataset["lost"], serde_json::json!([]), "{dataset}");
+    // The inflated archive went with the stage: nothing of it is left.
+    let mut names: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ".facekit-convert.json",
+            "dataset.json",
+            "identities.csv",
+            "manifest.parquet",
+            "preview.png",
+            "train.idx",
+            "train.rec"
+        ]
+    );
 }
 
 #[test]

@@ -12,15 +12,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use chacha20::ChaCha8Rng;
 use facekit::evaldir::{
-    self, cosine_to_l2, EngineInfo, FmrPoint, FpirPoint, GroupBreakdown, GroupRow, HistogramRow,
-    Identification, Inputs, OperatingPointRow, ProbeRow, RocRow, ScoreInfo, Summary, Verification,
+    self, cosine_to_l2, EngineInfo, EngineKind, FmrPoint, FpirPoint, GroupBreakdown, GroupRow,
+    HistogramRow, Identification, Inputs, OperatingPointRow, ProbeRow, RocRow, ScoreInfo, Summary,
+    Verification,
 };
-use facekit::report::build::{self, OpenSetCurve, Unit};
+use facekit::report::build::{self, Unit};
 use facekit::report::chart::{Body, XyPlot};
 use facekit::report::{system_names, write_report, Options, System};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 
 // ---------------------------------------------------------------------------
 // A realistic evaluation directory.
@@ -37,7 +38,7 @@ fn bin_low(i: usize) -> f64 {
 
 /// A score as an engine reports it: an f32 cosine in [-1, 1].
 fn normal(rng: &mut ChaCha8Rng, mean: f64, std: f64) -> f64 {
-    let (u, v): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
+    let (u, v): (f64, f64) = (rng.random_range(f64::EPSILON..1.0), rng.random());
     let z = (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos();
     (mean + std * z).clamp(-1.0, 1.0) as f32 as f64
 }
@@ -221,7 +222,7 @@ fn make_eval_dir(dir: &Path, p: &Params) -> Summary {
             (1, mate, identity.clone())
         } else {
             (
-                2 + rng.gen_range(0..4u64),
+                2 + rng.random_range(0..4u64),
                 other,
                 gallery[(i + 7) % gallery.len()].clone(),
             )
@@ -393,7 +394,7 @@ fn make_eval_dir(dir: &Path, p: &Params) -> Summary {
         schema: evaldir::SCHEMA,
         facekit_version: facekit::VERSION.into(),
         engine: EngineInfo {
-            kind: "cpu".into(),
+            kind: EngineKind::Cpu,
             description: "cpu (2 threads)".into(),
             precision: "fp32".into(),
             fallback_reason: None,
@@ -779,7 +780,7 @@ fn open_set_rates_at_any_threshold_count_the_probes() {
     let systems = two_systems(tmp.path());
     let s = &systems[0];
     let probes: Vec<ProbeRow> = evaldir::read_csv(&s.dir.join(evaldir::PROBES_CSV)).unwrap();
-    let curve = OpenSetCurve::from_probes(&probes);
+    let curve = s.open_set();
     for t in [-0.2, 0.2, 0.31, 0.4, 0.55, 0.9] {
         let r = curve.at(t);
         let fp = probes
@@ -796,7 +797,7 @@ fn open_set_rates_at_any_threshold_count_the_probes() {
     // The curve's rates agree with the evaluation's own at its thresholds.
     for p in &s.summary.identification.as_ref().unwrap().operating_points {
         let r = curve.at(p.threshold);
-        assert_eq!((r.fpir(), r.fnir()), (p.fpir, p.fnir));
+        assert_eq!((r.fpir(), r.fnir()), (Some(p.fpir), Some(p.fnir)));
     }
     // Below the crossing (at the next lower score) FPIR still exceeds FNIR.
     let c = curve.crossing().unwrap();

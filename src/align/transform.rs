@@ -11,7 +11,7 @@ pub struct Affine(pub [[f64; 3]; 2]);
 
 impl Affine {
     /// Maps a source point into the crop.
-    pub fn apply(&self, [x, y]: [f64; 2]) -> [f64; 2] {
+    pub(crate) fn apply(&self, [x, y]: [f64; 2]) -> [f64; 2] {
         let [[a, b, tx], [c, d, ty]] = self.0;
         [a * x + b * y + tx, c * x + d * y + ty]
     }

@@ -6,7 +6,7 @@ use super::cpu::{CpuEngine, CpuPrecision};
 use super::cuda::{CudaEngine, CudaError};
 use super::Engine;
 use crate::cli::{DeviceChoice, Precision};
-use crate::evaldir::EngineInfo;
+use crate::evaldir::{EngineInfo, EngineKind};
 
 /// The engine a run uses and what the summary says about it.
 pub struct SelectedEngine {
@@ -101,7 +101,7 @@ fn cpu(precision: CpuPrecision, fallback_reason: Option<String>) -> SelectedEngi
     let engine = CpuEngine::with_precision(precision)
         .expect("callers check that the CPU supports the precision");
     let info = EngineInfo {
-        kind: "cpu".into(),
+        kind: EngineKind::Cpu,
         description: engine.description(),
         precision: match precision {
             CpuPrecision::Fp32 => "fp32",
@@ -121,7 +121,7 @@ fn cpu(precision: CpuPrecision, fallback_reason: Option<String>) -> SelectedEngi
 
 fn cuda(engine: CudaEngine) -> SelectedEngine {
     let info = EngineInfo {
-        kind: "cuda".into(),
+        kind: EngineKind::Cuda,
         description: engine.description(),
         precision: precision_name(engine.precision()).into(),
         fallback_reason: None,
@@ -145,8 +145,8 @@ mod tests {
     fn auto_falls_back_and_cuda_fails_cleanly_without_a_gpu() {
         let auto = select_engine(DeviceChoice::Auto, Precision::Fp32).unwrap();
         let cuda = select_engine(DeviceChoice::Cuda, Precision::Fp32);
-        match auto.info.kind.as_str() {
-            "cpu" => {
+        match auto.info.kind {
+            EngineKind::Cpu => {
                 let why = auto.info.fallback_reason.clone().unwrap();
                 assert!(!why.is_empty());
                 assert!(auto.notice().unwrap().starts_with("using the CPU engine: "));
@@ -157,11 +157,11 @@ mod tests {
                 assert!(err.starts_with("--device cuda: "), "{err}");
                 eprintln!("no usable GPU here ({why}): CUDA selection tested as a fallback only");
             }
-            "cuda" => {
+            EngineKind::Cuda => {
                 assert!(auto.info.fallback_reason.is_none());
-                assert_eq!(cuda.unwrap().info.kind, "cuda");
+                assert_eq!(cuda.unwrap().info.kind, EngineKind::Cuda);
             }
-            other => panic!("unexpected engine kind {other}"),
+            EngineKind::ScoreFile => panic!("an engine was asked for"),
         }
     }
 
@@ -182,7 +182,7 @@ mod tests {
         };
         let probe = || Err(CudaError::Unusable(old.check().unwrap_err()));
         let auto = select_with(DeviceChoice::Auto, Precision::Fp32, probe).unwrap();
-        assert_eq!(auto.info.kind, "cpu");
+        assert_eq!(auto.info.kind, EngineKind::Cpu);
         assert!(auto.gpu_unusable);
         let notice = auto.notice().unwrap();
         assert!(
@@ -206,8 +206,8 @@ mod tests {
     fn cpu_is_fp32_or_bf16() {
         let cpu = select_engine(DeviceChoice::Cpu, Precision::Fp32).unwrap();
         assert_eq!(
-            (cpu.info.kind.as_str(), cpu.info.precision.as_str()),
-            ("cpu", "fp32")
+            (cpu.info.kind, cpu.info.precision.as_str()),
+            (EngineKind::Cpu, "fp32")
         );
         assert!(cpu.notice().is_none());
         for gpu_only in [Precision::Tf32, Precision::Fp16] {

@@ -9,13 +9,10 @@
 //! fallback; boxes beyond the camera's count ignored. Every other defect
 //! is an [`AnnotationError`] naming the line, never a panic.
 
-/// The seven points in file order.
-pub const POINT_NAMES: [&str; 7] = ["nose", "eyeR", "eyeL", "mouthR", "mouthL", "earR", "earL"];
-
 /// Annotation lines that give the five ArcFace points in insightface order
 /// (eye on the image-left, eye on the image-right, nose, mouth corner
 /// image-left, mouth corner image-right).
-pub const ARCFACE_ORDER: [usize; 5] = [1, 2, 0, 3, 4];
+pub(crate) const ARCFACE_ORDER: [usize; 5] = [1, 2, 0, 3, 4];
 
 /// A box as the file writes it: top-left corner, width, height, in pixels
 /// of the image beside the file.
@@ -40,7 +37,7 @@ pub struct Annotation {
 
 impl Annotation {
     /// The five points for the ArcFace template, in insightface order.
-    pub fn arcface_points(&self) -> [[f32; 2]; 5] {
+    pub(crate) fn arcface_points(&self) -> [[f32; 2]; 5] {
         ARCFACE_ORDER.map(|i| self.points[i])
     }
 }
@@ -73,7 +70,7 @@ pub enum AnnotationError {
 
 /// Boxes the annotation tool writes for a camera: face, eyes, nose, mouth,
 /// and the ears visible from it (KF-BBTOOL `findAnnotationFlag`).
-pub fn expected_boxes(camera: u8) -> usize {
+pub(crate) fn expected_boxes(camera: u8) -> usize {
     match camera {
         7 | 16 => 7,
         1 | 2 | 12 | 13 => 5,
@@ -125,7 +122,7 @@ fn bounding_box(text: &str, line: usize) -> Result<BoundingBox, AnnotationError>
 }
 
 /// Parses the bytes of an annotation file of a `camera`.
-pub fn parse_bytes(bytes: &[u8], camera: u8) -> Result<Annotation, AnnotationError> {
+pub(crate) fn parse_bytes(bytes: &[u8], camera: u8) -> Result<Annotation, AnnotationError> {
     let text = std::str::from_utf8(bytes).map_err(|_| AnnotationError::NotText)?;
     parse(text, camera)
 }

@@ -4,30 +4,37 @@
 //! and `S001/L1/E01/C7.txt` with no identity prefix.
 //!
 //! Work goes one identity archive at a time: [`open`] lists a zip (the
-//! central directory only), [`IdentityZip::load`] reads one identity's
-//! archive into memory, and [`IdentityArchive::read`] inflates one member,
-//! from any thread. Memory is bounded by one identity archive per worker.
+//! central directory only), [`IdentityZip::load`] opens one identity's
+//! archive in place (inflating a deflated inner archive into a file in the
+//! run's stage, never into memory), and [`IdentityArchive::read`] inflates
+//! one member, from any thread. Memory is bounded by one member (64 MiB at
+//! most) per worker, whatever the size of an archive.
 //! Damage is reported per member (and per archive where members are lost),
 //! never as a panic. [`units`] hands the identity archives to convert's
 //! discovery as units, their K-Face members listed in the order a sorted
 //! walk of the extracted tree meets them, so both give the same outputs.
 
+mod window;
 mod zipread;
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, BufReader, Cursor};
+use std::io::{self, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 
 use super::path::{parse_components, parse_flat, parse_in_identity, FileRole};
 use super::source::{FileKind, LoadedUnit, SourceError, SourceFile, Unit, MAX_FILE_BYTES};
 use super::Attributes;
-use zipread::{list, read_entry, ListError};
+use window::Window;
+use zipread::{copy_entry, data_start, list, read_entry, ListError};
 pub use zipread::{Entry, ListingFault, MemberFault};
 
 /// Separates an archive from a member in a display source:
 /// `Middle_Resolution.zip!19062421.zip!S001/L1/E01/C7.jpg`.
-pub const SEPARATOR: char = '!';
+pub(crate) const SEPARATOR: char = '!';
+
+/// Write buffer of the file a deflated inner archive is inflated into.
+const SPILL_BUFFER: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -198,14 +205,16 @@ pub fn open(path: &Path) -> Result<ZipSource, ArchiveError> {
     Ok(source)
 }
 
-/// One identity's archive in memory, its members listed.
+/// One identity's archive, its members listed, read in place: a window on
+/// the identity zip's file, on a stored member of the tier zip, or on a
+/// spill file the deflated member was inflated into.
 #[derive(Debug)]
 pub struct IdentityArchive {
     pub identity: String,
     pub source: String,
     /// Set when the archive is damaged so that members may be missing.
     pub damage: Option<String>,
-    bytes: Vec<u8>,
+    window: Window,
     entries: Vec<Entry>,
 }
 
@@ -218,36 +227,30 @@ pub struct Member<'a> {
 }
 
 impl IdentityZip {
-    /// Reads the identity's archive into memory and lists its members. An
-    /// inner archive that is cut short or fails its CRC is still listed as
-    /// far as it goes (its members carry their own CRCs); one that cannot
-    /// be read at all is an error for the whole unit.
-    pub fn load(&self) -> Result<IdentityArchive, ArchiveError> {
+    /// Opens the identity's archive and lists its members, reading it in
+    /// place so that memory does not follow its size: an identity zip on
+    /// its own and a stored member of a tier zip are read where they lie
+    /// (the latter checked in one pass first); a deflated member is
+    /// inflated into an unnamed file in `scratch` (the run's stage), gone
+    /// when the archive is dropped or the process dies. An inner archive
+    /// that is cut short or fails its CRC is still listed as far as it goes
+    /// (its members carry their own CRCs); one that cannot be read at all
+    /// is an error for the whole unit.
+    pub fn load(&self, scratch: &Path) -> Result<IdentityArchive, ArchiveError> {
         let io_err = |source| ArchiveError::Io {
             archive: self.source.clone(),
             source,
         };
         let mut damage: Vec<String> = self.outer_damage.iter().cloned().collect();
-        let bytes = match &self.location {
-            Location::File(path) => std::fs::read(path).map_err(io_err)?,
+        let window = match &self.location {
+            Location::File(path) => {
+                Window::whole(File::open(path).map_err(io_err)?).map_err(io_err)?
+            }
             Location::Member { outer, entry } => {
-                let mut reader = BufReader::new(File::open(outer).map_err(io_err)?);
-                // An identity archive is read whole (not yet streamed).
-                match read_entry(&mut reader, entry, u64::MAX) {
-                    Ok(bytes) => bytes,
-                    Err(fault) => {
-                        damage.push(fault.to_string());
-                        fault
-                            .into_recovered()
-                            .map_err(|fault| ArchiveError::Member {
-                                archive: self.source.clone(),
-                                fault,
-                            })?
-                    }
-                }
+                self.inner_window(outer, entry, scratch, &mut damage)?
             }
         };
-        let listing = list(&mut Cursor::new(&bytes[..])).map_err(|e| match e {
+        let listing = list(&mut window.reader()).map_err(|e| match e {
             ListError::NotZip => ArchiveError::NotZip {
                 archive: self.source.clone(),
             },
@@ -263,9 +266,56 @@ impl IdentityZip {
             identity: self.identity.clone(),
             source: self.source.clone(),
             damage: (!damage.is_empty()).then(|| damage.join("; ")),
-            bytes,
+            window,
             entries,
         })
+    }
+
+    /// The bytes of an inner archive, as far as they can be recovered.
+    fn inner_window(
+        &self,
+        outer: &Path,
+        entry: &Entry,
+        scratch: &Path,
+        damage: &mut Vec<String>,
+    ) -> Result<Window, ArchiveError> {
+        let io_err = |source| ArchiveError::Io {
+            archive: self.source.clone(),
+            source,
+        };
+        let member_err = |fault| ArchiveError::Member {
+            archive: self.source.clone(),
+            fault,
+        };
+        let mut reader = BufReader::new(File::open(outer).map_err(io_err)?);
+        let stored = entry.method == 0;
+        let (start, mut spill) = if stored {
+            (data_start(&mut reader, entry).map_err(member_err)?, None)
+        } else {
+            let file = tempfile::tempfile_in(scratch).map_err(io_err)?;
+            (0, Some(BufWriter::with_capacity(SPILL_BUFFER, file)))
+        };
+        // The archive as a whole has no size cap (disk, not memory, holds
+        // it); each of its members is capped when read.
+        let copied = match &mut spill {
+            None => copy_entry(&mut reader, entry, u64::MAX, &mut io::sink()),
+            Some(writer) => copy_entry(&mut reader, entry, u64::MAX, writer),
+        };
+        let len = match copied {
+            Ok(written) => written,
+            Err(fault) => match fault.recovered() {
+                Some(written) => {
+                    damage.push(fault.to_string());
+                    written
+                }
+                None => return Err(member_err(fault)),
+            },
+        };
+        let file = match spill {
+            None => reader.into_inner(),
+            Some(writer) => writer.into_inner().map_err(|e| io_err(e.into_error()))?,
+        };
+        Ok(Window::new(file, start, len))
     }
 }
 
@@ -287,7 +337,7 @@ impl IdentityArchive {
     }
 
     /// Display source of a member: `archive!member`.
-    pub fn member_source(&self, index: usize) -> String {
+    pub(crate) fn member_source(&self, index: usize) -> String {
         let name = self.entries.get(index).map_or("", |e| e.name.as_str());
         format!("{}{SEPARATOR}{name}", self.source)
     }
@@ -297,7 +347,8 @@ impl IdentityArchive {
         self.entries.get(index)
     }
 
-    /// Inflates and checks one member.
+    /// Inflates and checks one member (at most [`MAX_FILE_BYTES`]); any
+    /// number of threads may read at once.
     pub fn read(&self, index: usize) -> Result<Vec<u8>, MemberFault> {
         let entry = self.entries.get(index).ok_or_else(|| {
             MemberFault::Io(io::Error::new(
@@ -305,7 +356,7 @@ impl IdentityArchive {
                 format!("no member {index}"),
             ))
         })?;
-        read_entry(&mut Cursor::new(&self.bytes[..]), entry, MAX_FILE_BYTES)
+        read_entry(&mut self.window.reader(), entry, MAX_FILE_BYTES)
     }
 }
 
@@ -355,8 +406,8 @@ impl Unit for ZipUnit {
     fn origin(&self) -> &str {
         &self.0.source
     }
-    fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
-        let archive = self.0.load().map_err(source_error)?;
+    fn load(&self, scratch: &Path) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
+        let archive = self.0.load(scratch).map_err(source_error)?;
         Ok(Box::new(LoadedZip::new(archive)))
     }
 }
@@ -371,7 +422,7 @@ impl Unit for FailedZip {
     fn origin(&self) -> &str {
         &self.0.source
     }
-    fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
+    fn load(&self, _scratch: &Path) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
         Err(SourceError::Unsupported {
             path: self.0.source.clone(),
             reason: self.0.fault.to_string(),

@@ -13,10 +13,10 @@ pub struct Attributes {
 }
 
 impl Attributes {
-    pub const ACCESSORIES: u8 = 6;
-    pub const LIGHTS: u8 = 30;
-    pub const EXPRESSIONS: u8 = 3;
-    pub const CAMERAS: u8 = 20;
+    pub(crate) const ACCESSORIES: u8 = 6;
+    pub(crate) const LIGHTS: u8 = 30;
+    pub(crate) const EXPRESSIONS: u8 = 3;
+    pub(crate) const CAMERAS: u8 = 20;
 
     /// `None` when a code is outside the K-Face ranges.
     pub fn new(accessory: u8, light: u8, expression: u8, camera: u8) -> Option<Attributes> {
@@ -67,7 +67,7 @@ pub struct ImageKey {
 impl ImageKey {
     /// The canonical relative path of the K-Face pair lists:
     /// `19062421/S001/L1/E01/C7.jpg`.
-    pub fn relative_path(&self) -> String {
+    pub(crate) fn relative_path(&self) -> String {
         format!("{}/{}.jpg", self.identity, self.attrs.relative_stem())
     }
 }

@@ -7,15 +7,15 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
+use chacha20::ChaCha8Rng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use super::{Attributes, Selection};
 
 /// The 30 test identities of the K-Face literature (MIX / insightKface
 /// `kface-test-identity30.txt`), available as `--holdout kface30`.
-pub const KFACE30: &str = include_str!("../../data/kface-test-identity30.txt");
+pub(crate) const KFACE30: &str = include_str!("../../data/kface-test-identity30.txt");
 
 /// What `--holdout` named.
 #[derive(Debug, Clone, PartialEq, Eq)]

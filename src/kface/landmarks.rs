@@ -16,9 +16,10 @@ use std::collections::BTreeMap;
 use super::annotation::{Annotation, AnnotationError, BoundingBox};
 use super::Attributes;
 
-/// `--landmarks`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
+/// `--landmarks`, named in `dataset.json` as on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Policy {
     /// The image's own annotation, else its nearest-light S001 sibling's.
     Sibling,
     /// The image's own annotation only; images without one are skipped.
@@ -29,7 +30,7 @@ pub enum Policy {
 
 /// How the aligned crop is made.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Crop {
+pub(crate) enum Crop {
     /// Similarity transform of these five points (insightface order) to
     /// the ArcFace template.
     Points([[f32; 2]; 5]),
@@ -39,14 +40,14 @@ pub enum Crop {
 
 /// Whose annotation was used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     Own,
     Sibling(Attributes),
 }
 
 /// The landmarks chosen for one image.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Choice {
+pub(crate) struct Choice {
     pub crop: Crop,
     pub origin: Origin,
 }
@@ -54,7 +55,7 @@ pub struct Choice {
 impl Choice {
     /// The manifest's `landmark_source`: `own`, `sibling:S001/L1/E01/C4.txt`,
     /// or, for face-box crops, `bbox` (own box) and `bbox:sibling:…`.
-    pub fn source_label(&self) -> String {
+    pub(crate) fn source_label(&self) -> String {
         let origin = match self.origin {
             Origin::Own => None,
             Origin::Sibling(a) => Some(format!("sibling:{}.txt", a.relative_stem())),
@@ -70,7 +71,7 @@ impl Choice {
 
 /// The outcome for one image.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub(crate) enum Decision {
     Use(Choice),
     /// Not converted by choice of policy (a `skipped` row).
     Skip(String),
@@ -79,10 +80,10 @@ pub enum Decision {
 }
 
 /// An identity's annotations, parsed or not, by the image they describe.
-pub type Annotations = BTreeMap<Attributes, Result<Annotation, AnnotationError>>;
+pub(crate) type Annotations = BTreeMap<Attributes, Result<Annotation, AnnotationError>>;
 
 /// Full profiles, cropped from the face box under every policy.
-pub fn is_full_profile(camera: u8) -> bool {
+pub(crate) fn is_full_profile(camera: u8) -> bool {
     camera == 1 || camera == 13
 }
 
@@ -132,7 +133,7 @@ fn crop_of(annotation: &Annotation, camera: u8, policy: Policy) -> Crop {
 }
 
 /// Chooses the landmarks of the image `attrs` of an identity under `policy`.
-pub fn choose(policy: Policy, attrs: &Attributes, annotations: &Annotations) -> Decision {
+pub(crate) fn choose(policy: Policy, attrs: &Attributes, annotations: &Annotations) -> Decision {
     let own_name = format!("{}.txt", attrs.relative_stem());
     let own = match annotations.get(attrs) {
         Some(Ok(annotation)) => Some(annotation),
@@ -193,7 +194,7 @@ const TIER_WIDTHS: [u32; 3] = [864, 346, 173];
 /// A crop fitted to its image: the geometry to use and, when the annotation
 /// had to be rescaled from a larger tier's pixels, the factor.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fitted {
+pub(crate) struct Fitted {
     pub crop: Crop,
     pub scale: Option<f32>,
 }
@@ -203,7 +204,7 @@ pub struct Fitted {
 /// (spec §4.5): on an image of a tier's width, the nearest larger tier whose
 /// scale puts it on the image is used, and said. Otherwise the image cannot
 /// be aligned.
-pub fn fit_to_image(crop: &Crop, width: u32, height: u32) -> Result<Fitted, String> {
+pub(crate) fn fit_to_image(crop: &Crop, width: u32, height: u32) -> Result<Fitted, String> {
     if crop.lies_on(width, height) {
         return Ok(Fitted {
             crop: *crop,

@@ -27,14 +27,14 @@ pub enum FileRole {
 
 /// Which of the two spellings a path used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
+pub(crate) enum Form {
     Nested,
     Flat,
 }
 
 /// A recognised K-Face path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathMatch {
+pub(crate) struct PathMatch {
     pub key: ImageKey,
     pub role: FileRole,
     pub form: Form,
@@ -42,7 +42,7 @@ pub struct PathMatch {
 
 /// What discovery makes of one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Classified {
+pub(crate) enum Classified {
     /// A K-Face image or annotation.
     Match(PathMatch),
     /// An image file whose name in the grammar's part of the path is not
@@ -109,7 +109,7 @@ pub fn parse_in_identity(components: &[&str]) -> Option<(Attributes, FileRole)> 
 }
 
 /// Parses a flat file name: `19062421_S001_L1_E01_C7.jpg`.
-pub fn parse_flat(name: &str) -> Option<PathMatch> {
+pub(crate) fn parse_flat(name: &str) -> Option<PathMatch> {
     let (stem, role) = split_name(name)?;
     let parts: Vec<&str> = stem.split('_').collect();
     let [id, s, l, e, c] = parts[..] else {
@@ -131,7 +131,7 @@ pub fn parse_flat(name: &str) -> Option<PathMatch> {
 
 /// Parses the end of a path given as its components, outermost first: the
 /// nested form needs the last five, the flat form only the file name.
-pub fn parse_components(components: &[&str]) -> Option<PathMatch> {
+pub(crate) fn parse_components(components: &[&str]) -> Option<PathMatch> {
     let file = components.last()?;
     if let Some(found) = parse_flat(file) {
         return Some(found);
@@ -154,7 +154,7 @@ pub fn parse_components(components: &[&str]) -> Option<PathMatch> {
 /// Classifies a file found below a source root. Only the last five
 /// components are read by the grammar, so a non-UTF-8 folder higher up (a
 /// CP949 name on a Linux mount) does no harm.
-pub fn classify(path: &Path) -> Classified {
+pub(crate) fn classify(path: &Path) -> Classified {
     let parts: Vec<&OsStr> = path
         .components()
         .filter_map(|c| match c {

@@ -44,7 +44,7 @@ impl Selection {
     }
 
     /// facekit's default: everything but L7, the 0-lux light.
-    pub fn default_training() -> Selection {
+    pub(crate) fn default_training() -> Selection {
         let mut s = Selection::all();
         s.light &= !(1 << 7);
         s

@@ -17,7 +17,8 @@
 //!   (the walk already listed the files); `read` reads one file.
 //! * a zip-backed unit ([`crate::kface::archive`]): an inner `<ID>.zip`, inside a
 //!   tier zip or alone, whose members are `S001/L1/E01/C7.jpg`. Its `load`
-//!   reads the inner archive into memory and lists the members
+//!   opens the inner archive in place (or inflates it into a file under
+//!   `scratch`) and lists the members
 //!   ([`crate::kface::path::parse_in_identity`]); `read` inflates one member;
 //!   its sources read `outer.zip!19062421.zip!S001/L1/E01/C7.jpg`. Discovery
 //!   hands every `.zip` it meets to [`zip_units`], the one place that reader
@@ -38,7 +39,7 @@ use super::path::{classify, Classified, FileRole, Form};
 use super::Attributes;
 
 /// Files larger than this are refused unread: no K-Face JPEG comes near it.
-pub const MAX_FILE_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// What a listed file is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +79,10 @@ pub trait Unit: Send + Sync {
     fn identity(&self) -> &str;
     /// Where the unit is, for messages: its folder, or its archive.
     fn origin(&self) -> &str;
-    /// Lists the unit's files and makes their bytes readable.
-    fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError>;
+    /// Lists the unit's files and makes their bytes readable. `scratch` is
+    /// a folder on the output's file system where a unit may park what it
+    /// must not hold in memory (an inflated inner archive).
+    fn load(&self, scratch: &Path) -> Result<Box<dyn LoadedUnit + '_>, SourceError>;
     /// The number of images, when known without loading (for progress).
     fn image_count(&self) -> Option<u64> {
         None
@@ -95,7 +98,7 @@ pub trait LoadedUnit: Sync {
 
 /// Files of one identity on disk.
 #[derive(Debug, Clone)]
-pub struct FolderUnit {
+pub(crate) struct FolderUnit {
     identity: String,
     origin: String,
     files: Vec<SourceFile>,
@@ -109,7 +112,7 @@ impl Unit for FolderUnit {
     fn origin(&self) -> &str {
         &self.origin
     }
-    fn load(&self) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
+    fn load(&self, _scratch: &Path) -> Result<Box<dyn LoadedUnit + '_>, SourceError> {
         Ok(Box::new(self))
     }
     fn image_count(&self) -> Option<u64> {
@@ -133,7 +136,7 @@ impl LoadedUnit for &FolderUnit {
 }
 
 /// Reads a whole file, refusing one over `limit` bytes.
-pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
+pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
     let io = |source| SourceError::Io {
         path: path.to_string_lossy().into_owned(),
         source,
@@ -163,7 +166,7 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, SourceError> {
 /// identity) cannot be read from its name; or a folder or zip that cannot
 /// be read at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Orphan {
+pub(crate) struct Orphan {
     pub source: String,
     pub identity: Option<String>,
     pub reason: String,
@@ -171,7 +174,7 @@ pub struct Orphan {
 
 /// Everything found below the SRCs.
 #[derive(Default)]
-pub struct Discovery {
+pub(crate) struct Discovery {
     /// One unit per identity, sorted by identity.
     pub units: Vec<Box<dyn Unit>>,
     /// Later places of an identity already found, with the origin that won.
@@ -192,7 +195,8 @@ impl Discovery {
 }
 
 /// What discovery looks for, for the message when it finds nothing.
-pub const PATTERN: &str = "<ID>/S00a/Lb/E0c/Cn.jpg or <ID>_S00a_Lb_E0c_Cn.jpg (or zips of them)";
+pub(crate) const PATTERN: &str =
+    "<ID>/S00a/Lb/E0c/Cn.jpg or <ID>_S00a_Lb_E0c_Cn.jpg (or zips of them)";
 
 /// The units of a zip file: the seam where the archive reader plugs in.
 pub fn zip_units(path: &Path) -> Result<Vec<Box<dyn Unit>>, SourceError> {
@@ -209,7 +213,7 @@ fn is_zip(path: &Path) -> bool {
 }
 
 /// Walks every SRC and groups what it finds into identity units.
-pub fn discover(sources: &[PathBuf]) -> Result<Discovery, SourceError> {
+pub(crate) fn discover(sources: &[PathBuf]) -> Result<Discovery, SourceError> {
     let mut found = Discovery::default();
     // Units in the order they were found: SRC order, then path order.
     let mut ordered: Vec<Box<dyn Unit>> = Vec::new();
@@ -333,7 +337,7 @@ mod tests {
     }
 
     fn listing(unit: &dyn Unit) -> Vec<(String, FileKind)> {
-        let loaded = unit.load().unwrap();
+        let loaded = unit.load(&std::env::temp_dir()).unwrap();
         let root = unit.origin().to_string();
         loaded
             .files()
@@ -396,7 +400,7 @@ mod tests {
                 ),
             ]
         );
-        let loaded = found.units[2].load().unwrap();
+        let loaded = found.units[2].load(&std::env::temp_dir()).unwrap();
         assert_eq!(loaded.files().len(), 2);
         assert_eq!(loaded.read(0).unwrap(), b"c");
         assert!(found.units[2].origin().ends_with("flat/19080101_*"));
@@ -416,7 +420,14 @@ mod tests {
         assert_eq!(dup.identity(), "19062421");
         assert!(dup.origin().starts_with(a.path().to_str().unwrap()));
         assert!(winner.starts_with(b.path().to_str().unwrap()));
-        assert_eq!(found.units[0].load().unwrap().read(0).unwrap(), b"b");
+        assert_eq!(
+            found.units[0]
+                .load(&std::env::temp_dir())
+                .unwrap()
+                .read(0)
+                .unwrap(),
+            b"b"
+        );
     }
 
     #[test]
@@ -475,7 +486,7 @@ mod tests {
         .unwrap();
         std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("elsewhere")).unwrap();
         let found = discover(&[dir.path().to_path_buf()]).unwrap();
-        let loaded = found.units[0].load().unwrap();
+        let loaded = found.units[0].load(&std::env::temp_dir()).unwrap();
         assert_eq!(loaded.files().len(), 2);
         assert_eq!(loaded.files()[0].kind, FileKind::Image(attrs(1, 1, 1, 4)));
         assert!(matches!(loaded.read(0), Err(SourceError::Io { .. })));

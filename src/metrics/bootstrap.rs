@@ -15,24 +15,21 @@
 
 use std::collections::BTreeMap;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-/// The bootstrap replicates facekit uses unless told otherwise.
-pub const DEFAULT_REPLICATES: usize = 1000;
+use chacha20::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 
 /// One trial of a subject: a miss at threshold t iff `score < t`. For FNMR
 /// the score is a genuine comparison's; for FNIR(R=1, T) it is
 /// [`crate::metrics::identification::mate_score_within`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SubjectScore {
+pub(crate) struct SubjectScore {
     pub subject: u32,
     pub score: f64,
 }
 
 /// The subject-bootstrap 95% interval of the miss rate at each threshold.
 /// `None` when there are no samples or no replicates.
-pub fn miss_rate_intervals(
+pub(crate) fn miss_rate_intervals(
     samples: &[SubjectScore],
     thresholds: &[f64],
     replicates: usize,
@@ -63,7 +60,7 @@ pub fn miss_rate_intervals(
         let mut sum_trials = 0u64;
         sum_misses.iter_mut().for_each(|m| *m = 0);
         for _ in 0..subjects {
-            let s = rng.gen_range(0..subjects);
+            let s = rng.random_range(0..subjects);
             sum_trials += trials[s];
             for (acc, &m) in sum_misses.iter_mut().zip(&misses[s * k..(s + 1) * k]) {
                 *acc += m;

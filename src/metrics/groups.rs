@@ -8,7 +8,7 @@ use crate::evaldir::{FmrPoint, GroupRow};
 
 /// The scores of one group.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GroupScores {
+pub(crate) struct GroupScores {
     /// One value per grouping column, e.g. ["C4"] or ["C4", "L1"].
     pub values: Vec<String>,
     pub genuine: ScoreCounts,
@@ -18,7 +18,7 @@ pub struct GroupScores {
 /// One row per group and global operating point, groups in the given
 /// order. A group without genuine (impostor) scores gets a NaN FNMR (FMR)
 /// and a zero count.
-pub fn group_rows(groups: &[GroupScores], points: &[FmrPoint]) -> Vec<GroupRow> {
+pub(crate) fn group_rows(groups: &[GroupScores], points: &[FmrPoint]) -> Vec<GroupRow> {
     let mut rows = Vec::with_capacity(groups.len() * points.len());
     for g in groups {
         for p in points {

@@ -8,14 +8,16 @@
 //!   rank-1 = `cmc[0]`;
 //! * open-set **FPIR(T)** = share of non-mated searches whose top-1 score is
 //!   >= T; **FNIR(R, T)** = share of mated searches whose mate is not among
-//!   the first R or scores below T (NIST's FNIR(N, R, T); R = 1 by default). The threshold for an FPIR target follows the
-//!   same conservative rule as FMR ([`far_threshold`] over the non-mated
-//!   top-1 scores): the lowest such score with FPIR <= target.
+//!   the first R or scores below T (NIST's FNIR(N, R, T); R = 1 by
+//!   default), computed in [`super::open_set`], which also says how a
+//!   search without candidates and an empty set of searches count. The
+//!   threshold for an FPIR target follows the same conservative rule as
+//!   FMR: the lowest non-mated top-1 score with FPIR <= target.
 
-use super::verification::{far_threshold, resolution_warning};
-use super::{MetricsError, ScoreCounts};
+use super::open_set::OpenSet;
+use super::MetricsError;
 use crate::compare::{Candidate, ProbeResult};
-use crate::evaldir::{cosine_to_l2, FpirPoint, Identification};
+use crate::evaldir::Identification;
 
 /// One comparison of a search with a gallery model, from a score file.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -33,7 +35,7 @@ pub struct Comparison {
 /// definitions: the `top_k` models by score (ties by lower number), the best
 /// mated score and its rank, 1 + the non-mated models scoring at least it
 /// (bob.measure's rank: ties count against the probe).
-pub fn search_results(comparisons: &[Comparison], top_k: usize) -> Vec<ProbeResult> {
+pub(crate) fn search_results(comparisons: &[Comparison], top_k: usize) -> Vec<ProbeResult> {
     let probes = comparisons
         .iter()
         .map(|c| c.probe as usize + 1)
@@ -105,88 +107,6 @@ pub fn mate_score_within(probe: &ProbeResult, rank: u64) -> Option<f64> {
     }
 }
 
-/// The open-set statistics: mate scores of mated searches whose mate is
-/// within rank R, and top-1 scores of non-mated searches.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OpenSet {
-    mated: u64,
-    /// Mate scores of mated searches whose mate's rank is at most R.
-    mated_within: ScoreCounts,
-    /// Top-1 scores of non-mated searches.
-    non_mated_top1: ScoreCounts,
-}
-
-impl OpenSet {
-    /// FNIR at rank `rank` (at least 1). Non-mated probes need at least one
-    /// candidate.
-    pub fn new(probes: &[ProbeResult], fnir_rank: u64) -> Result<OpenSet, MetricsError> {
-        let mut mated = 0u64;
-        let mut within = Vec::new();
-        let mut top1 = Vec::new();
-        for (i, p) in probes.iter().enumerate() {
-            match (p.mate_rank, p.mate_score) {
-                (Some(rank), Some(score)) => {
-                    mated += 1;
-                    if rank <= fnir_rank.max(1) {
-                        within.push(score);
-                    }
-                }
-                _ => top1.push(
-                    p.top
-                        .first()
-                        .ok_or(MetricsError::NoCandidates { probe: i })?
-                        .score,
-                ),
-            }
-        }
-        Ok(OpenSet {
-            mated,
-            mated_within: ScoreCounts::from_scores(within),
-            non_mated_top1: ScoreCounts::from_scores(top1),
-        })
-    }
-
-    pub fn mated_count(&self) -> u64 {
-        self.mated
-    }
-    pub fn non_mated_count(&self) -> u64 {
-        self.non_mated_top1.total()
-    }
-    /// Top-1 scores of the non-mated searches.
-    pub fn non_mated_top1(&self) -> &ScoreCounts {
-        &self.non_mated_top1
-    }
-
-    /// FPIR(T): non-mated searches with a top-1 score >= T (NaN if none).
-    pub fn fpir(&self, threshold: f64) -> f64 {
-        self.non_mated_top1.at_or_above(threshold) as f64 / self.non_mated_count() as f64
-    }
-
-    /// FNIR(R, T): mated searches whose mate is not within rank R or is
-    /// below T (NaN if none).
-    pub fn fnir(&self, threshold: f64) -> f64 {
-        (self.mated - self.mated_within.at_or_above(threshold)) as f64 / self.mated as f64
-    }
-
-    /// The threshold for an FPIR target (lowest non-mated top-1 score with
-    /// FPIR <= target), the realised FPIR and FNIR(R, T) there.
-    pub fn fpir_point(&self, target: f64) -> Result<FpirPoint, MetricsError> {
-        if self.mated == 0 {
-            return Err(MetricsError::NoMatedProbes);
-        }
-        let (threshold, false_positives) = far_threshold(&self.non_mated_top1, target)?;
-        Ok(FpirPoint {
-            fpir_target: target,
-            threshold,
-            threshold_l2: cosine_to_l2(threshold),
-            fpir: false_positives as f64 / self.non_mated_count() as f64,
-            fnir: self.fnir(threshold),
-            fnir_ci95: None,
-            warning: resolution_warning(target, self.non_mated_count(), "FPIR"),
-        })
-    }
-}
-
 /// `summary.json`'s identification block: CMC to `max_rank` (at least 1),
 /// rank-1, and an operating point per FPIR target (none when there are no
 /// non-mated probes). Intervals are left for the caller.
@@ -199,8 +119,9 @@ pub fn identification(
     fnir_rank: u64,
 ) -> Result<Identification, MetricsError> {
     let cmc = cmc(probes, max_rank.max(1))?;
-    let open = OpenSet::new(probes, fnir_rank)?;
-    let operating_points = if open.non_mated_count() == 0 {
+    let open = OpenSet::of_results(probes, fnir_rank);
+    // FPIR targets need a top-1 score to set a threshold at.
+    let operating_points = if open.non_mated_top1().is_empty() {
         Vec::new()
     } else {
         fpir_targets
@@ -229,45 +150,23 @@ mod tests {
     }
 
     #[test]
-    fn nist_conventions_on_a_hand_made_search() {
-        let probes = [
-            probe(&[(0, 0.9), (1, 0.2)], Some((0.9, 1))),
-            probe(&[(2, 0.6), (0, 0.5)], Some((0.5, 2))),
-            probe(&[(1, 0.4), (0, 0.1)], Some((0.4, 1))),
-            probe(&[(1, 0.7), (2, 0.3)], None),
-            probe(&[(0, 0.3), (2, 0.1)], None),
-        ];
+    fn cmc_and_the_identification_block_on_a_hand_made_search() {
+        let probes = crate::metrics::open_set::tests::hand_made_search();
         assert_eq!(cmc(&probes, 3).unwrap(), [2.0 / 3.0, 1.0, 1.0]);
-        let open = OpenSet::new(&probes, 1).unwrap();
-        assert_eq!((open.mated_count(), open.non_mated_count()), (3, 2));
-        // FPIR 0.5: the lowest non-mated top-1 score with FPIR <= 0.5 is 0.7.
-        let p = open.fpir_point(0.5).unwrap();
-        assert_eq!((p.threshold, p.fpir), (0.7f32 as f64, 0.5));
-        // At 0.7 only the first probe's mate (rank 1, 0.9) is found.
-        assert_eq!(p.fnir, 2.0 / 3.0);
-        // Below 1/2 no non-mated search may pass: just above 0.7.
-        let p = open.fpir_point(0.1).unwrap();
-        assert_eq!(p.fpir, 0.0);
-        assert!(p.threshold > 0.7f32 as f64 && p.warning.is_some());
-        assert_eq!(open.fnir(0.3), 1.0 / 3.0);
-        // FNIR(R = 2, T): the second probe's mate, second at 0.5, is a hit
-        // from T = 0.5 down (a score on T is accepted), a miss above it.
-        let within_two = OpenSet::new(&probes, 2).unwrap();
-        assert_eq!(within_two.fnir(0.3), 0.0);
-        assert_eq!(within_two.fnir(0.5f32 as f64), 1.0 / 3.0);
-        assert_eq!(open.fnir(0.5f32 as f64), 2.0 / 3.0);
-        assert_eq!(within_two.fnir(0.6), 2.0 / 3.0);
         let id = identification(&probes, 3, 3, &[0.5], 2, 2).unwrap();
         assert_eq!(id.rank1, 2.0 / 3.0);
         assert_eq!(id.fnir_rank, 2);
+        assert_eq!((id.mated_count, id.non_mated_count), (3, 2));
         assert_eq!(id.operating_points.len(), 1);
         // At 0.7 the second probe's mate (0.5) is below T whatever R.
+        assert_eq!(id.operating_points[0].threshold, 0.7f32 as f64);
         assert_eq!(id.operating_points[0].fnir, 2.0 / 3.0);
-        assert!(matches!(
-            OpenSet::new(&[probe(&[], None)], 1),
-            Err(MetricsError::NoCandidates { probe: 0 })
-        ));
         assert_eq!(cmc(&probes[3..], 1), Err(MetricsError::NoMatedProbes));
+        // Non-mated searches that returned nobody give no threshold to set.
+        let blind = [probes[0].clone(), probe(&[], None)];
+        let id = identification(&blind, 3, 3, &[0.5], 1, 1).unwrap();
+        assert_eq!(id.non_mated_count, 1);
+        assert!(id.operating_points.is_empty());
     }
 
     #[test]

@@ -20,18 +20,18 @@ const GRID: usize = 400;
 const STEP: f64 = 0.01;
 
 /// The rule, in words, for `KFoldAccuracy::rule`.
-pub const KFOLD_RULE: &str = "insightface verification.py: squared L2 = 2 - 2cos, same iff distance < threshold, \
+pub(crate) const KFOLD_RULE: &str = "insightface verification.py: squared L2 = 2 - 2cos, same iff distance < threshold, \
 thresholds i*0.01 for i < 400, contiguous folds, best training-fold threshold (first on ties) applied to the \
 test fold; mean and population std of the fold accuracies";
 
 /// insightface's distance for a cosine score.
-pub fn squared_l2_of_cosine(cos: f64) -> f64 {
+pub(crate) fn squared_l2_of_cosine(cos: f64) -> f64 {
     2.0 - 2.0 * cos
 }
 
 /// The k-fold accuracy over pairs given as squared L2 distances with their
 /// same-identity labels, in the pair list's order.
-pub fn insightface_kfold(
+pub(crate) fn insightface_kfold(
     squared_l2: &[f64],
     same: &[bool],
     folds: usize,

@@ -5,7 +5,8 @@
 //! | module | what it computes |
 //! |---|---|
 //! | [`verification`] | the exact ROC/DET step curve, AUC, EER, FNMR at FMR targets, d′ |
-//! | [`identification`] | closed-set CMC and rank-1; open-set FPIR / FNIR (NIST) |
+//! | [`identification`] | closed-set CMC and rank-1; the identification block of `summary.json` |
+//! | [`open_set`] | open-set FPIR / FNIR (NIST) at any threshold, for evaluate and the report |
 //! | [`bootstrap`] | 95% intervals: subject bootstrap, Clopper–Pearson |
 //! | [`kfold`] | insightface's 10-fold verification accuracy |
 //! | [`groups`] | FNMR and FMR per group at global thresholds |
@@ -14,6 +15,7 @@ pub mod bootstrap;
 pub mod groups;
 pub mod identification;
 pub mod kfold;
+pub mod open_set;
 mod score_counts;
 pub mod verification;
 
@@ -28,8 +30,6 @@ pub enum MetricsError {
     NoImpostor,
     #[error("no mated probes (no probe's identity is in the gallery)")]
     NoMatedProbes,
-    #[error("probe {probe} has no candidates (top-k must be at least 1)")]
-    NoCandidates { probe: usize },
     #[error("target rate {0} is not in [0, 1]")]
     Target(f64),
     #[error("{scores} scores but {labels} same/different labels")]

@@ -129,7 +129,7 @@ impl ScoreCounts {
     /// scores left out of it (an engine cuts the tail at its capacity), so
     /// that value goes back to its bin: the tail kept is whole, and
     /// [`ScoreCounts::exact_from`] is its lowest value.
-    pub fn from_binned(tail: &[f32], hist: &[u64], spec: HistogramSpec) -> ScoreCounts {
+    pub(crate) fn from_binned(tail: &[f32], hist: &[u64], spec: HistogramSpec) -> ScoreCounts {
         let total: u64 = hist.iter().sum();
         let whole = if tail.len() as u64 >= total {
             tail
@@ -202,7 +202,7 @@ impl ScoreCounts {
     }
 
     /// Whether every score is held exactly.
-    pub fn is_exact(&self) -> bool {
+    pub(crate) fn is_exact(&self) -> bool {
         self.exact_from == f64::NEG_INFINITY
     }
 
@@ -222,7 +222,7 @@ impl ScoreCounts {
     }
 
     /// The number of scores >= `values()[i]`.
-    pub fn at_or_above_index(&self, i: usize) -> u64 {
+    pub(crate) fn at_or_above_index(&self, i: usize) -> u64 {
         self.at_or_above[i]
     }
 

@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use chacha20::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 
 use super::verification::verification;
 use super::ScoreCounts;
@@ -14,7 +14,7 @@ fn normal_scores(n: usize, mean: f64, sd: f64, rng: &mut ChaCha8Rng) -> Vec<f32>
     (0..n)
         .map(|_| {
             // Box-Muller.
-            let (u, v): (f64, f64) = (rng.gen::<f64>().max(f64::MIN_POSITIVE), rng.gen());
+            let (u, v): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
             let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
             (mean + sd * z).clamp(-1.0, 1.0) as f32
         })

@@ -48,8 +48,9 @@ pub struct RocPoint {
 /// just above every score (`next_up` of the highest; no false matches,
 /// every genuine score rejected), then one per distinct value of either
 /// class. See [`roc_vertices`].
+#[cfg(test)]
 #[derive(Debug, Clone)]
-pub struct RocVertices<'a> {
+pub(crate) struct RocVertices<'a> {
     genuine: &'a ScoreCounts,
     impostor: &'a ScoreCounts,
     g: usize,
@@ -61,7 +62,11 @@ pub struct RocVertices<'a> {
 
 /// The step curve of `genuine` against `impostor`, lazily (a 10^7-value
 /// curve is never stored; [`drop_intermediate`] keeps what a chart needs).
-pub fn roc_vertices<'a>(genuine: &'a ScoreCounts, impostor: &'a ScoreCounts) -> RocVertices<'a> {
+#[cfg(test)]
+pub(crate) fn roc_vertices<'a>(
+    genuine: &'a ScoreCounts,
+    impostor: &'a ScoreCounts,
+) -> RocVertices<'a> {
     RocVertices {
         genuine,
         impostor,
@@ -73,6 +78,7 @@ pub fn roc_vertices<'a>(genuine: &'a ScoreCounts, impostor: &'a ScoreCounts) -> 
     }
 }
 
+#[cfg(test)]
 impl Iterator for RocVertices<'_> {
     type Item = RocPoint;
 
@@ -122,7 +128,8 @@ impl Iterator for RocVertices<'_> {
 /// the step into it equals the step out of it in both counts (the second
 /// differences of false matches and true matches are both zero); the first
 /// and last are always kept. AUC and the drawn shape are unchanged.
-pub fn drop_intermediate(vertices: impl IntoIterator<Item = RocPoint>) -> Vec<RocPoint> {
+#[cfg(test)]
+pub(crate) fn drop_intermediate(vertices: impl IntoIterator<Item = RocPoint>) -> Vec<RocPoint> {
     let step = |a: &RocPoint, b: &RocPoint| {
         (
             b.false_matches - a.false_matches,
@@ -172,7 +179,7 @@ pub struct Eer {
 
 /// What the step curve gives.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CurveSummary {
+pub(crate) struct CurveSummary {
     pub genuine_count: u64,
     pub impostor_count: u64,
     /// Exact AUC, ties counted half.
@@ -305,7 +312,7 @@ impl Curve<'_> {
 /// [`drop_intermediate`] (which keeps collinear vertices unless the steps
 /// on both sides are equal): 10^7 impostor scores leave about 2 rows per
 /// distinct genuine score instead of 10^6.
-pub fn drop_collinear(vertices: impl IntoIterator<Item = RocPoint>) -> Vec<RocPoint> {
+pub(crate) fn drop_collinear(vertices: impl IntoIterator<Item = RocPoint>) -> Vec<RocPoint> {
     let mut out: Vec<RocPoint> = Vec::new();
     for v in vertices {
         while out.len() >= 2 {
@@ -333,7 +340,7 @@ impl CurveSummary {
     /// binary searches (FMR − FNMR is monotone in the threshold), the curve
     /// one binary search per genuine value: nothing walks the impostor
     /// values one by one.
-    pub fn compute(
+    pub(crate) fn compute(
         genuine: &ScoreCounts,
         impostor: &ScoreCounts,
     ) -> Result<CurveSummary, MetricsError> {
@@ -542,10 +549,15 @@ pub fn d_prime(genuine: &Moments, impostor: &Moments) -> f64 {
 /// lowest score value t with #{s >= t} / N <= `target`, and that count.
 /// A target below the rate of the highest score gives `next_up` of the
 /// highest score (count 0); a target of 1 (within one ulp) gives `next_down`
-/// of the lowest (count N). The rate is compared in floating point exactly
-/// as bob does. Also used for FPIR over the top-1 scores of non-mated
-/// searches.
-pub fn far_threshold(non_mated: &ScoreCounts, target: f64) -> Result<(f64, u64), MetricsError> {
+/// of the lowest (every score). The rate is compared in floating point
+/// exactly as bob does. N is `of`: the scores' total for FMR; for FPIR over
+/// the top-1 scores of non-mated searches, every non-mated search, those
+/// that returned no candidate (and no score) included.
+pub fn far_threshold(
+    non_mated: &ScoreCounts,
+    of: u64,
+    target: f64,
+) -> Result<(f64, u64), MetricsError> {
     if !(0.0..=1.0).contains(&target) {
         return Err(MetricsError::Target(target));
     }
@@ -553,9 +565,10 @@ pub fn far_threshold(non_mated: &ScoreCounts, target: f64) -> Result<(f64, u64),
     let (Some(&highest), Some(&lowest)) = (values.first(), values.last()) else {
         return Err(MetricsError::NoImpostor);
     };
-    let n = non_mated.total();
+    debug_assert!(of >= non_mated.total());
+    let n = of;
     if target >= 1.0 - f64::EPSILON {
-        return Ok((lowest.next_down(), n));
+        return Ok((lowest.next_down(), non_mated.total()));
     }
     let k = partition_point_by_index(values.len(), |i| {
         non_mated.at_or_above_index(i) as f64 / n as f64 <= target
@@ -586,7 +599,7 @@ fn partition_point_by_index(len: usize, pred: impl Fn(usize) -> bool) -> usize {
 /// resolve: under 1/n no false match can be observed, and under 3/n even
 /// zero observed errors do not bound the rate below the target at 95%
 /// confidence (the rule of 3).
-pub fn resolution_warning(target: f64, n: u64, rate: &str) -> Option<String> {
+pub(crate) fn resolution_warning(target: f64, n: u64, rate: &str) -> Option<String> {
     let n_f = n as f64;
     if target < 1.0 / n_f {
         Some(format!(
@@ -603,7 +616,7 @@ pub fn resolution_warning(target: f64, n: u64, rate: &str) -> Option<String> {
 
 /// FNMR at a target FMR by the conservative rule ([`far_threshold`]), with
 /// the realised FMR and a resolution warning. Intervals are left empty.
-pub fn fmr_point(
+pub(crate) fn fmr_point(
     genuine: &ScoreCounts,
     impostor: &ScoreCounts,
     target: f64,
@@ -611,7 +624,7 @@ pub fn fmr_point(
     if genuine.is_empty() {
         return Err(MetricsError::NoGenuine);
     }
-    let (threshold, false_matches) = far_threshold(impostor, target)?;
+    let (threshold, false_matches) = far_threshold(impostor, impostor.total(), target)?;
     let false_non_matches = genuine.below(threshold);
     // Above `exact_from` the scores are bob's; at it, the next score down
     // is not seen, but it cannot be the threshold when one more false
@@ -635,8 +648,9 @@ pub fn fmr_point(
 }
 
 /// Which tool's nearest-FMR lookup [`nearest_fmr_point`] reproduces.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NearestRule {
+pub(crate) enum NearestRule {
     /// pyeer `get_fmr_op` (FMR100, FMR1000, ...): argmin |FMR − x| over
     /// every distinct score, ties to the lowest threshold.
     Pyeer,
@@ -649,7 +663,8 @@ pub enum NearestRule {
 /// The compatibility lookup "FNMR at the FMR nearest the target", which can
 /// overshoot the target; the realised FMR says by how much. The rates are
 /// compared in floating point as those tools do.
-pub fn nearest_fmr_point(
+#[cfg(test)]
+pub(crate) fn nearest_fmr_point(
     genuine: &ScoreCounts,
     impostor: &ScoreCounts,
     target: f64,
@@ -731,7 +746,7 @@ pub struct VerificationReport {
 }
 
 /// The definition written into `eer_definition`.
-pub const EER_DEFINITION: &str = "FVC2000 (as pyeer) on the exact step curve: the two adjacent vertices \
+pub(crate) const EER_DEFINITION: &str = "FVC2000 (as pyeer) on the exact step curve: the two adjacent vertices \
 where FMR - FNMR changes sign, the one with the smaller FMR + FNMR; eer_low/eer_high are its two rates, \
 eer their midpoint, eer_threshold its score (accept if score >= threshold); the curve includes the vertex above \
 every score (FMR 0, FNMR 1), so it always crosses where pyeer would report 1";

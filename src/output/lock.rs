@@ -7,25 +7,25 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-pub const LOCK_FILE: &str = ".facekit-lock";
+pub(crate) const LOCK_FILE: &str = ".facekit-lock";
 
 /// Held until dropped; the lock file is removed on release.
 #[derive(Debug)]
-pub struct DirLock {
+pub(crate) struct DirLock {
     path: PathBuf,
     file: File,
 }
 
 /// Why a folder could not be locked.
 #[derive(Debug)]
-pub enum LockFailure {
+pub(crate) enum LockFailure {
     /// Another run holds it: what its lock file says (`facekit convert (pid 12)`).
     Held(String),
     Io(io::Error),
 }
 
 impl DirLock {
-    pub fn acquire(dir: &Path, command: &str) -> Result<DirLock, LockFailure> {
+    pub(crate) fn acquire(dir: &Path, command: &str) -> Result<DirLock, LockFailure> {
         let path = dir.join(LOCK_FILE);
         loop {
             let mut file = File::options()

@@ -6,7 +6,7 @@
 //! only on a terminal.
 
 mod lock;
-pub mod owned;
+pub(crate) mod owned;
 
 pub use owned::{claim, stale_source, Marker, OutputDir, OutputError};
 
@@ -49,7 +49,7 @@ impl AtomicFile {
     }
 
     /// Flushes, syncs and renames the file to its final name.
-    pub fn commit(mut self) -> io::Result<()> {
+    pub(crate) fn commit(mut self) -> io::Result<()> {
         let writer = self.writer.take().expect("writer present until commit");
         let file = writer.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
@@ -100,7 +100,7 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
 
 /// A progress bar on standard error when it is a terminal and not `quiet`;
 /// a hidden one otherwise.
-pub fn progress(len: u64, message: &str, quiet: bool) -> ProgressBar {
+pub(crate) fn progress(len: u64, message: &str, quiet: bool) -> ProgressBar {
     if quiet || !io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -115,7 +115,7 @@ pub fn progress(len: u64, message: &str, quiet: bool) -> ProgressBar {
 }
 
 /// A rayon pool of `jobs` threads (all cores when `None`).
-pub fn thread_pool(jobs: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
+pub(crate) fn thread_pool(jobs: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(n) = jobs {
         anyhow::ensure!(n > 0, "--jobs must be at least 1");
@@ -125,7 +125,7 @@ pub fn thread_pool(jobs: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
 }
 
 /// A count with thousands separators: "1,234,567".
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -99,7 +99,7 @@ pub struct Marker {
     pub derived_from: Option<Source>,
 }
 
-pub fn marker_path(dir: &Path, command: &str) -> PathBuf {
+pub(crate) fn marker_path(dir: &Path, command: &str) -> PathBuf {
     dir.join(format!(".facekit-{command}.json"))
 }
 
@@ -205,21 +205,21 @@ impl OutputDir {
 
     /// Refuses now, before the work, when a file this run will write is
     /// someone else's (`commit` checks every file again).
-    pub fn check_free(&self, names: &[&str]) -> Result<(), OutputError> {
+    pub(crate) fn check_free(&self, names: &[&str]) -> Result<(), OutputError> {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         self.check_foreign(&names)
     }
 
     /// Records a fingerprint of this staged file (relative to the stage) in
     /// the marker, for outputs derived from this one to compare against.
-    pub fn fingerprint_of(&mut self, file: &str) {
+    pub(crate) fn fingerprint_of(&mut self, file: &str) {
         self.fingerprint_file = Some(file.to_string());
     }
 
     /// Records that this output is made from the output of `command` in
     /// `source` (e.g. pairs from convert), with its current fingerprint; a
     /// source without one (written by an older facekit) records nothing.
-    pub fn derived_from(&mut self, source: &Path, command: &str) -> Result<(), OutputError> {
+    pub(crate) fn derived_from(&mut self, source: &Path, command: &str) -> Result<(), OutputError> {
         if let Some(fingerprint) = Marker::read(source, command)?.and_then(|m| m.fingerprint) {
             let dir = fs::canonicalize(source).map_err(io_at(source))?;
             self.derived_from = Some(Source {

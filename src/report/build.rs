@@ -2,8 +2,8 @@
 //! Pure functions: tests read what a chart plots without drawing it.
 
 use crate::evaldir::{
-    cosine_to_l2, FpirPoint, GroupBreakdown, HistogramRow, ProbeRow, RocRow, HIST_GENUINE,
-    HIST_IMPOSTOR, HIST_MATED_TOP1, HIST_NON_MATED_TOP1,
+    cosine_to_l2, FpirPoint, GroupBreakdown, HistogramRow, RocRow, HIST_GENUINE, HIST_IMPOSTOR,
+    HIST_MATED_TOP1, HIST_NON_MATED_TOP1,
 };
 
 use super::chart::{
@@ -12,20 +12,21 @@ use super::chart::{
     XyPlot, BLACK, USER,
 };
 use super::system::System;
+use crate::metrics::open_set::{OpenSet, OpenSetRates};
 use crate::output::thousands;
 use crate::text::{natural_cmp, percent};
 
 /// Pixel size of the curve charts.
-pub const SIZE: (u32, u32) = (1000, 640);
+pub(crate) const SIZE: (u32, u32) = (1000, 640);
 /// Curves keep a point per 1/1500 of the plot's size.
 const RESOLUTION: f64 = 1500.0;
 /// Display bins of the score distributions.
 const DISPLAY_BINS: usize = 120;
 /// The FMR target whose threshold is the "global threshold" of the
 /// per-condition breakdowns, when present (else the nearest).
-pub const PREFERRED_FMR: f64 = 1e-3;
+pub(crate) const PREFERRED_FMR: f64 = 1e-3;
 /// The FPIR target whose threshold is recommended for "nobody in the DB".
-pub const PREFERRED_FPIR: f64 = 1e-2;
+pub(crate) const PREFERRED_FPIR: f64 = 1e-2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Options {
@@ -54,7 +55,7 @@ pub fn all_charts(systems: &[System], options: &Options) -> Vec<Chart> {
 }
 
 /// A target rate as a short tag: "10⁻³" for powers of ten, "0.3%" otherwise.
-pub fn target_tag(target: f64) -> String {
+pub(crate) fn target_tag(target: f64) -> String {
     let k = target.log10().round();
     if target > 0.0 && (10f64.powf(k) - target).abs() <= target * 1e-9 {
         pow10_label(k as i32)
@@ -89,7 +90,7 @@ fn nearest_target(targets: impl Iterator<Item = f64>, preferred: f64) -> Option<
 
 /// The recommended open-set threshold: the FPIR operating point at 1e-2, or
 /// the nearest target evaluated.
-pub fn recommended_fpir_point(system: &System) -> Option<&FpirPoint> {
+pub(crate) fn recommended_fpir_point(system: &System) -> Option<&FpirPoint> {
     let ident = system.summary.identification.as_ref()?;
     let target = nearest_target(
         ident.operating_points.iter().map(|p| p.fpir_target),
@@ -427,7 +428,7 @@ fn user_line(t: f64) -> VLine {
 /// The vertex of the ROC curve at the lowest listed threshold at or above
 /// `t`: the rates of accepting at `t` (exact where `roc.csv` lists every
 /// distinct score, approximate where collinear vertices were dropped).
-pub fn roc_at(roc: &[RocRow], t: f64) -> Option<&RocRow> {
+pub(crate) fn roc_at(roc: &[RocRow], t: f64) -> Option<&RocRow> {
     roc.iter()
         .filter(|r| r.threshold >= t)
         .min_by(|a, b| a.threshold.total_cmp(&b.threshold))
@@ -526,7 +527,7 @@ fn share_axis(max_share: f64) -> Axis {
     }
 }
 
-pub fn score_histogram_chart(
+pub(crate) fn score_histogram_chart(
     system: &System,
     index: usize,
     user_threshold: Option<f64>,
@@ -664,126 +665,23 @@ impl Unit {
     }
 }
 
-/// Open-set rates at one threshold, from `probes.csv`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OpenSetRates {
-    /// Cosine.
-    pub threshold: f64,
-    pub non_mated: u64,
-    /// Non-mated (out-of-DB) probes whose nearest gallery score is ≥ the
-    /// threshold: they would be taken for someone in the DB.
-    pub false_positives: u64,
-    pub mated: u64,
-    /// Mated (in-DB) probes whose mate is not first or scores below the
-    /// threshold.
-    pub misses: u64,
+/// "FPIR 1.2% (3 of 250 out-of-DB probes match someone), FNIR …", for a
+/// threshold the user chose.
+pub(crate) fn described(r: &OpenSetRates) -> String {
+    format!(
+        "FPIR {} ({} of {} out-of-DB probes match someone), FNIR {} ({} of {} in-DB probes missed)",
+        rate_text(r.fpir()),
+        thousands(r.false_positives),
+        thousands(r.non_mated),
+        rate_text(r.fnir()),
+        thousands(r.misses),
+        thousands(r.mated)
+    )
 }
 
-impl OpenSetRates {
-    pub fn fpir(&self) -> f64 {
-        ratio(self.false_positives, self.non_mated)
-    }
-    pub fn fnir(&self) -> f64 {
-        ratio(self.misses, self.mated)
-    }
-
-    /// "FPIR 1.2% (3 of 250 out-of-DB probes match someone), FNIR …", for
-    /// a threshold the user chose.
-    pub fn described(&self) -> String {
-        format!(
-            "FPIR {} ({} of {} out-of-DB probes match someone), FNIR {} ({} of {} in-DB probes missed)",
-            percent(self.fpir()),
-            thousands(self.false_positives),
-            thousands(self.non_mated),
-            percent(self.fnir()),
-            thousands(self.misses),
-            thousands(self.mated)
-        )
-    }
-}
-
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        a as f64 / b as f64
-    }
-}
-
-/// The exact FPIR(t) and FNIR(t) step functions of a probe set (NIST 1:N at
-/// rank 1): the sorted nearest-gallery scores of non-mated probes and the
-/// sorted scores of mated probes whose mate came first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OpenSetCurve {
-    non_mated_top1: Vec<f64>,
-    mated_hits: Vec<f64>,
-    mated: u64,
-}
-
-impl OpenSetCurve {
-    pub fn from_probes(probes: &[ProbeRow]) -> OpenSetCurve {
-        let mut non_mated_top1 = Vec::new();
-        let mut mated_hits = Vec::new();
-        let mut mated = 0u64;
-        for p in probes {
-            if p.mated {
-                mated += 1;
-                if let (Some(1), Some(s)) = (p.mate_rank, p.mate_score) {
-                    mated_hits.push(s);
-                }
-            } else {
-                // A search that returned nobody can never be a false positive.
-                non_mated_top1.push(p.top1_score.unwrap_or(f64::NEG_INFINITY));
-            }
-        }
-        non_mated_top1.sort_by(f64::total_cmp);
-        mated_hits.sort_by(f64::total_cmp);
-        OpenSetCurve {
-            non_mated_top1,
-            mated_hits,
-            mated,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.mated == 0 && self.non_mated_top1.is_empty()
-    }
-
-    pub fn at(&self, threshold: f64) -> OpenSetRates {
-        let at_or_above = |v: &[f64]| (v.len() - v.partition_point(|&s| s < threshold)) as u64;
-        OpenSetRates {
-            threshold,
-            non_mated: self.non_mated_top1.len() as u64,
-            false_positives: at_or_above(&self.non_mated_top1),
-            mated: self.mated,
-            misses: self.mated - at_or_above(&self.mated_hits),
-        }
-    }
-
-    /// The thresholds where a rate changes, ascending.
-    fn steps(&self) -> Vec<f64> {
-        let mut t: Vec<f64> = self
-            .non_mated_top1
-            .iter()
-            .chain(self.mated_hits.iter())
-            .copied()
-            .filter(|s| s.is_finite())
-            .collect();
-        t.sort_by(f64::total_cmp);
-        t.dedup();
-        t
-    }
-
-    /// The lowest threshold at which FPIR no longer exceeds FNIR: where the
-    /// two curves cross.
-    pub fn crossing(&self) -> Option<OpenSetRates> {
-        let steps = self.steps();
-        let first = steps.partition_point(|&t| {
-            let r = self.at(t);
-            r.fpir() > r.fnir()
-        });
-        steps.get(first).map(|&t| self.at(t))
-    }
+/// A rate as a percentage, or "n/a" where there is nothing to count.
+pub(crate) fn rate_text(rate: Option<f64>) -> String {
+    rate.map_or_else(|| "n/a".to_string(), percent)
 }
 
 /// The mated / non-mated nearest-gallery score bins of a system: from
@@ -907,7 +805,7 @@ pub fn open_set_chart(
             thousands(ident.mated_count)
         ));
     }
-    let curve = OpenSetCurve::from_probes(&system.probes);
+    let curve = system.open_set();
     if let Some(t) = user_threshold {
         vlines.push(VLine {
             label: format!("your threshold: {}", unit.rule(t)),
@@ -925,7 +823,7 @@ pub fn open_set_chart(
                 "Your threshold: accept if {} ({}): {}.",
                 unit.rule(t),
                 other_unit(unit).rule(t),
-                curve.at(t).described()
+                described(&curve.at(t))
             )
         });
     }
@@ -993,12 +891,13 @@ pub fn identification_tuning_chart(
     systems: &[System],
     user_threshold: Option<f64>,
 ) -> Option<Chart> {
-    let with: Vec<(usize, &System, OpenSetCurve)> = systems
+    // A curve needs both rates: in-DB and out-of-DB probes.
+    let with: Vec<(usize, &System, OpenSet)> = systems
         .iter()
         .enumerate()
         .filter(|(_, s)| s.summary.identification.is_some())
-        .map(|(i, s)| (i, s, OpenSetCurve::from_probes(&s.probes)))
-        .filter(|(_, _, c)| !c.is_empty())
+        .map(|(i, s)| (i, s, s.open_set()))
+        .filter(|(_, _, c)| c.mated_count() > 0 && c.non_mated_count() > 0)
         .collect();
     if with.is_empty() {
         return None;
@@ -1019,18 +918,19 @@ pub fn identification_tuning_chart(
         .collect();
     let x_lo = curves
         .iter()
-        .filter_map(|(_, _, r)| lowest(r, &|r| r.fpir() <= 0.5))
+        .filter_map(|(_, _, r)| lowest(r, &|r| r.fpir().is_some_and(|v| v <= 0.5)))
         .chain(marked.iter().copied())
         .fold(f64::INFINITY, f64::min);
     let x_hi = curves
         .iter()
-        .filter_map(|(_, _, r)| lowest(r, &|r| r.fnir() >= 0.5))
+        .filter_map(|(_, _, r)| lowest(r, &|r| r.fnir().is_some_and(|v| v >= 0.5)))
         .chain(marked.iter().copied())
         .fold(f64::NEG_INFINITY, f64::max);
     let (x_lo, x_hi) = padded(x_lo, x_hi);
     let min_rate = curves
         .iter()
         .flat_map(|(_, _, r)| r.iter().flat_map(|r| [r.fpir(), r.fnir()]))
+        .flatten()
         .filter(|r| *r > 0.0)
         .fold(0.1, f64::min);
     let y_lo = decade_floor(min_rate);
@@ -1049,7 +949,8 @@ pub fn identification_tuning_chart(
             .into_iter()
             .enumerate()
         {
-            let value = |r: &OpenSetRates| if k == 0 { r.fnir() } else { r.fpir() };
+            // Both rates are defined on these curves (filtered above).
+            let value = |r: &OpenSetRates| if k == 0 { r.fnir() } else { r.fpir() }.unwrap_or(0.0);
             let kept: Vec<&OpenSetRates> = rates.iter().filter(|r| value(r) > 0.0).collect();
             let pts: Vec<(f64, f64)> = kept.iter().map(|r| (r.threshold, value(r))).collect();
             let points = decimate(&pts, &x, &y, RESOLUTION, |j| {
@@ -1084,15 +985,15 @@ pub fn identification_tuning_chart(
                 tag: "FPIR = FNIR".into(),
                 color: BLACK,
                 x: c.threshold,
-                y: c.fpir().max(c.fnir()),
+                y: c.fpir().zip(c.fnir()).map_or(0.0, |(p, n)| p.max(n)),
             });
             notes.push(format!(
                 "{}: FPIR and FNIR cross at {} ({}): FPIR {}, FNIR {}.",
                 s.name,
                 Unit::Cosine.rule(c.threshold),
                 Unit::Distance.rule(c.threshold),
-                percent(c.fpir()),
-                percent(c.fnir())
+                rate_text(c.fpir()),
+                rate_text(c.fnir())
             ));
         }
         if let Some(p) = recommended_fpir_point(s) {
@@ -1146,7 +1047,7 @@ pub fn identification_tuning_chart(
     })
 }
 
-pub fn cmc_chart(systems: &[System]) -> Option<Chart> {
+pub(crate) fn cmc_chart(systems: &[System]) -> Option<Chart> {
     let with: Vec<(usize, &System, &Vec<f64>)> = systems
         .iter()
         .enumerate()

@@ -10,7 +10,7 @@ use crate::text::percent;
 pub struct Rgb(pub u8, pub u8, pub u8);
 
 /// Tableau 10: distinct, colour-blind-friendly enough, and printable.
-pub const PALETTE: [Rgb; 10] = [
+pub(crate) const PALETTE: [Rgb; 10] = [
     Rgb(31, 119, 180),
     Rgb(255, 127, 14),
     Rgb(44, 160, 44),
@@ -22,9 +22,9 @@ pub const PALETTE: [Rgb; 10] = [
     Rgb(188, 189, 34),
     Rgb(23, 190, 207),
 ];
-pub const BLACK: Rgb = Rgb(0, 0, 0);
+pub(crate) const BLACK: Rgb = Rgb(0, 0, 0);
 /// The user's own threshold: a colour no series uses.
-pub const USER: Rgb = Rgb(0, 120, 100);
+pub(crate) const USER: Rgb = Rgb(0, 120, 100);
 
 pub fn palette(i: usize) -> Rgb {
     PALETTE[i % PALETTE.len()]
@@ -62,7 +62,7 @@ impl Scale {
     /// Maps a data value to the plotted coordinate. Values the scale cannot
     /// show (0 on a log axis, 0 or 1 on a probit axis) become infinities,
     /// which the renderer clamps to the plot's edge.
-    pub fn apply(self, v: f64) -> f64 {
+    pub(crate) fn apply(self, v: f64) -> f64 {
         match self {
             Scale::Linear => v,
             Scale::Log10 if v > 0.0 => v.log10(),
@@ -90,7 +90,7 @@ pub struct Axis {
 
 impl Axis {
     /// The position of `v` along the axis: 0 at `lo`, 1 at `hi`.
-    pub fn fraction(&self, v: f64) -> f64 {
+    pub(crate) fn fraction(&self, v: f64) -> f64 {
         let (lo, hi) = (self.scale.apply(self.lo), self.scale.apply(self.hi));
         (self.scale.apply(v) - lo) / (hi - lo)
     }
@@ -142,7 +142,7 @@ pub enum Corner {
 /// The upper corner whose side holds the least of the series' upper part
 /// (how far points in the outer 40% of that side rise above 60% of the
 /// highest point), so that a legend there covers no peak.
-pub fn clear_upper_corner(series: &[Series], lo: f64, hi: f64) -> Corner {
+pub(crate) fn clear_upper_corner(series: &[Series], lo: f64, hi: f64) -> Corner {
     let points = || series.iter().flat_map(|s| &s.points);
     let band = 0.6 * points().fold(0.0f64, |m, &(_, y)| m.max(y));
     let outer = 0.4 * (hi - lo);
@@ -207,7 +207,7 @@ pub struct BarGroup {
 /// of the last kept one, unless `keep(i)` says it is a marked point. The
 /// first and last points are always kept. A curve of millions of vertices
 /// thus draws as a few thousand segments and stays exact where it is marked.
-pub fn decimate(
+pub(crate) fn decimate(
     points: &[(f64, f64)],
     x: &Axis,
     y: &Axis,
@@ -240,7 +240,7 @@ pub fn decimate(
 
 /// The standard normal quantile (inverse CDF), Wichura's AS 241 (PPND16),
 /// accurate to about 1e-16. `probit(0) = -inf`, `probit(1) = inf`.
-pub fn probit(p: f64) -> f64 {
+pub(crate) fn probit(p: f64) -> f64 {
     if p.is_nan() {
         return f64::NAN;
     }
@@ -344,7 +344,7 @@ pub fn probit(p: f64) -> f64 {
 }
 
 /// "10⁻³" for k = -3; "1" for 0; "10" for 1.
-pub fn pow10_label(k: i32) -> String {
+pub(crate) fn pow10_label(k: i32) -> String {
     match k {
         0 => "1".into(),
         1 => "10".into(),
@@ -363,7 +363,7 @@ pub fn pow10_label(k: i32) -> String {
 }
 
 /// Decade ticks covering `[lo, hi]` (both > 0).
-pub fn log_ticks(lo: f64, hi: f64) -> Vec<Tick> {
+pub(crate) fn log_ticks(lo: f64, hi: f64) -> Vec<Tick> {
     let (a, b) = (lo.log10().ceil() as i32, hi.log10().floor() as i32);
     (a..=b)
         .map(|k| Tick {
@@ -375,7 +375,7 @@ pub fn log_ticks(lo: f64, hi: f64) -> Vec<Tick> {
 
 /// The DET ticks of NIST and bob.measure (0.001 %, 0.002 %, …, 40 %, …),
 /// within `[lo, hi]`; only decades when the range spans many of them.
-pub fn probit_ticks(lo: f64, hi: f64) -> Vec<Tick> {
+pub(crate) fn probit_ticks(lo: f64, hi: f64) -> Vec<Tick> {
     let decades = (hi / lo).log10();
     let mut values = Vec::new();
     for k in -9..=-2 {
@@ -399,7 +399,7 @@ pub fn probit_ticks(lo: f64, hi: f64) -> Vec<Tick> {
 
 /// About `count` round-numbered ticks covering `[lo, hi]`, labelled by
 /// `label`.
-pub fn linear_ticks(
+pub(crate) fn linear_ticks(
     lo: f64,
     hi: f64,
     count: usize,

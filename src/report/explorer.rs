@@ -30,7 +30,7 @@ use crate::evaldir::{
 };
 use crate::metrics::bootstrap::clopper_pearson;
 
-use super::build::{recommended_fpir_point, OpenSetCurve, PREFERRED_FMR};
+use super::build::{recommended_fpir_point, PREFERRED_FMR};
 use super::html::escape;
 use super::system::System;
 use super::thumbnail;
@@ -38,11 +38,11 @@ use crate::text::natural_cmp;
 
 /// Grid resolution: a rate moving by a 50th of a decade (about 4.7%)
 /// gets a new threshold.
-pub const LEVELS_PER_DECADE: f64 = 50.0;
+pub(crate) const LEVELS_PER_DECADE: f64 = 50.0;
 /// The most faces of each kind the page embeds.
-pub const FACES_PER_KIND: usize = 60;
+pub(crate) const FACES_PER_KIND: usize = 60;
 /// Faces shown per page of a panel.
-pub const PAGE_FACES: usize = 12;
+pub(crate) const PAGE_FACES: usize = 12;
 /// Bins of the in-DB vs out-of-DB distribution drawn by the explorer.
 const DISTRIBUTION_BINS: usize = 60;
 
@@ -117,7 +117,7 @@ pub fn grid(system: &System) -> Option<Grid> {
     );
     edges.sort_by(f64::total_cmp);
     edges.dedup();
-    let curve = OpenSetCurve::from_probes(&system.probes);
+    let curve = system.open_set();
     let below = |bins: &[&HistogramRow], t: f64| -> u64 {
         let k = bins.partition_point(|r| r.bin_low < t);
         bins[..k].iter().map(|r| r.count).sum()
@@ -504,7 +504,7 @@ fn faces(system: &System) -> (Vec<Face>, Vec<String>) {
 
 /// The explorer section of the page: one explorer per system with a grid,
 /// the data as JSON and the script. Empty when no system has a grid.
-pub fn section(h: &mut String, systems: &[System]) {
+pub(crate) fn section(h: &mut String, systems: &[System]) {
     let data: Vec<SystemData> = systems
         .iter()
         .filter_map(|s| grid(s).map(|g| system_data(s, g)))

@@ -7,7 +7,9 @@ use std::fmt::Write;
 
 use crate::evaldir::{cosine_to_l2, ProbeRow};
 
-use super::build::{recommended_fpir_point, roc_at, target_tag, OpenSetCurve, Options, Unit};
+use super::build::{
+    described, rate_text, recommended_fpir_point, roc_at, target_tag, Options, Unit,
+};
 use super::chart::Chart;
 use super::system::System;
 use crate::output::thousands;
@@ -145,14 +147,14 @@ fn choice(h: &mut String, systems: &[System], options: &Options) {
             ));
         }
         if let Some(t) = options.user_threshold {
-            let curve = OpenSetCurve::from_probes(&s.probes);
+            let curve = s.open_set();
             let mut cost = format!(
                 "<b>Your threshold: accept if d ≤ {} (cos ≥ {})</b>.",
                 f4(cosine_to_l2(t)),
                 f4(t)
             );
             if !curve.is_empty() {
-                let _ = write!(cost, " Open-set: {}.", curve.at(t).described());
+                let _ = write!(cost, " Open-set: {}.", described(&curve.at(t)));
             }
             if let Some(r) = roc_at(&s.roc, t) {
                 let _ = write!(
@@ -418,7 +420,7 @@ fn threshold_tables(h: &mut String, systems: &[System], options: &Options) {
             );
         }
         if let Some(t) = options.user_threshold {
-            let curve = OpenSetCurve::from_probes(&s.probes);
+            let curve = s.open_set();
             let mut realised = Vec::new();
             if let Some(r) = roc_at(&s.roc, t) {
                 realised.push(format!(
@@ -431,8 +433,8 @@ fn threshold_tables(h: &mut String, systems: &[System], options: &Options) {
                 let r = curve.at(t);
                 realised.push(format!(
                     "FPIR {}, FNIR {}",
-                    percent(r.fpir()),
-                    percent(r.fnir())
+                    rate_text(r.fpir()),
+                    rate_text(r.fnir())
                 ));
             }
             let _ = writeln!(

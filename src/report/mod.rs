@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-pub use build::{all_charts, OpenSetCurve, OpenSetRates, Options, Unit};
+pub use build::{all_charts, Options, Unit};
 pub use chart::{Body, Chart};
 pub use system::{system_names, System};
 
-pub const INDEX_HTML: &str = "index.html";
+pub(crate) const INDEX_HTML: &str = "index.html";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

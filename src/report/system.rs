@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::metrics::open_set::{OpenSet, Search};
+
 use crate::evaldir::{
     self, EvalDirError, ExampleRow, GroupScoreRow, HistogramRow, OperatingPointRow, ProbeRow,
     RocRow, Summary,
@@ -102,6 +104,17 @@ impl System {
 
     /// The operating points of one kind ("fmr" or "fpir"), as in
     /// `operating_points.csv`.
+    /// The open-set rates of its probes, FNIR at the evaluation's rank R
+    /// (as in `summary.json`).
+    pub fn open_set(&self) -> OpenSet {
+        let rank = self
+            .summary
+            .identification
+            .as_ref()
+            .map_or(1, |i| i.fnir_rank);
+        OpenSet::new(self.probes.iter().map(|p| Search::of_row(p, rank)))
+    }
+
     pub fn points(&self, kind: &str) -> impl Iterator<Item = &OperatingPointRow> + '_ {
         let kind = kind.to_string();
         self.operating_points.iter().filter(move |p| p.kind == kind)

@@ -8,13 +8,13 @@ use base64::Engine as _;
 use image::codecs::jpeg::JpegEncoder;
 
 /// The longer side of a thumbnail, in pixels (crops are 112×112).
-pub const SIDE: u32 = 64;
+pub(crate) const SIDE: u32 = 64;
 /// JPEG quality: faces stay recognisable at about 2 KB each.
 const QUALITY: u8 = 80;
 
 /// The image at `path` scaled to fit [`SIDE`], as a `data:image/jpeg` URI;
 /// `None` when it cannot be read or decoded (the page then names the path).
-pub fn data_uri(path: &Path) -> Option<String> {
+pub(crate) fn data_uri(path: &Path) -> Option<String> {
     let image = image::open(path).ok()?;
     let small = image.thumbnail(SIDE, SIDE).to_rgb8();
     let mut jpeg = Vec::new();

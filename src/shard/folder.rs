@@ -29,7 +29,7 @@ impl FolderLayout {
     /// `<label, zero-padded>_<identity>`; characters other than ASCII letters,
     /// digits, `-` and `.` in the identity become `_`, so the name is a single
     /// path component on every platform.
-    pub fn class_name(&self, label: u64, identity: &str) -> String {
+    pub(crate) fn class_name(&self, label: u64, identity: &str) -> String {
         let identity: String = identity
             .chars()
             .map(|c| {
@@ -43,13 +43,13 @@ impl FolderLayout {
         format!("{label:0width$}_{identity}", width = self.label_width)
     }
 
-    pub fn class_dir(&self, label: u64, identity: &str) -> PathBuf {
+    pub(crate) fn class_dir(&self, label: u64, identity: &str) -> PathBuf {
         self.root.join(self.class_name(label, identity))
     }
 
     /// Writes one image file into its class folder (created on demand),
     /// atomically: a temporary name, renamed when complete.
-    pub fn write_image(
+    pub(crate) fn write_image(
         &self,
         label: u64,
         identity: &str,

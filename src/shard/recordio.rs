@@ -15,9 +15,9 @@ use thiserror::Error;
 /// The RecordIO magic number; on disk `0a 23 d7 ce`.
 pub const MAGIC: u32 = 0xCED7_230A;
 /// Records must be shorter than 2^29 bytes (dmlc `WriteRecord`'s check).
-pub const MAX_RECORD_LEN: usize = (1 << 29) - 1;
+pub(crate) const MAX_RECORD_LEN: usize = (1 << 29) - 1;
 /// Size of the packed `IRHeader`.
-pub const IR_HEADER_LEN: usize = 24;
+pub(crate) const IR_HEADER_LEN: usize = 24;
 
 const LEN_MASK: u32 = (1 << 29) - 1;
 
@@ -118,7 +118,7 @@ impl<R: Read> RecordReader<R> {
     }
 
     /// The next record and its offset; `None` at a clean end of file.
-    pub fn next_record(&mut self) -> Result<Option<(u64, Vec<u8>)>, RecordIoError> {
+    pub(crate) fn next_record(&mut self) -> Result<Option<(u64, Vec<u8>)>, RecordIoError> {
         let offset = self.position;
         let mut payload = Vec::new();
         let mut first = true;

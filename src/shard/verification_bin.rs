@@ -22,7 +22,7 @@ use std::rc::Rc;
 
 /// The most image bytes a `.bin` may refer to (what `read` allocates): far
 /// beyond any real verification set (lfw.bin holds 12,000 images in 70 MB).
-pub const MAX_IMAGE_BYTES: u64 = 4 << 30;
+pub(crate) const MAX_IMAGE_BYTES: u64 = 4 << 30;
 
 /// The pairs of a verification `.bin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub struct VerificationBin {
 }
 
 impl VerificationBin {
-    pub fn pair_count(&self) -> usize {
+    pub(crate) fn pair_count(&self) -> usize {
         self.issame.len()
     }
 

@@ -12,7 +12,7 @@ use crate::kface::Attributes;
 /// A light of the K-Face rig: brightness, direction toward the light in
 /// the head frame, and the share of light that does not depend on it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Light {
+pub(crate) struct Light {
     pub level: f32,
     pub dir: [f32; 3],
     pub ambient: f32,
@@ -75,7 +75,7 @@ fn angled(yaw: f32, elevation: f32) -> [f32; 3] {
 }
 
 /// Paints the image of `attrs` for an identity placed by `placement`.
-pub fn render(
+pub(crate) fn render(
     identity: &Identity,
     attrs: &Attributes,
     placement: &Placement,

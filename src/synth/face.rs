@@ -8,8 +8,8 @@
 //! at the head centre; yaw + puts the camera on the subject's left (C1-C6),
 //! pitch + puts it above (C14-C18), as the spec's visibility flags imply.
 
-use rand::Rng;
-use rand_chacha::ChaCha8Rng;
+use chacha20::ChaCha8Rng;
+use rand::RngExt;
 
 use crate::kface::Attributes;
 
@@ -68,7 +68,7 @@ pub struct Identity {
 impl Identity {
     /// The identity's look, drawn from `rng` (seeded per identity).
     pub fn random(id: String, rng: &mut ChaCha8Rng) -> Identity {
-        let mut u = |lo: f32, hi: f32| rng.gen_range(lo..hi);
+        let mut u = |lo: f32, hi: f32| rng.random_range(lo..hi);
         let skin_tone = u(0.0, 1.0);
         let skin = [
             205.0 + 35.0 * skin_tone,
@@ -110,7 +110,7 @@ impl Identity {
     }
 
     /// z of the head surface at (x, y), 0 outside the frontal outline.
-    pub fn surface_z(&self, x: f32, y: f32) -> f32 {
+    pub(crate) fn surface_z(&self, x: f32, y: f32) -> f32 {
         let t = 1.0 - (x / self.head_w).powi(2) - y * y;
         self.head_d * t.max(0.0).sqrt()
     }
@@ -125,7 +125,7 @@ impl Identity {
     }
 
     /// A point on the face surface, lifted by `lift` along z.
-    pub fn on_surface(&self, x: f32, y: f32, lift: f32) -> [f32; 3] {
+    pub(crate) fn on_surface(&self, x: f32, y: f32, lift: f32) -> [f32; 3] {
         [x, y, self.surface_z(x, y) + lift]
     }
 }
@@ -202,13 +202,13 @@ impl View {
     }
 
     /// A head-frame vector in camera coordinates.
-    pub fn rotate(&self, p: [f32; 3]) -> [f32; 3] {
+    pub(crate) fn rotate(&self, p: [f32; 3]) -> [f32; 3] {
         let r = &self.rot;
         [dot(r[0], p), dot(r[1], p), dot(r[2], p)]
     }
 
     /// A camera-frame vector back in head coordinates.
-    pub fn unrotate(&self, q: [f32; 3]) -> [f32; 3] {
+    pub(crate) fn unrotate(&self, q: [f32; 3]) -> [f32; 3] {
         let r = &self.rot;
         [
             r[0][0] * q[0] + r[1][0] * q[1] + r[2][0] * q[2],
@@ -218,7 +218,7 @@ impl View {
     }
 
     /// Image position of a head-frame point.
-    pub fn project(&self, p: [f32; 3]) -> [f32; 2] {
+    pub(crate) fn project(&self, p: [f32; 3]) -> [f32; 2] {
         let q = self.rotate(p);
         [
             self.centre[0] + self.scale * q[0],
@@ -227,17 +227,14 @@ impl View {
     }
 
     /// How much a head-frame normal faces the camera (cosine).
-    pub fn facing(&self, n: [f32; 3]) -> f32 {
+    pub(crate) fn facing(&self, n: [f32; 3]) -> f32 {
         dot(self.rot[2], n)
     }
 }
 
-/// The seven annotated points, in file order.
-pub const POINT_NAMES: [&str; 7] = ["nose", "eyeR", "eyeL", "mouthR", "mouthL", "earR", "earL"];
-
 /// Head-frame positions of the seven points for an expression, in file
 /// order. The subject's right has negative x, so it lands image-left on C7.
-pub fn head_points(identity: &Identity, expression: Expression) -> [[f32; 3]; 7] {
+pub(crate) fn head_points(identity: &Identity, expression: Expression) -> [[f32; 3]; 7] {
     let i = identity;
     let eye = |x: f32| i.on_surface(x, i.eye_y, -0.03);
     let mouth_dx = i.mouth_dx * expression.width;
@@ -256,7 +253,7 @@ pub fn head_points(identity: &Identity, expression: Expression) -> [[f32; 3]; 7]
 
 /// The boxes of an annotation file, in file order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BoxKind {
+pub(crate) enum BoxKind {
     Face,
     EyeR,
     EyeL,
@@ -268,7 +265,7 @@ pub enum BoxKind {
 
 /// Which boxes a camera's annotation has (spec §4.2, KF-BBTOOL
 /// `findAnnotationFlag`): face first, then the visible parts.
-pub fn boxes_for_camera(camera: u8) -> &'static [BoxKind] {
+pub(crate) fn boxes_for_camera(camera: u8) -> &'static [BoxKind] {
     use BoxKind::*;
     match camera {
         7 | 16 => &[Face, EyeR, EyeL, Nose, Mouth, EarR, EarL],
@@ -289,7 +286,7 @@ pub struct Annotation {
 
 impl Annotation {
     /// The file text: `x<TAB>y` lines, then `x<TAB>y<TAB>w<TAB>h` lines, LF.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         let mut s = String::new();
         for [x, y] in self.points {
             s.push_str(&format!("{x}\t{y}\n"));
@@ -314,7 +311,7 @@ pub struct Placement {
 /// Head shift of an accessory session: S001 is the reference sitting, the
 /// others are separate sittings where the head sits slightly elsewhere
 /// (spec §4.5), as a share of the image height.
-pub fn session_shift(identity_index: usize, accessory: u8, seed: u64) -> [f32; 2] {
+pub(crate) fn session_shift(identity_index: usize, accessory: u8, seed: u64) -> [f32; 2] {
     if accessory <= 1 {
         return [0.0, 0.0];
     }
@@ -346,7 +343,7 @@ pub fn place(
 /// The annotation of an image: rounded points and the camera's boxes,
 /// clamped into the image. The face box is square, centred between the
 /// eyes horizontally and between eyes and nose vertically (spec §4.2).
-pub fn annotate(placement: &Placement, camera: u8, width: u32, height: u32) -> Annotation {
+pub(crate) fn annotate(placement: &Placement, camera: u8, width: u32, height: u32) -> Annotation {
     let p = &placement.points;
     let s = placement.view.scale;
     let (w, h) = (width as f32, height as f32);
@@ -392,11 +389,11 @@ pub fn annotate(placement: &Placement, camera: u8, width: u32, height: u32) -> A
     }
 }
 
-pub fn dot(a: [f32; 3], b: [f32; 3]) -> f32 {
+pub(crate) fn dot(a: [f32; 3], b: [f32; 3]) -> f32 {
     a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
 
-pub fn normalize(v: [f32; 3]) -> [f32; 3] {
+pub(crate) fn normalize(v: [f32; 3]) -> [f32; 3] {
     let n = dot(v, v).sqrt().max(1e-12);
     [v[0] / n, v[1] / n, v[2] / n]
 }

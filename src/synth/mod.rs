@@ -8,7 +8,7 @@
 //! `face.rs` holds the geometry (where every point and box falls),
 //! `draw.rs` the painting; this file lays the files out.
 
-pub mod draw;
+pub(crate) mod draw;
 pub mod face;
 
 use std::collections::BTreeSet;
@@ -18,10 +18,10 @@ use std::io::{self, Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use chacha20::ChaCha8Rng;
 use image::RgbImage;
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use zip::write::SimpleFileOptions;
@@ -37,7 +37,7 @@ use face::{mix, Annotation, Identity};
 /// its AVX2 path where the CPU has one: the bytes are the same run to run
 /// on one machine, but a machine without AVX2 writes other (equally valid)
 /// bytes.
-pub const JPEG_QUALITY: u8 = 90;
+pub(crate) const JPEG_QUALITY: u8 = 90;
 
 /// The three resolution tiers of the AI Hub release (spec §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,20 +222,20 @@ fn zip_err(path: &Path) -> impl FnOnce(zip::result::ZipError) -> SynthError + '_
 
 /// Whether the real set has an annotation for these conditions: S001 under
 /// L1, L3, L6 and L7, every expression and camera (spec §4.1).
-pub fn has_annotation(a: &Attributes) -> bool {
+pub(crate) fn has_annotation(a: &Attributes) -> bool {
     a.accessory == 1 && matches!(a.light, 1 | 3 | 6 | 7)
 }
 
 /// `n` distinct, sorted identity IDs in the real style: `YYMMDD`, rig 1-4,
 /// order of the day 1-2 (e.g. `19062421`), from 2019-06-24 on.
-pub fn identity_ids(n: usize, seed: u64) -> Vec<String> {
+pub(crate) fn identity_ids(n: usize, seed: u64) -> Vec<String> {
     let mut rng = ChaCha8Rng::seed_from_u64(mix(seed ^ 0x1D5));
     let (mut year, mut month, mut day) = (2019u32, 6u32, 24u32);
     let mut ids = Vec::with_capacity(n);
     while ids.len() < n {
         for rig in 1..=4 {
             for order in 1..=2 {
-                if ids.len() < n && rng.gen_bool(0.45) {
+                if ids.len() < n && rng.random_bool(0.45) {
                     ids.push(format!("{:02}{month:02}{day:02}{rig}{order}", year % 100));
                 }
             }
@@ -368,7 +368,7 @@ fn plan_faults(
             pool = all.iter().filter(free).collect();
         }
         if !pool.is_empty() {
-            let (i, a) = *pool[rng.gen_range(0..pool.len())];
+            let (i, a) = *pool[rng.random_range(0..pool.len())];
             taken.insert((i, a));
             plan.push((i, a, kind));
         }

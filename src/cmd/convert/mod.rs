@@ -79,12 +79,12 @@ struct Failure {
 struct Summary {
     facekit_version: &'static str,
     dir: String,
-    format: &'static str,
+    format: ShardFormat,
     num_classes: u64,
     num_image: u64,
     image_size: [u32; 2],
     selection: String,
-    landmarks: &'static str,
+    landmarks: Policy,
     seed: u64,
     quality: u8,
     holdout: Option<Holdout>,
@@ -101,11 +101,11 @@ struct Summary {
 
 const FIRST_FAILURES: usize = 20;
 
-fn policy(choice: LandmarkPolicy) -> (Policy, &'static str) {
+fn policy(choice: LandmarkPolicy) -> Policy {
     match choice {
-        LandmarkPolicy::Sibling => (Policy::Sibling, "sibling"),
-        LandmarkPolicy::Annotation => (Policy::Annotation, "annotation"),
-        LandmarkPolicy::Bbox => (Policy::Bbox, "bbox"),
+        LandmarkPolicy::Sibling => Policy::Sibling,
+        LandmarkPolicy::Annotation => Policy::Annotation,
+        LandmarkPolicy::Bbox => Policy::Bbox,
     }
 }
 
@@ -130,7 +130,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(HoldoutSpec::parse)
         .transpose()?;
-    let (landmark_policy, policy_name) = policy(args.landmarks);
+    let landmark_policy = policy(args.landmarks);
 
     let found = discover(&args.sources)?;
     let warn = |line: &str| {
@@ -198,16 +198,12 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         ));
     }
 
-    let format = match args.format {
-        ShardFormat::Rec => {
-            outputs::write_rec(&stage, &rows, &assignment, &mut spool)?;
-            "rec"
-        }
+    match args.format {
+        ShardFormat::Rec => outputs::write_rec(&stage, &rows, &assignment, &mut spool)?,
         ShardFormat::Folder => {
-            outputs::write_folder(&stage.join(FOLDER_DIR), &rows, &assignment, &mut spool)?;
-            "folder"
+            outputs::write_folder(&stage.join(FOLDER_DIR), &rows, &assignment, &mut spool)?
         }
-    };
+    }
     let eval = outputs::eval_rows(&rows);
     if !eval.is_empty() {
         outputs::write_eval(
@@ -232,12 +228,12 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     let summary = Summary {
         facekit_version: crate::VERSION,
         dir: dir.display().to_string(),
-        format,
+        format: args.format,
         num_classes,
         num_image,
         image_size: [args.size, args.size],
         selection: settings.selection.to_string(),
-        landmarks: policy_name,
+        landmarks: landmark_policy,
         seed: args.seed,
         quality: args.quality,
         holdout: holdout.as_ref().map(|_| Holdout {
@@ -327,6 +323,7 @@ fn read_sources(
     for unit in &found.units {
         process::process_unit(
             unit.as_ref(),
+            stage,
             settings,
             &pool,
             &mut spool,
@@ -337,7 +334,7 @@ fn read_sources(
     }
     progress.finish_and_clear();
     for (unit, winner) in &found.duplicates {
-        process::duplicate_rows(unit.as_ref(), winner, &mut rows);
+        process::duplicate_rows(unit.as_ref(), stage, winner, &mut rows);
     }
     for orphan in found.orphans.iter().chain(&found.unreadable) {
         let identity = orphan.identity.clone().unwrap_or_default();
@@ -427,10 +424,9 @@ fn summary_text(s: &Summary, out: &Path) -> String {
             out.display()
         );
     }
-    let shards = if s.format == "rec" {
-        "train.rec, train.idx"
-    } else {
-        "train/"
+    let shards = match s.format {
+        ShardFormat::Rec => "train.rec, train.idx",
+        ShardFormat::Folder => "train/",
     };
     let _ = writeln!(
         t,

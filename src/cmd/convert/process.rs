@@ -3,6 +3,7 @@
 //! in the unit's file order (so the result does not depend on `--jobs`).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use indicatif::ProgressBar;
 use rayon::prelude::*;
@@ -98,9 +99,11 @@ fn read_annotations(unit: &dyn LoadedUnit) -> Annotations {
 }
 
 /// Converts one unit, appending its rows and crops. Only the spool and
-/// the rows outlive the call; the loaded unit is dropped at its end.
+/// the rows outlive the call; the loaded unit (and what it parked in
+/// `scratch`) is dropped at its end.
 pub fn process_unit(
     unit: &dyn Unit,
+    scratch: &Path,
     settings: &Settings,
     pool: &rayon::ThreadPool,
     spool: &mut Spool,
@@ -108,7 +111,7 @@ pub fn process_unit(
     progress: &ProgressBar,
 ) -> anyhow::Result<()> {
     let identity = unit.identity().to_string();
-    let loaded = match unit.load() {
+    let loaded = match unit.load(scratch) {
         Ok(loaded) => loaded,
         Err(err) => {
             let row = Row::new(
@@ -212,10 +215,10 @@ pub fn process_unit(
 }
 
 /// Rows for the images of a unit whose identity was already read elsewhere.
-pub fn duplicate_rows(unit: &dyn Unit, winner: &str, rows: &mut Vec<Row>) {
+pub fn duplicate_rows(unit: &dyn Unit, scratch: &Path, winner: &str, rows: &mut Vec<Row>) {
     let identity = unit.identity().to_string();
     let reason = format!("duplicate identity: already read from {winner}");
-    match unit.load() {
+    match unit.load(scratch) {
         Ok(loaded) => {
             for file in loaded.files() {
                 let attrs = match file.kind {

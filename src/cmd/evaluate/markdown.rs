@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::evaldir::{Summary, Verification};
+use crate::evaldir::{EngineKind, Summary, Verification};
 use crate::output::thousands;
 use crate::text::percent as pct;
 
@@ -236,9 +236,9 @@ pub fn console(s: &Summary, comparisons: u64, threads: usize, seconds: f64, out:
         None => format!("{} scores", thousands(i.rows)),
     };
     let _ = writeln!(t, "facekit evaluate: {what} · {}", i.protocol);
-    let engine = if s.engine.kind == "cpu" && s.engine.precision != "fp32" {
+    let engine = if s.engine.kind == EngineKind::Cpu && s.engine.precision != "fp32" {
         format!("cpu {} ({threads} threads)", s.engine.precision)
-    } else if s.engine.kind == "cpu" {
+    } else if s.engine.kind == EngineKind::Cpu {
         format!("cpu ({threads} threads)")
     } else {
         s.engine.description.clone()

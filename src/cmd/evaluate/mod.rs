@@ -30,9 +30,9 @@ use crate::compare::cpu::pair_score;
 use crate::compare::select::select_engine;
 use crate::compare::{CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing};
 use crate::evaldir::{
-    self, EngineInfo, ExampleRow, GroupBreakdown, GroupScoreRow, HistogramRow, Identification,
-    Inputs, ProbeRow, RocRow, ScoreInfo, Summary, Verification, DECISION, HIST_GENUINE,
-    HIST_IMPOSTOR,
+    self, EngineInfo, EngineKind, ExampleRow, GroupBreakdown, GroupScoreRow, HistogramRow,
+    Identification, Inputs, ProbeRow, RocRow, ScoreInfo, Summary, Verification, DECISION,
+    HIST_GENUINE, HIST_IMPOSTOR,
 };
 use crate::evalinput::labels::{Labels, Role};
 use crate::evalinput::pairs::{self, Pair};
@@ -192,7 +192,7 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
         schema: evaldir::SCHEMA,
         facekit_version: crate::VERSION.into(),
         engine: EngineInfo {
-            kind: "none".into(),
+            kind: EngineKind::ScoreFile,
             description: format!("scores read from a {} file", read.format),
             precision: "fp32".into(),
             fallback_reason: None,

@@ -197,7 +197,7 @@ fn load_single(dir: &Path, bytes: &[u8]) -> IdentityArchive {
     let path = write(dir, "19062421.zip", bytes);
     let source = open(&path).unwrap();
     assert_eq!(source.identities.len(), 1);
-    source.identities[0].load().unwrap()
+    source.identities[0].load(&std::env::temp_dir()).unwrap()
 }
 
 #[test]
@@ -220,7 +220,7 @@ fn tier_zip_holding_identity_zips_is_read_in_place() {
         .collect();
     assert_eq!(ids, ["19062421", "19062422"]);
     for (seed, unit) in [1, 2].into_iter().zip(&source.identities) {
-        let archive = unit.load().unwrap();
+        let archive = unit.load(&std::env::temp_dir()).unwrap();
         assert!(archive.damage.is_none());
         let got: Vec<(String, Vec<u8>)> = read_all(&archive)
             .into_iter()
@@ -228,7 +228,7 @@ fn tier_zip_holding_identity_zips_is_read_in_place() {
             .collect();
         assert_eq!(got, identity_members(seed));
     }
-    let archive = source.identities[0].load().unwrap();
+    let archive = source.identities[0].load(&std::env::temp_dir()).unwrap();
     let expected = format!("{}!19062421.zip!S001/L1/E01/C7.jpg", path.display());
     assert_eq!(archive.member_source(0), expected);
     assert!(archive
@@ -249,7 +249,7 @@ fn deflated_tier_zip_and_nested_folders_work_too() {
     let source = open(&write(dir.path(), "Middle_Resolution.zip", &tier)).unwrap();
     assert_eq!(source.identities.len(), 1);
     assert_eq!(source.identities[0].identity, "19062421");
-    let archive = source.identities[0].load().unwrap();
+    let archive = source.identities[0].load(&std::env::temp_dir()).unwrap();
     assert_eq!(archive.read(2).unwrap(), identity_members(3)[2].1);
 }
 
@@ -375,11 +375,11 @@ fn truncated_tier_zip_keeps_what_it_can() {
     assert!(source.damage.is_some());
     assert_eq!(source.identities.len(), 2);
 
-    let first = source.identities[0].load().unwrap();
+    let first = source.identities[0].load(&std::env::temp_dir()).unwrap();
     assert!(first.damage.is_none());
     assert!(read_all(&first).iter().all(|(_, r)| r.is_ok()));
 
-    let second = source.identities[1].load().unwrap();
+    let second = source.identities[1].load(&std::env::temp_dir()).unwrap();
     assert!(
         second.damage.as_deref().unwrap().contains("truncated"),
         "{:?}",
@@ -535,7 +535,9 @@ fn bad_inner_archives_of_a_tier_zip_are_failures() {
             format!("{archive}!../19062423.zip: member name is absolute or contains `..`"),
         ]
     );
-    let err = source.identities[1].load().unwrap_err();
+    let err = source.identities[1]
+        .load(&std::env::temp_dir())
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("{archive}!19062424.zip: not a zip archive")
@@ -619,7 +621,7 @@ fn discovery_units_list_kface_members_in_walk_order() {
     let units = units(&path).unwrap();
     let ids: Vec<&str> = units.iter().map(|u| u.identity()).collect();
     assert_eq!(ids, ["19062421", "19062422"]);
-    let loaded = units[0].load().unwrap();
+    let loaded = units[0].load(&std::env::temp_dir()).unwrap();
     let listed: Vec<(String, FileKind)> = loaded
         .files()
         .iter()
@@ -648,7 +650,7 @@ fn discovery_units_list_kface_members_in_walk_order() {
     assert!(loaded.files()[0]
         .source
         .ends_with("Middle_Resolution.zip!19062421.zip!S001/L1/E01/C7.jpg"));
-    let err = units[1].load().err().unwrap();
+    let err = units[1].load(&std::env::temp_dir()).err().unwrap();
     assert_eq!(
         err.to_string(),
         format!("{}!19062422.zip: encrypted member", path.display())
@@ -666,7 +668,7 @@ fn a_damaged_identity_archive_says_so_in_its_listing() {
         &full[..data_start(&full, third) + 5],
     );
     let units = units(&path).unwrap();
-    let loaded = units[0].load().unwrap();
+    let loaded = units[0].load(&std::env::temp_dir()).unwrap();
     let kinds: Vec<&FileKind> = loaded.files().iter().map(|f| &f.kind).collect();
     assert!(matches!(kinds[0], FileKind::Image(_)) && matches!(kinds[1], FileKind::Annotation(_)));
     assert!(matches!(kinds[2], FileKind::Image(_)));
@@ -697,10 +699,10 @@ fn zip64_tier_zip_is_read_through_its_zip64_records() {
     assert!(whole.salvaged.is_none(), "{:?}", whole.salvaged);
     assert!(whole.entries[1].header_offset > 0);
     let source = open(&write(dir.path(), "Middle_Resolution.zip", &tier)).unwrap();
-    let first = source.identities[0].load().unwrap();
+    let first = source.identities[0].load(&std::env::temp_dir()).unwrap();
     assert!(first.damage.is_none());
     assert_eq!(first.read(1).unwrap(), b"txt a");
-    let second = source.identities[1].load().unwrap();
+    let second = source.identities[1].load(&std::env::temp_dir()).unwrap();
     assert_eq!(second.read(3).unwrap(), identity_members(13)[3].1);
     // Cut before its central directory, the zip64 local headers still list it.
     let cd = data_start(&tier, &whole.entries[1]) + b.len();
@@ -720,7 +722,7 @@ fn member_paths_name_the_identity_of_a_renamed_zip() {
     let source = open(&write(dir.path(), "kface part 1.zip", &one)).unwrap();
     assert_eq!(source.identities[0].identity, "19062421");
     let units = units(&dir.path().join("kface part 1.zip")).unwrap();
-    let loaded = units[0].load().unwrap();
+    let loaded = units[0].load(&std::env::temp_dir()).unwrap();
     assert_eq!(loaded.files().len(), 2);
 
     let tree = raw_zip(&[

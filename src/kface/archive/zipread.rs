@@ -6,7 +6,7 @@
 //! member name is only ever a label.
 
 use std::collections::HashSet;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use flate2::read::DeflateDecoder;
 
@@ -69,11 +69,11 @@ pub enum MemberFault {
     Listing(#[from] ListingFault),
     #[error("no local header at offset {0}")]
     BadLocalHeader(u64),
-    #[error("member data truncated ({} bytes recovered)", partial.len())]
+    #[error("member data truncated ({written} bytes recovered)")]
     Truncated {
-        /// What could be recovered (raw bytes of a stored member, the
-        /// inflated prefix of a deflated one).
-        partial: Vec<u8>,
+        /// Bytes recovered and written out (raw bytes of a stored member,
+        /// the inflated prefix of a deflated one).
+        written: u64,
     },
     #[error("corrupt compressed data: {0}")]
     Corrupt(String),
@@ -81,10 +81,10 @@ pub enum MemberFault {
     Crc {
         expected: u32,
         actual: u32,
-        data: Vec<u8>,
+        written: u64,
     },
-    #[error("size mismatch (header {expected} bytes, data {} bytes)", data.len())]
-    Size { expected: u64, data: Vec<u8> },
+    #[error("size mismatch (header {expected} bytes, data {written} bytes)")]
+    Size { expected: u64, written: u64 },
     #[error("inflates to more than {limit} bytes, the most read for one member")]
     OverLimit { limit: u64 },
     #[error("read error: {0}")]
@@ -92,25 +92,25 @@ pub enum MemberFault {
 }
 
 impl MemberFault {
-    /// The bytes read despite the fault (a truncated, mis-sized or
-    /// CRC-failing member), or the fault back when nothing was read.
-    pub fn into_recovered(self) -> Result<Vec<u8>, MemberFault> {
-        match self {
-            MemberFault::Truncated { partial: data }
-            | MemberFault::Crc { data, .. }
-            | MemberFault::Size { data, .. }
-                if !data.is_empty() =>
+    /// How many bytes were written out despite the fault (a truncated,
+    /// mis-sized or CRC-failing member), if any were.
+    pub(crate) fn recovered(&self) -> Option<u64> {
+        match *self {
+            MemberFault::Truncated { written }
+            | MemberFault::Crc { written, .. }
+            | MemberFault::Size { written, .. }
+                if written > 0 =>
             {
-                Ok(data)
+                Some(written)
             }
-            fault => Err(fault),
+            _ => None,
         }
     }
 }
 
 /// All members of an archive, and how they were found.
 #[derive(Debug, Clone)]
-pub struct Listing {
+pub(crate) struct Listing {
     pub entries: Vec<Entry>,
     /// Set when the central directory was unusable and the members were
     /// recovered by walking local headers: the archive is damaged, and
@@ -119,7 +119,7 @@ pub struct Listing {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ListError {
+pub(crate) enum ListError {
     #[error("not a zip archive (no central directory and no local header at the start)")]
     NotZip,
     #[error("read error: {0}")]
@@ -162,7 +162,7 @@ fn finish(mut entries: Vec<Entry>, salvaged: Option<String>) -> Listing {
 
 /// Absolute (`/x`, `C:x`) or escaping (`..`) names. Nothing is ever written
 /// from a member name, but such a member is not one of the dataset's.
-pub fn is_unsafe_name(name: &str) -> bool {
+pub(crate) fn is_unsafe_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     name.starts_with('/')
         || (bytes.len() >= 2 && bytes[1] == b':' && bytes[0].is_ascii_alphabetic())
@@ -172,7 +172,7 @@ pub fn is_unsafe_name(name: &str) -> bool {
 /// Decodes a raw member name: the Info-ZIP Unicode Path field when present
 /// and current, UTF-8 when flagged or valid, CP949 (the Korean Windows code
 /// page) otherwise. Backslash separators become `/`.
-pub fn decode_name(raw: &[u8], flags: u16, extra: &[u8]) -> String {
+pub(crate) fn decode_name(raw: &[u8], flags: u16, extra: &[u8]) -> String {
     let name = if let Some(unicode) = unicode_path(raw, extra) {
         unicode
     } else if flags & FLAG_UTF8 != 0 {
@@ -494,49 +494,59 @@ fn is_header_sig(sig: u32) -> bool {
     matches!(sig, LOCAL_SIG | CENTRAL_SIG | EOCD_SIG | ZIP64_EOCD_SIG)
 }
 
-/// Reads and checks one member: its local header, its data (stored or
-/// deflated), its size and CRC. At most `limit` bytes are inflated, even
-/// when the size is unknown (a member salvaged from a cut archive).
-pub fn read_entry<R: Read + Seek>(
+/// Reads and checks one member into memory (at most `limit` bytes, see
+/// [`copy_entry`]).
+pub(crate) fn read_entry<R: Read + Seek>(
     reader: &mut R,
     entry: &Entry,
     limit: u64,
 ) -> Result<Vec<u8>, MemberFault> {
+    let mut out = Vec::with_capacity(entry.uncompressed_size.min(limit).min(MAX_PREALLOC) as usize);
+    copy_entry(reader, entry, limit, &mut out)?;
+    Ok(out)
+}
+
+/// Streams one member into `out`, checking it: its local header, its data
+/// (stored or deflated), its size and CRC. At most `limit` bytes are
+/// inflated, even when the size is unknown (a member salvaged from a cut
+/// archive), so memory never follows what a header claims. Returns the
+/// number of bytes written; a fault says how many were written all the
+/// same.
+pub(crate) fn copy_entry<R: Read + Seek, W: Write>(
+    reader: &mut R,
+    entry: &Entry,
+    limit: u64,
+    out: &mut W,
+) -> Result<u64, MemberFault> {
     if let Some(fault) = entry.fault {
         return Err(fault.into());
     }
     let end = reader.seek(SeekFrom::End(0))?;
-    let local = match read_local_header(reader, entry.header_offset) {
-        Ok(Some(local)) => local,
-        Ok(None) => return Err(MemberFault::BadLocalHeader(entry.header_offset)),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            return Err(MemberFault::Truncated {
-                partial: Vec::new(),
-            })
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let truncated = local.data_start.saturating_add(entry.compressed_size) > end;
-    reader.seek(SeekFrom::Start(local.data_start))?;
+    let start = data_start(reader, entry)?;
+    let truncated = start.saturating_add(entry.compressed_size) > end;
+    reader.seek(SeekFrom::Start(start))?;
     let mut raw = Read::take(&mut *reader, entry.compressed_size);
     let expected = entry.uncompressed_size;
-    let mut out = Vec::with_capacity(expected.min(limit).min(MAX_PREALLOC) as usize);
     // One byte past the announced size (or the limit) shows a lying header
     // or an oversized member without inflating a bomb.
     let most = expected.min(limit).saturating_add(1);
-    let read = match entry.method {
-        0 => raw.take(most).read_to_end(&mut out),
-        _ => DeflateDecoder::new(&mut raw)
-            .take(most)
-            .read_to_end(&mut out),
+    let mut sink = Checked {
+        out,
+        crc: crc32fast::Hasher::new(),
+        written: 0,
     };
-    if out.len() as u64 > limit {
+    let copied = match entry.method {
+        0 => io::copy(&mut raw.take(most), &mut sink),
+        _ => io::copy(&mut DeflateDecoder::new(&mut raw).take(most), &mut sink),
+    };
+    let written = sink.written;
+    if written > limit {
         return Err(MemberFault::OverLimit { limit });
     }
     if truncated {
-        return Err(MemberFault::Truncated { partial: out });
+        return Err(MemberFault::Truncated { written });
     }
-    match read {
+    match copied {
         Ok(_) => {}
         Err(e)
             if matches!(
@@ -548,19 +558,50 @@ pub fn read_entry<R: Read + Seek>(
         }
         Err(e) => return Err(e.into()),
     }
-    if expected != u64::MAX && out.len() as u64 != expected {
-        return Err(MemberFault::Size {
-            expected,
-            data: out,
-        });
+    if expected != u64::MAX && written != expected {
+        return Err(MemberFault::Size { expected, written });
     }
-    let actual = crc32fast::hash(&out);
+    let actual = sink.crc.finalize();
     if actual != entry.crc32 {
         return Err(MemberFault::Crc {
             expected: entry.crc32,
             actual,
-            data: out,
+            written,
         });
     }
-    Ok(out)
+    Ok(written)
+}
+
+/// Where a member's data starts, from its local header.
+pub(crate) fn data_start<R: Read + Seek>(
+    reader: &mut R,
+    entry: &Entry,
+) -> Result<u64, MemberFault> {
+    match read_local_header(reader, entry.header_offset) {
+        Ok(Some(local)) => Ok(local.data_start),
+        Ok(None) => Err(MemberFault::BadLocalHeader(entry.header_offset)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Err(MemberFault::Truncated { written: 0 })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A writer that counts and checksums what passes through it.
+struct Checked<'a, W> {
+    out: &'a mut W,
+    crc: crc32fast::Hasher,
+    written: u64,
+}
+
+impl<W: Write> Write for Checked<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
