@@ -12,10 +12,10 @@ use std::process::{Command, Output};
 
 use facekit::evalinput::npy;
 
-/// Identities 0..6 are enrolled (image 0 in the gallery); 6..9 are not.
+/// Of `identities`, the first two thirds are enrolled (image 0 in the
+/// gallery), the rest are not.
 const IDENTITIES: usize = 9;
 const PER_ID: usize = 4;
-const ENROLLED: usize = 6;
 const DIM: usize = 8;
 
 fn facekit(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -45,7 +45,7 @@ fn p(path: &Path) -> &str {
 
 /// Embeddings on a coarse grid (values -2..2), so that many scores tie,
 /// and labels with roles, paths and two attribute columns; a pairs list.
-fn dataset(dir: &Path, seed: u64) -> (PathBuf, PathBuf, PathBuf) {
+fn dataset(dir: &Path, seed: u64, identities: usize) -> (PathBuf, PathBuf, PathBuf) {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next = || {
         x ^= x << 13;
@@ -55,7 +55,7 @@ fn dataset(dir: &Path, seed: u64) -> (PathBuf, PathBuf, PathBuf) {
     };
     let mut data = Vec::new();
     let mut csv = String::from("identity,role,path,camera,light\n");
-    for id in 0..IDENTITIES {
+    for id in 0..identities {
         let center: Vec<f32> = (0..DIM).map(|_| next()).collect();
         for image in 0..PER_ID {
             // One coordinate moved per image: identities stay apart, ties
@@ -67,7 +67,7 @@ fn dataset(dir: &Path, seed: u64) -> (PathBuf, PathBuf, PathBuf) {
                     c + 0.5
                 }
             }));
-            let role = if id < ENROLLED && image == 0 {
+            let role = if id < identities * 2 / 3 && image == 0 {
                 "gallery"
             } else {
                 "probe"
@@ -80,14 +80,14 @@ fn dataset(dir: &Path, seed: u64) -> (PathBuf, PathBuf, PathBuf) {
         }
     }
     let emb = dir.join("embeddings.npy");
-    npy::write_f32(&emb, IDENTITIES * PER_ID, DIM, &data).unwrap();
+    npy::write_f32(&emb, identities * PER_ID, DIM, &data).unwrap();
     let labels = dir.join("labels.csv");
     std::fs::write(&labels, csv).unwrap();
     let mut pairs = String::new();
-    for id in 0..IDENTITIES {
+    for id in 0..identities {
         pairs.push_str(&format!("id{id}/0.jpg id{id}/1.jpg 1\n"));
         pairs.push_str(&format!("id{id}/2.jpg id{id}/3.jpg 1\n"));
-        let other = (id + 1) % IDENTITIES;
+        let other = (id + 1) % identities;
         pairs.push_str(&format!("id{id}/1.jpg id{other}/2.jpg 0\n"));
     }
     let pairs_path = dir.join("pairs.txt");
@@ -124,10 +124,10 @@ fn shard_note(dir: &Path) -> String {
 }
 
 /// Runs the job whole and as N parts merged, for each N, and compares.
-fn merged_equals_plain(case: &str, extra: &[&str]) {
+fn merged_equals_plain(case: &str, identities: usize, extra: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let (emb, labels, pairs) = dataset(d, 3);
+    let (emb, labels, pairs) = dataset(d, 3, identities);
     let mut args: Vec<String> = ["evaluate", "--embeddings", p(&emb), "--labels", p(&labels)]
         .map(String::from)
         .to_vec();
@@ -180,6 +180,7 @@ fn merged_equals_plain(case: &str, extra: &[&str]) {
 fn probe_gallery_parts_merge_to_the_plain_run() {
     merged_equals_plain(
         "probe × gallery",
+        IDENTITIES,
         &[
             "--protocol",
             "probe-gallery",
@@ -195,6 +196,7 @@ fn probe_gallery_parts_merge_to_the_plain_run() {
 fn all_pairs_parts_merge_to_the_plain_run() {
     merged_equals_plain(
         "all distinct pairs",
+        IDENTITIES,
         &["--group-by", "light", "--group-by", "camera+light"],
     );
 }
@@ -203,6 +205,7 @@ fn all_pairs_parts_merge_to_the_plain_run() {
 fn pair_list_parts_merge_to_the_plain_run() {
     merged_equals_plain(
         "pairs file",
+        IDENTITIES,
         &[
             "--pairs",
             "PAIRS",
@@ -212,6 +215,19 @@ fn pair_list_parts_merge_to_the_plain_run() {
             "50",
         ],
     );
+}
+
+/// Two identities, 8 images of which 1 is in the gallery and 7 probes:
+/// more parts than probes, listed pairs or rows of the triangle's tail.
+#[test]
+fn more_parts_than_rows_merge_to_the_plain_run() {
+    merged_equals_plain(
+        "tiny probe × gallery",
+        2,
+        &["--protocol", "probe-gallery", "--group-by", "light"],
+    );
+    merged_equals_plain("tiny all pairs", 2, &["--group-by", "camera"]);
+    merged_equals_plain("tiny pairs file", 2, &["--pairs", "PAIRS"]);
 }
 
 /// Runs one part of the default job into `out`.
@@ -252,7 +268,7 @@ fn merge_fails(parts: &[&Path], out: &Path, needles: &[&str]) {
 fn parts_that_do_not_belong_together_do_not_merge() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let (emb, labels, _) = dataset(d, 3);
+    let (emb, labels, _) = dataset(d, 3, IDENTITIES);
     let (a0, a1, a2) = (d.join("a0"), d.join("a1"), d.join("a2"));
     part(&emb, &labels, "0/3", &a0, &[]);
     part(&emb, &labels, "1/3", &a1, &[]);
@@ -277,7 +293,7 @@ fn parts_that_do_not_belong_together_do_not_merge() {
     // Other embeddings (same shape, other values).
     let other = d.join("other");
     std::fs::create_dir(&other).unwrap();
-    let (emb2, labels2, _) = dataset(&other, 4);
+    let (emb2, labels2, _) = dataset(&other, 4, IDENTITIES);
     std::fs::copy(&labels2, &labels).unwrap();
     part(&emb2, &labels, "1/3", &d.join("b1"), &[]);
     merge_fails(&[&a0, &d.join("b1"), &a2], &out, &["fingerprint"]);
@@ -292,7 +308,7 @@ fn parts_that_do_not_belong_together_do_not_merge() {
 fn parts_from_the_scheduler_and_refusals() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let (emb, labels, _) = dataset(d, 3);
+    let (emb, labels, _) = dataset(d, 3, IDENTITIES);
     let base = ["evaluate", "--embeddings", p(&emb), "--labels", p(&labels)];
     // A Slurm array task takes its part from the environment and says so.
     let part = d.join("slurm1");
@@ -341,7 +357,7 @@ fn parts_from_the_scheduler_and_refusals() {
 fn search_reads_a_merged_threshold() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let (emb, labels, _) = dataset(d, 3);
+    let (emb, labels, _) = dataset(d, 3, IDENTITIES);
     let (a0, a1) = (d.join("a0"), d.join("a1"));
     part(&emb, &labels, "0/2", &a0, &[]);
     part(&emb, &labels, "1/2", &a1, &[]);

@@ -23,6 +23,7 @@ mod tables;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -32,7 +33,8 @@ use crate::cli::{EvaluateArgs, MergeArgs, OutputFlags};
 use crate::compare::cpu::pair_score;
 use crate::compare::select::select_engine;
 use crate::compare::{
-    CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing, ProbeResult,
+    CompareJob, CompareResult, EmbeddingError, Embeddings, Engine, HistogramSpec, Pairing,
+    ProbeResult,
 };
 use crate::evaldir::{
     self, EngineInfo, ExampleRow, GroupBreakdown, GroupScoreRow, HistogramRow, Identification,
@@ -538,15 +540,15 @@ fn from_embeddings(args: &EvaluateArgs, shard: Shard) -> anyhow::Result<Computed
         .labels
         .as_deref()
         .context("--embeddings needs --labels")?;
-    let matrix = npy::read_matrix(emb_path)?;
-    if matrix.rows < 2 {
+    let header = npy::header(emb_path)?;
+    if header.rows < 2 {
         bail!(
             "{}: {} embedding rows; at least 2 are needed to compare",
             emb_path.display(),
-            matrix.rows
+            header.rows
         );
     }
-    if matrix.cols == 0 {
+    if header.cols == 0 {
         bail!("{}: the embeddings have 0 columns", emb_path.display());
     }
     let selected = select_engine(args.device, args.precision)?;
@@ -554,17 +556,31 @@ fn from_embeddings(args: &EvaluateArgs, shard: Shard) -> anyhow::Result<Computed
         args,
         emb_path,
         labels_path,
-        (matrix.rows, matrix.cols),
+        (header.rows, header.cols),
         selected.info.clone(),
     )?;
     let ctx = Context::load(&job, labels_path, args.pairs.as_deref())?;
-    let embeddings = Embeddings::normalized(matrix.data, matrix.cols)
-        .map_err(|e| anyhow!("{}: {e}", emb_path.display()))?;
+    // Only the rows this part compares (each part checks those it reads).
+    let rows = rows_needed(&ctx, &job, shard.spec);
+    let matrix = npy::read_rows(emb_path, rows.clone())?;
+    let embeddings = Embeddings::normalized(matrix.data, matrix.cols).map_err(|e| {
+        let e = match e {
+            EmbeddingError::NotFinite { row } => EmbeddingError::NotFinite {
+                row: row + rows.start,
+            },
+            EmbeddingError::Zero { row } => EmbeddingError::Zero {
+                row: row + rows.start,
+            },
+            shape => shape,
+        };
+        anyhow!("{}: {e}", emb_path.display())
+    })?;
     let compare = Comparer {
         ctx: &ctx,
         job: &job,
         engine: selected.engine.as_ref(),
         embeddings: &embeddings,
+        first: rows.start,
         shard: shard.spec,
     };
     let partial = compare.part()?;
@@ -584,8 +600,50 @@ struct Comparer<'a> {
     ctx: &'a Context,
     job: &'a Job,
     engine: &'a dyn Engine,
+    /// The rows read: `embeddings` row i is label row `first + i`.
     embeddings: &'a Embeddings,
+    first: usize,
     shard: ShardSpec,
+}
+
+/// The block of rows of the upper triangle of `n` rows that a part takes:
+/// row p holds the pairs (p, q > p), so the blocks are balanced by that
+/// count.
+fn triangle_block(n: usize, shard: ShardSpec) -> Range<usize> {
+    let weights: Vec<u64> = (0..n).map(|p| (n - 1 - p) as u64).collect();
+    shard.weighted_range(&weights)
+}
+
+/// The one range of label rows that holds every row a part compares: its
+/// probes and the gallery, its listed pairs, or its block of the triangle
+/// and the rows after it.
+fn rows_needed(ctx: &Context, job: &Job, shard: ShardSpec) -> Range<usize> {
+    let n = job.rows as usize;
+    let (mut low, mut high) = (n, 0);
+    let mut take = |r: usize| {
+        low = low.min(r);
+        high = high.max(r + 1);
+    };
+    if ctx.has_roles() {
+        ctx.probes[shard.range(ctx.probes.len())]
+            .iter()
+            .chain(&ctx.gallery)
+            .for_each(|&r| take(r));
+    }
+    match &ctx.listed {
+        Some((_, pairs)) => pairs[shard.range(pairs.len())]
+            .iter()
+            .for_each(|p| [p.first, p.second].into_iter().for_each(&mut take)),
+        None if !job.probe_gallery => {
+            let block = triangle_block(n, shard);
+            if !block.is_empty() {
+                take(block.start);
+                take(n - 1);
+            }
+        }
+        None => {}
+    }
+    low..high.max(low)
 }
 
 impl Comparer<'_> {
@@ -628,7 +686,7 @@ impl Comparer<'_> {
                 Verification::Listed(self.score_pairs(mine))
             }
             (None, None) => {
-                let rows: Vec<usize> = (0..self.embeddings.rows()).collect();
+                let rows: Vec<usize> = (0..self.job.rows as usize).collect();
                 let (scores, error, n) = self.triangle(&rows)?;
                 note(error);
                 comparisons += n;
@@ -685,10 +743,7 @@ impl Comparer<'_> {
     /// the pairs within the block and the block × the rows after it. With
     /// its score error and comparison count.
     fn triangle(&self, rows: &[usize]) -> anyhow::Result<(Scores, Option<f64>, u64)> {
-        let n = self.embeddings.rows();
-        // Row p of the triangle holds the pairs (p, q > p).
-        let weights: Vec<u64> = (0..n).map(|p| (n - 1 - p) as u64).collect();
-        let block = self.shard.weighted_range(&weights);
+        let block = triangle_block(self.job.rows as usize, self.shard);
         let own: Vec<usize> = rows.iter().copied().filter(|r| block.contains(r)).collect();
         let later: Vec<usize> = rows.iter().copied().filter(|&r| r >= block.end).collect();
         let capacity = self.capacity(Pairing::AllDistinct, rows);
@@ -724,12 +779,12 @@ impl Comparer<'_> {
         tail_capacity: usize,
     ) -> anyhow::Result<CompareResult> {
         let ids = &self.ctx.ids;
-        let probes = subset(self.embeddings, probe_rows);
+        let probes = subset(self.embeddings, probe_rows, self.first);
         let probe_labels: Vec<u32> = probe_rows.iter().map(|&r| ids[r]).collect();
         let (gallery, gallery_labels) = match pairing {
             Pairing::AllDistinct => (None, probe_labels.clone()),
             Pairing::ProbeGallery => (
-                Some(subset(self.embeddings, gallery_rows)),
+                Some(subset(self.embeddings, gallery_rows, self.first)),
                 gallery_rows.iter().map(|&r| ids[r]).collect(),
             ),
         };
@@ -757,10 +812,10 @@ impl Comparer<'_> {
     /// The scores of listed pairs, each by the engine's product.
     fn score_pairs(&self, listed: &[Pair]) -> Vec<f32> {
         use rayon::prelude::*;
-        let e = self.embeddings;
+        let (e, first) = (self.embeddings, self.first);
         listed
             .par_iter()
-            .map(|p| pair_score(e.row(p.first), e.row(p.second)))
+            .map(|p| pair_score(e.row(p.first - first), e.row(p.second - first)))
             .collect()
     }
 }
@@ -1089,12 +1144,14 @@ impl VerificationPairs {
     }
 }
 
-/// The rows of `e` listed, borrowed when they are every row in order.
-fn subset<'a>(e: &'a Embeddings, rows: &[usize]) -> Cow<'a, Embeddings> {
-    if rows.len() == e.rows() && rows.iter().enumerate().all(|(i, &r)| i == r) {
+/// The label rows listed, of embeddings whose row 0 is label row `first`;
+/// borrowed when they are every row in order.
+fn subset<'a>(e: &'a Embeddings, rows: &[usize], first: usize) -> Cow<'a, Embeddings> {
+    if rows.len() == e.rows() && rows.iter().enumerate().all(|(i, &r)| i + first == r) {
         Cow::Borrowed(e)
     } else {
-        Cow::Owned(e.select(rows))
+        let local: Vec<usize> = rows.iter().map(|&r| r - first).collect();
+        Cow::Owned(e.select(&local))
     }
 }
 
