@@ -149,7 +149,6 @@ fn write_part(
 /// written. The labels (and pairs) are read again from where the parts
 /// found them, and must be unchanged; the embeddings are not needed.
 pub fn merge(parts: &[Part], args: &MergeArgs) -> anyhow::Result<()> {
-    use rayon::prelude::*;
     let started = Instant::now();
     let first = &parts[0];
     let job = Job::read(&first.dir, &first.header.fingerprint)?;
@@ -157,11 +156,17 @@ pub fn merge(parts: &[Part], args: &MergeArgs) -> anyhow::Result<()> {
     if let Some(p) = &job.pairs {
         p.check_unchanged()?;
     }
-    let read: Vec<Partial> = parts
-        .par_iter()
-        .map(|p| partial_file::read(&p.dir))
-        .collect::<Result<_, _>>()?;
-    let merged = Partial::merge(read).context("merge")?;
+    // One part at a time: memory holds the merged state and one part.
+    let mut merged: Option<Partial> = None;
+    for part in parts {
+        let next = partial_file::read(&part.dir)?;
+        let both = merged.take().into_iter().chain([next]).collect();
+        merged = Some(
+            Partial::merge(both)
+                .with_context(|| format!("{}: cannot merge", part.dir.display()))?,
+        );
+    }
+    let merged = merged.context("no parts to merge")?;
     let ctx = Context::load(
         &job,
         &job.labels.path,

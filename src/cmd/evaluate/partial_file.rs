@@ -11,7 +11,13 @@
 //! u32 group flags, each: u32 groups, each: SCORES
 //! SCORES: u64 capacity, u64 n, n × f32 genuine, u8 has_subjects,
 //!         (n × u32 subjects), u32 bins, u64 m, m × (u32 bin, u64 count)
-//!         (the non-empty bins), u64 t, t × f32 tail
+//!         (the non-empty bins), TAIL
+//! TAIL:   u64 t scores, u64 r runs, r × (varint key step, varint count):
+//!         the tail's distinct values, highest first, each as the step down
+//!         from the previous one's order-preserving u32 key (the first
+//!         from 2^32), and how often it occurs. A tail of 10^8 scores near
+//!         one another takes about 2 bytes per distinct value instead of 4
+//!         per score.
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -197,9 +203,52 @@ impl Writer {
             self.u32(bin as u32);
             self.u64(n);
         }
-        self.f32s(&s.impostor_tail);
+        self.tail(&s.impostor_tail);
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn tail(&mut self, tail: &[f32]) {
+        self.u64(tail.len() as u64);
+        let runs: Vec<&[f32]> = tail.chunk_by(|a, b| a.to_bits() == b.to_bits()).collect();
+        self.u64(runs.len() as u64);
+        let mut previous = 1u64 << 32;
+        for run in runs {
+            let key = u64::from(order_key(run[0]));
+            self.varint(previous - key);
+            self.varint(run.len() as u64);
+            previous = key;
+        }
     }
 }
+
+/// A u32 whose order is the scores' `total_cmp` order.
+fn order_key(s: f32) -> u32 {
+    let bits = s.to_bits();
+    if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 1 << 31
+    }
+}
+
+fn score_of_key(key: u32) -> f32 {
+    f32::from_bits(if key >> 31 == 1 {
+        key & !(1 << 31)
+    } else {
+        !key
+    })
+}
+
+/// The most scores a tail may hold: a job keeps at most
+/// `EXACT_IMPOSTOR_BUDGET` impostor scores exactly.
+const TAIL_LIMIT: u64 = super::EXACT_IMPOSTOR_BUDGET;
 
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -260,6 +309,44 @@ impl<'a> Reader<'a> {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect())
     }
+    fn varint(&mut self) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(format!("an overlong number before byte {}", self.at))
+    }
+
+    fn tail(&mut self) -> Result<Vec<f32>, String> {
+        let total = self.u64()?;
+        if total > TAIL_LIMIT {
+            return Err(format!("a tail of {total} scores"));
+        }
+        let runs = self.count(2)?;
+        let mut tail = Vec::with_capacity(total as usize);
+        let mut key = 1u64 << 32;
+        for _ in 0..runs {
+            let step = self.varint()?;
+            let count = self.varint()?;
+            if step == 0 || step > key || count == 0 {
+                return Err(format!("a tail that does not descend at byte {}", self.at));
+            }
+            if tail.len() as u64 + count > total {
+                return Err(format!("more than the {total} tail scores announced"));
+            }
+            key -= step;
+            tail.resize(tail.len() + count as usize, score_of_key(key as u32));
+        }
+        if tail.len() as u64 != total {
+            return Err(format!("{} of the {total} tail scores", tail.len()));
+        }
+        Ok(tail)
+    }
+
     fn scores(&mut self) -> Result<Scores, String> {
         let capacity = self.u64()?;
         let genuine = self.f32s()?;
@@ -285,7 +372,7 @@ impl<'a> Reader<'a> {
                 .ok_or_else(|| format!("bin {bin} of {bins}"))?;
             *slot = n;
         }
-        let impostor_tail = self.f32s()?;
+        let impostor_tail = self.tail()?;
         Ok(Scores {
             genuine,
             subjects,
@@ -306,7 +393,7 @@ mod tests {
             genuine: vec![0.9, 0.5],
             subjects: vec![3, 1],
             impostor_hist: vec![0, 4, 0, 1],
-            impostor_tail: vec![0.4, -0.0],
+            impostor_tail: vec![0.4, 0.4, 0.0, -0.0, -0.0, -0.5, f32::NEG_INFINITY],
             capacity: 7,
         };
         let p = Partial {
