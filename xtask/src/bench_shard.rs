@@ -128,25 +128,8 @@ pub fn run(args: &ShardBench) -> anyhow::Result<()> {
         .parent()
         .expect("xtask sits in the workspace")
         .to_path_buf();
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "facekit",
-            "--bin",
-            "facekit",
-        ])
-        .current_dir(&root)
-        .status()?;
-    anyhow::ensure!(status.success(), "cargo build --release failed");
-    let facekit = root.join("target/release/facekit");
-    let dir = if args.dir.is_absolute() {
-        args.dir.clone()
-    } else {
-        root.join(&args.dir)
-    };
+    let dir = measure::in_workspace(&root, &args.dir);
+    let facekit = measure::build_facekit(&root)?;
     let (emb, labels) = write_inputs(&dir)?;
     let path = |p: &Path| p.display().to_string();
     let mut base: Vec<String> = [
