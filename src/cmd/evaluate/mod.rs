@@ -12,6 +12,14 @@
 //!   insightface's 10-fold accuracy; identification as above when roles
 //!   are given;
 //! * **scores** (`--scores`): verification from scores computed elsewhere.
+//!
+//! With embeddings, a run is compare → partial state → metrics: the
+//! engine's results become a [`partial::Partial`] (sums, unions, bounded
+//! top-lists), and [`finish`] computes every figure from it. A plain run
+//! finishes the merge of its one part; `--shard I/N` (or a Slurm / Kubernetes
+//! array task) writes its part instead (`partial.json`, [`job::JOB_JSON`],
+//! [`partial_file::PARTIAL_BIN`]) and `facekit merge` ([`merge`]) finishes the
+//! merge of all parts: the same code, so the same bytes whatever N is.
 
 mod examples;
 mod group_scores;
