@@ -36,6 +36,10 @@ pub struct ShardBench {
     /// Threads of each facekit process (default: all cores)
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// facekit's --fmr (default: facekit's); the largest target sets how
+    /// many impostor scores every part keeps exactly
+    #[arg(long, value_name = "LIST")]
+    pub fmr: Option<String>,
 }
 
 const GALLERY: usize = 100_000;
@@ -150,6 +154,9 @@ pub fn run(args: &ShardBench) -> anyhow::Result<()> {
     .to_vec();
     if let Some(j) = args.jobs {
         base.extend(["--jobs".into(), j.to_string()]);
+    }
+    if let Some(fmr) = &args.fmr {
+        base.extend(["--fmr".into(), fmr.clone()]);
     }
     let evaluate = |more: &[String]| {
         let mut c = Command::new(&facekit);
