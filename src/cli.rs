@@ -343,6 +343,8 @@ pub struct EvaluateArgs {
     #[arg(long, short)]
     pub jobs: Option<usize>,
     #[command(flatten)]
+    pub shard: ShardArgs,
+    #[command(flatten)]
     pub output: OutputFlags,
 }
 

@@ -70,6 +70,10 @@ pub struct Summary {
     /// synthetic embeddings): says so in words.
     #[serde(default)]
     pub synthetic_note: Option<String>,
+    /// Where the comparisons ran: "one machine", or "merged from N parts"
+    /// (`facekit merge`); with timings, all that may differ between the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<String>,
 }
 
 /// Which engine made the comparisons, as `summary.json` names it.

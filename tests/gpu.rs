@@ -141,6 +141,7 @@ fn reference(job: &CompareJob<'_>) -> (CompareResult, u64) {
             impostor_hist: hist,
             impostor_tail: tail,
             probes,
+            score_error: None,
         },
         near_edge,
     )
@@ -401,7 +402,7 @@ fn reduced_precisions_report_their_error() {
         let (got, profile) = engine.compare_profiled(&j).unwrap();
         let err = profile.max_abs_score_error.unwrap();
         assert!(err > 0.0 && err <= bound, "{p:?}: sampled error {err}");
-        assert_eq!(engine.score_error(), Some(err));
+        assert_eq!(got.score_error, Some(err));
         assert_eq!(got.impostor_count(), want.impostor_count(), "{p:?}");
         assert_eq!(got.genuine.len(), want.genuine.len(), "{p:?}");
         let top1 = got

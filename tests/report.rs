@@ -424,6 +424,7 @@ fn make_eval_dir(dir: &Path, p: &Params) -> Summary {
         synthetic_note: p
             .synthetic
             .then(|| "Scores drawn by the report test generator.".to_string()),
+        shards: None,
     };
     let mut ops: Vec<OperatingPointRow> = fmr_points
         .iter()

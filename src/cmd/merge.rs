@@ -12,6 +12,6 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
     let parts = partition::gather(&args.parts).context("merge")?;
     match parts[0].header.kind {
         PartKind::Embed => anyhow::bail!("merging embed parts is being built (issue 12)"),
-        PartKind::Evaluate => anyhow::bail!("merging evaluate parts is being built (issue 12)"),
+        PartKind::Evaluate => crate::cmd::evaluate::merge(&parts, args),
     }
 }

@@ -263,6 +263,12 @@ pub struct CompareResult {
     pub impostor_tail: Vec<f32>,
     /// One per probe row.
     pub probes: Vec<ProbeResult>,
+    /// The largest sampled |score − float64 score| of the job, for engines
+    /// whose products are not exact float32 sums in a fixed order (the CUDA
+    /// engine, the CPU's bf16 kernel). None otherwise. Part of the result,
+    /// not of the engine, so that the results of several jobs (the parts of
+    /// a split run) carry their own and merge by the maximum.
+    pub score_error: Option<f64>,
 }
 
 impl CompareResult {
@@ -291,12 +297,6 @@ pub trait Engine: Send + Sync {
     /// What ran the job, for summaries: "cpu (2 threads)", "cuda:0 NVIDIA H200".
     fn description(&self) -> String;
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError>;
-    /// The largest sampled |score − float64 score| of the last job, for
-    /// engines whose products are not exact float32 sums in a fixed order
-    /// (the CUDA engine; its reduced precisions above all). None otherwise.
-    fn score_error(&self) -> Option<f64> {
-        None
-    }
 }
 
 impl fmt::Debug for dyn Engine {

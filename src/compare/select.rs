@@ -109,7 +109,7 @@ fn cpu(precision: CpuPrecision, fallback_reason: Option<String>) -> SelectedEngi
         }
         .into(),
         fallback_reason,
-        // Filled from `Engine::score_error` once the job has run.
+        // Filled from the results' `score_error` once the jobs have run.
         max_abs_score_error: None,
     };
     SelectedEngine {
@@ -125,7 +125,7 @@ fn cuda(engine: CudaEngine) -> SelectedEngine {
         description: engine.description(),
         precision: precision_name(engine.precision()).into(),
         fallback_reason: None,
-        // Filled from `Engine::score_error` once the job has run.
+        // Filled from the results' `score_error` once the jobs have run.
         max_abs_score_error: None,
     };
     SelectedEngine {

@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
@@ -71,6 +72,22 @@ impl Matrix {
 
 /// Reads a float32 / float16 [N, D] C-order array, converting to f32.
 pub fn read_matrix(path: &Path) -> Result<Matrix, NpyError> {
+    read_rows(path, 0..usize::MAX)
+}
+
+/// The header of an array: its element type and shape.
+pub fn header(path: &Path) -> Result<Header, NpyError> {
+    let file = File::open(path).map_err(|source| NpyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(read_header(&mut BufReader::new(file), path)?.0)
+}
+
+/// Reads the rows `rows` (clamped to the array), and only those: a part of
+/// a split evaluation reads its share. The whole file's length is checked
+/// against the header all the same.
+pub fn read_rows(path: &Path, rows: Range<usize>) -> Result<Matrix, NpyError> {
     let io_err = |source| NpyError::Io {
         path: path.to_path_buf(),
         source,
@@ -94,10 +111,13 @@ pub fn read_matrix(path: &Path) -> Result<Matrix, NpyError> {
             expected,
         });
     }
-    let len = header.rows * header.cols;
+    let (first, end) = (rows.start.min(header.rows), rows.end.min(header.rows));
+    let size = header.dtype.size();
+    let skip = (first * header.cols * size) as i64;
+    reader.seek_relative(skip).map_err(io_err)?;
+    let len = end.saturating_sub(first) * header.cols;
     let mut data = Vec::with_capacity(len);
     let mut buf = vec![0u8; 1 << 20];
-    let size = header.dtype.size();
     while data.len() < len {
         let want = ((len - data.len()) * size).min(buf.len());
         let chunk = &mut buf[..want];
@@ -116,7 +136,7 @@ pub fn read_matrix(path: &Path) -> Result<Matrix, NpyError> {
         }
     }
     Ok(Matrix {
-        rows: header.rows,
+        rows: end.saturating_sub(first),
         cols: header.cols,
         dtype: header.dtype,
         data,
@@ -360,5 +380,26 @@ mod tests {
         ));
         std::fs::write(&path, b"not numpy at all").unwrap();
         assert!(matches!(read_matrix(&path), Err(NpyError::Format { .. })));
+    }
+
+    #[test]
+    fn a_range_of_rows_reads_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.npy");
+        let data: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        write_f32(&path, 4, 3, &data).unwrap();
+        assert_eq!(
+            (
+                header(&path).unwrap().rows,
+                read_matrix(&path).unwrap().data
+            ),
+            (4, data.clone())
+        );
+        let m = read_rows(&path, 1..3).unwrap();
+        assert_eq!((m.rows, m.cols), (2, 3));
+        assert_eq!(m.data, &data[3..9]);
+        let m = read_rows(&path, 3..9).unwrap();
+        assert_eq!((m.rows, m.data), (1, data[9..].to_vec()));
+        assert_eq!(read_rows(&path, 5..7).unwrap().rows, 0);
     }
 }

@@ -134,25 +134,8 @@ pub fn run(args: &EvaluateBench) -> anyhow::Result<()> {
     let python = std::env::var("FACEKIT_PYTHON_ANCHORS")
         .context("set FACEKIT_PYTHON_ANCHORS to the anchors venv's python (numpy, scikit-learn, pyarrow, faiss-cpu, bob.measure)")?;
     let script = root.join("scripts/bench/evaluate_anchors.py");
-    let dir = if args.dir.is_absolute() {
-        args.dir.clone()
-    } else {
-        root.join(&args.dir)
-    };
-    let status = Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "facekit",
-            "--bin",
-            "facekit",
-        ])
-        .current_dir(&root)
-        .status()?;
-    anyhow::ensure!(status.success(), "cargo build --release failed");
-    let facekit = root.join("target/release/facekit");
+    let dir = measure::in_workspace(&root, &args.dir);
+    let facekit = measure::build_facekit(&root)?;
     if !dir.join("pairs.csv").exists() {
         eprintln!("writing the benchmark inputs into {} ...", dir.display());
         measure::run(Command::new(&python).arg(&script).arg("data").arg(&dir))?;

@@ -2,11 +2,13 @@
 //! `cargo xtask bench convert` measures `facekit convert` against a
 //! reference Python pipeline, `cargo xtask bench evaluate` measures
 //! `facekit evaluate` against its Python anchors, `cargo xtask bench embed`
-//! measures `facekit embed` against the Python onnxruntime loop.
+//! measures `facekit embed` against the Python onnxruntime loop, `cargo
+//! xtask bench shard` measures a split `facekit evaluate` and its merge.
 
 mod bench;
 mod bench_embed;
 mod bench_evaluate;
+mod bench_shard;
 mod measure;
 mod synth;
 
@@ -45,6 +47,9 @@ enum Bench {
         after_help = "Example:\n  FACEKIT_PYTHON_ORT=~/.cache/facekit-ci/venv-ort/bin/python cargo xtask bench embed"
     )]
     Embed(bench_embed::EmbedBench),
+    /// facekit evaluate whole vs split into parts and merged (issue 12)
+    #[command(after_help = "Example:\n  cargo xtask bench shard --runs 3 --parts 4")]
+    Shard(bench_shard::ShardBench),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,5 +58,6 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(Bench::Convert(bench)) => bench::run(&bench),
         Task::Bench(Bench::Evaluate(args)) => bench_evaluate::run(&args),
         Task::Bench(Bench::Embed(args)) => bench_embed::run(&args),
+        Task::Bench(Bench::Shard(args)) => bench_shard::run(&args),
     }
 }

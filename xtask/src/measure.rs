@@ -25,6 +25,34 @@ pub struct Measured {
     pub stdout: String,
 }
 
+/// Builds the release `facekit` of the workspace at `root` and returns
+/// its path.
+pub fn build_facekit(root: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let status = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "facekit",
+            "--bin",
+            "facekit",
+        ])
+        .current_dir(root)
+        .status()?;
+    anyhow::ensure!(status.success(), "cargo build --release failed");
+    Ok(root.join("target/release/facekit"))
+}
+
+/// `dir`, relative to the workspace at `root` unless absolute.
+pub fn in_workspace(root: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
+    if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        root.join(dir)
+    }
+}
+
 pub fn run(cmd: &mut Command) -> anyhow::Result<Measured> {
     let shown = format!("{cmd:?}");
     let start = Instant::now();

@@ -12,27 +12,42 @@
 //!   insightface's 10-fold accuracy; identification as above when roles
 //!   are given;
 //! * **scores** (`--scores`): verification from scores computed elsewhere.
+//!
+//! With embeddings, a run is compare → partial state → metrics: the
+//! engine's results become a [`partial::Partial`] (sums, unions, bounded
+//! top-lists), and [`finish`] computes every figure from it. A plain run
+//! finishes the merge of its one part; `--shard I/N` (or a Slurm / Kubernetes
+//! array task) writes its part instead (`partial.json`, [`job::JOB_JSON`],
+//! [`partial_file::PARTIAL_BIN`]) and `facekit merge` ([`merge`]) finishes the
+//! merge of all parts: the same code, so the same bytes whatever N is.
 
 mod examples;
 mod group_scores;
+mod job;
 mod markdown;
+mod partial;
+mod partial_file;
 mod tables;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail, Context as _};
 
-use crate::cli::{EvaluateArgs, Protocol};
+use crate::cli::{EvaluateArgs, MergeArgs, OutputFlags};
 use crate::compare::cpu::pair_score;
 use crate::compare::select::select_engine;
-use crate::compare::{CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing};
+use crate::compare::{
+    CompareJob, CompareResult, EmbeddingError, Embeddings, Engine, HistogramSpec, Pairing,
+    ProbeResult,
+};
 use crate::evaldir::{
     self, EngineInfo, EngineKind, ExampleRow, GroupBreakdown, GroupScoreRow, HistogramRow,
-    Identification, Inputs, ProbeRow, RocRow, ScoreInfo, Summary, Verification, DECISION,
-    HIST_GENUINE, HIST_IMPOSTOR,
+    Identification, Inputs, ProbeRow, RocRow, ScoreInfo, Summary,
+    Verification as VerificationSummary, DECISION, HIST_GENUINE, HIST_IMPOSTOR,
 };
 use crate::evalinput::labels::{Labels, Role};
 use crate::evalinput::pairs::{self, Pair};
@@ -44,8 +59,11 @@ use crate::metrics::kfold::{insightface_kfold, squared_l2_of_cosine};
 use crate::metrics::verification::{roc_rows, verification};
 use crate::metrics::ScoreCounts;
 use crate::output::{stale_source, OutputDir};
+use crate::partition::{Part, PartHeader, PartKind, Shard, ShardSource, ShardSpec};
 use crate::text::natural_cmp;
 
+use job::Job;
+use partial::{max_error, Partial, Scores, Verification};
 use tables::{Bins, ProbeContext};
 
 /// Everything one run writes.
@@ -63,6 +81,11 @@ struct Evaluation {
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     check_targets(&args.fmr, "--fmr")?;
     check_targets(&args.fpir, "--fpir")?;
+    let shard = args.shard.resolve()?;
+    let sharded = shard.source != ShardSource::Whole;
+    if sharded && args.scores.is_some() {
+        bail!("--shard splits the comparisons of --embeddings; the scores of --scores are computed already: evaluate the file whole");
+    }
     let started = Instant::now();
     let out = OutputDir::begin(&args.out, "evaluate", true)?;
     for input in [&args.embeddings, &args.pairs].into_iter().flatten() {
@@ -72,25 +95,162 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     }
     let pool = crate::output::thread_pool(args.jobs)?;
     let threads = pool.current_num_threads();
-    let evaluation = pool.install(|| match &args.scores {
-        Some(path) => from_score_file(args, path),
-        None => from_embeddings(args),
-    })?;
-    write_outputs(out.stage(), &evaluation)?;
+    let evaluation = match &args.scores {
+        Some(path) => pool.install(|| from_score_file(args, path))?,
+        None => {
+            let computed = pool.install(|| from_embeddings(args, shard))?;
+            if sharded {
+                return write_part(out, &computed, shard, &args.output, started);
+            }
+            let Computed { job, ctx, partial } = computed;
+            pool.install(|| {
+                finish(
+                    &job,
+                    &ctx,
+                    Partial::merge(vec![partial])?,
+                    ONE_MACHINE.into(),
+                )
+            })?
+        }
+    };
+    publish(out, &evaluation, &args.output, threads, started)
+}
+
+/// Writes one part of a split job: its header, its job and its partial
+/// state, swapped in whole like any output.
+fn write_part(
+    out: OutputDir,
+    computed: &Computed,
+    shard: Shard,
+    flags: &OutputFlags,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let header = PartHeader::new(PartKind::Evaluate, shard, computed.job.fingerprint());
+    let stage = out.stage();
+    let at = |name: &str| format!("{}: cannot write", stage.join(name).display());
+    computed
+        .job
+        .write(stage)
+        .with_context(|| at(job::JOB_JSON))?;
+    partial_file::write(stage, &computed.partial)?;
+    header
+        .write(stage)
+        .with_context(|| at(crate::partition::PART_FILE))?;
+    let dir = out.dir().to_path_buf();
+    out.commit()?;
+    if flags.json {
+        crate::output::print(&(serde_json::to_string_pretty(&header)? + "\n"))?;
+    } else if !flags.quiet {
+        crate::output::print(&format!(
+            "facekit evaluate: part {} ({}) · {} comparisons in {:.3} s → {}\n  Merge every part: facekit merge PART... --out EVAL_DIR\n",
+            shard.spec,
+            shard.source.describe(),
+            crate::output::thousands(computed.partial.comparisons),
+            started.elapsed().as_secs_f64(),
+            dir.display()
+        ))?;
+    }
+    Ok(())
+}
+
+/// `facekit merge` of evaluate parts: the EVAL_DIR one machine would have
+/// written. The labels (and pairs) are read again from where the parts
+/// found them, and must be unchanged; the embeddings are not needed.
+pub fn merge(parts: &[Part], args: &MergeArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let first = &parts[0];
+    let job = Job::read(&first.dir, &first.header.fingerprint)?;
+    job.labels.check_unchanged()?;
+    if let Some(p) = &job.pairs {
+        p.check_unchanged()?;
+    }
+    // One part at a time: memory holds the merged state and one part.
+    let mut merged: Option<Partial> = None;
+    for part in parts {
+        let next = partial_file::read(&part.dir)?;
+        let both = merged.take().into_iter().chain([next]).collect();
+        merged = Some(
+            Partial::merge(both)
+                .with_context(|| format!("{}: cannot merge", part.dir.display()))?,
+        );
+    }
+    let merged = merged.context("no parts to merge")?;
+    let ctx = Context::load(
+        &job,
+        &job.labels.path,
+        job.pairs.as_ref().map(|p| p.path.as_path()),
+    )?;
+    let note = format!("merged from {} parts", parts.len());
+    let evaluation = finish(&job, &ctx, merged, note)?;
+    // Only now, with everything computed: a merge that fails leaves no output.
+    let out = OutputDir::begin(&args.out, "evaluate", args.force)?;
+    publish(
+        out,
+        &evaluation,
+        &args.output,
+        rayon::current_num_threads(),
+        started,
+    )
+}
+
+/// Writes EVAL_DIR, swaps it in and prints the summary.
+fn publish(
+    out: OutputDir,
+    evaluation: &Evaluation,
+    flags: &OutputFlags,
+    threads: usize,
+    started: Instant,
+) -> anyhow::Result<()> {
+    write_outputs(out.stage(), evaluation)?;
+    let dir = out.dir().to_path_buf();
     out.commit()?;
     let seconds = started.elapsed().as_secs_f64();
-    if args.output.json {
+    if flags.json {
         crate::output::print(&(serde_json::to_string_pretty(&evaluation.summary)? + "\n"))?;
-    } else if !args.output.quiet {
+    } else if !flags.quiet {
         crate::output::print(&markdown::console(
             &evaluation.summary,
             evaluation.comparisons,
             threads,
             seconds,
-            &args.out,
+            &dir,
         ))?;
     }
     Ok(())
+}
+
+/// The flags the metrics read.
+struct Settings<'a> {
+    fmr: &'a [f64],
+    fpir: &'a [f64],
+    top_k: usize,
+    rank: u64,
+    bootstrap: usize,
+    seed: u64,
+}
+
+impl Settings<'_> {
+    fn of_args(a: &EvaluateArgs) -> Settings<'_> {
+        Settings {
+            fmr: &a.fmr,
+            fpir: &a.fpir,
+            top_k: a.top_k,
+            rank: a.rank,
+            bootstrap: a.bootstrap,
+            seed: a.seed,
+        }
+    }
+
+    fn of_job(j: &Job) -> Settings<'_> {
+        Settings {
+            fmr: &j.fmr,
+            fpir: &j.fpir,
+            top_k: j.top_k,
+            rank: j.rank,
+            bootstrap: j.bootstrap,
+            seed: j.seed,
+        }
+    }
 }
 
 fn check_targets(targets: &[f64], flag: &str) -> anyhow::Result<()> {
@@ -169,7 +329,7 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
     histograms.extend(hist_bins.rows(HIST_IMPOSTOR, read.impostor.iter().copied()));
     let genuine = ScoreCounts::from_scores(read.genuine);
     let impostor = ScoreCounts::from_scores(read.impostor);
-    let (verification, roc) = verify(args, &genuine, &impostor, &[])
+    let (verification, roc) = verify(&Settings::of_args(args), &genuine, &impostor, &[])
         .with_context(|| format!("{}: cannot compute verification", path.display()))?;
     // bob's 4- and 5-column files name each search: identification too,
     // once some search has a mate.
@@ -213,6 +373,7 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
         identification,
         groups: Vec::new(),
         synthetic_note: None,
+        shards: Some(ONE_MACHINE.into()),
     };
     Ok(Evaluation {
         summary,
@@ -228,12 +389,12 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
 /// Verification metrics with their intervals: a subject bootstrap for the
 /// FNMR (when subjects are known), Clopper–Pearson for the FMR.
 fn verify(
-    args: &EvaluateArgs,
+    args: &Settings,
     genuine: &ScoreCounts,
     impostor: &ScoreCounts,
     subjects: &[SubjectScore],
-) -> anyhow::Result<(Verification, Vec<RocRow>)> {
-    let report = verification(genuine, impostor, &args.fmr)?;
+) -> anyhow::Result<(VerificationSummary, Vec<RocRow>)> {
+    let report = verification(genuine, impostor, args.fmr)?;
     let mut summary = report.summary;
     if args.bootstrap > 0 {
         let thresholds: Vec<f64> = summary
@@ -253,21 +414,137 @@ fn verify(
 
 // ------------------------------------------------------------ embeddings
 
-/// The loaded inputs of an embeddings run.
-struct Loaded<'a> {
-    args: &'a EvaluateArgs,
-    embeddings: Embeddings,
+/// The labels side of an embeddings job, as both a run and a merge load it:
+/// identities, roles, the pairs listed and the `--group-by` groups.
+struct Context {
     labels: Labels,
-    labels_path: &'a Path,
+    labels_path: PathBuf,
     /// Dense identity of each row, and the names.
     ids: Vec<u32>,
     names: Vec<String>,
     /// Rows by role (both empty without a role column).
     gallery: Vec<usize>,
     probes: Vec<usize>,
+    /// The pairs of `--pairs`, when given.
+    listed: Option<(PathBuf, Vec<Pair>)>,
+    /// Per `--group-by` flag: its columns and its groups (values and rows,
+    /// rows ascending), values in natural order.
+    groups: Vec<(Vec<String>, Vec<(Vec<String>, Vec<usize>)>)>,
 }
 
-fn from_embeddings(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
+impl Context {
+    /// Reads the labels (and pairs) of `job` from the paths given and
+    /// checks them against the job.
+    fn load(job: &Job, labels_path: &Path, pairs_path: Option<&Path>) -> anyhow::Result<Context> {
+        let labels = labels::read_labels(labels_path)?;
+        if labels.len() as u64 != job.rows {
+            bail!(
+                "{}: {} embedding rows, but {} has {} label rows",
+                job.embeddings.given,
+                job.rows,
+                labels_path.display(),
+                labels.len()
+            );
+        }
+        let (ids, names) = labels.identity_indices();
+        let (mut gallery, mut probes) = (Vec::new(), Vec::new());
+        if let Some(roles) = &labels.role {
+            for (row, role) in roles.iter().enumerate() {
+                match role {
+                    Role::Gallery => gallery.push(row),
+                    Role::Probe => probes.push(row),
+                }
+            }
+            if gallery.is_empty() {
+                bail!(
+                    "{}: the role column names no gallery rows",
+                    labels_path.display()
+                );
+            }
+            if probes.is_empty() {
+                bail!(
+                    "{}: the role column names no probe rows",
+                    labels_path.display()
+                );
+            }
+        }
+        if job.probe_gallery && gallery.is_empty() {
+            bail!(
+                "{}: --protocol probe-gallery needs a role column (gallery / probe)",
+                labels_path.display()
+            );
+        }
+        for column in job.group_by.iter().flat_map(|c| c.split('+')) {
+            if labels.column(column).is_none() {
+                bail!(
+                    "{}: no column {column:?} to group by (columns: {})",
+                    labels_path.display(),
+                    labels.column_names().join(", ")
+                );
+            }
+        }
+        let listed = match pairs_path {
+            Some(path) => {
+                let label_paths = labels.path.as_deref().ok_or_else(|| {
+                    anyhow!(
+                        "{}: no `path` column to match the pairs of {} to",
+                        labels_path.display(),
+                        path.display()
+                    )
+                })?;
+                Some((path.to_path_buf(), pairs::read_pairs(path, label_paths)?))
+            }
+            None => None,
+        };
+        let pool: Vec<usize> = if job.probe_gallery && listed.is_none() {
+            probes.clone()
+        } else {
+            (0..labels.len()).collect()
+        };
+        let groups = job
+            .group_by
+            .iter()
+            .map(|spec| {
+                let columns: Vec<String> = spec.split('+').map(str::to_string).collect();
+                let values: Vec<Vec<String>> = columns
+                    .iter()
+                    .map(|c| labels.column(c).expect("columns checked above"))
+                    .collect();
+                let mut members: BTreeMap<NaturalKey, Vec<usize>> = BTreeMap::new();
+                for &row in &pool {
+                    let key = values.iter().map(|v| v[row].clone()).collect();
+                    members.entry(NaturalKey(key)).or_default().push(row);
+                }
+                let groups = members.into_iter().map(|(k, rows)| (k.0, rows)).collect();
+                (columns, groups)
+            })
+            .collect();
+        Ok(Context {
+            labels,
+            labels_path: labels_path.to_path_buf(),
+            ids,
+            names,
+            gallery,
+            probes,
+            listed,
+            groups,
+        })
+    }
+
+    fn has_roles(&self) -> bool {
+        !self.gallery.is_empty()
+    }
+}
+
+/// What a run of an embeddings job computed: the job, its labels and the
+/// partial state of the part it did.
+struct Computed {
+    job: Job,
+    ctx: Context,
+    partial: Partial,
+}
+
+fn from_embeddings(args: &EvaluateArgs, shard: Shard) -> anyhow::Result<Computed> {
     let emb_path = args
         .embeddings
         .as_deref()
@@ -276,210 +553,252 @@ fn from_embeddings(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
         .labels
         .as_deref()
         .context("--embeddings needs --labels")?;
-    let matrix = npy::read_matrix(emb_path)?;
-    let labels = labels::read_labels(labels_path)?;
-    if matrix.rows != labels.len() {
-        bail!(
-            "{}: {} embedding rows, but {} has {} label rows",
-            emb_path.display(),
-            matrix.rows,
-            labels_path.display(),
-            labels.len()
-        );
-    }
-    if matrix.rows < 2 {
+    let header = npy::header(emb_path)?;
+    if header.rows < 2 {
         bail!(
             "{}: {} embedding rows; at least 2 are needed to compare",
             emb_path.display(),
-            matrix.rows
+            header.rows
         );
     }
-    if matrix.cols == 0 {
+    if header.cols == 0 {
         bail!("{}: the embeddings have 0 columns", emb_path.display());
     }
-    let embeddings = Embeddings::normalized(matrix.data, matrix.cols)
-        .map_err(|e| anyhow!("{}: {e}", emb_path.display()))?;
-    let (ids, names) = labels.identity_indices();
-    let (mut gallery, mut probes) = (Vec::new(), Vec::new());
-    if let Some(roles) = &labels.role {
-        for (row, role) in roles.iter().enumerate() {
-            match role {
-                Role::Gallery => gallery.push(row),
-                Role::Probe => probes.push(row),
-            }
-        }
-        if gallery.is_empty() {
-            bail!(
-                "{}: the role column names no gallery rows",
-                labels_path.display()
-            );
-        }
-        if probes.is_empty() {
-            bail!(
-                "{}: the role column names no probe rows",
-                labels_path.display()
-            );
-        }
-    }
-    for column in args.group_by.iter().flat_map(|c| c.split('+')) {
-        if labels.column(column).is_none() {
-            bail!(
-                "{}: no column {column:?} to group by (columns: {})",
-                labels_path.display(),
-                labels.column_names().join(", ")
-            );
-        }
-    }
-    let loaded = Loaded {
-        args,
-        embeddings,
-        labels,
-        labels_path,
-        ids,
-        names,
-        gallery,
-        probes,
-    };
     let selected = select_engine(args.device, args.precision)?;
-    let notice = selected.notice();
-    let mut evaluation = loaded.evaluate(selected.engine.as_ref(), selected.info, emb_path)?;
-    evaluation.summary.engine.max_abs_score_error = selected.engine.score_error();
+    let job = Job::new(
+        args,
+        emb_path,
+        labels_path,
+        (header.rows, header.cols),
+        selected.info.clone(),
+    )?;
+    let ctx = Context::load(&job, labels_path, args.pairs.as_deref())?;
+    // Only the rows this part compares (each part checks those it reads).
+    let rows = rows_needed(&ctx, &job, shard.spec);
+    let matrix = npy::read_rows(emb_path, rows.clone())?;
+    let embeddings = Embeddings::normalized(matrix.data, matrix.cols).map_err(|e| {
+        let e = match e {
+            EmbeddingError::NotFinite { row } => EmbeddingError::NotFinite {
+                row: row + rows.start,
+            },
+            EmbeddingError::Zero { row } => EmbeddingError::Zero {
+                row: row + rows.start,
+            },
+            shape => shape,
+        };
+        anyhow!("{}: {e}", emb_path.display())
+    })?;
+    let compare = Comparer {
+        ctx: &ctx,
+        job: &job,
+        engine: selected.engine.as_ref(),
+        embeddings: &embeddings,
+        first: rows.start,
+        shard: shard.spec,
+    };
+    let partial = compare.part()?;
     // Said once the run has succeeded, so an error stays the only line.
     // A GPU that is there but unusable is said even with --quiet.
     let quiet = (args.output.quiet || args.output.json) && !selected.gpu_unusable;
-    if let (Some(notice), false) = (notice, quiet) {
+    if let (Some(notice), false) = (selected.notice(), quiet) {
         eprintln!("facekit: {notice}");
     }
-    Ok(evaluation)
+    Ok(Computed { job, ctx, partial })
 }
 
-/// A verification set: its scores (exact genuine, binned or exact
-/// impostor) and whether every threshold is exact.
-struct VerificationSet {
-    genuine: ScoreCounts,
-    impostor: ScoreCounts,
-    subjects: Vec<SubjectScore>,
-    histograms: Vec<HistogramRow>,
-    comparisons: u64,
+/// One part's comparisons: its block of probes (probe × gallery and the
+/// search), its balanced block of rows of the upper triangle (all distinct
+/// pairs) or its share of the listed pairs, and the same for each group.
+struct Comparer<'a> {
+    ctx: &'a Context,
+    job: &'a Job,
+    engine: &'a dyn Engine,
+    /// The rows read: `embeddings` row i is label row `first + i`.
+    embeddings: &'a Embeddings,
+    first: usize,
+    shard: ShardSpec,
 }
 
-impl Loaded<'_> {
-    fn has_roles(&self) -> bool {
-        !self.gallery.is_empty()
+/// The block of rows of the upper triangle of `n` rows that a part takes:
+/// row p holds the pairs (p, q > p), so the blocks are balanced by that
+/// count.
+fn triangle_block(n: usize, shard: ShardSpec) -> Range<usize> {
+    let weights: Vec<u64> = (0..n).map(|p| (n - 1 - p) as u64).collect();
+    shard.weighted_range(&weights)
+}
+
+/// The one range of label rows that holds every row a part compares: its
+/// probes and the gallery, its listed pairs, or its block of the triangle
+/// and the rows after it.
+fn rows_needed(ctx: &Context, job: &Job, shard: ShardSpec) -> Range<usize> {
+    let n = job.rows as usize;
+    let (mut low, mut high) = (n, 0);
+    let mut take = |r: usize| {
+        low = low.min(r);
+        high = high.max(r + 1);
+    };
+    if ctx.has_roles() {
+        ctx.probes[shard.range(ctx.probes.len())]
+            .iter()
+            .chain(&ctx.gallery)
+            .for_each(|&r| take(r));
     }
-
-    fn evaluate(
-        &self,
-        engine: &dyn Engine,
-        engine_info: EngineInfo,
-        emb_path: &Path,
-    ) -> anyhow::Result<Evaluation> {
-        let args = self.args;
-        let probe_gallery = args.protocol == Protocol::ProbeGallery;
-        if probe_gallery && !self.has_roles() {
-            bail!(
-                "{}: --protocol probe-gallery needs a role column (gallery / probe)",
-                self.labels_path.display()
-            );
-        }
-        let spec = HistogramSpec::DEFAULT;
-        let mut kfold = None;
-        // The identification pass, when roles are given; under probe-gallery
-        // it is also the verification set.
-        let search = if self.has_roles() {
-            Some(self.search(engine, spec, probe_gallery)?)
-        } else {
-            None
-        };
-        let (protocol, set) = if let Some(pairs_path) = &args.pairs {
-            let listed = self.scored_pairs(pairs_path)?;
-            let (set, accuracy) = self.pairs_set(&listed, pairs_path, spec)?;
-            kfold = accuracy;
-            (VerificationPairs::Listed(listed), set)
-        } else if probe_gallery {
-            let result = &search.as_ref().expect("roles checked above").0;
-            (
-                VerificationPairs::ProbeGallery,
-                self.set_from_result(result, spec),
-            )
-        } else {
-            (
-                VerificationPairs::AllDistinct,
-                self.all_pairs_set(engine, spec)?,
-            )
-        };
-        let (mut verification, roc) = verify(args, &set.genuine, &set.impostor, &set.subjects)
-            .with_context(|| {
-                format!(
-                    "{}: cannot compute verification",
-                    self.labels_path.display()
-                )
-            })?;
-        verification.kfold_accuracy = kfold;
-        let (groups, group_scores) = self.groups(engine, spec, &protocol, &verification)?;
-        let mut histograms = set.histograms;
-        let (identification, probes, examples) = match &search {
-            Some((result, _)) => {
-                let (ident, rows, examples) = self.identify(result, verification.eer_threshold)?;
-                histograms.extend(tables::top1_histograms(Bins::cosine(spec), &result.probes));
-                (Some(ident), rows, examples)
+    match &ctx.listed {
+        Some((_, pairs)) => pairs[shard.range(pairs.len())]
+            .iter()
+            .for_each(|p| [p.first, p.second].into_iter().for_each(&mut take)),
+        None if !job.probe_gallery => {
+            let block = triangle_block(n, shard);
+            if !block.is_empty() {
+                take(block.start);
+                take(n - 1);
             }
-            None => (None, Vec::new(), Vec::new()),
+        }
+        None => {}
+    }
+    low..high.max(low)
+}
+
+impl Comparer<'_> {
+    fn part(&self) -> anyhow::Result<Partial> {
+        let (ctx, job) = (self.ctx, self.job);
+        let spec = HistogramSpec::DEFAULT;
+        let mut score_error = None;
+        let mut note = |e: Option<f64>| score_error = max_error(score_error, e);
+        let block = self.shard.range(ctx.probes.len());
+        let block_rows = &ctx.probes[block];
+        let mut comparisons = 0;
+        let mut verification = None;
+        let mut probes = Vec::new();
+        if ctx.has_roles() {
+            let verification_too = job.probe_gallery && ctx.listed.is_none();
+            let capacity = if verification_too {
+                self.capacity(Pairing::ProbeGallery, &ctx.probes)
+            } else {
+                0
+            };
+            let mut result = self.compare(
+                block_rows,
+                &ctx.gallery,
+                Pairing::ProbeGallery,
+                job.top_k.max(1),
+                capacity,
+            )?;
+            note(result.score_error);
+            comparisons += (block_rows.len() * ctx.gallery.len()) as u64;
+            probes = std::mem::take(&mut result.probes);
+            if verification_too {
+                verification = Some(Verification::Scored(Scores::from_result(result, capacity)));
+            }
+        }
+        let verification = match (verification, &ctx.listed) {
+            (Some(v), _) => v,
+            (None, Some((_, listed))) => {
+                let mine = &listed[self.shard.range(listed.len())];
+                comparisons += mine.len() as u64;
+                Verification::Listed(self.score_pairs(mine))
+            }
+            (None, None) => {
+                let rows: Vec<usize> = (0..self.job.rows as usize).collect();
+                let (scores, error, n) = self.triangle(&rows)?;
+                note(error);
+                comparisons += n;
+                Verification::Scored(scores)
+            }
         };
-        let comparisons = set.comparisons
-            + search
-                .as_ref()
-                .filter(|_| !probe_gallery)
-                .map_or(0, |s| s.1);
-        let summary = Summary {
-            schema: evaldir::SCHEMA,
-            facekit_version: crate::VERSION.into(),
-            engine: engine_info,
-            inputs: Inputs {
-                embeddings: Some(path_text(emb_path)),
-                labels: Some(path_text(self.labels_path)),
-                scores: None,
-                pairs: args.pairs.as_deref().map(path_text),
-                protocol: protocol.name().into(),
-                rows: self.embeddings.rows() as u64,
-                dim: Some(self.embeddings.dim() as u64),
-                identities: self.names.len() as u64,
-            },
-            score: score_info(&set.impostor, spec, Some(EXACT_IMPOSTOR_BUDGET), true),
-            verification: Some(verification),
-            identification,
-            groups,
-            synthetic_note: None,
-        };
-        Ok(Evaluation {
-            summary,
-            roc,
-            histograms,
+        let mut groups = Vec::new();
+        if ctx.listed.is_none() {
+            let in_block: BTreeSet<usize> = block_rows.iter().copied().collect();
+            for (_, members) in &ctx.groups {
+                let mut flag = Vec::with_capacity(members.len());
+                for (_, rows) in members {
+                    let scores = if job.probe_gallery {
+                        let capacity = self.capacity(Pairing::ProbeGallery, rows);
+                        let mine: Vec<usize> = rows
+                            .iter()
+                            .copied()
+                            .filter(|r| in_block.contains(r))
+                            .collect();
+                        if mine.is_empty() {
+                            Scores::empty(spec.bins as usize, capacity)
+                        } else {
+                            let r = self.compare(
+                                &mine,
+                                &ctx.gallery,
+                                Pairing::ProbeGallery,
+                                0,
+                                capacity,
+                            )?;
+                            note(r.score_error);
+                            Scores::from_result(r, capacity)
+                        }
+                    } else {
+                        let (scores, error, _) = self.triangle(rows)?;
+                        note(error);
+                        scores
+                    };
+                    flag.push(scores);
+                }
+                groups.push(flag);
+            }
+        }
+        Ok(Partial {
+            verification,
             probes,
-            examples,
-            group_scores,
+            groups,
+            score_error,
             comparisons,
         })
+    }
+
+    /// This part's share of all distinct pairs of `rows` (ascending): the
+    /// pairs whose first row falls in the part's block of the triangle, as
+    /// the pairs within the block and the block × the rows after it. With
+    /// its score error and comparison count.
+    fn triangle(&self, rows: &[usize]) -> anyhow::Result<(Scores, Option<f64>, u64)> {
+        let block = triangle_block(self.job.rows as usize, self.shard);
+        let own: Vec<usize> = rows.iter().copied().filter(|r| block.contains(r)).collect();
+        let later: Vec<usize> = rows.iter().copied().filter(|&r| r >= block.end).collect();
+        let capacity = self.capacity(Pairing::AllDistinct, rows);
+        let mut parts = vec![Scores::empty(
+            HistogramSpec::DEFAULT.bins as usize,
+            capacity,
+        )];
+        let mut error = None;
+        let mut comparisons = 0;
+        let mut run = |probes: &[usize], gallery: &[usize], pairing| -> anyhow::Result<()> {
+            let r = self.compare(probes, gallery, pairing, 0, capacity)?;
+            error = max_error(error, r.score_error);
+            comparisons += r.genuine.len() as u64 + r.impostor_count();
+            parts.push(Scores::from_result(r, capacity));
+            Ok(())
+        };
+        if own.len() >= 2 {
+            run(&own, &[], Pairing::AllDistinct)?;
+        }
+        if !own.is_empty() && !later.is_empty() {
+            run(&own, &later, Pairing::ProbeGallery)?;
+        }
+        Ok((Scores::merge(parts)?, error, comparisons))
     }
 
     /// Runs one job over row subsets.
     fn compare(
         &self,
-        engine: &dyn Engine,
         probe_rows: &[usize],
         gallery_rows: &[usize],
         pairing: Pairing,
         top_k: usize,
         tail_capacity: usize,
-        spec: HistogramSpec,
     ) -> anyhow::Result<CompareResult> {
-        let probes = subset(&self.embeddings, probe_rows);
-        let probe_labels: Vec<u32> = probe_rows.iter().map(|&r| self.ids[r]).collect();
+        let ids = &self.ctx.ids;
+        let probes = subset(self.embeddings, probe_rows, self.first);
+        let probe_labels: Vec<u32> = probe_rows.iter().map(|&r| ids[r]).collect();
         let (gallery, gallery_labels) = match pairing {
             Pairing::AllDistinct => (None, probe_labels.clone()),
             Pairing::ProbeGallery => (
-                Some(subset(&self.embeddings, gallery_rows)),
-                gallery_rows.iter().map(|&r| self.ids[r]).collect(),
+                Some(subset(self.embeddings, gallery_rows, self.first)),
+                gallery_rows.iter().map(|&r| ids[r]).collect(),
             ),
         };
         let job = CompareJob {
@@ -489,285 +808,316 @@ impl Loaded<'_> {
             gallery_labels: &gallery_labels,
             pairing,
             top_k,
-            histogram: spec,
+            histogram: HistogramSpec::DEFAULT,
             tail_capacity,
         };
-        Ok(engine.compare(&job)?)
+        Ok(self.engine.compare(&job)?)
     }
 
-    /// The exact impostor tail a job over these rows keeps
-    /// ([`tail_capacity`]).
-    fn tail_for(&self, pairing: Pairing, probe_rows: &[usize]) -> usize {
-        let impostors = impostor_count(pairing, probe_rows, &self.gallery, &self.ids);
-        tail_capacity(impostors, &self.args.fmr)
+    /// The exact impostor tail of the whole job over these rows
+    /// ([`tail_capacity`]): every part keeps that many, so that the highest
+    /// of the whole job are among the parts' tails.
+    fn capacity(&self, pairing: Pairing, probe_rows: &[usize]) -> usize {
+        let impostors = impostor_count(pairing, probe_rows, &self.ctx.gallery, &self.ctx.ids);
+        tail_capacity(impostors, &self.job.fmr)
     }
 
-    /// Probes against the gallery: top-k, mate ranks, and (for the
-    /// probe-gallery protocol) the verification statistics.
-    fn search(
-        &self,
-        engine: &dyn Engine,
-        spec: HistogramSpec,
-        verification_too: bool,
-    ) -> anyhow::Result<(CompareResult, u64)> {
-        let tail = if verification_too {
-            self.tail_for(Pairing::ProbeGallery, &self.probes)
-        } else {
-            0
-        };
-        let result = self.compare(
-            engine,
-            &self.probes,
-            &self.gallery,
-            Pairing::ProbeGallery,
-            self.args.top_k.max(1),
-            tail,
-            spec,
-        )?;
-        Ok((result, (self.probes.len() * self.gallery.len()) as u64))
-    }
-
-    fn set_from_result(&self, result: &CompareResult, spec: HistogramSpec) -> VerificationSet {
-        let genuine = ScoreCounts::from_scores(result.genuine.clone());
-        let impostor = ScoreCounts::from_binned(&result.impostor_tail, &result.impostor_hist, spec);
-        // Engines may leave the subjects out: then no FNMR interval.
-        let subjects = if result.genuine_subjects.len() == result.genuine.len() {
-            result
-                .genuine
-                .iter()
-                .zip(&result.genuine_subjects)
-                .map(|(&s, &subject)| SubjectScore {
-                    subject,
-                    score: s as f64,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let bins = Bins::cosine(spec);
-        let mut histograms = bins.rows(HIST_GENUINE, result.genuine.iter().copied());
-        histograms.extend(bins.count_rows(HIST_IMPOSTOR, &result.impostor_hist));
-        VerificationSet {
-            comparisons: genuine.total() + impostor.total(),
-            genuine,
-            impostor,
-            subjects,
-            histograms,
-        }
-    }
-
-    fn all_pairs_set(
-        &self,
-        engine: &dyn Engine,
-        spec: HistogramSpec,
-    ) -> anyhow::Result<VerificationSet> {
-        let rows: Vec<usize> = (0..self.embeddings.rows()).collect();
-        let tail = self.tail_for(Pairing::AllDistinct, &rows);
-        let result = self.compare(engine, &rows, &[], Pairing::AllDistinct, 0, tail, spec)?;
-        Ok(self.set_from_result(&result, spec))
-    }
-
-    /// The pairs listed in `path`, read once and each scored by the
-    /// engine's product.
-    fn scored_pairs(&self, path: &Path) -> anyhow::Result<Vec<(Pair, f32)>> {
+    /// The scores of listed pairs, each by the engine's product.
+    fn score_pairs(&self, listed: &[Pair]) -> Vec<f32> {
         use rayon::prelude::*;
-        let label_paths = self.labels.path.as_deref().ok_or_else(|| {
-            anyhow!(
-                "{}: no `path` column to match the pairs of {} to",
-                self.labels_path.display(),
-                path.display()
-            )
-        })?;
-        let listed = pairs::read_pairs(path, label_paths)?;
-        Ok(listed
-            .into_par_iter()
-            .map(|p| {
-                let s = pair_score(self.embeddings.row(p.first), self.embeddings.row(p.second));
-                (p, s)
-            })
-            .collect())
+        let (e, first) = (self.embeddings, self.first);
+        listed
+            .par_iter()
+            .map(|p| pair_score(e.row(p.first - first), e.row(p.second - first)))
+            .collect()
     }
+}
 
-    /// The listed pairs as a verification set, and the insightface 10-fold
-    /// accuracy over them in list order.
-    fn pairs_set(
-        &self,
-        listed: &[(Pair, f32)],
-        path: &Path,
-        spec: HistogramSpec,
-    ) -> anyhow::Result<(VerificationSet, Option<crate::evaldir::KFoldAccuracy>)> {
-        let (mut genuine, mut impostor, mut subjects) = (Vec::new(), Vec::new(), Vec::new());
-        for &(p, s) in listed {
-            if p.same {
-                genuine.push(s);
-                subjects.push(SubjectScore {
-                    subject: self.ids[p.first],
-                    score: s as f64,
-                });
+/// A verification set: its scores (exact genuine, binned or exact
+/// impostor) and whether every threshold is exact.
+struct VerificationSet {
+    genuine: ScoreCounts,
+    impostor: ScoreCounts,
+    subjects: Vec<SubjectScore>,
+    histograms: Vec<HistogramRow>,
+}
+
+/// How `summary.json` says where a result's comparisons ran: the only
+/// field, with timings, that differs between a merge and a plain run.
+const ONE_MACHINE: &str = "one machine";
+
+/// Every figure of EVAL_DIR from a job's whole partial state: the same
+/// code for a plain run (its one part) and a merge (of every part).
+fn finish(job: &Job, ctx: &Context, partial: Partial, note: String) -> anyhow::Result<Evaluation> {
+    let spec = HistogramSpec::DEFAULT;
+    let settings = Settings::of_job(job);
+    let mut kfold = None;
+    let (protocol, set) = match partial.verification {
+        Verification::Listed(scores) => {
+            let (path, pairs) = ctx.listed.as_ref().context("listed scores need --pairs")?;
+            if scores.len() != pairs.len() {
+                bail!(
+                    "{}: {} pairs, but the parts scored {}",
+                    path.display(),
+                    pairs.len(),
+                    scores.len()
+                );
+            }
+            let listed: Vec<(Pair, f32)> = pairs.iter().copied().zip(scores).collect();
+            let (set, accuracy) = pairs_set(ctx, &listed, path, spec)?;
+            kfold = accuracy;
+            (VerificationPairs::Listed(listed), set)
+        }
+        Verification::Scored(scores) => {
+            let protocol = if job.probe_gallery {
+                VerificationPairs::ProbeGallery
             } else {
-                impostor.push(s);
-            }
-        }
-        let bins = Bins::cosine(spec);
-        let mut histograms = bins.rows(HIST_GENUINE, genuine.iter().copied());
-        histograms.extend(bins.rows(HIST_IMPOSTOR, impostor.iter().copied()));
-        let distances: Vec<f64> = listed
-            .iter()
-            .map(|&(_, s)| squared_l2_of_cosine(s as f64))
-            .collect();
-        let same: Vec<bool> = listed.iter().map(|(p, _)| p.same).collect();
-        let kfold = if listed.len() >= 10 {
-            Some(
-                insightface_kfold(&distances, &same, 10)
-                    .with_context(|| format!("{}: 10-fold accuracy", path.display()))?,
-            )
-        } else {
-            None
-        };
-        let set = VerificationSet {
-            comparisons: listed.len() as u64,
-            genuine: ScoreCounts::from_scores(genuine),
-            impostor: ScoreCounts::from_scores(impostor),
-            subjects,
-            histograms,
-        };
-        Ok((set, kfold))
-    }
-
-    fn identify(
-        &self,
-        result: &CompareResult,
-        eer_threshold: f64,
-    ) -> anyhow::Result<(Identification, Vec<ProbeRow>, Vec<ExampleRow>)> {
-        let args = self.args;
-        let gallery_identities: BTreeSet<u32> = self.gallery.iter().map(|&r| self.ids[r]).collect();
-        let mut ident = identification(
-            &result.probes,
-            self.gallery.len() as u64,
-            gallery_identities.len() as u64,
-            &args.fpir,
-            args.top_k.max(1),
-            args.rank,
-        )
-        .with_context(|| {
-            format!(
-                "{}: cannot compute identification",
-                self.labels_path.display()
-            )
-        })?;
-        if args.bootstrap > 0 {
-            let samples: Vec<SubjectScore> = result
-                .probes
-                .iter()
-                .zip(&self.probes)
-                .filter_map(|(p, &row)| {
-                    mate_score_within(p, args.rank).map(|score| SubjectScore {
-                        subject: self.ids[row],
-                        score,
-                    })
-                })
-                .collect();
-            let thresholds: Vec<f64> = ident.operating_points.iter().map(|p| p.threshold).collect();
-            if let Some(ci) = miss_rate_intervals(&samples, &thresholds, args.bootstrap, args.seed)
-            {
-                for (p, c) in ident.operating_points.iter_mut().zip(ci) {
-                    p.fnir_ci95 = Some(c);
-                }
-            }
-        }
-        let threshold = tables::decision_threshold(&ident.operating_points, Some(eer_threshold))
-            .expect("the EER threshold is always there");
-        let ctx = ProbeContext {
-            rows: &self.probes,
-            gallery_rows: &self.gallery,
-            identity: &self.labels.identity,
-            path: self.labels.path.as_deref(),
-        };
-        Ok((
-            ident,
-            tables::probe_rows(&result.probes, &ctx, threshold),
-            examples::example_rows(&result.probes, &ctx, examples::PER_KIND),
-        ))
-    }
-
-    /// FNMR and FMR per value of each `--group-by` column (or `a+b` cross)
-    /// at the global thresholds. A comparison belongs to a group when both
-    /// its images have the value; under probe-gallery, when its probe has.
-    fn groups(
-        &self,
-        engine: &dyn Engine,
-        spec: HistogramSpec,
-        protocol: &VerificationPairs,
-        verification: &Verification,
-    ) -> anyhow::Result<(Vec<GroupBreakdown>, Vec<GroupScoreRow>)> {
-        let mut breakdowns = Vec::new();
-        let mut scores = Vec::new();
-        for spec_text in &self.args.group_by {
-            let columns: Vec<String> = spec_text.split('+').map(str::to_string).collect();
-            let values: Vec<Vec<String>> = columns
-                .iter()
-                .map(|c| self.labels.column(c).expect("columns checked on load"))
-                .collect();
-            let key = |row: usize| values.iter().map(|v| v[row].clone()).collect::<Vec<_>>();
-            let pool: Vec<usize> = match protocol {
-                VerificationPairs::ProbeGallery => self.probes.clone(),
-                VerificationPairs::AllDistinct | VerificationPairs::Listed(_) => {
-                    (0..self.embeddings.rows()).collect()
-                }
+                VerificationPairs::AllDistinct
             };
-            let mut members: BTreeMap<NaturalKey, Vec<usize>> = BTreeMap::new();
-            for row in pool {
-                members.entry(NaturalKey(key(row))).or_default().push(row);
-            }
-            let mut groups = Vec::new();
-            for (NaturalKey(values), rows) in members {
-                let (genuine, impostor) = match protocol {
-                    VerificationPairs::Listed(listed) => group_pairs(listed, &rows),
-                    VerificationPairs::ProbeGallery => {
-                        let capacity = self.tail_for(Pairing::ProbeGallery, &rows);
-                        let r = self.compare(
-                            engine,
-                            &rows,
-                            &self.gallery,
-                            Pairing::ProbeGallery,
-                            0,
-                            capacity,
-                            spec,
-                        )?;
-                        binned(r, spec)
-                    }
-                    VerificationPairs::AllDistinct => {
-                        let capacity = self.tail_for(Pairing::AllDistinct, &rows);
-                        let r = self.compare(
-                            engine,
-                            &rows,
-                            &[],
-                            Pairing::AllDistinct,
-                            0,
-                            capacity,
-                            spec,
-                        )?;
-                        binned(r, spec)
-                    }
-                };
-                groups.push(GroupScores {
-                    values,
-                    genuine,
-                    impostor,
-                });
-            }
-            scores.extend(group_scores::group_score_rows(
-                &columns,
-                &groups,
-                Bins::cosine(spec),
-            ));
-            breakdowns.push(GroupBreakdown {
-                columns,
-                rows: group_rows(&groups, &verification.operating_points),
-            });
+            (protocol, set_from_scores(scores, spec))
         }
-        Ok((breakdowns, scores))
+    };
+    let (mut verification, roc) = verify(&settings, &set.genuine, &set.impostor, &set.subjects)
+        .with_context(|| format!("{}: cannot compute verification", ctx.labels_path.display()))?;
+    verification.kfold_accuracy = kfold;
+    let (groups, group_scores) = groups(ctx, partial.groups, &protocol, &verification, spec)?;
+    let mut histograms = set.histograms;
+    let (identification, probes, examples) = if ctx.has_roles() {
+        if partial.probes.len() != ctx.probes.len() {
+            bail!(
+                "{}: {} probes, but the parts searched {}",
+                ctx.labels_path.display(),
+                ctx.probes.len(),
+                partial.probes.len()
+            );
+        }
+        let (ident, rows, examples) =
+            identify(ctx, &settings, &partial.probes, verification.eer_threshold)?;
+        histograms.extend(tables::top1_histograms(Bins::cosine(spec), &partial.probes));
+        (Some(ident), rows, examples)
+    } else {
+        (None, Vec::new(), Vec::new())
+    };
+    let mut engine = job.engine.clone();
+    engine.max_abs_score_error = partial.score_error;
+    let summary = Summary {
+        schema: evaldir::SCHEMA,
+        facekit_version: crate::VERSION.into(),
+        engine,
+        inputs: Inputs {
+            embeddings: Some(job.embeddings.given.clone()),
+            labels: Some(job.labels.given.clone()),
+            scores: None,
+            pairs: job.pairs.as_ref().map(|p| p.given.clone()),
+            protocol: protocol.name().into(),
+            rows: job.rows,
+            dim: Some(job.dim),
+            identities: ctx.names.len() as u64,
+        },
+        score: score_info(&set.impostor, spec, Some(EXACT_IMPOSTOR_BUDGET), true),
+        verification: Some(verification),
+        identification,
+        groups,
+        synthetic_note: None,
+        shards: Some(note),
+    };
+    Ok(Evaluation {
+        summary,
+        roc,
+        histograms,
+        probes,
+        examples,
+        group_scores,
+        comparisons: partial.comparisons,
+    })
+}
+
+fn set_from_scores(s: Scores, spec: HistogramSpec) -> VerificationSet {
+    let impostor = ScoreCounts::from_binned(&s.impostor_tail, &s.impostor_hist, spec);
+    let subjects = s
+        .genuine
+        .iter()
+        .zip(&s.subjects)
+        .map(|(&score, &subject)| SubjectScore {
+            subject,
+            score: score as f64,
+        })
+        .collect();
+    let bins = Bins::cosine(spec);
+    let mut histograms = bins.rows(HIST_GENUINE, s.genuine.iter().copied());
+    histograms.extend(bins.count_rows(HIST_IMPOSTOR, &s.impostor_hist));
+    let genuine = ScoreCounts::from_scores(s.genuine);
+    VerificationSet {
+        genuine,
+        impostor,
+        subjects,
+        histograms,
     }
+}
+
+/// The listed pairs as a verification set, and the insightface 10-fold
+/// accuracy over them in list order.
+fn pairs_set(
+    ctx: &Context,
+    listed: &[(Pair, f32)],
+    path: &Path,
+    spec: HistogramSpec,
+) -> anyhow::Result<(VerificationSet, Option<crate::evaldir::KFoldAccuracy>)> {
+    let (mut genuine, mut impostor, mut subjects) = (Vec::new(), Vec::new(), Vec::new());
+    for &(p, s) in listed {
+        if p.same {
+            genuine.push(s);
+            subjects.push(SubjectScore {
+                subject: ctx.ids[p.first],
+                score: s as f64,
+            });
+        } else {
+            impostor.push(s);
+        }
+    }
+    let bins = Bins::cosine(spec);
+    let mut histograms = bins.rows(HIST_GENUINE, genuine.iter().copied());
+    histograms.extend(bins.rows(HIST_IMPOSTOR, impostor.iter().copied()));
+    let distances: Vec<f64> = listed
+        .iter()
+        .map(|&(_, s)| squared_l2_of_cosine(s as f64))
+        .collect();
+    let same: Vec<bool> = listed.iter().map(|(p, _)| p.same).collect();
+    let kfold = if listed.len() >= 10 {
+        Some(
+            insightface_kfold(&distances, &same, 10)
+                .with_context(|| format!("{}: 10-fold accuracy", path.display()))?,
+        )
+    } else {
+        None
+    };
+    let set = VerificationSet {
+        genuine: ScoreCounts::from_scores(genuine),
+        impostor: ScoreCounts::from_scores(impostor),
+        subjects,
+        histograms,
+    };
+    Ok((set, kfold))
+}
+
+fn identify(
+    ctx: &Context,
+    settings: &Settings,
+    results: &[ProbeResult],
+    eer_threshold: f64,
+) -> anyhow::Result<(Identification, Vec<ProbeRow>, Vec<ExampleRow>)> {
+    let gallery_identities: BTreeSet<u32> = ctx.gallery.iter().map(|&r| ctx.ids[r]).collect();
+    let mut ident = identification(
+        results,
+        ctx.gallery.len() as u64,
+        gallery_identities.len() as u64,
+        &settings.fpir,
+        settings.top_k.max(1),
+        settings.rank,
+    )
+    .with_context(|| {
+        format!(
+            "{}: cannot compute identification",
+            ctx.labels_path.display()
+        )
+    })?;
+    if settings.bootstrap > 0 {
+        let samples: Vec<SubjectScore> = results
+            .iter()
+            .zip(&ctx.probes)
+            .filter_map(|(p, &row)| {
+                mate_score_within(p, settings.rank).map(|score| SubjectScore {
+                    subject: ctx.ids[row],
+                    score,
+                })
+            })
+            .collect();
+        let thresholds: Vec<f64> = ident.operating_points.iter().map(|p| p.threshold).collect();
+        if let Some(ci) =
+            miss_rate_intervals(&samples, &thresholds, settings.bootstrap, settings.seed)
+        {
+            for (p, c) in ident.operating_points.iter_mut().zip(ci) {
+                p.fnir_ci95 = Some(c);
+            }
+        }
+    }
+    let threshold = tables::decision_threshold(&ident.operating_points, Some(eer_threshold))
+        .expect("the EER threshold is always there");
+    let probe_ctx = ProbeContext {
+        rows: &ctx.probes,
+        gallery_rows: &ctx.gallery,
+        identity: &ctx.labels.identity,
+        path: ctx.labels.path.as_deref(),
+    };
+    Ok((
+        ident,
+        tables::probe_rows(results, &probe_ctx, threshold),
+        examples::example_rows(results, &probe_ctx, examples::PER_KIND),
+    ))
+}
+
+/// FNMR and FMR per value of each `--group-by` column (or `a+b` cross)
+/// at the global thresholds. A comparison belongs to a group when both
+/// its images have the value; under probe-gallery, when its probe has.
+fn groups(
+    ctx: &Context,
+    scored: Vec<Vec<Scores>>,
+    protocol: &VerificationPairs,
+    verification: &VerificationSummary,
+    spec: HistogramSpec,
+) -> anyhow::Result<(Vec<GroupBreakdown>, Vec<GroupScoreRow>)> {
+    let mut breakdowns = Vec::new();
+    let mut rows_out = Vec::new();
+    let mut scored = scored.into_iter();
+    for (columns, members) in &ctx.groups {
+        let groups: Vec<GroupScores> = match protocol {
+            VerificationPairs::Listed(listed) => members
+                .iter()
+                .map(|(values, rows)| {
+                    let (genuine, impostor) = group_pairs(listed, rows);
+                    GroupScores {
+                        values: values.clone(),
+                        genuine,
+                        impostor,
+                    }
+                })
+                .collect(),
+            VerificationPairs::ProbeGallery | VerificationPairs::AllDistinct => {
+                let flag = scored.next().context("the parts hold too few group sets")?;
+                if flag.len() != members.len() {
+                    bail!(
+                        "{}: {} groups, but the parts hold {}",
+                        ctx.labels_path.display(),
+                        members.len(),
+                        flag.len()
+                    );
+                }
+                members
+                    .iter()
+                    .zip(flag)
+                    .map(|((values, _), s)| GroupScores {
+                        values: values.clone(),
+                        impostor: ScoreCounts::from_binned(
+                            &s.impostor_tail,
+                            &s.impostor_hist,
+                            spec,
+                        ),
+                        genuine: ScoreCounts::from_scores(s.genuine),
+                    })
+                    .collect()
+            }
+        };
+        rows_out.extend(group_scores::group_score_rows(
+            columns,
+            &groups,
+            Bins::cosine(spec),
+        ));
+        breakdowns.push(GroupBreakdown {
+            columns: columns.clone(),
+            rows: group_rows(&groups, &verification.operating_points),
+        });
+    }
+    Ok((breakdowns, rows_out))
 }
 
 /// The listed pairs whose two images are both among `rows`.
@@ -807,17 +1157,14 @@ impl VerificationPairs {
     }
 }
 
-fn binned(r: CompareResult, spec: HistogramSpec) -> (ScoreCounts, ScoreCounts) {
-    let impostor = ScoreCounts::from_binned(&r.impostor_tail, &r.impostor_hist, spec);
-    (ScoreCounts::from_scores(r.genuine), impostor)
-}
-
-/// The rows of `e` listed, borrowed when they are every row in order.
-fn subset<'a>(e: &'a Embeddings, rows: &[usize]) -> Cow<'a, Embeddings> {
-    if rows.len() == e.rows() && rows.iter().enumerate().all(|(i, &r)| i == r) {
+/// The label rows listed, of embeddings whose row 0 is label row `first`;
+/// borrowed when they are every row in order.
+fn subset<'a>(e: &'a Embeddings, rows: &[usize], first: usize) -> Cow<'a, Embeddings> {
+    if rows.len() == e.rows() && rows.iter().enumerate().all(|(i, &r)| i + first == r) {
         Cow::Borrowed(e)
     } else {
-        Cow::Owned(e.select(rows))
+        let local: Vec<usize> = rows.iter().map(|&r| r - first).collect();
+        Cow::Owned(e.select(&local))
     }
 }
 

@@ -28,7 +28,6 @@ pub mod bf16;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use super::{
     dot_f64, Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec,
@@ -61,8 +60,6 @@ pub enum CpuPrecision {
 pub struct CpuEngine {
     tile: TileShape,
     precision: CpuPrecision,
-    /// The bf16 kernel's sampled score error of the last job.
-    last_error: Mutex<Option<f64>>,
 }
 
 impl Default for CpuEngine {
@@ -77,7 +74,6 @@ impl CpuEngine {
         CpuEngine {
             tile: TileShape::CPU_DEFAULT,
             precision: CpuPrecision::Fp32,
-            last_error: Mutex::new(None),
         }
     }
 
@@ -251,22 +247,16 @@ impl Engine for CpuEngine {
                 "all distinct pairs needs the probes to be the gallery".into(),
             ));
         }
-        let (result, error) = match self.precision {
+        Ok(match self.precision {
             CpuPrecision::Fp32 => compare_with::<Fp32>(job, self.tile),
             CpuPrecision::Bf16 => compare_with::<Bf16>(job, self.tile),
-        };
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
-        Ok(result)
-    }
-
-    fn score_error(&self) -> Option<f64> {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner())
+        })
     }
 }
 
-/// Runs a job on kernel `K`; the largest sampled score error for a
+/// Runs a job on kernel `K`, with the largest sampled score error for a
 /// reduced-precision kernel.
-fn compare_with<K: Kernel>(job: &CompareJob<'_>, tile: TileShape) -> (CompareResult, Option<f64>) {
+fn compare_with<K: Kernel>(job: &CompareJob<'_>, tile: TileShape) -> CompareResult {
     let probes = K::rows(job.probes);
     // All distinct pairs: the gallery is the probe set (checked above).
     let gallery = if job.pairing == Pairing::AllDistinct {
@@ -289,7 +279,8 @@ fn compare_with<K: Kernel>(job: &CompareJob<'_>, tile: TileShape) -> (CompareRes
     if !unsure.is_empty() {
         exact_tops_by_fp32(job, tile, &unsure, &mut result);
     }
-    (result, error)
+    result.score_error = error;
+    result
 }
 
 /// The top-k lists of the probes `unsure` (whose candidates a worker may
@@ -314,7 +305,7 @@ fn exact_tops_by_fp32(
         tail_capacity: 0,
         ..*job
     };
-    let (fp32, _) = compare_with::<Fp32>(&sub, tile);
+    let fp32 = compare_with::<Fp32>(&sub, tile);
     for (&p, found) in unsure.iter().zip(fp32.probes) {
         let mut top = found.top;
         top.retain(|c| !(distinct && c.index as usize == p));
@@ -1088,6 +1079,7 @@ fn merge(
         impostor_hist: hist,
         impostor_tail,
         probes,
+        score_error: None,
     };
     (result, unsure)
 }
@@ -1179,6 +1171,7 @@ mod tests {
             impostor_hist: hist,
             impostor_tail: impostor,
             probes,
+            score_error: None,
         }
     }
 
@@ -1215,6 +1208,14 @@ mod tests {
         CompareResult {
             impostor_hist: hist,
             ..fp32
+        }
+    }
+
+    /// A result less its sampled score error, which the naive loop has not.
+    fn without_error(result: CompareResult) -> CompareResult {
+        CompareResult {
+            score_error: None,
+            ..result
         }
     }
 
@@ -1271,8 +1272,8 @@ mod tests {
             let tile = TileShape { rows: tile_rows, cols: tile_cols };
             let engine = CpuEngine::with_precision(precision).unwrap().with_tile(tile);
             let tiled = pool.install(|| engine.compare(&job)).unwrap();
-            prop_assert_eq!(tiled, expected(&job, precision));
-            prop_assert_eq!(engine.score_error().is_some(), precision == CpuPrecision::Bf16);
+            prop_assert_eq!(tiled.score_error.is_some(), precision == CpuPrecision::Bf16);
+            prop_assert_eq!(without_error(tiled), expected(&job, precision));
         }
     }
 
@@ -1309,11 +1310,9 @@ mod tests {
             let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
                 .unwrap()
                 .with_tile(tile);
-            assert_eq!(
-                engine.compare(&job).unwrap(),
-                expected(&job, CpuPrecision::Bf16)
-            );
-            let error = engine.score_error().unwrap();
+            let got = engine.compare(&job).unwrap();
+            let error = got.score_error.unwrap();
+            assert_eq!(without_error(got), expected(&job, CpuPrecision::Bf16));
             assert!(error > 0.0 && error < 1e-2, "bf16 error {error}");
         }
     }
@@ -1355,7 +1354,7 @@ mod tests {
                 .unwrap()
                 .with_tile(tile);
             assert_eq!(
-                engine.compare(&job).unwrap(),
+                without_error(engine.compare(&job).unwrap()),
                 expected(&job, CpuPrecision::Bf16)
             );
         }

@@ -140,7 +140,6 @@ pub struct CudaEngine {
     folds: Mutex<HashMap<usize, CudaFunction>>,
     tile: TileShape,
     force_streaming: bool,
-    last_error: Mutex<Option<f64>>,
 }
 
 /// Runs a cudarc call that may panic (a symbol missing from a library it
@@ -218,7 +217,6 @@ impl CudaEngine {
                 folds: Mutex::new(HashMap::new()),
                 tile: TileShape::CUDA_DEFAULT,
                 force_streaming: false,
-                last_error: Mutex::new(None),
             })
         })
     }
@@ -254,9 +252,7 @@ impl CudaEngine {
         job: &CompareJob<'_>,
     ) -> Result<(CompareResult, Profile), CompareError> {
         job.validate()?;
-        let out = guarded("CUDA job", || run::run(self, job))?;
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = out.1.max_abs_score_error;
-        Ok(out)
+        Ok(guarded("CUDA job", || run::run(self, job))?)
     }
 
     /// cuBLAS alone over the same tiles as a job of `probes` × `gallery`
@@ -318,9 +314,5 @@ impl Engine for CudaEngine {
 
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError> {
         self.compare_profiled(job).map(|(result, _)| result)
-    }
-
-    fn score_error(&self) -> Option<f64> {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -33,6 +33,7 @@ pub fn run(
             impostor_hist: vec![0; job.histogram.bins as usize],
             impostor_tail: Vec::new(),
             probes: vec![ProbeResult::default(); job.probes.rows()],
+            score_error: None,
         };
         return Ok((result, Profile::default()));
     };
@@ -584,6 +585,7 @@ impl<'e, 'j> Run<'e, 'j> {
             impostor_hist: hist,
             impostor_tail: tail,
             probes,
+            score_error: sampled,
         };
         Ok((result, profile))
     }
