@@ -7,13 +7,20 @@
 #   scripts/slurm/local-cluster.sh start [DIR]   # prints: export SLURM_CONF=DIR/slurm.conf
 #   scripts/slurm/local-cluster.sh stop [DIR]
 #
-# DIR defaults to $FACEKIT_SLURM_DIR, else /tmp/facekit-slurm. Needs root
+# DIR defaults to $FACEKIT_SLURM_DIR, else /tmp/facekit-slurm. The ports
+# are the first free pair from 6817 (FACEKIT_SLURMCTLD_PORT sets the
+# controller's; slurmd takes the next). Needs root
 # (the daemons run as root here) and `apt-get install slurm-wlm munge`.
 # Clients (sbatch, squeue) find the cluster through SLURM_CONF.
 set -euo pipefail
 
 cmd="${1:-}"
 dir="${2:-${FACEKIT_SLURM_DIR:-/tmp/facekit-slurm}}"
+
+# Whether a process runs (a zombie, dead but not reaped, does not).
+alive() {
+    [ -r "/proc/$1/stat" ] && [ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
 
 stop() {
     # slurmd before slurmctld before munged: each needs the next.
@@ -23,12 +30,17 @@ stop() {
         pid="$(cat "$pidfile")"
         if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
             for _ in $(seq 50); do
-                kill -0 "$pid" 2>/dev/null || break
+                alive "$pid" || break
                 sleep 0.1
             done
         fi
         rm -f "$pidfile"
     done
+}
+
+# Whether something listens on this TCP port.
+busy() {
+    (: </dev/tcp/127.0.0.1/"$1") 2>/dev/null
 }
 
 start() {
@@ -51,14 +63,22 @@ start() {
         --seed-file="$dir/munge/seed" 2>>"$dir/munged.log"
 
     host="$(hostname -s)"
+    # Two clusters on one machine (two CI runs) take different ports.
+    port="${FACEKIT_SLURMCTLD_PORT:-}"
+    if [ -z "$port" ]; then
+        port=6817
+        while busy "$port" || busy $((port + 1)); do
+            port=$((port + 2))
+        done
+    fi
     # Slurm drains a node that has less memory than it declares.
     mem="$(awk '/MemTotal/ { print int($2 / 1024 / 2) }' /proc/meminfo)"
     [ "$mem" -le 4000 ] || mem=4000
     cat >"$dir/slurm.conf" <<CONF
 ClusterName=facekit
 SlurmctldHost=$host
-SlurmctldPort=${FACEKIT_SLURMCTLD_PORT:-6817}
-SlurmdPort=${FACEKIT_SLURMD_PORT:-6818}
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
