@@ -1,6 +1,8 @@
-//! The files of an embeddings directory, written into a stage by `embed`
-//! and read back from parts and concatenated by `merge`: one writer, so a
-//! merged directory is byte for byte what one run writes.
+//! The tables of an embeddings directory (labels, failed rows, pairs, the
+//! record), written into a stage by `embed` and read back from parts and
+//! concatenated by `merge`: one writer, so a merged directory is byte for
+//! byte what one run writes. `embeddings.npy` is written beside them by
+//! `npy::write_f32`, or joined from the parts' by `npy::concat_f32`.
 
 use std::path::Path;
 
@@ -31,12 +33,9 @@ pub const FILES: [&str; 7] = [
 /// A text table: named columns of equal length.
 pub type Table = Vec<(String, Vec<String>)>;
 
-/// What an embeddings directory holds.
+/// What an embeddings directory holds but the embeddings.
 #[derive(Debug, Clone)]
 pub struct EmbDir {
-    /// Row-major [rows, dim]; `dim` is 0 when no row was embedded.
-    pub embeddings: Vec<f32>,
-    pub dim: usize,
     /// One row per embedding.
     pub labels: Table,
     /// `path`, `reason`.
@@ -51,11 +50,8 @@ impl EmbDir {
         self.labels.first().map_or(0, |(_, v)| v.len())
     }
 
-    /// Writes every file into `dir`.
+    /// Writes every file but the embeddings into `dir`.
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
-        let path = dir.join(EMBEDDINGS);
-        npy::write_f32(&path, self.rows(), self.dim, &self.embeddings)
-            .with_context(|| format!("{}: cannot write", path.display()))?;
         labels::write_table(&dir.join(LABELS_PARQUET), &self.labels)?;
         labels::write_table(&dir.join(LABELS_CSV), &self.labels)?;
         labels::write_table(&dir.join(FAILED), &self.failed)?;
@@ -71,14 +67,14 @@ impl EmbDir {
     }
 
     /// Reads the directory `embed` wrote at `dir`, checking that its files
-    /// agree with each other.
+    /// (the embeddings' shape included) agree with each other.
     pub fn read(dir: &Path) -> anyhow::Result<EmbDir> {
         let path = dir.join(RECORD);
         let text =
             std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
         let record: Record = serde_json::from_slice(&text)
             .with_context(|| format!("{}: not an embed record", path.display()))?;
-        let matrix = npy::read_matrix(&dir.join(EMBEDDINGS))?;
+        let matrix = npy::shape(&dir.join(EMBEDDINGS))?;
         let labels = labels::read_table(&dir.join(LABELS_PARQUET))?;
         let failed = labels::read_table(&dir.join(FAILED))?;
         let pairs = record
@@ -91,8 +87,6 @@ impl EmbDir {
             })
             .transpose()?;
         let emb = EmbDir {
-            embeddings: matrix.data,
-            dim: matrix.cols,
             labels,
             failed,
             pairs,

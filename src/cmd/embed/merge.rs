@@ -1,14 +1,18 @@
 //! Joins the parts of a split `embed` into the embeddings directory one run
 //! writes: rows, labels and failed rows concatenated in part order, the
 //! pairs that reach across parts decided, counts summed. Memory: the
-//! merged embeddings and labels, as one run holds them.
+//! label tables; the embeddings stream from the parts' files to the
+//! merged one a buffer at a time.
 
 use anyhow::{bail, Context};
 
-use super::embdir::EmbDir;
+use std::path::PathBuf;
+
+use super::embdir::{self, EmbDir};
 use super::pairs::{self, PartPairs};
 use super::record::{Counts, Seconds, ShardNote};
 use crate::cli::MergeArgs;
+use crate::evalinput::npy;
 use crate::output::{Marker, OutputDir};
 use crate::partition::Part;
 
@@ -16,12 +20,17 @@ use crate::partition::Part;
 /// order.
 pub fn run(args: &MergeArgs, parts: &[Part]) -> anyhow::Result<()> {
     let mut out = OutputDir::begin(&args.out, "embed", args.force)?;
-    out.check_free(&super::embdir::FILES)?;
+    out.check_free(&embdir::FILES)?;
     let read: Vec<EmbDir> = parts
         .iter()
         .map(|p| EmbDir::read(&p.dir))
         .collect::<anyhow::Result<_>>()?;
-    let merged = join(parts, read)?;
+    let mut merged = join(parts, read)?;
+    let npys: Vec<PathBuf> = parts
+        .iter()
+        .map(|p| p.dir.join(embdir::EMBEDDINGS))
+        .collect();
+    merged.record.output.dim = npy::concat_f32(&out.stage().join(embdir::EMBEDDINGS), &npys)?.cols;
     // The dataset the parts were made from, as it was then.
     let source = Marker::read(&parts[0].dir, "embed")?.and_then(|m| m.derived_from);
     out.keep_source(source);
@@ -35,7 +44,6 @@ fn join(parts: &[Part], dirs: Vec<EmbDir>) -> anyhow::Result<EmbDir> {
     let (first, first_part) = dirs.next().context("no parts to merge")?;
     let mut pair_parts = vec![part_pairs(&first)];
     let mut merged = first;
-    let mut dim_from = first_part;
     let name = |p: &Part| p.dir.display().to_string();
     let columns = |d: &EmbDir| d.labels.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     for (dir, part) in dirs {
@@ -48,22 +56,7 @@ fn join(parts: &[Part], dirs: Vec<EmbDir>) -> anyhow::Result<EmbDir> {
                 columns(&merged)
             );
         }
-        if dir.dim != 0 {
-            if merged.dim != 0 && merged.dim != dir.dim {
-                bail!(
-                    "{}: {}-d embeddings, but {} holds {}-d ones",
-                    name(part),
-                    dir.dim,
-                    name(dim_from),
-                    merged.dim
-                );
-            }
-            merged.dim = dir.dim;
-            merged.record.output.dim = dir.dim;
-            dim_from = part;
-        }
         pair_parts.push(part_pairs(&dir));
-        merged.embeddings.extend_from_slice(&dir.embeddings);
         append(&mut merged.labels, dir.labels);
         append(&mut merged.failed, dir.failed);
         let (c, s) = (&mut merged.record.counts, &mut merged.record.seconds);
@@ -108,7 +101,7 @@ fn part_pairs(dir: &EmbDir) -> PartPairs {
     }
 }
 
-fn append(table: &mut super::embdir::Table, more: super::embdir::Table) {
+fn append(table: &mut embdir::Table, more: embdir::Table) {
     for ((_, values), (_, extra)) in table.iter_mut().zip(more) {
         values.extend(extra);
     }

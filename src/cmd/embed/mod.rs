@@ -36,6 +36,7 @@ use crate::embed::pipeline;
 use crate::embed::preprocess::{Normalisation, Preprocess};
 use crate::embed::runtime::{self, SearchPlaces};
 use crate::embed::source::{Faces, ImageRef};
+use crate::evalinput::npy;
 use crate::output::{self, Marker, OutputDir};
 use crate::partition::{self, PartHeader, PartKind, ShardSource};
 
@@ -176,8 +177,15 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         }),
     };
     let label = |face: usize, column: usize| faces.faces[part.start + face].values[column].clone();
+    let path = out.stage().join(embdir::EMBEDDINGS);
+    npy::write_f32(
+        &path,
+        outcome.embedded.len(),
+        outcome.dim,
+        &outcome.embeddings,
+    )
+    .with_context(|| format!("{}: cannot write", path.display()))?;
     let emb = EmbDir {
-        dim: outcome.dim,
         labels: faces
             .columns
             .iter()
@@ -197,7 +205,6 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
                 outcome.failed.iter().map(|(_, r)| r.clone()).collect(),
             ),
         ],
-        embeddings: outcome.embeddings,
         pairs: pairs.map(|p| p.text),
         record,
     };
