@@ -532,6 +532,13 @@ fn merge(parts: &[PathBuf], out: &Path) -> Output {
         .unwrap()
 }
 
+/// `embed.json`'s shard note.
+fn shard_note(dir: &Path) -> String {
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("embed.json")).unwrap()).unwrap();
+    record["shards"].as_str().unwrap().to_string()
+}
+
 /// N = 1, 2, 3, 7 parts, from the flag, a Slurm array and a Kubernetes
 /// Indexed Job, merged in any order: the directory one run writes, byte for
 /// byte but for the timings and the shard note.
@@ -544,6 +551,7 @@ fn parts_merged_equal_one_run_whatever_their_number() {
     let inputs = sharding_inputs(dir.path());
     let plain = dir.path().join("plain");
     ok(&embed_part(&inputs, &plain, &[], &[]));
+    assert_eq!(shard_note(&plain), "one machine");
     assert!(
         !plain.join("partial.json").exists(),
         "a plain run is no part"
@@ -602,7 +610,8 @@ fn parts_merged_equal_one_run_whatever_their_number() {
         let mut shuffled = parts.clone();
         shuffled.reverse();
         ok(&merge(&shuffled, &merged));
-        same_dir::assert_same(&plain, &merged, &["seconds", "shard"]);
+        same_dir::assert_same(&plain, &merged, &["seconds", "shards"]);
+        assert_eq!(shard_note(&merged), format!("merged from {n} parts"));
     }
 }
 

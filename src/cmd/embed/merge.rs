@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use super::embdir::{self, EmbDir};
 use super::pairs::{self, PartPairs};
-use super::record::{Counts, Seconds, ShardNote};
+use super::record::{Counts, Seconds};
 use crate::cli::MergeArgs;
 use crate::evalinput::npy;
 use crate::output::{Marker, OutputDir};
@@ -80,18 +80,14 @@ fn join(parts: &[Part], dirs: Vec<EmbDir>) -> anyhow::Result<EmbDir> {
         merged.record.counts.pairs = Some(joined.written);
         merged.record.counts.pairs_dropped = Some(joined.dropped);
     }
-    merged.record.shard = Some(ShardNote::Merged {
-        parts: parts.len() as u32,
-    });
+    merged.record.shards = format!("merged from {} parts", parts.len());
+    merged.record.part = None;
     Ok(merged)
 }
 
 /// A part's pairs as `pairs::join` takes them.
 fn part_pairs(dir: &EmbDir) -> PartPairs {
-    let note = match &dir.record.shard {
-        Some(ShardNote::Part(note)) => Some(note),
-        _ => None,
-    };
+    let note = dir.record.part.as_ref();
     PartPairs {
         text: dir.pairs.clone().unwrap_or_default(),
         written: dir.record.counts.pairs.unwrap_or(0),

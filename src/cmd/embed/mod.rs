@@ -43,7 +43,7 @@ use crate::partition::{self, PartHeader, PartKind, ShardSource};
 use embdir::EmbDir;
 use record::{
     Counts, DeviceRecord, InputRecord, ModelRecord, OutputRecord, PartNote, PreprocessRecord,
-    ProviderRecord, Record, RuntimeRecord, Seconds, ShardNote, SourceRecord,
+    ProviderRecord, Record, RuntimeRecord, Seconds, SourceRecord, ONE_MACHINE,
 };
 
 pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
@@ -165,15 +165,15 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
             total: started.elapsed().as_secs_f64(),
             model: outcome.model_seconds,
         },
-        shard: is_part.then(|| {
-            ShardNote::Part(PartNote {
-                index: shard.spec.index,
-                count: shard.spec.count,
-                source: shard.source.describe().to_string(),
-                faces: [part.start, part.end],
-                open_pairs: pairs.as_ref().map_or_else(Vec::new, |p| p.open.clone()),
-                second_images: pairs.as_ref().map_or_else(Vec::new, |p| p.seconds.clone()),
-            })
+        shards: if is_part {
+            format!("part {} ({})", shard.spec, shard.source.describe())
+        } else {
+            ONE_MACHINE.to_string()
+        },
+        part: is_part.then(|| PartNote {
+            faces: [part.start, part.end],
+            open_pairs: pairs.as_ref().map_or_else(Vec::new, |p| p.open.clone()),
+            second_images: pairs.as_ref().map_or_else(Vec::new, |p| p.seconds.clone()),
         }),
     };
     let label = |face: usize, column: usize| faces.faces[part.start + face].values[column].clone();
@@ -364,14 +364,7 @@ fn report(out: &Path, flags: &OutputFlags, record: &Record) -> anyhow::Result<()
         "  runtime    onnxruntime {} from {} ({})",
         record.runtime.version, record.runtime.path, record.runtime.found_by
     )?;
-    let part = match &record.shard {
-        Some(ShardNote::Part(p)) => Some(p),
-        Some(ShardNote::Merged { parts }) => {
-            writeln!(stdout, "  merged     {parts} parts")?;
-            None
-        }
-        None => None,
-    };
+    let part = record.part.as_ref();
     if let (Some(written), Some(dropped)) = (c.pairs, c.pairs_dropped) {
         let mut notes = Vec::new();
         if dropped > 0 {
@@ -387,13 +380,17 @@ fn report(out: &Path, flags: &OutputFlags, record: &Record) -> anyhow::Result<()
         };
         writeln!(stdout, "  pairs      {written} in pairs.txt{notes}")?;
     }
-    if let Some(p) = part {
-        let total: usize = record.inputs.iter().map(|i| i.faces).sum();
-        writeln!(
-            stdout,
-            "  part       {}/{}: faces {}..{} of {total}, from {}; `facekit merge` joins the parts",
-            p.index, p.count, p.faces[0], p.faces[1], p.source
-        )?;
+    match part {
+        Some(p) => {
+            let total: usize = record.inputs.iter().map(|i| i.faces).sum();
+            writeln!(
+                stdout,
+                "  shards     {}: faces {}..{} of {total}; `facekit merge` joins the parts",
+                record.shards, p.faces[0], p.faces[1]
+            )?;
+        }
+        None if record.shards != ONE_MACHINE => writeln!(stdout, "  shards     {}", record.shards)?,
+        None => {}
     }
     Ok(())
 }

@@ -28,11 +28,16 @@ pub struct Record {
     pub inputs: Vec<SourceRecord>,
     pub counts: Counts,
     pub seconds: Seconds,
-    /// Which part of a split job this is, or how many parts were merged;
-    /// absent from a one-machine run.
+    /// The shard note, as evaluate's summary has it: "one machine", "part
+    /// I/N (how it was chosen)" or "merged from N parts".
+    pub shards: String,
+    /// A part's share of the faces and what its merge needs; only in a part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<ShardNote>,
+    pub part: Option<PartNote>,
 }
+
+/// The shard note of a run that was no part of a split job.
+pub const ONE_MACHINE: &str = "one machine";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRecord {
@@ -162,22 +167,9 @@ pub struct Seconds {
     pub model: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ShardNote {
-    Part(PartNote),
-    /// A merge's note: how many parts it combined.
-    Merged {
-        parts: u32,
-    },
-}
-
 /// What a part did, and what its merge needs to finish the pair list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PartNote {
-    pub index: u32,
-    pub count: u32,
-    pub source: String,
     /// This part's faces: `[first, end)` in the whole input list.
     pub faces: [usize; 2],
     /// Pairs this part begins whose second image lies in another part.
