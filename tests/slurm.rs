@@ -216,18 +216,21 @@ fn the_whole_chain_on_slurm_equals_one_machine() {
     submit(inputs, work.path(), "all");
     let plain_emb = work.path().join("plain-emb");
     embed_plain(inputs, &plain_emb);
+    let merged_emb = work.path().join("emb");
+    same_dir::assert_same(&plain_emb, &merged_emb, &MASKED);
+    // One machine's evaluate of the same files at the same path (summary.json
+    // names its inputs), against the evaluate array merged.
     let plain_eval = work.path().join("plain-eval");
     facekit(&[
         "evaluate".as_ref(),
         "--embeddings".as_ref(),
-        plain_emb.join("embeddings.npy").as_os_str(),
+        merged_emb.join("embeddings.npy").as_os_str(),
         "--labels".as_ref(),
-        plain_emb.join("labels.parquet").as_os_str(),
+        merged_emb.join("labels.parquet").as_os_str(),
         "--out".as_ref(),
         plain_eval.as_os_str(),
         "-q".as_ref(),
     ]);
-    same_dir::assert_same(&plain_emb, &work.path().join("emb"), &MASKED);
     same_dir::assert_same(&plain_eval, &work.path().join("eval"), &MASKED);
     assert!(work.path().join("report/index.html").is_file());
 }
