@@ -664,3 +664,76 @@ fn merges_of_parts_that_do_not_fit_fail_with_one_line() {
     }
     ok(&merge(&[p2, p1, p0], &merged));
 }
+
+/// Embeddings, whether one run's or merged from parts, carry the
+/// fingerprint of the dataset they were made from: once it is converted
+/// again, evaluate says they are stale.
+#[test]
+fn embeddings_and_merged_parts_say_when_their_dataset_changed() {
+    let Some(_) = runtime("embeddings_and_merged_parts_say_when_their_dataset_changed") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kface112");
+    let convert = |seed: &str| {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/kface-sample");
+        run_ok(&[
+            "convert".as_ref(),
+            sample.as_os_str(),
+            "--out".as_ref(),
+            data.as_os_str(),
+            "--holdout".as_ref(),
+            "2".as_ref(),
+            "--seed".as_ref(),
+            seed.as_ref(),
+            "--force".as_ref(),
+            "-q".as_ref(),
+        ]);
+    };
+    convert("0");
+    let inputs = [data.join("eval")];
+    let plain = dir.path().join("plain");
+    ok(&embed_part(&inputs, &plain, &[], &[]));
+    let parts: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let part = dir.path().join(format!("part-{i}"));
+            ok(&embed_part(
+                &inputs,
+                &part,
+                &["--shard", &format!("{i}/2")],
+                &[],
+            ));
+            part
+        })
+        .collect();
+    let merged = dir.path().join("merged");
+    ok(&merge(&parts, &merged));
+    let evaluate = |emb: &Path| {
+        let out = facekit()
+            .arg("evaluate")
+            .arg("--embeddings")
+            .arg(emb.join("embeddings.npy"))
+            .arg("--labels")
+            .arg(emb.join("labels.parquet"))
+            .arg("--out")
+            .arg(dir.path().join("eval"))
+            .arg("-q")
+            .output()
+            .unwrap();
+        ok(&out);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for emb in [&plain, &merged] {
+        let said = evaluate(emb);
+        assert!(!said.contains("rerun facekit embed"), "{said}");
+    }
+    convert("1");
+    for emb in [&plain, &merged] {
+        let said = evaluate(emb);
+        assert!(
+            said.contains("rerun facekit embed"),
+            "{}: {said}",
+            emb.display()
+        );
+    }
+}
