@@ -7,6 +7,7 @@
 
 mod require;
 mod same_dir;
+mod sample;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -352,17 +353,11 @@ fn convert_embed_evaluate_report_and_the_bin_kfold() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name).into_os_string();
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/kface-sample");
     let model = fixtures().join("tiny.onnx");
-    run_ok(&[
-        "convert".as_ref(),
-        sample.as_os_str(),
-        "--out".as_ref(),
-        &d("kface112"),
-        "--holdout".as_ref(),
-        "2".as_ref(),
-        "-q".as_ref(),
-    ]);
+    ok(&facekit()
+        .args(sample::convert_args(&dir.path().join("kface112"), &[]))
+        .output()
+        .unwrap());
     let eval_dir = dir.path().join("kface112/eval");
     run_ok(&[
         "embed".as_ref(),
@@ -676,19 +671,11 @@ fn embeddings_and_merged_parts_say_when_their_dataset_changed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("kface112");
     let convert = |seed: &str| {
-        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/kface-sample");
-        run_ok(&[
-            "convert".as_ref(),
-            sample.as_os_str(),
-            "--out".as_ref(),
-            data.as_os_str(),
-            "--holdout".as_ref(),
-            "2".as_ref(),
-            "--seed".as_ref(),
-            seed.as_ref(),
-            "--force".as_ref(),
-            "-q".as_ref(),
-        ]);
+        let out = facekit()
+            .args(sample::convert_args(&data, &["--seed", seed, "--force"]))
+            .output()
+            .unwrap();
+        ok(&out);
     };
     convert("0");
     let inputs = [data.join("eval")];

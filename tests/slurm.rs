@@ -9,6 +9,7 @@
 
 mod require;
 mod same_dir;
+mod sample;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -89,16 +90,8 @@ fn inputs() -> &'static (tempfile::TempDir, Vec<PathBuf>) {
     INPUTS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("kface112");
-        let sample = root().join("data/kface-sample");
-        facekit(&[
-            "convert".as_ref(),
-            sample.as_os_str(),
-            "--out".as_ref(),
-            data.as_os_str(),
-            "--holdout".as_ref(),
-            "2".as_ref(),
-            "-q".as_ref(),
-        ]);
+        let convert = sample::convert_args(&data, &[]);
+        facekit(&convert.iter().map(|a| a.as_os_str()).collect::<Vec<_>>());
         facekit(&[
             "pairs".as_ref(),
             data.as_os_str(),
