@@ -32,15 +32,15 @@ use sha2::{Digest, Sha256};
 use crate::cli::{DeviceChoice, EmbedArgs, OutputFlags};
 use crate::embed::model::{self, Device, Model};
 use crate::embed::modelfile::{hex, ModelFile};
-use crate::embed::pipeline;
+use crate::embed::pipeline::{self, Outcome};
 use crate::embed::preprocess::{Normalisation, Preprocess};
 use crate::embed::runtime::{self, SearchPlaces};
-use crate::embed::source::{Faces, ImageRef};
+use crate::embed::source::{Face, Faces, ImageRef};
 use crate::evalinput::npy;
 use crate::output::{self, Marker, OutputDir};
 use crate::partition::{self, PartHeader, PartKind, ShardSource};
 
-use embdir::EmbDir;
+use embdir::{EmbDir, Table};
 use record::{
     Counts, DeviceRecord, InputRecord, ModelRecord, OutputRecord, PartNote, PreprocessRecord,
     ProviderRecord, Record, RuntimeRecord, Seconds, SourceRecord, ONE_MACHINE,
@@ -176,7 +176,6 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
             second_images: pairs.as_ref().map_or_else(Vec::new, |p| p.seconds.clone()),
         }),
     };
-    let label = |face: usize, column: usize| faces.faces[part.start + face].values[column].clone();
     let path = out.stage().join(embdir::EMBEDDINGS);
     npy::write_f32(
         &path,
@@ -185,43 +184,59 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         &outcome.embeddings,
     )
     .with_context(|| format!("{}: cannot write", path.display()))?;
+    let (labels, failed) = tables(&faces.columns, &faces.faces[part], &outcome);
     let emb = EmbDir {
-        labels: faces
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(c, name)| {
-                let values = outcome.embedded.iter().map(|&f| label(f, c)).collect();
-                (name.clone(), values)
-            })
-            .collect(),
-        failed: vec![
-            (
-                "path".into(),
-                outcome.failed.iter().map(|(f, _)| label(*f, 0)).collect(),
-            ),
-            (
-                "reason".into(),
-                outcome.failed.iter().map(|(_, r)| r.clone()).collect(),
-            ),
-        ],
+        labels,
+        failed,
         pairs: pairs.map(|p| p.text),
         record,
     };
     emb.write(out.stage())?;
     if is_part {
-        let stage = out.stage().join(partition::PART_FILE);
+        let path = out.stage().join(partition::PART_FILE);
         PartHeader::new(
             PartKind::Embed,
             shard,
             fingerprint(args, &model_file, norm, &faces),
         )
         .write(out.stage())
-        .with_context(|| format!("{}: cannot write", stage.display()))?;
+        .with_context(|| format!("{}: cannot write", path.display()))?;
     }
     out.commit()?;
     report(&args.out, &args.output, &emb.record)?;
     Ok(())
+}
+
+/// The label rows of the embedded faces and the failed ones (`outcome`'s
+/// indices are into `faces`).
+fn tables(columns: &[String], faces: &[Face], outcome: &Outcome) -> (Table, Table) {
+    let labels = columns
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let values = outcome
+                .embedded
+                .iter()
+                .map(|&f| faces[f].values[c].clone())
+                .collect();
+            (name.clone(), values)
+        })
+        .collect();
+    let failed = vec![
+        (
+            "path".into(),
+            outcome
+                .failed
+                .iter()
+                .map(|(f, _)| faces[*f].values[0].clone())
+                .collect(),
+        ),
+        (
+            "reason".into(),
+            outcome.failed.iter().map(|(_, r)| r.clone()).collect(),
+        ),
+    ];
+    (labels, failed)
 }
 
 /// What makes the rows of a job what they are, the same in every part:
