@@ -44,7 +44,7 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Run your exported ONNX face model over aligned crops: embeddings.npy + labels for evaluate and search
     #[command(
-        after_help = "Example:\n  facekit embed --model r50.onnx kface112/eval --out emb\n  facekit embed --model r50.onnx kface112/kface.bin --flip --out emb_bin\n\n\
+        after_help = "Example:\n  facekit embed --model r50.onnx kface112/eval --out emb\n  facekit embed --model r50.onnx kface112/kface.bin --flip --out emb_bin\n  facekit embed --model r50.onnx kface112/eval --shard 0/4 --out parts/emb-0   (then 1/4 .. 3/4, then facekit merge)\n\n\
 onnxruntime is loaded at run time: --onnxruntime PATH, else ORT_DYLIB_PATH, else the `onnxruntime` \
 package of the active Python environment (VIRTUAL_ENV, CONDA_PREFIX, python3 on PATH), else the \
 system library path. Get it with `pip install onnxruntime` (`onnxruntime-gpu` for CUDA).\n\n\
@@ -237,6 +237,8 @@ pub struct EmbedArgs {
     /// Replace an embeddings directory an earlier `facekit embed` wrote
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     #[command(flatten)]
     pub output: OutputFlags,
 }

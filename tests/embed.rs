@@ -6,6 +6,8 @@
 //! (and fails where `FACEKIT_REQUIRE` declares `onnxruntime`).
 
 mod require;
+mod same_dir;
+mod sample;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,11 +38,15 @@ fn runtime(test: &str) -> Option<PathBuf> {
     }
 }
 
-fn embed(model: &str, inputs: &[&Path], out: &Path, extra: &[&str]) -> Output {
+fn embed_command(model: &str, inputs: &[&Path], out: &Path, extra: &[&str]) -> Command {
     let mut cmd = facekit();
     cmd.arg("embed").arg("--model").arg(fixtures().join(model));
     cmd.args(inputs).arg("--out").arg(out).args(extra);
-    cmd.output().unwrap()
+    cmd
+}
+
+fn embed(model: &str, inputs: &[&Path], out: &Path, extra: &[&str]) -> Output {
+    embed_command(model, inputs, out, extra).output().unwrap()
 }
 
 fn ok(out: &Output) {
@@ -297,16 +303,24 @@ fn an_existing_result_is_replaced_only_with_force() {
         &["--flip", "--force", "-q"],
     ));
     assert_close(&rows_by_path(&out), &reference("tiny", true, "crops"));
+    // A user's folder: embed writes beside their files, never over them.
     let foreign = dir.path().join("mine");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    ok(&embed("tiny.onnx", &[&crops], &foreign, &["-q"]));
+    std::fs::write(foreign.join("embeddings.npy"), "mine too").unwrap();
+    std::fs::remove_file(foreign.join(".facekit-embed.json")).unwrap();
     fails_with(
         &embed("tiny.onnx", &[&crops], &foreign, &["--force"]),
-        "not written by `facekit embed`",
+        "embeddings.npy: exists and was not written by facekit embed",
     );
     assert_eq!(
         std::fs::read_to_string(foreign.join("notes.txt")).unwrap(),
         "mine"
+    );
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("embeddings.npy")).unwrap(),
+        "mine too"
     );
 }
 
@@ -339,17 +353,11 @@ fn convert_embed_evaluate_report_and_the_bin_kfold() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = |name: &str| dir.path().join(name).into_os_string();
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/kface-sample");
     let model = fixtures().join("tiny.onnx");
-    run_ok(&[
-        "convert".as_ref(),
-        sample.as_os_str(),
-        "--out".as_ref(),
-        &d("kface112"),
-        "--holdout".as_ref(),
-        "2".as_ref(),
-        "-q".as_ref(),
-    ]);
+    ok(&facekit()
+        .args(sample::convert_args(&dir.path().join("kface112"), &[]))
+        .output()
+        .unwrap());
     let eval_dir = dir.path().join("kface112/eval");
     run_ok(&[
         "embed".as_ref(),
@@ -467,4 +475,252 @@ fn convert_embed_evaluate_report_and_the_bin_kfold() {
             && (theirs["std"].as_f64().unwrap() - std).abs() < 1e-12,
         "facekit {mean} ± {std}, arcface_torch's rule in Python {theirs}"
     );
+}
+
+/// Crops with broken images among them, then a `.bin` of 7 pairs whose
+/// images 0 and 5 are broken: inputs whose split puts failed rows and
+/// pairs on both sides of a part boundary.
+fn sharding_inputs(dir: &Path) -> Vec<PathBuf> {
+    let crops = dir.join("crops");
+    copy_tree(&fixtures().join("crops"), &crops);
+    let good = std::fs::read(crops.join("19062421/0.jpg")).unwrap();
+    std::fs::write(crops.join("19062421/0a.jpg"), &good[..good.len() / 2]).unwrap();
+    std::fs::write(crops.join("19062634/00.jpg"), b"not a picture").unwrap();
+    let crops_read: Vec<Vec<u8>> = walkdir::WalkDir::new(fixtures().join("crops"))
+        .sort_by_file_name()
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    let mut images: Vec<Vec<u8>> = crops_read.iter().cycle().take(14).cloned().collect();
+    images[0].truncate(100);
+    images[5] = b"not a picture".to_vec();
+    let issame: Vec<bool> = (0..7).map(|i| i % 2 == 0).collect();
+    let bin = dir.join("k.bin");
+    std::fs::write(
+        &bin,
+        facekit::shard::verification_bin::to_bytes(&images, &issame).unwrap(),
+    )
+    .unwrap();
+    vec![crops, bin]
+}
+
+/// `embed -q` with the tiny model, `extra` flags and environment.
+fn embed_part(inputs: &[PathBuf], out: &Path, extra: &[&str], env: &[(&str, String)]) -> Output {
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    embed_command("tiny.onnx", &inputs, out, extra)
+        .arg("-q")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+fn merge(parts: &[PathBuf], out: &Path) -> Output {
+    facekit()
+        .arg("merge")
+        .args(parts)
+        .arg("--out")
+        .arg(out)
+        .arg("-q")
+        .output()
+        .unwrap()
+}
+
+/// `embed.json`'s shard note.
+fn shard_note(dir: &Path) -> String {
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("embed.json")).unwrap()).unwrap();
+    record["shards"].as_str().unwrap().to_string()
+}
+
+/// N = 1, 2, 3, 7 parts, from the flag, a Slurm array and a Kubernetes
+/// Indexed Job, merged in any order: the directory one run writes, byte for
+/// byte but for the timings and the shard note.
+#[test]
+fn parts_merged_equal_one_run_whatever_their_number() {
+    let Some(_) = runtime("parts_merged_equal_one_run_whatever_their_number") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = sharding_inputs(dir.path());
+    let plain = dir.path().join("plain");
+    ok(&embed_part(&inputs, &plain, &[], &[]));
+    assert_eq!(shard_note(&plain), "one machine");
+    assert!(
+        !plain.join("partial.json").exists(),
+        "a plain run is no part"
+    );
+    let pairs = std::fs::read_to_string(plain.join("pairs.txt")).unwrap();
+    assert_eq!(
+        pairs.lines().count(),
+        5,
+        "2 of 7 pairs lose an image: {pairs}"
+    );
+    for n in [1u32, 2, 3, 7] {
+        let parts: Vec<PathBuf> = (0..n)
+            .map(|i| {
+                let part = dir.path().join(format!("n{n}/part-{i}"));
+                let (flags, env): (Vec<String>, Vec<(&str, String)>) = match n {
+                    3 => (
+                        vec![],
+                        vec![
+                            ("SLURM_ARRAY_TASK_ID", (i + 1).to_string()),
+                            ("SLURM_ARRAY_TASK_COUNT", n.to_string()),
+                            ("SLURM_ARRAY_TASK_MIN", "1".into()),
+                        ],
+                    ),
+                    2 => (
+                        vec!["--shard-count".into(), n.to_string()],
+                        vec![("JOB_COMPLETION_INDEX", i.to_string())],
+                    ),
+                    _ => (vec!["--shard".into(), format!("{i}/{n}")], vec![]),
+                };
+                let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                ok(&embed_part(&inputs, &part, &flags, &env));
+                part
+            })
+            .collect();
+        let header: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(parts[0].join("partial.json")).unwrap()).unwrap();
+        let source = header["source"].as_str().unwrap();
+        let expected = match n {
+            3 => "Slurm",
+            2 => "Kubernetes",
+            _ => "--shard",
+        };
+        assert!(source.contains(expected), "{n} parts: {source}");
+        // Each part is an EMB_DIR of its own rows.
+        let rows: usize = parts
+            .iter()
+            .map(|p| npy::read_matrix(&p.join("embeddings.npy")).unwrap().rows)
+            .sum();
+        assert_eq!(
+            rows,
+            npy::read_matrix(&plain.join("embeddings.npy"))
+                .unwrap()
+                .rows
+        );
+        let merged = dir.path().join(format!("n{n}/merged"));
+        let mut shuffled = parts.clone();
+        shuffled.reverse();
+        ok(&merge(&shuffled, &merged));
+        same_dir::assert_same(&plain, &merged, &["seconds", "shards"]);
+        assert_eq!(shard_note(&merged), format!("merged from {n} parts"));
+    }
+}
+
+/// Parts of another job, a missing part, a part given twice, a folder that
+/// is no part: one line each, and no output.
+#[test]
+fn merges_of_parts_that_do_not_fit_fail_with_one_line() {
+    let Some(_) = runtime("merges_of_parts_that_do_not_fit_fail_with_one_line") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = sharding_inputs(dir.path());
+    let part = |name: &str, i: u32, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let shard = format!("{i}/3");
+        let flags: Vec<&str> = ["--shard", shard.as_str()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        ok(&embed_part(&inputs, &out, &flags, &[]));
+        out
+    };
+    let (p0, p1, p2) = (part("p0", 0, &[]), part("p1", 1, &[]), part("p2", 2, &[]));
+    let flipped = part("flipped", 1, &["--flip"]);
+    let other = {
+        let out = dir.path().join("other");
+        ok(&embed_part(&inputs[..1], &out, &["--shard", "1/3"], &[]));
+        out
+    };
+    let merged = dir.path().join("merged");
+    for (parts, needle) in [
+        (
+            vec![&p0, &flipped, &p2],
+            "flipped: the fingerprint of the inputs and flags differs",
+        ),
+        (
+            vec![&p0, &other, &p2],
+            "other: the fingerprint of the inputs and flags differs",
+        ),
+        (vec![&p0, &p2], "shard 1/3 is missing"),
+        (vec![&p0, &p1, &p1, &p2], "shard 1/3 given twice"),
+        (
+            vec![&p0, &p1, &p2, &dir.path().join("crops")],
+            "no partial.json",
+        ),
+    ] {
+        let parts: Vec<PathBuf> = parts.into_iter().cloned().collect();
+        fails_with(&merge(&parts, &merged), needle);
+        assert!(!merged.exists(), "no output after {needle}");
+    }
+    ok(&merge(&[p2, p1, p0], &merged));
+}
+
+/// Embeddings, whether one run's or merged from parts, carry the
+/// fingerprint of the dataset they were made from: once it is converted
+/// again, evaluate says they are stale.
+#[test]
+fn embeddings_and_merged_parts_say_when_their_dataset_changed() {
+    let Some(_) = runtime("embeddings_and_merged_parts_say_when_their_dataset_changed") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("kface112");
+    let convert = |seed: &str| {
+        let out = facekit()
+            .args(sample::convert_args(&data, &["--seed", seed, "--force"]))
+            .output()
+            .unwrap();
+        ok(&out);
+    };
+    convert("0");
+    let inputs = [data.join("eval")];
+    let plain = dir.path().join("plain");
+    ok(&embed_part(&inputs, &plain, &[], &[]));
+    let parts: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let part = dir.path().join(format!("part-{i}"));
+            ok(&embed_part(
+                &inputs,
+                &part,
+                &["--shard", &format!("{i}/2")],
+                &[],
+            ));
+            part
+        })
+        .collect();
+    let merged = dir.path().join("merged");
+    ok(&merge(&parts, &merged));
+    let evaluate = |emb: &Path| {
+        let out = facekit()
+            .arg("evaluate")
+            .arg("--embeddings")
+            .arg(emb.join("embeddings.npy"))
+            .arg("--labels")
+            .arg(emb.join("labels.parquet"))
+            .arg("--out")
+            .arg(dir.path().join("eval"))
+            .arg("-q")
+            .output()
+            .unwrap();
+        ok(&out);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for emb in [&plain, &merged] {
+        let said = evaluate(emb);
+        assert!(!said.contains("rerun facekit embed"), "{said}");
+    }
+    convert("1");
+    for emb in [&plain, &merged] {
+        let said = evaluate(emb);
+        assert!(
+            said.contains("rerun facekit embed"),
+            "{}: {said}",
+            emb.display()
+        );
+    }
 }

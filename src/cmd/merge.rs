@@ -11,7 +11,7 @@ use crate::partition::{self, PartKind};
 pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
     let parts = partition::gather(&args.parts).context("merge")?;
     match parts[0].header.kind {
-        PartKind::Embed => anyhow::bail!("merging embed parts is being built (issue 12)"),
+        PartKind::Embed => crate::cmd::embed::merge::run(args, &parts),
         PartKind::Evaluate => crate::cmd::evaluate::merge(&parts, args),
     }
 }

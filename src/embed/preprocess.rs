@@ -7,10 +7,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How pixel values are scaled before the model sees them: `(x − mean)/std`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Normalisation {
     pub mean: f32,
     pub std: f32,
@@ -65,7 +65,7 @@ impl FromStr for Normalisation {
 }
 
 /// Where the channel axis sits in the input tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Layout {
     Nchw,

@@ -61,7 +61,7 @@ pub struct Face {
 }
 
 /// What an input turned out to be, for messages and `embed.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InputKind {
     EvalDir,

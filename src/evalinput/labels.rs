@@ -137,9 +137,20 @@ pub fn read_labels(path: &Path) -> Result<Labels, LabelsError> {
     let columns = if is_parquet(path) {
         read_parquet_text(path)?
     } else {
-        read_csv_text(path)?
+        // Hand-made CSVs pad their cells.
+        read_csv_text(path, csv::Trim::All)?
     };
     from_columns(path, columns)
+}
+
+/// Reads a table `write_table` wrote, exactly: every column as text, in
+/// file order, cells untrimmed (`merge` writes them again).
+pub fn read_table(path: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
+    if is_parquet(path) {
+        read_parquet_text(path)
+    } else {
+        read_csv_text(path, csv::Trim::None)
+    }
 }
 
 pub(crate) fn is_parquet(path: &Path) -> bool {
@@ -200,13 +211,13 @@ fn from_columns(path: &Path, columns: Vec<(String, Vec<String>)>) -> Result<Labe
     })
 }
 
-fn read_csv_text(path: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
+fn read_csv_text(path: &Path, trim: csv::Trim) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
     let err = |e: csv::Error| LabelsError::Read {
         path: path.to_path_buf(),
         message: super::one_line(&e),
     };
     let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
+        .trim(trim)
         .from_path(path)
         .map_err(err)?;
     let names: Vec<String> = reader
@@ -322,5 +333,25 @@ mod tests {
         assert_eq!(labels.path.as_deref().unwrap(), ["x/1.jpg", "x/2.jpg"]);
         assert_eq!(labels.column("in_db").unwrap(), ["true", "false"]);
         assert_eq!(labels.column("light").unwrap(), ["L1", "L3"]);
+    }
+
+    #[test]
+    fn tables_read_back_exactly_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = vec![
+            (
+                "path".to_string(),
+                vec![" a b.jpg".to_string(), "c,\"d\".png".into()],
+            ),
+            (
+                "Role".to_string(),
+                vec!["Gallery ".to_string(), String::new()],
+            ),
+        ];
+        for name in ["t.csv", "t.parquet"] {
+            let path = dir.path().join(name);
+            write_table(&path, &table).unwrap();
+            assert_eq!(read_table(&path).unwrap(), table, "{name}");
+        }
     }
 }

@@ -88,29 +88,11 @@ pub fn header(path: &Path) -> Result<Header, NpyError> {
 /// a split evaluation reads its share. The whole file's length is checked
 /// against the header all the same.
 pub fn read_rows(path: &Path, rows: Range<usize>) -> Result<Matrix, NpyError> {
+    let (header, mut reader) = open(path)?;
     let io_err = |source| NpyError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(io_err)?;
-    let file_len = file.metadata().map_err(io_err)?.len();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let (header, header_len) = read_header(&mut reader, path)?;
-    let expected = (header.rows as u64)
-        .checked_mul(header.cols as u64)
-        .and_then(|n| n.checked_mul(header.dtype.size() as u64))
-        .ok_or_else(|| NpyError::Format {
-            path: path.to_path_buf(),
-            reason: "shape too large".into(),
-        })?;
-    let found = file_len.saturating_sub(header_len as u64);
-    if found != expected {
-        return Err(NpyError::Truncated {
-            path: path.to_path_buf(),
-            found,
-            expected,
-        });
-    }
     let (first, end) = (rows.start.min(header.rows), rows.end.min(header.rows));
     let size = header.dtype.size();
     let skip = (first * header.cols * size) as i64;
@@ -141,6 +123,41 @@ pub fn read_rows(path: &Path, rows: Range<usize>) -> Result<Matrix, NpyError> {
         dtype: header.dtype,
         data,
     })
+}
+
+/// The shape and type of the array at `path`, its length checked; the
+/// data is not read.
+pub fn shape(path: &Path) -> Result<Header, NpyError> {
+    open(path).map(|(header, _)| header)
+}
+
+/// Opens the array at `path`, checks that the file holds the data its
+/// header announces, and leaves the reader at the data.
+fn open(path: &Path) -> Result<(Header, BufReader<File>), NpyError> {
+    let io_err = |source| NpyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let file_len = file.metadata().map_err(io_err)?.len();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let (header, header_len) = read_header(&mut reader, path)?;
+    let expected = (header.rows as u64)
+        .checked_mul(header.cols as u64)
+        .and_then(|n| n.checked_mul(header.dtype.size() as u64))
+        .ok_or_else(|| NpyError::Format {
+            path: path.to_path_buf(),
+            reason: "shape too large".into(),
+        })?;
+    let found = file_len.saturating_sub(header_len as u64);
+    if found != expected {
+        return Err(NpyError::Truncated {
+            path: path.to_path_buf(),
+            found,
+            expected,
+        });
+    }
+    Ok((header, reader))
 }
 
 /// Parses the magic, version and header dict; returns the header and the
@@ -259,21 +276,27 @@ fn parse_dict(dict: &str) -> Result<Header, DictError> {
     }
 }
 
+/// The version 1 header of a float32 C-order [rows, cols] array, padded so
+/// that the data starts on a 64-byte boundary, ending in '\n'.
+fn f32_header(rows: usize, cols: usize) -> Vec<u8> {
+    let mut dict =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let unpadded = MAGIC.len() + 2 + 2 + dict.len() + 1;
+    dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    dict.push('\n');
+    let mut header = MAGIC.to_vec();
+    header.extend_from_slice(&[1, 0]);
+    header.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    header.extend_from_slice(dict.as_bytes());
+    header
+}
+
 /// Writes a float32 C-order [rows, cols] array (fixtures, benchmarks, `embed`).
 pub fn write_f32(path: &Path, rows: usize, cols: usize, data: &[f32]) -> io::Result<()> {
     use std::io::Write;
     assert_eq!(data.len(), rows * cols, "data fills the shape");
-    let mut dict =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    // Pad so that the data starts on a 64-byte boundary, ending in '\n'.
-    let unpadded = MAGIC.len() + 2 + 2 + dict.len() + 1;
-    dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    dict.push('\n');
     let mut file = crate::output::AtomicFile::create(path)?;
-    file.write_all(MAGIC)?;
-    file.write_all(&[1, 0])?;
-    file.write_all(&(dict.len() as u16).to_le_bytes())?;
-    file.write_all(dict.as_bytes())?;
+    file.write_all(&f32_header(rows, cols))?;
     for chunk in data.chunks(1 << 16) {
         let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
         file.write_all(&bytes)?;
@@ -281,9 +304,90 @@ pub fn write_f32(path: &Path, rows: usize, cols: usize, data: &[f32]) -> io::Res
     file.commit()
 }
 
+/// Writes the rows of float32 arrays one after another into `path`, as
+/// `write_f32` would write them all, a buffer at a time (the arrays are
+/// never in memory whole). Arrays without rows join whatever their width.
+/// Returns the shape written.
+pub fn concat_f32(path: &Path, parts: &[PathBuf]) -> Result<Header, NpyError> {
+    let mut shapes = Vec::with_capacity(parts.len());
+    for part in parts {
+        let header = shape(part)?;
+        if header.dtype != Dtype::F32 {
+            return Err(NpyError::Format {
+                path: part.clone(),
+                reason: "float16; only float32 arrays are joined".into(),
+            });
+        }
+        shapes.push(header);
+    }
+    let full: Vec<&Header> = shapes.iter().filter(|h| h.rows > 0).collect();
+    let cols = full.first().map_or(0, |h| h.cols);
+    if let Some((i, h)) = shapes
+        .iter()
+        .enumerate()
+        .find(|(_, h)| h.rows > 0 && h.cols != cols)
+    {
+        return Err(NpyError::Format {
+            path: parts[i].clone(),
+            reason: format!("{} columns where the arrays before it have {cols}", h.cols),
+        });
+    }
+    let rows = full.iter().map(|h| h.rows).sum();
+    let out_err = |source| NpyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = crate::output::AtomicFile::create(path).map_err(out_err)?;
+    io::Write::write_all(&mut file, &f32_header(rows, cols)).map_err(out_err)?;
+    for part in parts {
+        let (_, mut reader) = open(part)?;
+        io::copy(&mut reader, &mut file).map_err(|source| NpyError::Io {
+            path: part.clone(),
+            source,
+        })?;
+    }
+    file.commit().map_err(out_err)?;
+    Ok(Header {
+        dtype: Dtype::F32,
+        rows,
+        cols,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn joined_arrays_are_what_one_write_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, rows: usize, cols: usize, first: f32| {
+            let path = dir.path().join(name);
+            let data: Vec<f32> = (0..rows * cols).map(|i| first + i as f32).collect();
+            write_f32(&path, rows, cols, &data).unwrap();
+            (path, data)
+        };
+        let (a, mut all) = write("a.npy", 2, 3, 0.5);
+        let (empty, _) = write("empty.npy", 0, 0, 0.0);
+        let (b, rest) = write("b.npy", 1, 3, -7.0);
+        all.extend(rest);
+        let (whole, _) = write("whole.npy", 3, 3, 0.0);
+        write_f32(&whole, 3, 3, &all).unwrap();
+        let joined = dir.path().join("joined.npy");
+        let shape = concat_f32(&joined, &[a.clone(), empty, b]).unwrap();
+        assert_eq!((shape.rows, shape.cols), (3, 3));
+        assert_eq!(
+            std::fs::read(&joined).unwrap(),
+            std::fs::read(&whole).unwrap()
+        );
+
+        let (narrow, _) = write("narrow.npy", 1, 2, 0.0);
+        let e = concat_f32(&joined, &[a, narrow]).unwrap_err().to_string();
+        assert!(
+            e.contains("narrow.npy: not a .npy file (2 columns where the arrays before it have 3)"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn header_dicts_parse() {

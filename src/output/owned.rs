@@ -150,11 +150,14 @@ pub struct OutputDir {
     fingerprint_file: Option<String>,
     derived_from: Option<Source>,
     journaled: bool,
+    /// Whether `begin` made the folder: a run that fails removes it again.
+    created: bool,
     _lock: DirLock,
 }
 
 impl OutputDir {
     pub fn begin(dir: &Path, command: &str, force: bool) -> Result<OutputDir, OutputError> {
+        let created = fs::symlink_metadata(dir).is_err();
         fs::create_dir_all(dir).map_err(io_at(dir))?;
         let lock = DirLock::acquire(dir, command).map_err(|failure| match failure {
             LockFailure::Held(holder) => OutputError::Locked {
@@ -189,6 +192,7 @@ impl OutputDir {
             fingerprint_file: None,
             derived_from: None,
             journaled: false,
+            created,
             _lock: lock,
         })
     }
@@ -229,6 +233,12 @@ impl OutputDir {
             });
         }
         Ok(())
+    }
+
+    /// Records `source` as it is, not as the dataset is now: an output
+    /// joined from parts keeps the source its parts were made from.
+    pub fn keep_source(&mut self, source: Option<Source>) {
+        self.derived_from = source;
     }
 
     /// Swaps the staged output in; returns the files written, relative to
@@ -296,6 +306,11 @@ impl Drop for OutputDir {
         // the journal it goes, and the folder is as it was.
         if !self.journaled {
             let _ = fs::remove_dir_all(&self.stage);
+            if self.created {
+                // Only the lock is left in a folder this run made.
+                let _ = fs::remove_file(self.dir.join(LOCK_FILE));
+                let _ = fs::remove_dir(&self.dir);
+            }
         }
     }
 }
@@ -669,6 +684,19 @@ mod tests {
             tree(dir.path()).into_iter().collect::<Vec<_>>(),
             [("summary.json".to_string(), "mine".to_string())]
         );
+    }
+
+    #[test]
+    fn a_failed_run_leaves_no_folder_it_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("new");
+        let run = OutputDir::begin(&out, "embed", true).unwrap();
+        write(run.stage(), "embeddings.npy", "half");
+        drop(run);
+        assert!(!out.exists());
+        fs::create_dir(&out).unwrap();
+        drop(OutputDir::begin(&out, "embed", true).unwrap());
+        assert!(out.is_dir(), "a folder that was there stays");
     }
 
     #[test]
