@@ -30,6 +30,10 @@ struct float4 {
 struct uint4 {
     unsigned x, y, z, w;
 };
+struct float2 {
+    float x, y;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
 
 inline Dim gridDim, blockDim;
 inline thread_local Dim threadIdx, blockIdx;
@@ -99,8 +103,17 @@ inline unsigned atomicAdd(unsigned* p, unsigned v) { return std::atomic_ref<unsi
 inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
     return std::atomic_ref<unsigned long long>(*p).fetch_add(v);
 }
+inline unsigned atomicMax(unsigned* p, unsigned v) {
+    std::atomic_ref<unsigned> a(*p);
+    unsigned old = a.load();
+    while (old < v && !a.compare_exchange_weak(old, v)) {
+    }
+    return old;
+}
 inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
+inline unsigned __float_as_uint(float f) { return from_bits<unsigned>(to_bits(f)); }
 inline float __int_as_float(int i) { return from_bits<float>((uint32_t)i); }
 inline float __uint_as_float(unsigned i) { return from_bits<float>(i); }
 using std::fmaxf;

@@ -14,6 +14,7 @@ pub struct TailState {
     pub count: u64,
     pub tile_start: u64,
     pub above: u64,
+    pub fresh: u64,
     pub bin: i32,
     pub redo: i32,
     pub overflow: i32,
@@ -28,6 +29,9 @@ pub struct FoldParams {
     pub ld: u64,
     pub row0: u64,
     pub col0: u64,
+    pub p32: u64,
+    pub g32: u64,
+    pub dim: u64,
     pub plabel: u64,
     pub glabel: u64,
     pub mate_best: u64,
@@ -38,6 +42,9 @@ pub struct FoldParams {
     pub tail_buf: u64,
     pub tail: u64,
     pub tail_cap: u64,
+    pub worst: u64,
+    pub margin: f32,
+    pub margin2: f32,
     pub half_bins: f32,
     pub rows: i32,
     pub cols: i32,
@@ -61,9 +68,9 @@ pub struct TailParams {
     pub cap: u64,
     pub high_water: u64,
     pub half_bins: f32,
+    pub margin2: f32,
     pub bins: i32,
     pub after_redo: i32,
-    pub pad: i32,
 }
 
 // SAFETY: plain #[repr(C)] data (integers, floats, device addresses), laid
