@@ -7,8 +7,9 @@
 //! the store) against brute force on decision scores; and checks that the
 //! kernels' decision score (`warp_dot32`) is `rescore::decision_score` bit
 //! for bit. This is the kernels' logic run where there is no GPU; the GPU
-//! tests (`tests/gpu.rs`) check the real thing. The top-k lengths cover
-//! each shape of the warp's list (one slot per lane partly or wholly
+//! tests (`tests/gpu.rs`) check the real thing. Without a top-k the
+//! all-distinct cases take the engine's triangle of tiles. The top-k
+//! lengths cover each shape of the warp's list (one slot per lane partly or wholly
 //! filled, two slots) up to the engine's limit of 64. Skipped, saying so,
 //! without a C++20 compiler (`$CXX` or `c++`).
 
@@ -58,9 +59,15 @@ fn emulate(top_k: usize, block: usize) {
     );
     assert_eq!(
         report.lines().filter(|l| l.ends_with(": ok")).count(),
-        9,
+        10,
         "{report}"
     );
+}
+
+/// No top-k: the all-distinct cases fold the upper triangle of tiles only.
+#[test]
+fn fold_and_tail_top0_triangle() {
+    emulate(0, 64);
 }
 
 #[test]

@@ -150,10 +150,14 @@ static void run(const Config& c, unsigned seed) {
     int compactions = 0;
     const int ld = (c.tile_cols + 3) / 4 * 4;
     std::vector<float> tile((size_t)c.block_rows * ld);
+    // All distinct pairs with no top-k: the triangle, every mate score first.
+    const bool triangle = TOPK == 0 && c.all_distinct;
+    for (int p0 = 0; triangle && p0 < R; p0 += c.block_rows)
+        genuine_pass(P, G, DIM, p0, std::min(c.block_rows, R - p0), C, c.tile_cols, m, pair_score, best);
     for (int p0 = 0; p0 < R; p0 += c.block_rows) {
         const int rows = std::min(c.block_rows, R - p0);
-        genuine_pass(P, G, DIM, p0, rows, C, c.tile_cols, m, pair_score, best);
-        for (int g0 = 0; g0 < C; g0 += c.tile_cols) {
+        if (!triangle) genuine_pass(P, G, DIM, p0, rows, C, c.tile_cols, m, pair_score, best);
+        for (int g0 = triangle ? p0 / c.tile_cols * c.tile_cols : 0; g0 < C; g0 += c.tile_cols) {
             const int cols = std::min(c.tile_cols, C - g0);
             for (int i = 0; i < rows; ++i)
                 for (int j = 0; j < cols; ++j) tile[(size_t)i * ld + j] = K[(size_t)(p0 + i) * C + g0 + j];
@@ -168,6 +172,9 @@ static void run(const Config& c, unsigned seed) {
             f.plabel = pl.data() + p0;
             f.glabel = gl.data() + g0;
             f.mate_best = best.data() + p0;
+            f.mate_all = best.data();
+            f.rank_all = rank.data();
+            f.triangle = triangle;
             f.hist = hist.data();
             f.top_s = top_s.data() + (size_t)p0 * TOPK;
             f.top_j = top_j.data() + (size_t)p0 * TOPK;
@@ -312,6 +319,7 @@ int main(int argc, char** argv) {
     run({"probe-gallery, one tile, whole window", 20, 90, 20, 90, 1000, 0, 1000, false, Random, 0, 0, 1, false, false}, 2);
     run({"all-distinct, three tiles", 70, 70, 70, 32, 128, 40, 60, true, Random, 40, 64, 3, true, false}, 3);
     run({"all-distinct, probe blocks with a row offset", 70, 70, 24, 32, 128, 40, 60, true, Random, 40, 64, 3, true, false}, 7);
+    run({"all-distinct, small blocks (the triangle without a top-k)", 96, 96, 16, 16, 128, 40, 60, true, Random, 50, 64, 2, true, false}, 10);
     run({"probe-gallery, probe blocks with a row offset", 45, 200, 16, 64, 256, 100, 80, false, Random, 60, 400, 2, true, false}, 8);
     run({"probe-gallery, tail beyond the pairs", 9, 40, 9, 16, 32, 0, 32, false, Random, 100000, 8, 1, false, false}, 4);
     run({"probe-gallery, many tiles, compaction", 16, 640, 16, 64, 4096, 1000, 2000, false, Random, 100, 200, 2, true, false}, 5);

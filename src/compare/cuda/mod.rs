@@ -25,9 +25,11 @@
 //! Uploads and read-backs pass through page-locked host memory. The gallery
 //! stays on the GPU when it fits, else it is streamed block by block (twice
 //! per probe block: once for the genuine pass, once for the products). The
-//! all-distinct pairing computes the whole square, since each probe's
-//! candidate list and mate rank need its full row, and counts each
-//! unordered pair once (column above row).
+//! all-distinct pairing counts each unordered pair once (column above
+//! row); with no top-k it computes only the tiles that reach above the
+//! diagonal, each pair ranking both its rows, and with a top-k the whole
+//! square, since each probe's list needs its full row (the engine's
+//! description says so).
 
 mod device;
 pub mod kernels;
@@ -176,7 +178,11 @@ impl CudaEngine {
             })?;
             let (major, minor) = ctx.compute_capability()?;
             let arch = format!("sm_{major}{minor}");
-            let name = format!("cuda:{ordinal} {} ({arch})", ctx.name()?);
+            let name = format!(
+                "cuda:{ordinal} {} ({arch}; decisions on fp32 scores; all distinct pairs with a \
+                 top-k take the full square, each probe's list needing its whole row)",
+                ctx.name()?
+            );
             let sm_count = ctx
                 .attribute(drv_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
                 as u32;

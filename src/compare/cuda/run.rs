@@ -36,11 +36,32 @@ pub fn run(
         };
         return Ok((result, Profile::default()));
     };
-    for p0 in (0..r.s.np).step_by(r.s.rows_t) {
-        let rows = r.s.rows_t.min(r.s.np - p0);
+    let Shape {
+        np,
+        ng,
+        rows_t,
+        cols_t,
+        triangle,
+        ..
+    } = r.s;
+    if triangle {
+        // Every mate score first: a tile's columns rank against theirs.
+        for p0 in (0..np).step_by(rows_t) {
+            let rows = rows_t.min(np - p0);
+            let probes = r.probe_block(p0, rows)?;
+            r.genuine_pass(p0, rows, probes)?;
+        }
+    }
+    for p0 in (0..np).step_by(rows_t) {
+        let rows = rows_t.min(np - p0);
         let probes = r.probe_block(p0, rows)?;
-        r.genuine_pass(p0, rows, probes)?;
-        for g0 in (0..r.s.ng).step_by(r.s.cols_t) {
+        if !triangle {
+            r.genuine_pass(p0, rows, probes)?;
+        }
+        // The triangle starts at the column block holding the block's
+        // first row: those before lie wholly below the diagonal.
+        let first = if triangle { p0 / cols_t * cols_t } else { 0 };
+        for g0 in (first..ng).step_by(cols_t) {
             r.tile(p0, rows, probes, g0)?;
         }
     }
@@ -50,6 +71,10 @@ pub fn run(
 /// The job's sizes.
 struct Shape {
     all_distinct: bool,
+    /// All distinct pairs with no top-k: only the tiles above the diagonal,
+    /// each pair ranking both its rows (fold.cu). With a top-k the square,
+    /// since each probe's list needs its whole row.
+    triangle: bool,
     np: usize,
     ng: usize,
     dim: usize,
@@ -270,6 +295,7 @@ impl<'e, 'j> Run<'e, 'j> {
             gallery,
             s: Shape {
                 all_distinct,
+                triangle: all_distinct && k == 0,
                 np,
                 ng,
                 dim,
@@ -504,10 +530,12 @@ impl<'e, 'j> Run<'e, 'j> {
             plabel: b.plabel.ptr + (p0 * 4) as u64,
             glabel: b.glabel.ptr + (g0 * 4) as u64,
             mate_best: b.mate_best.ptr + (p0 * 4) as u64,
+            mate_all: b.mate_best.ptr,
             hist: b.hist.ptr,
             top_s: b.top_s.ptr + (p0 * k * 4) as u64,
             top_j: b.top_j.ptr + (p0 * k * 4) as u64,
             rank_count: b.rank.ptr + (p0 * 8) as u64,
+            rank_all: b.rank.ptr,
             tail_buf: b.tail_buf.ptr,
             tail: b.tail_state.ptr,
             tail_cap: self.s.tail_cap as u64,
@@ -521,6 +549,7 @@ impl<'e, 'j> Run<'e, 'j> {
             win_lo: self.win_lo as i32,
             win_len: self.win_len as i32,
             all_distinct: self.s.all_distinct as i32,
+            triangle: self.s.triangle as i32,
             do_main: 1,
             do_tail: (want > 0) as i32,
             redo_only: 0,

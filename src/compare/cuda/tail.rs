@@ -291,6 +291,38 @@ mod tests {
         }
     }
 
+    /// The triangle's tile order (all distinct pairs, no top-k): each
+    /// probe block starts at the column block holding its first row, so
+    /// every block begins with a tile on the diagonal, smaller than those
+    /// after it. Blocks from the start, the middle and the end of 10^6
+    /// rows.
+    #[test]
+    fn triangle_order_fits() {
+        let n = 1_000_000u64;
+        let want = (n * (n - 1) / 2) / 100_000;
+        let tiles: Vec<Vec<u64>> = [0u64, 1, 2, 3, 61, 62, 121, 122]
+            .into_iter()
+            .flat_map(|p| (p * 8192 / 16384..n.div_ceil(16384)).map(move |g| (p, g)))
+            .map(|(p, g)| {
+                tile(
+                    triangle_pairs(n, p * 8192, 8192, g * 16384, 16384),
+                    0.0,
+                    0.025,
+                )
+            })
+            .collect();
+        assert_eq!(triangle_pairs(n, 8192, 8192, 0, 16384), 33_550_336);
+        for band in BANDS {
+            let m = model(&tiles, want, band);
+            eprintln!(
+                "triangle, want {want}, band {band}: peak {} of {} places, {} tiles redone",
+                m.peak,
+                m.capacity(),
+                m.state.redone
+            );
+        }
+    }
+
     /// A probe × gallery job whose gallery is sorted so that each tile
     /// scores higher than the last: the old store took nearly every
     /// impostor of each tile.

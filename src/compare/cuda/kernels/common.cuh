@@ -64,10 +64,12 @@ struct FoldParams {
     const u32* plabel;    // labels of the tile's rows
     const u32* glabel;    // labels of its columns (padded by 4)
     const float* mate_best;
+    const float* mate_all;  // every row's mate score (the triangle's columns)
     u64* hist;
     float* top_s;
     u32* top_j;
     u64* rank_count;
+    u64* rank_all;          // every row's rank count (the triangle's columns)
     TailEntry* tail_buf;
     TailState* tail;
     u64 tail_cap;
@@ -77,6 +79,7 @@ struct FoldParams {
     float half_bins;
     int rows, cols, bins, win_lo, win_len;
     int all_distinct;
+    int triangle;   // all-distinct upper triangle only: each pair ranks both rows
     int do_main;    // histogram, mate rank, top-k
     int do_tail;    // append to the tail store
     int redo_only;  // run only if the tail state asks for a redo

@@ -34,6 +34,12 @@
 // "Impostor" for the histogram and tail means: labels differ and, in the
 // all-distinct pairing, the column's global index is above the row's, so
 // each unordered pair counts once. The rank counts every non-mate.
+//
+// The triangle (all distinct pairs with no top-k, TOPK 0): the host folds
+// only the tiles that reach above the diagonal, and each pair above it
+// ranks both its rows: its row in the warp's count, its column with a
+// global atomic, one per non-mate scoring at least the column's mate
+// score (rare where the model is any good).
 
 #ifndef TOPK
 #error "compile with -DTOPK=<k>"
@@ -136,10 +142,14 @@ __device__ __forceinline__ void load4(const float* row, const u32* glabel, int c
     }
 }
 
+// A mate score as a bar: a row with no mate ranks nothing.
+__device__ __forceinline__ float mate_bar(float m) { return m == -INFINITY ? INFINITY : m; }
+
 // What a product near a bar needs its decision score for.
 #define NEED_RANK 1u
 #define NEED_TOP 2u
 #define NEED_TAIL 4u
+#define NEED_COLUMN 8u
 
 // Two blocks per multiprocessor (the host sizes the histogram window to
 // fit): 32 warps streaming scores per SM, at most 64 registers a thread.
@@ -162,8 +172,7 @@ extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(const FoldParam
         // Global indices fit in 32 bits (the host checks); the row's only
         // matters in the all-distinct pairing, where probes are the gallery.
         const u32 gi = (u32)(p.row0 + r);
-        float m = p.mate_best[r];
-        if (m == -INFINITY) m = INFINITY;  // no mate: nothing to rank against
+        const float m = mate_bar(p.mate_best[r]);
         u32 rank_c = 0;
         u32 fresh_c = 0;  // impostors in bins >= the tail's bound (fused pass)
 #if TOPK > 0
@@ -201,9 +210,21 @@ extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(const FoldParam
                     }
                     // A product a margin above the mate score is above it
                     // as a decision score too; one within it is rescored.
-                    if (non_mate && __fsub_rn(s, p.margin) >= m)
+#if TOPK == 0
+                    const bool ranked = p.triangle ? pair : non_mate;
+                    if (p.triangle && pair) {
+                        const float mc = mate_bar(p.mate_all[gj]);
+                        if (__fsub_rn(s, p.margin) >= mc)
+                            atomicAdd(&p.rank_all[gj], 1ull);
+                        else if (__fadd_rn(s, p.margin) >= mc)
+                            need |= NEED_COLUMN;
+                    }
+#else
+                    const bool ranked = non_mate;
+#endif
+                    if (ranked && __fsub_rn(s, p.margin) >= m)
                         ++rank_c;
-                    else if (non_mate && __fadd_rn(s, p.margin) >= m)
+                    else if (ranked && __fadd_rn(s, p.margin) >= m)
                         need |= NEED_RANK;
 #if TOPK > 0
                     if (valid && !(any_floor && gj == gi) && __fadd_rn(s, p.margin) >= ks) need |= NEED_TOP;
@@ -234,8 +255,11 @@ extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(const FoldParam
                     const float x = warp_dot32(row32, p.g32 + (u64)c * p.dim, p.dim, lane);
                     worst = fmaxf(worst, fabsf(__fsub_rn(cs, x)));
                     if ((what & NEED_RANK) && lane == 0 && x >= m) ++rank_c;
-#if TOPK > 0
                     const u32 cj = c_base + (u32)c;
+#if TOPK == 0
+                    if ((what & NEED_COLUMN) && lane == 0 && x >= mate_bar(p.mate_all[cj]))
+                        atomicAdd(&p.rank_all[cj], 1ull);
+#else
                     if ((what & NEED_TOP) && better(x, cj, ks, kj)) {
                         list_insert(L, x, cj, lane);
                         list_last(L, ks, kj);
