@@ -258,24 +258,33 @@ mod tests {
             .sum()
     }
 
+    /// 10^6 embeddings, all distinct pairs, FMR down to 1e-5.
+    const N: u64 = 1_000_000;
+    const WANT: u64 = (N * (N - 1) / 2) / 100_000;
+
+    /// The impostor histograms of the all-distinct tiles (probe block,
+    /// column block) of N rows in the engine's 8192 × 16384 tiles.
+    fn all_pairs_tiles(blocks: impl Iterator<Item = (u64, u64)>) -> Vec<Vec<u64>> {
+        blocks
+            .map(|(p, g)| {
+                tile(
+                    triangle_pairs(N, p * 8192, 8192, g * 16384, 16384),
+                    0.0,
+                    0.025,
+                )
+            })
+            .collect()
+    }
+
     /// 10^6 embeddings, all distinct pairs, FMR down to 1e-5 (want ≈ 5.0 M)
     /// in the engine's 8192 × 16384 tiles: the first tile lies on the
     /// diagonal (100.7 M pairs against 134.2 M for the next), which
     /// overflowed the old store (11.68 M for 11.06 M places).
     #[test]
     fn diagonal_first_all_pairs_fit() {
-        let n = 1_000_000u64;
-        let want = (n * (n - 1) / 2) / 100_000;
-        let tiles: Vec<Vec<u64>> = (0..2u64)
-            .flat_map(|p| (0..n.div_ceil(16384)).map(move |g| (p, g)))
-            .map(|(p, g)| {
-                tile(
-                    triangle_pairs(n, p * 8192, 8192, g * 16384, 16384),
-                    0.0,
-                    0.025,
-                )
-            })
-            .collect();
+        let (n, want) = (N, WANT);
+        let tiles =
+            all_pairs_tiles((0..2u64).flat_map(|p| (0..n.div_ceil(16384)).map(move |g| (p, g))));
         assert_eq!(triangle_pairs(n, 0, 8192, 0, 16384), 100_659_200);
         let (old, old_capacity) = old_peak(&tiles, want);
         assert!(old > old_capacity, "the old store held {old}");
@@ -298,19 +307,12 @@ mod tests {
     /// rows.
     #[test]
     fn triangle_order_fits() {
-        let n = 1_000_000u64;
-        let want = (n * (n - 1) / 2) / 100_000;
-        let tiles: Vec<Vec<u64>> = [0u64, 1, 2, 3, 61, 62, 121, 122]
-            .into_iter()
-            .flat_map(|p| (p * 8192 / 16384..n.div_ceil(16384)).map(move |g| (p, g)))
-            .map(|(p, g)| {
-                tile(
-                    triangle_pairs(n, p * 8192, 8192, g * 16384, 16384),
-                    0.0,
-                    0.025,
-                )
-            })
-            .collect();
+        let (n, want) = (N, WANT);
+        let tiles = all_pairs_tiles(
+            [0u64, 1, 2, 3, 61, 62, 121, 122]
+                .into_iter()
+                .flat_map(|p| (p * 8192 / 16384..n.div_ceil(16384)).map(move |g| (p, g))),
+        );
         assert_eq!(triangle_pairs(n, 8192, 8192, 0, 16384), 33_550_336);
         for band in BANDS {
             let m = model(&tiles, want, band);
