@@ -423,37 +423,15 @@ fn reduced_precisions_make_the_same_decisions() {
     let (probes, pl) = faces(100, 3, 128, 0.8, 4);
     let (gallery, gl) = faces(120, 4, 128, 0.8, 5);
     let (rows, labels) = faces(150, 4, 128, 1.0, 10);
+    let pairs = |top_k| {
+        let (ad, bins, tail) = (Pairing::AllDistinct, 1 << 16, 3000);
+        job(&rows, &labels, &rows, &labels, ad, top_k, bins, tail)
+    };
+    let pg = Pairing::ProbeGallery;
     let jobs = [
-        job(
-            &probes,
-            &pl,
-            &gallery,
-            &gl,
-            Pairing::ProbeGallery,
-            10,
-            1 << 16,
-            1000,
-        ),
-        job(
-            &rows,
-            &labels,
-            &rows,
-            &labels,
-            Pairing::AllDistinct,
-            5,
-            1 << 16,
-            3000,
-        ),
-        job(
-            &rows,
-            &labels,
-            &rows,
-            &labels,
-            Pairing::AllDistinct,
-            0,
-            1 << 16,
-            3000,
-        ),
+        job(&probes, &pl, &gallery, &gl, pg, 10, 1 << 16, 1000),
+        pairs(5),
+        pairs(0),
     ];
     for (p, bound) in [
         (Precision::Tf32, 5e-3),
