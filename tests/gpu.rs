@@ -324,6 +324,15 @@ fn check(case: &str, engine: &CudaEngine, job: &CompareJob<'_>) {
         &want,
         near_edge,
     );
+    // Either engine may bin a pair near an edge differently.
+    let cpu = CpuEngine::new().compare(job).unwrap();
+    assert_agree(
+        &format!("{case} (cuda vs cpu)"),
+        job,
+        &got,
+        &cpu,
+        2 * near_edge,
+    );
     let err = profile.max_abs_score_error.expect("sampled error");
     assert!(err <= 1e-5, "{case}: fp32 products off by {err}");
     eprintln!(

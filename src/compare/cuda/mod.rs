@@ -77,6 +77,8 @@ pub struct Profile {
     /// GPU time of the genuine pass.
     pub genuine_s: f64,
     pub tiles: u64,
+    /// Scores the products computed (rows × columns over the tiles).
+    pub products: u64,
     /// Tiles whose tail pass overflowed the store and ran again.
     pub tail_redone: u64,
     /// Device memory taken during the job (free memory before minus the
@@ -274,7 +276,8 @@ impl CudaEngine {
     }
 
     /// cuBLAS alone over the same tiles as a job of `probes` × `gallery`
-    /// rows (random operands, no fold): the products' ceiling the engine is
+    /// rows (random operands, no fold; with `triangle`, the tiles of all
+    /// distinct pairs with no top-k): the products' ceiling the engine is
     /// measured against. Returns the seconds per full sweep (median of
     /// `repeats`).
     pub fn products_only_seconds(
@@ -283,9 +286,10 @@ impl CudaEngine {
         gallery: usize,
         dim: usize,
         repeats: usize,
+        triangle: bool,
     ) -> Result<f64, CompareError> {
         Ok(guarded("cuBLAS benchmark", || {
-            products::products_only(self, probes, gallery, dim, repeats)
+            products::products_only(self, probes, gallery, dim, repeats, triangle)
         })?)
     }
 

@@ -130,14 +130,28 @@ impl Gemm {
     }
 }
 
-/// cuBLAS alone over the tiles of a `probes` × `gallery` job on random
-/// operands: seconds per sweep, the median of `repeats`.
+/// The first gallery row of the column blocks (of `cols_t` rows) that the
+/// probe block from row `p0` is multiplied with: the first, or in the
+/// all-distinct triangle the block holding row p0 (those before lie wholly
+/// below the diagonal).
+pub fn first_column(p0: usize, cols_t: usize, triangle: bool) -> usize {
+    if triangle {
+        p0 / cols_t * cols_t
+    } else {
+        0
+    }
+}
+
+/// cuBLAS alone over the tiles of a `probes` × `gallery` job (the
+/// triangle's with `triangle`) on random operands: seconds per sweep, the
+/// median of `repeats`.
 pub fn products_only(
     engine: &CudaEngine,
     probes: usize,
     gallery: usize,
     dim: usize,
     repeats: usize,
+    triangle: bool,
 ) -> Result<f64, CudaError> {
     engine.ctx.bind_to_thread()?;
     let stream = engine.ctx.new_stream()?;
@@ -179,7 +193,7 @@ pub fn products_only(
         let mut t = 0;
         'tiles: for p0 in (0..probes).step_by(rows_t) {
             let rows = rows_t.min(probes - p0);
-            for g0 in (0..gallery).step_by(cols_t) {
+            for g0 in (first_column(p0, cols_t, triangle)..gallery).step_by(cols_t) {
                 if t == limit {
                     break 'tiles;
                 }

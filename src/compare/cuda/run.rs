@@ -13,7 +13,7 @@ use cudarc::driver::{sys as drv_sys, CudaEvent, CudaFunction, CudaStream, PushKe
 
 use super::device::{cfg, mark, plain_event, DeviceBuffer, Spans, Staging};
 use super::params::{FoldParams, TailParams, TailState};
-use super::products::{operand_bytes, upload_rows, Gemm, RowsAt};
+use super::products::{first_column, operand_bytes, upload_rows, Gemm, RowsAt};
 use super::samples::{Samples, TileAt};
 use super::{kernels, rescore, tail, CudaEngine, CudaError, Profile, FOLD_BLOCKS_PER_SM};
 use crate::compare::{
@@ -58,10 +58,7 @@ pub fn run(
         if !triangle {
             r.genuine_pass(p0, rows, probes)?;
         }
-        // The triangle starts at the column block holding the block's
-        // first row: those before lie wholly below the diagonal.
-        let first = if triangle { p0 / cols_t * cols_t } else { 0 };
-        for g0 in (first..ng).step_by(cols_t) {
+        for g0 in (first_column(p0, cols_t, triangle)..ng).step_by(cols_t) {
             r.tile(p0, rows, probes, g0)?;
         }
     }
@@ -162,6 +159,8 @@ struct Run<'e, 'j> {
     uploaded: bool,
     loaded_block: Option<usize>,
     tile_no: u64,
+    /// Scores computed so far.
+    products: u64,
     samples: Samples,
     t: Timings,
     free_before: usize,
@@ -328,6 +327,7 @@ impl<'e, 'j> Run<'e, 'j> {
             uploaded: true,
             loaded_block: None,
             tile_no: 0,
+            products: 0,
             samples: Samples::new()?,
             t: Timings::default(),
             free_before,
@@ -501,6 +501,7 @@ impl<'e, 'j> Run<'e, 'j> {
             self.note_memory()?;
         }
         self.tile_no += 1;
+        self.products += (rows * cols) as u64;
         Ok(())
     }
 
@@ -687,6 +688,7 @@ impl<'e, 'j> Run<'e, 'j> {
             fold_s: self.t.fold.seconds()?,
             genuine_s: self.t.genuine.seconds()?,
             tiles: self.tile_no,
+            products: self.products,
             tail_redone: state.redone as u64,
             peak_memory_bytes: self.free_before.saturating_sub(self.min_free) as u64,
             max_abs_score_error: sampled,
