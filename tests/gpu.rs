@@ -1,8 +1,11 @@
-//! The CUDA engine against a brute-force reference (the definitions in
-//! `compare/mod.rs`, scores in float64) and against the CPU engine, on the
-//! same data: top-k identical (ties within 1e-5 may swap), histogram counts
-//! identical except pairs within 1e-6 of a bin edge, every score within
-//! 1e-5 in fp32. Skipped, saying so, where no GPU is usable.
+//! The CUDA engine against brute force and against the CPU engine, on the
+//! same data. Against brute force on its decision scores
+//! (`rescore::decision_score`), in every precision: genuine and mate
+//! scores, mate ranks, top-k lists and the impostor tail identical, bit
+//! for bit. Against the definitions in float64 and the CPU engine: top-k
+//! identical (ties within 1e-5 may swap), histogram counts identical
+//! except pairs within 1e-6 of a bin edge, every score within 1e-5.
+//! Skipped, saying so, where no GPU is usable.
 //!
 //! `scripts/gpu-check.sh` runs this executable on a GPU machine.
 
@@ -10,11 +13,12 @@ mod require;
 
 use facekit::cli::Precision;
 use facekit::compare::cpu::CpuEngine;
+use facekit::compare::cuda::rescore::decision_score;
 use facekit::compare::cuda::CudaEngine;
+use facekit::compare::{dot_f64, SplitMix, TileShape};
 use facekit::compare::{
     Candidate, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing, ProbeResult,
 };
-use facekit::compare::{SplitMix, TileShape};
 
 const TOL: f64 = 1e-5;
 const EDGE: f64 = 1e-6;
@@ -66,16 +70,26 @@ fn faces(ids: usize, per_id: usize, dim: usize, noise: f32, seed: u64) -> (Embed
 }
 
 fn exact(a: &Embeddings, i: usize, b: &Embeddings, j: usize) -> f64 {
-    a.row(i)
-        .iter()
-        .zip(b.row(j))
-        .map(|(&x, &y)| x as f64 * y as f64)
-        .sum()
+    dot_f64(a.row(i), b.row(j))
 }
 
-/// The definitions, brute force. Also returns the number of impostor
-/// pairs within EDGE of a bin edge (their bin may differ by rounding).
+/// The definitions, brute force, with float64 scores. Also returns the
+/// number of impostor pairs within EDGE of a bin edge (their bin may differ
+/// by rounding).
 fn reference(job: &CompareJob<'_>) -> (CompareResult, u64) {
+    reference_by(job, |a, b| dot_f64(a, b) as f32)
+}
+
+/// The brute force on the CUDA engine's decision scores: its results in
+/// every precision, bit for bit, but for the histogram below the tail.
+fn decisions(job: &CompareJob<'_>) -> CompareResult {
+    reference_by(job, decision_score).0
+}
+
+fn reference_by(
+    job: &CompareJob<'_>,
+    score: impl Fn(&[f32], &[f32]) -> f32,
+) -> (CompareResult, u64) {
     let ad = job.pairing == Pairing::AllDistinct;
     let (gallery, gl) = if ad {
         (job.probes, job.probe_labels)
@@ -98,7 +112,7 @@ fn reference(job: &CompareJob<'_>) -> (CompareResult, u64) {
                 continue;
             }
             let s64 = exact(job.probes, i, gallery, j);
-            let s = s64 as f32;
+            let s = score(job.probes.row(i), gallery.row(j));
             cands.push(Candidate {
                 index: j as u32,
                 score: s,
@@ -274,19 +288,51 @@ fn job<'a>(
     }
 }
 
-/// Runs one case on the GPU engine and the CPU engine and checks both
-/// against the reference.
+/// Asserts that `got` makes exactly the decisions of `want` (from
+/// [`decisions`]): the same genuine scores, tail, mate scores, ranks and
+/// top-k lists, bit for bit, and the same impostor count.
+fn assert_same_decisions(case: &str, got: &CompareResult, want: &CompareResult) {
+    let bits = |v: &[f32]| {
+        let mut b: Vec<u32> = v.iter().map(|s| s.to_bits()).collect();
+        b.sort_unstable();
+        b
+    };
+    assert_eq!(bits(&got.genuine), bits(&want.genuine), "{case}: genuine");
+    assert_eq!(got.impostor_tail, want.impostor_tail, "{case}: tail");
+    assert_eq!(got.impostor_count(), want.impostor_count(), "{case}: count");
+    for (i, (a, b)) in got.probes.iter().zip(&want.probes).enumerate() {
+        assert_eq!(a, b, "{case}: probe {i}");
+    }
+}
+
+/// Runs one case on the GPU engine and checks it against its decision
+/// scores exactly and against the float64 reference and the CPU engine
+/// within the tolerances of the module docs.
 fn check(case: &str, engine: &CudaEngine, job: &CompareJob<'_>) {
     let (want, near_edge) = reference(job);
     let (got, profile) = engine
         .compare_profiled(job)
         .unwrap_or_else(|e| panic!("{case}: {e}"));
+    assert_same_decisions(
+        &format!("{case} (cuda vs decisions)"),
+        &got,
+        &decisions(job),
+    );
     assert_agree(
         &format!("{case} (cuda vs reference)"),
         job,
         &got,
         &want,
         near_edge,
+    );
+    // Either engine may bin a pair near an edge differently.
+    let cpu = CpuEngine::new().compare(job).unwrap();
+    assert_agree(
+        &format!("{case} (cuda vs cpu)"),
+        job,
+        &got,
+        &cpu,
+        2 * near_edge,
     );
     let err = profile.max_abs_score_error.expect("sampled error");
     assert!(err <= 1e-5, "{case}: fp32 products off by {err}");
@@ -374,51 +420,63 @@ fn all_distinct_with_a_streamed_gallery_and_wide_histogram() {
     check("all-distinct, no top-k, no tail", &streamed, &j0);
 }
 
+/// tf32, bf16 and fp16 products make exactly the decisions of the decision
+/// scores (so of fp32): every product near a bar is rescored. Probe ×
+/// gallery, all distinct pairs with a top-k (the square) and without (the
+/// triangle), one tile and many.
 #[test]
-fn reduced_precisions_report_their_error() {
+fn reduced_precisions_make_the_same_decisions() {
     let Some(engine) = gpu(Precision::Fp32) else {
         return;
     };
     drop(engine);
     let (probes, pl) = faces(100, 3, 128, 0.8, 4);
     let (gallery, gl) = faces(120, 4, 128, 0.8, 5);
-    let j = job(
-        &probes,
-        &pl,
-        &gallery,
-        &gl,
-        Pairing::ProbeGallery,
-        10,
-        1 << 16,
-        1000,
-    );
-    let (want, _) = reference(&j);
+    let (rows, labels) = faces(150, 4, 128, 1.0, 10);
+    let pairs = |top_k| {
+        let (ad, bins, tail) = (Pairing::AllDistinct, 1 << 16, 3000);
+        job(&rows, &labels, &rows, &labels, ad, top_k, bins, tail)
+    };
+    let pg = Pairing::ProbeGallery;
+    let jobs = [
+        job(&probes, &pl, &gallery, &gl, pg, 10, 1 << 16, 1000),
+        pairs(5),
+        pairs(0),
+    ];
     for (p, bound) in [
         (Precision::Tf32, 5e-3),
         (Precision::Bf16, 2e-2),
         (Precision::Fp16, 5e-3),
     ] {
         let engine = CudaEngine::new(0, p).unwrap();
-        let (got, profile) = engine.compare_profiled(&j).unwrap();
-        let err = profile.max_abs_score_error.unwrap();
-        assert!(err > 0.0 && err <= bound, "{p:?}: sampled error {err}");
-        assert_eq!(got.score_error, Some(err));
-        assert_eq!(got.impostor_count(), want.impostor_count(), "{p:?}");
-        assert_eq!(got.genuine.len(), want.genuine.len(), "{p:?}");
-        let top1 = got
-            .probes
-            .iter()
-            .zip(&want.probes)
-            .filter(|(a, b)| a.top[0].index == b.top[0].index)
-            .count();
-        assert!(
-            top1 * 100 >= 95 * want.probes.len(),
-            "{p:?}: top-1 agrees for {top1} probes"
-        );
-        eprintln!(
-            "{p:?}: max sampled error {err:.2e}, top-1 agrees for {top1}/{}",
-            want.probes.len()
-        );
+        let small = CudaEngine::new(0, p).unwrap().with_tile(TileShape {
+            rows: 64,
+            cols: 128,
+        });
+        for (n, j) in jobs.iter().enumerate() {
+            let want = decisions(j);
+            for (shape, e) in [("one tile", &engine), ("64×128 tiles", &small)] {
+                let case = format!("{p:?}, job {n}, {shape}");
+                let (got, profile) = e
+                    .compare_profiled(j)
+                    .unwrap_or_else(|e| panic!("{case}: {e}"));
+                let err = profile.max_abs_score_error.unwrap();
+                assert_eq!(got.score_error, Some(err), "{case}");
+                assert!(err > 0.0 && err <= bound, "{case}: sampled error {err}");
+                assert!(
+                    profile.max_rescored_gap <= profile.margin,
+                    "{case}: gap {} past the margin {}",
+                    profile.max_rescored_gap,
+                    profile.margin
+                );
+                assert_same_decisions(&case, &got, &want);
+                eprintln!(
+                    "{case}: same decisions (sampled error {err:.2e}, margin {:.2e}, largest \
+                     rescored gap {:.2e})",
+                    profile.margin, profile.max_rescored_gap
+                );
+            }
+        }
     }
 }
 
@@ -442,8 +500,8 @@ fn a_top_k_beyond_the_limit_is_an_error() {
     assert!(err.contains("top-k"), "{err}");
 }
 
-/// The reference above against the CPU engine, everywhere (no GPU needed):
-/// it makes the GPU tests' yardstick trustworthy.
+/// The references above against the CPU engine and each other, everywhere
+/// (no GPU needed): it makes the GPU tests' yardsticks trustworthy.
 #[test]
 fn the_reference_agrees_with_the_cpu_engine() {
     let (probes, pl) = faces(60, 3, 32, 0.9, 7);
@@ -478,6 +536,13 @@ fn the_reference_agrees_with_the_cpu_engine() {
             &format!("case {n} (cpu vs reference)"),
             j,
             &cpu,
+            &want,
+            near_edge,
+        );
+        assert_agree(
+            &format!("case {n} (decision scores vs reference)"),
+            j,
+            &decisions(j),
             &want,
             near_edge,
         );

@@ -1,8 +1,11 @@
 //! GPU benchmark of the CUDA comparison engine: all-pairs impostor
 //! histogram, genuine scores and top-k of N probes against M gallery rows
-//! (random unit vectors, ten rows per identity), end to end (uploads,
-//! products, fold, read-back), next to cuBLAS's own GEMM over the same tiles
-//! at the same precision in the same run.
+//! (ten rows per identity around a random centre, mates at a cosine of
+//! about 0.5, as a face model gives), end to end (uploads, products, fold,
+//! read-back), next to cuBLAS's own GEMM over the same tiles at the same
+//! precision in the same run. Each precision after the first is checked to
+//! make exactly the first's decisions (top-k lists, mate scores and ranks,
+//! genuine scores, the exact tail).
 //!
 //! It needs a GPU; `scripts/gpu-check.sh` runs it. Without one it says so
 //! and exits 1. Built only with `--features gpu-bench`, so that it stays
@@ -14,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use facekit::cli::Precision;
 use facekit::compare::cuda::{CudaEngine, Profile};
-use facekit::compare::{CompareJob, Embeddings, HistogramSpec, Pairing};
+use facekit::compare::{CompareJob, CompareResult, Embeddings, HistogramSpec, Pairing};
 use facekit::compare::{SplitMix, TileShape};
 
 #[derive(Parser)]
@@ -66,17 +69,38 @@ fn parse_tile(s: &str) -> Result<TileShape> {
     })
 }
 
-/// Random unit vectors, made on all cores (SplitMix64 per chunk).
-fn random_rows(rows: usize, dim: usize, seed: u64) -> Result<Embeddings> {
+/// Rows of identity i / 10: the identity's centre plus as much noise
+/// (uniform values, SplitMix64 per identity), made on all cores. The same
+/// centres for every seed, so probes and gallery share identities.
+fn face_rows(rows: usize, dim: usize, seed: u64) -> Result<Embeddings> {
     use rayon::prelude::*;
     let mut data = vec![0f32; rows * dim];
-    data.par_chunks_mut(dim * 1024)
+    data.par_chunks_mut(dim * 10)
         .enumerate()
-        .for_each(|(c, chunk)| {
-            let mut rng = SplitMix(seed ^ ((c as u64 + 1) << 20));
-            chunk.iter_mut().for_each(|x| *x = rng.uniform());
+        .for_each(|(id, chunk)| {
+            let centre: Vec<f32> = {
+                let mut rng = SplitMix(0xce17e ^ (id as u64) << 20);
+                (0..dim).map(|_| rng.uniform()).collect()
+            };
+            let mut rng = SplitMix(seed ^ ((id as u64 + 1) << 24));
+            for (t, x) in chunk.iter_mut().enumerate() {
+                *x = centre[t % dim] + rng.uniform();
+            }
         });
     Ok(Embeddings::normalized(data, dim)?)
+}
+
+/// Whether two runs made the same decisions: genuine scores, exact tail,
+/// and every probe's top-k list, mate score and rank, bit for bit.
+fn same_decisions(a: &CompareResult, b: &CompareResult) -> bool {
+    let sorted = |v: &[f32]| {
+        let mut v: Vec<u32> = v.iter().map(|s| s.to_bits()).collect();
+        v.sort_unstable();
+        v
+    };
+    sorted(&a.genuine) == sorted(&b.genuine)
+        && a.impostor_tail == b.impostor_tail
+        && a.probes == b.probes
 }
 
 /// Every probe against every gallery row, the labels cut to the rows given.
@@ -108,6 +132,8 @@ struct Row {
     tile: TileShape,
     profile: Profile,
     cublas_s: f64,
+    /// Whether it made the first precision's decisions (None: it is first).
+    same: Option<bool>,
 }
 
 fn main() -> Result<()> {
@@ -124,8 +150,8 @@ fn main() -> Result<()> {
     // Fail before making gigabytes of data where no GPU is usable.
     drop(CudaEngine::new(0, args.precision[0]).context("the CUDA engine cannot start")?);
     let t = Instant::now();
-    let probes = random_rows(args.n, args.dim, 1)?;
-    let gallery = random_rows(m, args.dim, 2)?;
+    let probes = face_rows(args.n, args.dim, 1)?;
+    let gallery = face_rows(m, args.dim, 2)?;
     let pl: Vec<u32> = (0..args.n as u32).map(|i| i / 10).collect();
     let gl: Vec<u32> = (0..m as u32).map(|i| i / 10).collect();
     eprintln!(
@@ -149,6 +175,7 @@ fn main() -> Result<()> {
     };
 
     let mut rows = Vec::new();
+    let mut first: Option<CompareResult> = None;
     for &precision in &args.precision {
         let base = CudaEngine::new(0, precision).context("the CUDA engine cannot start")?;
         eprintln!("{}", facekit::compare::Engine::description(&base));
@@ -185,7 +212,8 @@ fn main() -> Result<()> {
         let engine = base.with_tile(tile);
         let (result, profile) =
             engine.compare_profiled(&all_pairs(&probes, &pl, &gallery, &gl, &args))?;
-        let cublas_s = engine.products_only_seconds(args.n, m, args.dim, args.repeats)?;
+        let triangle = args.all_pairs && args.top_k == 0;
+        let cublas_s = engine.products_only_seconds(args.n, m, args.dim, args.repeats, triangle)?;
         eprintln!(
             "  {precision:?}: {} impostor pairs, {} genuine, tail {}, {:.2} s",
             result.impostor_count(),
@@ -193,15 +221,17 @@ fn main() -> Result<()> {
             result.impostor_tail.len(),
             profile.total_s
         );
+        let same = first.as_ref().map(|f| same_decisions(f, &result));
+        first.get_or_insert(result);
         rows.push(Row {
             precision,
             tile,
             profile,
             cublas_s,
+            same,
         });
     }
 
-    let flop = 2.0 * args.n as f64 * m as f64 * args.dim as f64;
     println!();
     println!(
         "all-pairs histograms + top-{} over {} × {} vs {} × {} ({:.2e} comparisons)",
@@ -213,13 +243,21 @@ fn main() -> Result<()> {
         args.n as f64 * m as f64
     );
     println!(
-        "| precision | tile | end to end s | TFLOP/s | cuBLAS alone s | cuBLAS TFLOP/s | ratio | products s | fold s | genuine s | tail tiles redone | peak GPU GiB | max score error |"
+        "| precision | tile | end to end s | TFLOP/s | cuBLAS alone s | cuBLAS TFLOP/s | ratio | products s | fold s | genuine s | tail tiles redone | peak GPU GiB | max score error | margin | largest rescored gap | decisions as {:?} |",
+        args.precision[0]
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let p = &r.profile;
+        // The products the engine computed (a triangle computes about half).
+        let flop = 2.0 * p.products as f64 * args.dim as f64;
+        let same = match r.same {
+            None => "(first)",
+            Some(true) => "same",
+            Some(false) => "DIFFERENT",
+        };
         println!(
-            "| {:?} | {}x{} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.3} | {} | {:.2} | {:.1e} |",
+            "| {:?} | {}x{} | {:.2} | {:.0} | {:.2} | {:.0} | {:.0}% | {:.2} | {:.2} | {:.3} | {} | {:.2} | {:.1e} | {:.1e} | {:.1e} | {same} |",
             r.precision,
             r.tile.rows,
             r.tile.cols,
@@ -234,6 +272,14 @@ fn main() -> Result<()> {
             p.tail_redone,
             p.peak_memory_bytes as f64 / (1u64 << 30) as f64,
             p.max_abs_score_error.unwrap_or(f64::NAN),
+            p.margin,
+            p.max_rescored_gap,
+        );
+    }
+    if rows.iter().any(|r| r.same == Some(false)) {
+        bail!(
+            "a precision made other decisions than {:?}",
+            args.precision[0]
         );
     }
     Ok(())

@@ -30,13 +30,20 @@ struct float4 {
 struct uint4 {
     unsigned x, y, z, w;
 };
+struct float2 {
+    float x, y;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
 
 inline Dim gridDim, blockDim;
 inline thread_local Dim threadIdx, blockIdx;
 
+// A warp's lanes post values to one of two slot rows, in turn: a lane can
+// only write a row again after every lane has passed the barrier that
+// follows the reads of it, so one barrier per exchange is enough.
 struct Warp {
     std::barrier<> bar{32};
-    uint64_t slot[32];
+    uint64_t slot[2][32];
 };
 struct Block {
     std::barrier<> bar;
@@ -62,15 +69,15 @@ T from_bits(uint64_t b) {
     std::memcpy(&v, &b, sizeof(T));
     return v;
 }
+inline thread_local int exchange_row;  // this lane's next slot row
 // Every lane posts a value, then reads lane `src`'s.
 template <class T>
 T exchange(T v, int src) {
     Warp& w = this_warp();
-    w.slot[lane_id()] = to_bits(v);
+    uint64_t* row = w.slot[exchange_row ^= 1];
+    row[lane_id()] = to_bits(v);
     w.bar.arrive_and_wait();
-    T r = from_bits<T>(w.slot[src]);
-    w.bar.arrive_and_wait();
-    return r;
+    return from_bits<T>(row[src]);
 }
 template <class T>
 T __shfl_xor_sync(unsigned, T v, int o) { return exchange(v, lane_id() ^ o); }
@@ -83,11 +90,11 @@ T __shfl_up_sync(unsigned, T v, int d) {
 }
 inline unsigned __ballot_sync(unsigned, bool p) {
     Warp& w = this_warp();
-    w.slot[lane_id()] = p;
+    uint64_t* row = w.slot[exchange_row ^= 1];
+    row[lane_id()] = p;
     w.bar.arrive_and_wait();
     unsigned m = 0;
-    for (int l = 0; l < 32; ++l) m |= (w.slot[l] ? 1u : 0u) << l;
-    w.bar.arrive_and_wait();
+    for (int l = 0; l < 32; ++l) m |= (row[l] ? 1u : 0u) << l;
     return m;
 }
 inline bool __any_sync(unsigned mask, bool p) { return __ballot_sync(mask, p) != 0; }
@@ -99,8 +106,17 @@ inline unsigned atomicAdd(unsigned* p, unsigned v) { return std::atomic_ref<unsi
 inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
     return std::atomic_ref<unsigned long long>(*p).fetch_add(v);
 }
+inline unsigned atomicMax(unsigned* p, unsigned v) {
+    std::atomic_ref<unsigned> a(*p);
+    unsigned old = a.load();
+    while (old < v && !a.compare_exchange_weak(old, v)) {
+    }
+    return old;
+}
 inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
+inline unsigned __float_as_uint(float f) { return from_bits<unsigned>(to_bits(f)); }
 inline float __int_as_float(int i) { return from_bits<float>((uint32_t)i); }
 inline float __uint_as_float(unsigned i) { return from_bits<float>(i); }
 using std::fmaxf;

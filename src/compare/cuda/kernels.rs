@@ -36,7 +36,7 @@ pub const CONVERT: Source = Source {
 pub const GENUINE: Source = Source {
     file: "genuine.cu",
     text: include_str!("kernels/genuine.cu"),
-    functions: &["genuine_f32", "genuine_bf16", "genuine_f16"],
+    functions: &["genuine"],
 };
 pub const TAIL: Source = Source {
     file: "tail.cu",

@@ -2,32 +2,41 @@
 //! kernels in `kernels/` (compiled at run time by NVRTC to machine code for
 //! the GPU present), so that only the small results cross PCIe.
 //!
+//! Every decision is made on decision scores, one fp32 dot product of the
+//! original rows in a fixed, documented order (`rescore`), whatever the
+//! precision of the products (fp32, tf32, bf16, fp16): genuine and mate
+//! scores are decision scores, and the fold rescores each product that
+//! lies within a proven margin of a decision's bar (a mate score, a top-k
+//! list's last entry, the tail store's bound). So ranks, top-k lists and
+//! the exact impostor tail are the same in every precision; only the
+//! impostor histogram below the tail follows the products.
+//!
 //! For each probe block (`tile.rows` probes) the engine
 //! 1. computes every genuine score of the block (probe × its mates, from a
 //!    CSR list built on the host) and each probe's best mate score;
 //! 2. for each gallery block (`tile.cols` rows) multiplies the two blocks
-//!    (cuBLAS on a side stream, fp32 / tf32 / bf16 / fp16 operands, fp32
-//!    scores) into one of two score buffers, and folds it on the main
-//!    stream (`fold.cu`) while the next product fills the other buffer:
-//!    impostor histogram, mate-rank counts, top-k, and the impostor tail
-//!    store (`tail.cu`). A product waits only for the fold that last read
-//!    its buffer, and for an upload that replaced its operands.
+//!    (cuBLAS on a side stream, fp32 scores) into one of two score buffers,
+//!    and folds it on the main stream (`fold.cu`) while the next product
+//!    fills the other buffer: impostor histogram, mate-rank counts, top-k,
+//!    and the impostor tail store (`tail.cu`). A product waits only for the
+//!    fold that last read its buffer, and for an upload that replaced its
+//!    operands.
 //!
-//! The gallery stays on the GPU when it fits, else it is streamed block by
-//! block (twice per probe block: once for the genuine pass, once for the
-//! products). The all-distinct pairing computes the whole square, since
-//! each probe's candidate list needs its full row, and counts each
-//! unordered pair once (column above row).
-//!
-//! Genuine scores come from the genuine pass, in the operands' precision
-//! with fp32 accumulation (fp32 operands for tf32). The mate rank counts
-//! non-mates whose product score is >= that mate score.
+//! Uploads and read-backs pass through page-locked host memory. The gallery
+//! stays on the GPU when it fits, else it is streamed block by block (twice
+//! per probe block: once for the genuine pass, once for the products). The
+//! all-distinct pairing counts each unordered pair once (column above
+//! row); with no top-k it computes only the tiles that reach above the
+//! diagonal, each pair ranking both its rows, and with a top-k the whole
+//! square, since each probe's list needs its full row (the engine's
+//! description says so).
 
 mod device;
 pub mod kernels;
 pub mod libs;
 pub mod params;
 mod products;
+pub mod rescore;
 mod run;
 mod samples;
 pub mod tail;
@@ -68,6 +77,8 @@ pub struct Profile {
     /// GPU time of the genuine pass.
     pub genuine_s: f64,
     pub tiles: u64,
+    /// Scores the products computed (rows × columns over the tiles).
+    pub products: u64,
     /// Tiles whose tail pass overflowed the store and ran again.
     pub tail_redone: u64,
     /// Device memory taken during the job (free memory before minus the
@@ -75,6 +86,11 @@ pub struct Profile {
     pub peak_memory_bytes: u64,
     /// Largest |score − float64 score| over the sampled pairs.
     pub max_abs_score_error: Option<f64>,
+    /// The bound on |product − decision score| the job's decisions rest on.
+    pub margin: f64,
+    /// The largest |product − decision score| among the pairs rescored
+    /// (the job fails if it passes the margin).
+    pub max_rescored_gap: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,9 +136,7 @@ struct BaseKernels {
     to_bf16: CudaFunction,
     to_f16: CudaFunction,
     gather: CudaFunction,
-    genuine_f32: CudaFunction,
-    genuine_bf16: CudaFunction,
-    genuine_f16: CudaFunction,
+    genuine: CudaFunction,
     tail: CudaFunction,
 }
 
@@ -165,7 +179,11 @@ impl CudaEngine {
             })?;
             let (major, minor) = ctx.compute_capability()?;
             let arch = format!("sm_{major}{minor}");
-            let name = format!("cuda:{ordinal} {} ({arch})", ctx.name()?);
+            let name = format!(
+                "cuda:{ordinal} {} ({arch}; decisions on fp32 scores; all distinct pairs with a \
+                 top-k take the full square, each probe's list needing its whole row)",
+                ctx.name()?
+            );
             let sm_count = ctx
                 .attribute(drv_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
                 as u32;
@@ -200,9 +218,7 @@ impl CudaEngine {
                 to_bf16: convert.load_function("f32_to_bf16")?,
                 to_f16: convert.load_function("f32_to_f16")?,
                 gather: convert.load_function("gather_scores")?,
-                genuine_f32: genuine.load_function("genuine_f32")?,
-                genuine_bf16: genuine.load_function("genuine_bf16")?,
-                genuine_f16: genuine.load_function("genuine_f16")?,
+                genuine: genuine.load_function("genuine")?,
                 tail: tail.load_function("tail_maintain")?,
             };
             Ok(CudaEngine {
@@ -256,7 +272,8 @@ impl CudaEngine {
     }
 
     /// cuBLAS alone over the same tiles as a job of `probes` × `gallery`
-    /// rows (random operands, no fold): the products' ceiling the engine is
+    /// rows (random operands, no fold; with `triangle`, the tiles of all
+    /// distinct pairs with no top-k): the products' ceiling the engine is
     /// measured against. Returns the seconds per full sweep (median of
     /// `repeats`).
     pub fn products_only_seconds(
@@ -265,9 +282,10 @@ impl CudaEngine {
         gallery: usize,
         dim: usize,
         repeats: usize,
+        triangle: bool,
     ) -> Result<f64, CompareError> {
         Ok(guarded("cuBLAS benchmark", || {
-            products::products_only(self, probes, gallery, dim, repeats)
+            products::products_only(self, probes, gallery, dim, repeats, triangle)
         })?)
     }
 

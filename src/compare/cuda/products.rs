@@ -5,7 +5,7 @@
 use cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
 use cudarc::driver::{CudaStream, PushKernelArg};
 
-use super::device::{cfg, copy_to, DeviceBuffer};
+use super::device::{cfg, DeviceBuffer, Staging};
 use super::{CudaEngine, CudaError};
 use crate::cli::Precision;
 use crate::compare::SplitMix;
@@ -18,51 +18,48 @@ pub fn operand_bytes(precision: Precision) -> usize {
     }
 }
 
-/// The float32 staging buffer the 16-bit precisions convert through.
-pub fn staging_bytes(precision: Precision) -> usize {
-    if operand_bytes(precision) == 2 {
-        64 << 20
-    } else {
-        0
-    }
+/// Where rows go on the GPU: their fp32 copy, which decision scores are
+/// computed from (and the products read, in fp32 and tf32), and for the
+/// 16-bit precisions the operands of the products, converted from it.
+pub struct RowsAt<'b> {
+    pub rows: u64,
+    pub rows_in: &'b DeviceBuffer,
+    pub operands: Option<(u64, &'b DeviceBuffer)>,
 }
 
-/// Copies host rows to `dst` (inside `within`) as device operands,
-/// converting on the GPU for the 16-bit precisions.
+/// Copies host rows to the GPU (`to`), converting them there for the
+/// 16-bit precisions.
 pub fn upload_rows(
     engine: &CudaEngine,
+    staging: &mut Staging,
     stream: &CudaStream,
     host: &[f32],
-    dst: u64,
-    within: &DeviceBuffer,
-    staging: &DeviceBuffer,
+    to: RowsAt<'_>,
 ) -> Result<(), CudaError> {
+    staging.upload(stream, host, to.rows, to.rows_in)?;
     let convert = match engine.precision {
-        Precision::Fp32 | Precision::Tf32 => return copy_to(stream, host, dst, within),
+        Precision::Fp32 | Precision::Tf32 => return Ok(()),
         Precision::Bf16 => &engine.base.to_bf16,
         Precision::Fp16 => &engine.base.to_f16,
     };
-    if dst < within.ptr || (dst - within.ptr) as usize + host.len() * 2 > within.bytes {
+    let Some((out, within)) = to.operands else {
+        return Err(CudaError::Job("16-bit operands without a buffer".into()));
+    };
+    if out < within.ptr || (out - within.ptr) as usize + host.len() * 2 > within.bytes {
         return Err(CudaError::Job(format!(
             "{} operands past their {}-byte buffer",
             host.len(),
             within.bytes
         )));
     }
-    let chunk = staging.bytes / 4;
-    for (c, part) in host.chunks(chunk).enumerate() {
-        // The staging buffer is reused only after the kernel that reads it,
-        // which runs on the same stream.
-        copy_to(stream, part, staging.ptr, staging)?;
-        let out = dst + (c * chunk * 2) as u64;
-        let n = part.len() as u64;
-        let mut b = stream.launch_builder(convert);
-        b.arg(&staging.ptr).arg(&out).arg(&n);
-        let blocks = (part.len().div_ceil(256)).min(engine.sm_count as usize * 16) as u32;
-        // SAFETY: f32_to_*(in, out, n) reads n floats of staging and writes
-        // n 16-bit values at `out`, inside `within` (checked above).
-        unsafe { b.launch(cfg(blocks, 256, 0)) }?;
-    }
+    let n = host.len() as u64;
+    let mut b = stream.launch_builder(convert);
+    b.arg(&to.rows).arg(&out).arg(&n);
+    let blocks = (host.len().div_ceil(256)).min(engine.sm_count as usize * 16) as u32;
+    // SAFETY: f32_to_*(in, out, n) reads the n floats just uploaded at
+    // `to.rows` (inside `rows_in`, checked by the upload) and writes n
+    // 16-bit values at `out`, inside `within` (checked above).
+    unsafe { b.launch(cfg(blocks, 256, 0)) }?;
     Ok(())
 }
 
@@ -133,14 +130,28 @@ impl Gemm {
     }
 }
 
-/// cuBLAS alone over the tiles of a `probes` × `gallery` job on random
-/// operands: seconds per sweep, the median of `repeats`.
+/// The first gallery row of the column blocks (of `cols_t` rows) that the
+/// probe block from row `p0` is multiplied with: the first, or in the
+/// all-distinct triangle the block holding row p0 (those before lie wholly
+/// below the diagonal).
+pub fn first_column(p0: usize, cols_t: usize, triangle: bool) -> usize {
+    if triangle {
+        p0 / cols_t * cols_t
+    } else {
+        0
+    }
+}
+
+/// cuBLAS alone over the tiles of a `probes` × `gallery` job (the
+/// triangle's with `triangle`) on random operands: seconds per sweep, the
+/// median of `repeats`.
 pub fn products_only(
     engine: &CudaEngine,
     probes: usize,
     gallery: usize,
     dim: usize,
     repeats: usize,
+    triangle: bool,
 ) -> Result<f64, CudaError> {
     engine.ctx.bind_to_thread()?;
     let stream = engine.ctx.new_stream()?;
@@ -148,25 +159,41 @@ pub fn products_only(
     let e = operand_bytes(engine.precision);
     let rows_t = engine.tile.rows.min(probes.max(1));
     let cols_t = engine.tile.cols.min(gallery.max(1).div_ceil(128) * 128);
-    let p = DeviceBuffer::new(probes * dim * e)?;
-    let g = DeviceBuffer::new(gallery * dim * e)?;
     let s = [
         DeviceBuffer::new(rows_t * cols_t * 4)?,
         DeviceBuffer::new(rows_t * cols_t * 4)?,
     ];
     // Random-looking operands (products of zeros run faster than real data).
-    let staging = DeviceBuffer::new(64 << 20)?;
-    for (buf, rows, seed) in [(&p, probes, 1u64), (&g, gallery, 2u64)] {
-        let host = noise(rows * dim, seed);
-        upload_rows(engine, &stream, &host, buf.ptr, buf, &staging)?;
+    let mut staging = Staging::new(&engine.ctx)?;
+    let mut operands = Vec::new();
+    for (rows, seed) in [(probes, 1u64), (gallery, 2u64)] {
+        let rows32 = DeviceBuffer::new(rows * dim * 4)?;
+        let op = DeviceBuffer::new(if e == 4 { 0 } else { rows * dim * e })?;
+        let to = RowsAt {
+            rows: rows32.ptr,
+            rows_in: &rows32,
+            operands: (e != 4).then_some((op.ptr, &op)),
+        };
+        upload_rows(engine, &mut staging, &stream, &noise(rows * dim, seed), to)?;
+        operands.push((rows32, op));
     }
+    stream.synchronize()?;
+    let operand = |i: usize| {
+        let (rows32, op): &(DeviceBuffer, DeviceBuffer) = &operands[i];
+        if e == 4 {
+            rows32.ptr
+        } else {
+            op.ptr
+        }
+    };
+    let (p, g) = (operand(0), operand(1));
     // One pass over the tiles (or the first `limit` of them).
     let sweep = |limit: usize| -> Result<f64, CudaError> {
         let start = super::device::mark(&engine.ctx, &stream)?;
         let mut t = 0;
         'tiles: for p0 in (0..probes).step_by(rows_t) {
             let rows = rows_t.min(probes - p0);
-            for g0 in (0..gallery).step_by(cols_t) {
+            for g0 in (first_column(p0, cols_t, triangle)..gallery).step_by(cols_t) {
                 if t == limit {
                     break 'tiles;
                 }
@@ -174,8 +201,8 @@ pub fn products_only(
                     rows,
                     cols: cols_t.min(gallery - g0),
                     dim,
-                    probes: p.ptr + (p0 * dim * e) as u64,
-                    gallery: g.ptr + (g0 * dim * e) as u64,
+                    probes: p + (p0 * dim * e) as u64,
+                    gallery: g + (g0 * dim * e) as u64,
                     scores: s[t % 2].ptr,
                     ld: cols_t,
                 }

@@ -1,7 +1,8 @@
 //! One job on the CUDA engine, in four steps: setup (sizes, buffers, the
-//! resident gallery), the genuine pass of each probe block, the tile loop
-//! (products on the side stream, fold and tail store on the main stream),
-//! and the read-back into a [`CompareResult`].
+//! resident gallery, the products' margin), the genuine pass of each probe
+//! block, the tile loop (products on the side stream, fold and tail store
+//! on the main stream), and the read-back into a [`CompareResult`], where
+//! the exact tail is taken from the store (`rescore::exact_tail`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,12 +11,11 @@ use std::time::Instant;
 use cudarc::cublas::CudaBlas;
 use cudarc::driver::{sys as drv_sys, CudaEvent, CudaFunction, CudaStream, PushKernelArg};
 
-use super::device::{cfg, mark, plain_event, DeviceBuffer, Spans};
+use super::device::{cfg, mark, plain_event, DeviceBuffer, Spans, Staging};
 use super::params::{FoldParams, TailParams, TailState};
-use super::products::{operand_bytes, staging_bytes, upload_rows, Gemm};
+use super::products::{first_column, operand_bytes, upload_rows, Gemm, RowsAt};
 use super::samples::{Samples, TileAt};
-use super::{kernels, tail, CudaEngine, CudaError, Profile, FOLD_BLOCKS_PER_SM};
-use crate::cli::Precision;
+use super::{kernels, rescore, tail, CudaEngine, CudaError, Profile, FOLD_BLOCKS_PER_SM};
 use crate::compare::{
     Candidate, CompareJob, CompareResult, Embeddings, Pairing, ProbeResult, SplitMix,
 };
@@ -37,11 +37,29 @@ pub fn run(
         };
         return Ok((result, Profile::default()));
     };
-    for p0 in (0..r.s.np).step_by(r.s.rows_t) {
-        let rows = r.s.rows_t.min(r.s.np - p0);
+    let Shape {
+        np,
+        ng,
+        rows_t,
+        cols_t,
+        triangle,
+        ..
+    } = r.s;
+    if triangle {
+        // Every mate score first: a tile's columns rank against theirs.
+        for p0 in (0..np).step_by(rows_t) {
+            let rows = rows_t.min(np - p0);
+            let probes = r.probe_block(p0, rows)?;
+            r.genuine_pass(p0, rows, probes)?;
+        }
+    }
+    for p0 in (0..np).step_by(rows_t) {
+        let rows = rows_t.min(np - p0);
         let probes = r.probe_block(p0, rows)?;
-        r.genuine_pass(p0, rows, probes)?;
-        for g0 in (0..r.s.ng).step_by(r.s.cols_t) {
+        if !triangle {
+            r.genuine_pass(p0, rows, probes)?;
+        }
+        for g0 in (first_column(p0, cols_t, triangle)..ng).step_by(cols_t) {
             r.tile(p0, rows, probes, g0)?;
         }
     }
@@ -51,13 +69,21 @@ pub fn run(
 /// The job's sizes.
 struct Shape {
     all_distinct: bool,
+    /// All distinct pairs with no top-k: only the tiles above the diagonal,
+    /// each pair ranking both its rows (fold.cu). With a top-k the square,
+    /// since each probe's list needs its whole row.
+    triangle: bool,
     np: usize,
     ng: usize,
     dim: usize,
     bins: usize,
     k: usize,
-    /// Bytes per operand value.
-    e: usize,
+    /// Bytes per value of the 16-bit operands kept beside the fp32 rows
+    /// (0 when the products read the fp32 rows).
+    e16: usize,
+    /// The bound on |product − decision score|, widened, and twice it.
+    margin: f32,
+    margin2: f32,
     rows_t: usize,
     cols_t: usize,
     /// Impostor scores kept exactly, and the store's places for them.
@@ -69,10 +95,14 @@ struct Shape {
     probes_shared: bool,
 }
 
+/// Device buffers. Rows are kept in fp32 (`*32`), which decision scores
+/// are computed from, and for the 16-bit precisions also as the products'
+/// operands.
 struct Buffers {
-    staging: DeviceBuffer,
-    gallery: DeviceBuffer,
-    probes: DeviceBuffer,
+    gallery32: DeviceBuffer,
+    gallery16: DeviceBuffer,
+    probes32: DeviceBuffer,
+    probes16: DeviceBuffer,
     scores: [DeviceBuffer; 2],
     plabel: DeviceBuffer,
     glabel: DeviceBuffer,
@@ -86,6 +116,16 @@ struct Buffers {
     hist: DeviceBuffer,
     tail_buf: DeviceBuffer,
     tail_state: DeviceBuffer,
+    /// The largest |product − decision score| the fold rescored (f32 bits).
+    worst: DeviceBuffer,
+}
+
+/// Where a block of rows lies on the GPU: its fp32 rows and the operands
+/// the products read.
+#[derive(Clone, Copy)]
+struct Block {
+    rows32: u64,
+    operands: u64,
 }
 
 #[derive(Default)]
@@ -110,6 +150,7 @@ struct Run<'e, 'j> {
     win_lo: usize,
     win_len: usize,
     b: Buffers,
+    staging: Staging,
     /// Recorded on main after uploads; the next product waits for it.
     ev_uploaded: CudaEvent,
     /// Per score buffer: its product done; its last fold done.
@@ -119,6 +160,8 @@ struct Run<'e, 'j> {
     uploaded: bool,
     loaded_block: Option<usize>,
     tile_no: u64,
+    /// Scores computed so far.
+    products: u64,
     samples: Samples,
     t: Timings,
     free_before: usize,
@@ -159,6 +202,7 @@ impl<'e, 'j> Run<'e, 'j> {
 
         let mates = Mates::build(job.probe_labels, gallery_labels, all_distinct);
         let e = operand_bytes(engine.precision);
+        let e16 = if e == 4 { 0 } else { e };
         let rows_t = engine.tile.rows.min(np);
         let cols_t = engine.tile.cols.min(ng.div_ceil(128) * 128);
         let want = job.tail_capacity.min(impostor_pairs(
@@ -167,29 +211,37 @@ impl<'e, 'j> Run<'e, 'j> {
             all_distinct,
         ));
         let tail_cap = tail::store_capacity(want);
+        let mut rounding = rescore::operand_rounding(engine.precision, job.probes.as_slice(), dim);
+        if !all_distinct {
+            rounding = rounding.max(rescore::operand_rounding(
+                engine.precision,
+                gallery.as_slice(),
+                dim,
+            ));
+        }
+        let margin = rescore::margin(dim, rounding);
 
         // Device memory: everything but the gallery, then the gallery whole
         // if it fits, else one block of it.
-        let staging = staging_bytes(engine.precision);
+        let row_bytes = dim * (4 + e16);
         let fixed = 2 * rows_t * cols_t * 4
             + bins * 8
             + np * (k * 8 + 8 + 4)
             + (np + 1) * 8
             + mates.idx.len() * 8
             + (np + ng + 8) * 4
-            + tail_cap * 4
-            + rows_t * dim * e
-            + staging
+            + tail_cap * 8
+            + rows_t * row_bytes
             + (64 << 20); // cuBLAS workspace and small buffers
         let budget = free_before / 10 * 9;
-        let resident = !engine.force_streaming && fixed + ng * dim * e <= budget;
-        if !resident && fixed + cols_t * dim * e > budget {
+        let resident = !engine.force_streaming && fixed + ng * row_bytes <= budget;
+        if !resident && fixed + cols_t * row_bytes > budget {
             return Err(CudaError::Job(format!(
                 "the GPU has {} MiB free; a {}×{} tile needs about {} MiB (a smaller tile would fit)",
                 budget >> 20,
                 rows_t,
                 cols_t,
-                (fixed + cols_t * dim * e) >> 20
+                (fixed + cols_t * row_bytes) >> 20
             )));
         }
         let probes_shared = all_distinct && resident;
@@ -197,26 +249,32 @@ impl<'e, 'j> Run<'e, 'j> {
         let main = ctx.new_stream()?;
         let side = ctx.new_stream()?;
         let blas = CudaBlas::new(side.clone())?;
+        let mut staging = Staging::new(ctx)?;
+        let st = &mut staging;
+        let gallery_rows = if resident { ng } else { cols_t };
+        let probe_rows = if probes_shared { 0 } else { rows_t };
         let b = Buffers {
-            staging: DeviceBuffer::new(staging)?,
-            gallery: DeviceBuffer::new(if resident { ng } else { cols_t } * dim * e)?,
-            probes: DeviceBuffer::new(if probes_shared { 0 } else { rows_t * dim * e })?,
+            gallery32: DeviceBuffer::new(gallery_rows * dim * 4)?,
+            gallery16: DeviceBuffer::new(gallery_rows * dim * e16)?,
+            probes32: DeviceBuffer::new(probe_rows * dim * 4)?,
+            probes16: DeviceBuffer::new(probe_rows * dim * e16)?,
             scores: [
                 DeviceBuffer::new(rows_t * cols_t * 4)?,
                 DeviceBuffer::new(rows_t * cols_t * 4)?,
             ],
-            plabel: DeviceBuffer::upload(&main, &padded(job.probe_labels))?,
-            glabel: DeviceBuffer::upload(&main, &padded(gallery_labels))?,
-            mate_ptr: DeviceBuffer::upload(&main, &mates.ptr)?,
-            mate_idx: DeviceBuffer::upload(&main, &mates.idx)?,
+            plabel: DeviceBuffer::upload(st, &main, &padded(job.probe_labels))?,
+            glabel: DeviceBuffer::upload(st, &main, &padded(gallery_labels))?,
+            mate_ptr: DeviceBuffer::upload(st, &main, &mates.ptr)?,
+            mate_idx: DeviceBuffer::upload(st, &main, &mates.idx)?,
             pair_score: DeviceBuffer::new(mates.idx.len() * 4)?,
-            mate_best: DeviceBuffer::upload(&main, &vec![f32::NEG_INFINITY; np])?,
-            top_s: DeviceBuffer::upload(&main, &vec![f32::NEG_INFINITY; np * k])?,
-            top_j: DeviceBuffer::upload(&main, &vec![u32::MAX; np * k])?,
-            rank: DeviceBuffer::upload(&main, &vec![0u64; np])?,
-            hist: DeviceBuffer::upload(&main, &vec![0u64; bins])?,
-            tail_buf: DeviceBuffer::new(tail_cap * 4)?,
-            tail_state: DeviceBuffer::upload(&main, &[TailState::default()])?,
+            mate_best: DeviceBuffer::upload(st, &main, &vec![f32::NEG_INFINITY; np])?,
+            top_s: DeviceBuffer::upload(st, &main, &vec![f32::NEG_INFINITY; np * k])?,
+            top_j: DeviceBuffer::upload(st, &main, &vec![u32::MAX; np * k])?,
+            rank: DeviceBuffer::upload(st, &main, &vec![0u64; np])?,
+            hist: DeviceBuffer::upload(st, &main, &vec![0u64; bins])?,
+            tail_buf: DeviceBuffer::new(tail_cap * 8)?,
+            tail_state: DeviceBuffer::upload(st, &main, &[TailState::default()])?,
+            worst: DeviceBuffer::upload(st, &main, &[0u32])?,
         };
 
         let win_len = bins.min(engine.fold_smem as usize / 4);
@@ -237,12 +295,15 @@ impl<'e, 'j> Run<'e, 'j> {
             gallery,
             s: Shape {
                 all_distinct,
+                triangle: all_distinct && k == 0,
                 np,
                 ng,
                 dim,
                 bins,
                 k,
-                e,
+                e16,
+                margin,
+                margin2: 2.0 * margin,
                 rows_t,
                 cols_t,
                 want,
@@ -259,6 +320,7 @@ impl<'e, 'j> Run<'e, 'j> {
             win_lo,
             win_len,
             b,
+            staging,
             ev_uploaded: plain_event(ctx)?,
             ev_gemm: [plain_event(ctx)?, plain_event(ctx)?],
             ev_fold,
@@ -266,13 +328,14 @@ impl<'e, 'j> Run<'e, 'j> {
             uploaded: true,
             loaded_block: None,
             tile_no: 0,
+            products: 0,
             samples: Samples::new()?,
             t: Timings::default(),
             free_before,
             min_free: free_before,
         };
         if resident {
-            run.upload(gallery.as_slice(), run.b.gallery.ptr, Target::Gallery)?;
+            run.upload(gallery.as_slice(), Target::Gallery, 0)?;
         }
         run.note_memory()?;
         Ok(Some(run))
@@ -283,46 +346,70 @@ impl<'e, 'j> Run<'e, 'j> {
         Ok(())
     }
 
-    /// Rows of `host` into the probe or gallery buffer at `dst`, on main.
-    fn upload(&mut self, host: &[f32], dst: u64, target: Target) -> Result<(), CudaError> {
-        let within = match target {
-            Target::Probes => &self.b.probes,
-            Target::Gallery => &self.b.gallery,
+    /// Rows of `host` into the probe or gallery buffers from row `first`,
+    /// on main.
+    fn upload(&mut self, host: &[f32], target: Target, first: usize) -> Result<(), CudaError> {
+        let (rows32, rows16) = match target {
+            Target::Probes => (&self.b.probes32, &self.b.probes16),
+            Target::Gallery => (&self.b.gallery32, &self.b.gallery16),
         };
-        upload_rows(self.engine, &self.main, host, dst, within, &self.b.staging)?;
+        let Shape { dim, e16, .. } = self.s;
+        let to = RowsAt {
+            rows: rows32.ptr + (first * dim * 4) as u64,
+            rows_in: rows32,
+            operands: (e16 > 0).then(|| (rows16.ptr + (first * dim * e16) as u64, rows16)),
+        };
+        upload_rows(self.engine, &mut self.staging, &self.main, host, to)?;
         self.uploaded = true;
         Ok(())
     }
 
-    /// Where probe block p0 lives on the GPU, uploading it when needed.
-    fn probe_block(&mut self, p0: usize, rows: usize) -> Result<u64, CudaError> {
-        let Shape { dim, e, .. } = self.s;
-        if self.s.probes_shared {
-            return Ok(self.b.gallery.ptr + (p0 * dim * e) as u64);
+    /// Rows `first..` of the probe or gallery buffers.
+    fn block(&self, target: Target, first: usize) -> Block {
+        let (rows32, rows16) = match target {
+            Target::Probes => (&self.b.probes32, &self.b.probes16),
+            Target::Gallery => (&self.b.gallery32, &self.b.gallery16),
+        };
+        let Shape { dim, e16, .. } = self.s;
+        let at32 = rows32.ptr + (first * dim * 4) as u64;
+        Block {
+            rows32: at32,
+            operands: if e16 == 0 {
+                at32
+            } else {
+                rows16.ptr + (first * dim * e16) as u64
+            },
         }
+    }
+
+    /// Where probe block p0 lives on the GPU, uploading it when needed.
+    fn probe_block(&mut self, p0: usize, rows: usize) -> Result<Block, CudaError> {
+        if self.s.probes_shared {
+            return Ok(self.block(Target::Gallery, p0));
+        }
+        let dim = self.s.dim;
         let host = &self.job.probes.as_slice()[p0 * dim..(p0 + rows) * dim];
-        let dst = self.b.probes.ptr;
-        self.upload(host, dst, Target::Probes)?;
-        Ok(dst)
+        self.upload(host, Target::Probes, 0)?;
+        Ok(self.block(Target::Probes, 0))
     }
 
     /// Where gallery block g0 lives on the GPU, streaming it in when needed.
-    fn gallery_block(&mut self, g0: usize, cols: usize) -> Result<u64, CudaError> {
-        let Shape { dim, e, .. } = self.s;
+    fn gallery_block(&mut self, g0: usize, cols: usize) -> Result<Block, CudaError> {
         if self.s.resident {
-            return Ok(self.b.gallery.ptr + (g0 * dim * e) as u64);
+            return Ok(self.block(Target::Gallery, g0));
         }
         if self.loaded_block != Some(g0) {
+            let dim = self.s.dim;
             let host = &self.gallery.as_slice()[g0 * dim..(g0 + cols) * dim];
-            let dst = self.b.gallery.ptr;
-            self.upload(host, dst, Target::Gallery)?;
+            self.upload(host, Target::Gallery, 0)?;
             self.loaded_block = Some(g0);
         }
-        Ok(self.b.gallery.ptr)
+        Ok(self.block(Target::Gallery, 0))
     }
 
-    /// Genuine scores and best mate scores of one probe block, on main.
-    fn genuine_pass(&mut self, p0: usize, rows: usize, probes: u64) -> Result<(), CudaError> {
+    /// Genuine scores and best mate scores of one probe block, as decision
+    /// scores, on main.
+    fn genuine_pass(&mut self, p0: usize, rows: usize, probes: Block) -> Result<(), CudaError> {
         let start = mark(&self.engine.ctx, &self.main)?;
         // A resident gallery is one block; a streamed one comes in
         // tile-wide blocks.
@@ -333,20 +420,15 @@ impl<'e, 'j> Run<'e, 'j> {
         };
         for g0 in (0..self.s.ng).step_by(block) {
             let cols = block.min(self.s.ng - g0);
-            let gptr = self.gallery_block(g0, cols)?;
-            let f = match self.engine.precision {
-                Precision::Fp32 | Precision::Tf32 => &self.engine.base.genuine_f32,
-                Precision::Bf16 => &self.engine.base.genuine_bf16,
-                Precision::Fp16 => &self.engine.base.genuine_f16,
-            };
-            let (dim_i, rows_i, col0, cols64) =
-                (self.s.dim as i32, rows as i32, g0 as u64, cols as u64);
+            let gallery = self.gallery_block(g0, cols)?;
+            let (dim, rows_i, col0, cols64) =
+                (self.s.dim as u64, rows as i32, g0 as u64, cols as u64);
             let mp = self.b.mate_ptr.ptr + (p0 * 8) as u64;
             let mb = self.b.mate_best.ptr + (p0 * 4) as u64;
-            let mut b = self.main.launch_builder(f);
-            b.arg(&probes)
-                .arg(&gptr)
-                .arg(&dim_i)
+            let mut b = self.main.launch_builder(&self.engine.base.genuine);
+            b.arg(&probes.rows32)
+                .arg(&gallery.rows32)
+                .arg(&dim)
                 .arg(&rows_i)
                 .arg(&col0)
                 .arg(&cols64);
@@ -355,10 +437,11 @@ impl<'e, 'j> Run<'e, 'j> {
                 .arg(&self.b.pair_score.ptr)
                 .arg(&mb);
             let blocks = rows.div_ceil(8).min(self.engine.sm_count as usize * 8) as u32;
-            // SAFETY: genuine_*(…) reads `rows` probe rows and the gallery
-            // rows [g0, g0 + cols) of `dim` operands each, the CSR mate
-            // lists of those rows (every index < ng, so every pair_score
-            // slot exists), and writes rows mate_best values from p0.
+            // SAFETY: genuine(…) reads `rows` fp32 probe rows and the fp32
+            // gallery rows [g0, g0 + cols) of `dim` values each, the CSR
+            // mate lists of those rows (every index < ng, so every
+            // pair_score slot exists), and writes rows mate_best values
+            // from p0.
             unsafe { b.launch(cfg(blocks, 256, 0)) }?;
         }
         let end = mark(&self.engine.ctx, &self.main)?;
@@ -368,7 +451,7 @@ impl<'e, 'j> Run<'e, 'j> {
 
     /// The product of one tile on the side stream, then its fold and tail
     /// maintenance on main.
-    fn tile(&mut self, p0: usize, rows: usize, probes: u64, g0: usize) -> Result<(), CudaError> {
+    fn tile(&mut self, p0: usize, rows: usize, probes: Block, g0: usize) -> Result<(), CudaError> {
         let ctx = self.engine.ctx.clone();
         let cols = self.s.cols_t.min(self.s.ng - g0);
         let gallery = self.gallery_block(g0, cols)?;
@@ -386,8 +469,8 @@ impl<'e, 'j> Run<'e, 'j> {
             rows,
             cols,
             dim: self.s.dim,
-            probes,
-            gallery,
+            probes: probes.operands,
+            gallery: gallery.operands,
             scores: self.b.scores[buf].ptr,
             ld: self.s.cols_t,
         }
@@ -397,7 +480,7 @@ impl<'e, 'j> Run<'e, 'j> {
         self.main.wait(&self.ev_gemm[buf])?;
 
         let start = mark(&ctx, &self.main)?;
-        self.fold_tile(p0, rows, g0, cols, buf)?;
+        self.fold_tile(p0, rows, probes, g0, cols, gallery, buf)?;
         let tile = TileAt {
             scores: self.b.scores[buf].ptr,
             ld: self.s.cols_t,
@@ -406,8 +489,12 @@ impl<'e, 'j> Run<'e, 'j> {
             g0,
             cols,
         };
-        self.samples
-            .take(&self.engine.base.gather, &self.main, &tile)?;
+        self.samples.take(
+            &mut self.staging,
+            &self.engine.base.gather,
+            &self.main,
+            &tile,
+        )?;
         self.t.fold.push(start, mark(&ctx, &self.main)?);
         self.ev_fold[buf].record(&self.main)?;
         if self.tile_no == 0 {
@@ -415,17 +502,21 @@ impl<'e, 'j> Run<'e, 'j> {
             self.note_memory()?;
         }
         self.tile_no += 1;
+        self.products += (rows * cols) as u64;
         Ok(())
     }
 
     /// The fold of one tile and, with a tail wanted, the store's
     /// maintenance and the tile's redo when it overflowed (`tail.cu`).
+    #[allow(clippy::too_many_arguments)]
     fn fold_tile(
         &self,
         p0: usize,
         rows: usize,
+        probes: Block,
         g0: usize,
         cols: usize,
+        gallery: Block,
         buf: usize,
     ) -> Result<(), CudaError> {
         let Shape { k, want, .. } = self.s;
@@ -435,16 +526,24 @@ impl<'e, 'j> Run<'e, 'j> {
             ld: self.s.cols_t as u64,
             row0: p0 as u64,
             col0: g0 as u64,
+            p32: probes.rows32,
+            g32: gallery.rows32,
+            dim: self.s.dim as u64,
             plabel: b.plabel.ptr + (p0 * 4) as u64,
             glabel: b.glabel.ptr + (g0 * 4) as u64,
             mate_best: b.mate_best.ptr + (p0 * 4) as u64,
+            mate_all: b.mate_best.ptr,
             hist: b.hist.ptr,
             top_s: b.top_s.ptr + (p0 * k * 4) as u64,
             top_j: b.top_j.ptr + (p0 * k * 4) as u64,
             rank_count: b.rank.ptr + (p0 * 8) as u64,
+            rank_all: b.rank.ptr,
             tail_buf: b.tail_buf.ptr,
             tail: b.tail_state.ptr,
             tail_cap: self.s.tail_cap as u64,
+            worst: b.worst.ptr,
+            margin: self.s.margin,
+            margin2: self.s.margin2,
             half_bins: self.job.histogram.bins as f32 * 0.5,
             rows: rows as i32,
             cols: cols as i32,
@@ -452,6 +551,7 @@ impl<'e, 'j> Run<'e, 'j> {
             win_lo: self.win_lo as i32,
             win_len: self.win_len as i32,
             all_distinct: self.s.all_distinct as i32,
+            triangle: self.s.triangle as i32,
             do_main: 1,
             do_tail: (want > 0) as i32,
             redo_only: 0,
@@ -474,12 +574,13 @@ impl<'e, 'j> Run<'e, 'j> {
         let mut b = self.main.launch_builder(&self.fold);
         b.arg(p);
         // SAFETY: fold_tile reads the rows × cols tile (cols <= ld, the
-        // buffer holds rows_t × cols_t floats) and the labels, mate scores,
-        // top-k lists and rank counts of rows [row0, row0 + rows) and
-        // columns [col0, col0 + cols), all inside their buffers (sized by
-        // np, ng and k in setup; labels padded by 4 for 16-byte loads); the
-        // histogram has `bins` counters and the window lies inside it; the
-        // tail store has tail_cap places; `smem` covers the window.
+        // buffer holds rows_t × cols_t floats) and the fp32 rows, labels,
+        // mate scores, top-k lists and rank counts of rows [row0, row0 +
+        // rows) and columns [col0, col0 + cols), all inside their buffers
+        // (sized by np, ng, dim and k in setup; labels padded by 4 for
+        // 16-byte loads); the histogram has `bins` counters and the window
+        // lies inside it; the tail store has tail_cap entries; `worst` is
+        // one u32; `smem` covers the window.
         unsafe { b.launch(cfg(self.fold_grid, kernels::FOLD_BLOCK, smem)) }?;
         Ok(())
     }
@@ -493,14 +594,14 @@ impl<'e, 'j> Run<'e, 'j> {
             cap: self.s.tail_cap as u64,
             high_water: tail::high_water(self.s.want) as u64,
             half_bins: self.job.histogram.bins as f32 * 0.5,
+            margin2: self.s.margin2,
             bins: self.s.bins as i32,
             after_redo: after_redo as i32,
-            pad: 0,
         };
         let mut b = self.main.launch_builder(&self.engine.base.tail);
         b.arg(&p);
         // SAFETY: tail_maintain reads `bins` counters, at most `cap`
-        // stored scores and the one TailState; it runs as one block of
+        // stored entries and the one TailState; it runs as one block of
         // TAIL_BLOCK threads, the TB it was compiled with.
         unsafe { b.launch(cfg(1, kernels::TAIL_BLOCK, 0)) }?;
         Ok(())
@@ -517,31 +618,44 @@ impl<'e, 'j> Run<'e, 'j> {
             tail_cap,
             all_distinct,
             bins,
+            margin,
+            margin2,
             ..
         } = self.s;
-        let main = &self.main;
-        let hist: Vec<u64> = self.b.hist.download(main, bins)?;
-        let state = self.b.tail_state.download::<TailState>(main, 1)?[0];
+        let (main, st) = (&self.main, &mut self.staging);
+        let mut hist: Vec<u64> = st.download(main, &self.b.hist, bins)?;
+        let state = st.download::<TailState>(main, &self.b.tail_state, 1)?[0];
         if state.overflow != 0 {
             let b = state.bin as usize;
             return Err(CudaError::Job(format!(
                 "the exact impostor tail needs the {want} highest impostor scores, but {} of them \
-                 tie in one histogram bin (cosine {:.6} to {:.6}), more than the GPU's store has \
-                 room for ({tail_cap} places); use --device cpu",
+                 tie in one histogram bin (cosine {:.6} to {:.6}) or lie within the {:?} products' \
+                 margin ({:.1e}) below it, more than the GPU's store has room for ({tail_cap} \
+                 places); use --precision fp32 or --device cpu",
                 hist[b],
                 self.job.histogram.lower_edge(b),
-                self.job.histogram.lower_edge(b + 1)
+                self.job.histogram.lower_edge(b + 1),
+                self.engine.precision,
+                margin,
             )));
         }
-        let mut tail: Vec<f32> = self.b.tail_buf.download(main, state.count as usize)?;
-        tail.sort_by(|a, b| b.total_cmp(a));
-        tail.truncate(want);
-        let pair: Vec<f32> = self.b.pair_score.download(main, self.mates.idx.len())?;
-        let best: Vec<f32> = self.b.mate_best.download(main, np)?;
-        let top_s: Vec<f32> = self.b.top_s.download(main, np * k)?;
-        let top_j: Vec<u32> = self.b.top_j.download(main, np * k)?;
-        let rank: Vec<u64> = self.b.rank.download(main, np)?;
-        let sampled = self.samples.read(main, self.job.probes, self.gallery)?;
+        let worst = f32::from_bits(st.download::<u32>(main, &self.b.worst, 1)?[0]);
+        if worst > margin {
+            return Err(CudaError::Job(format!(
+                "a {:?} product was {worst:.2e} from its fp32 decision score, beyond the bound \
+                 ({margin:.2e}) that the engine's exact decisions rest on; use --precision fp32 or \
+                 --device cpu",
+                self.engine.precision
+            )));
+        }
+        let entries: Vec<[f32; 2]> = st.download(main, &self.b.tail_buf, state.count as usize)?;
+        let tail = rescore::exact_tail(entries, want, margin2, self.job.histogram, &mut hist);
+        let pair: Vec<f32> = st.download(main, &self.b.pair_score, self.mates.idx.len())?;
+        let best: Vec<f32> = st.download(main, &self.b.mate_best, np)?;
+        let top_s: Vec<f32> = st.download(main, &self.b.top_s, np * k)?;
+        let top_j: Vec<u32> = st.download(main, &self.b.top_j, np * k)?;
+        let rank: Vec<u64> = st.download(main, &self.b.rank, np)?;
+        let sampled = self.samples.read(st, main, self.job.probes, self.gallery)?;
         self.note_memory()?;
 
         let mut genuine = Vec::new();
@@ -575,9 +689,12 @@ impl<'e, 'j> Run<'e, 'j> {
             fold_s: self.t.fold.seconds()?,
             genuine_s: self.t.genuine.seconds()?,
             tiles: self.tile_no,
+            products: self.products,
             tail_redone: state.redone as u64,
             peak_memory_bytes: self.free_before.saturating_sub(self.min_free) as u64,
             max_abs_score_error: sampled,
+            margin: margin as f64,
+            max_rescored_gap: worst as f64,
         };
         let result = CompareResult {
             genuine,

@@ -3,7 +3,7 @@
 
 use cudarc::driver::{CudaFunction, CudaStream, PushKernelArg};
 
-use super::device::{cfg, copy_to, DeviceBuffer};
+use super::device::{cfg, DeviceBuffer, Staging};
 use super::CudaError;
 use crate::compare::{dot_f64, Embeddings, SplitMix};
 
@@ -41,6 +41,7 @@ impl Samples {
     /// Gathers PER_TILE scores of a tile on `stream`, until MAX are taken.
     pub fn take(
         &mut self,
+        staging: &mut Staging,
         gather: &CudaFunction,
         stream: &CudaStream,
         tile: &TileAt,
@@ -62,7 +63,7 @@ impl Samples {
         let rows_at = self.index.ptr + (done * 2 * 4) as u64;
         let cols_at = rows_at + (n * 4) as u64;
         let out_at = self.out.ptr + (done * 4) as u64;
-        copy_to(stream, &rc, rows_at, &self.index)?;
+        staging.upload(stream, &rc, rows_at, &self.index)?;
         let (ld64, n_i) = (tile.ld as u64, n as i32);
         let mut b = stream.launch_builder(gather);
         b.arg(&tile.scores)
@@ -81,11 +82,12 @@ impl Samples {
     /// The largest |product score − float64 dot product| over the samples.
     pub fn read(
         &self,
+        staging: &mut Staging,
         stream: &CudaStream,
         probes: &Embeddings,
         gallery: &Embeddings,
     ) -> Result<Option<f64>, CudaError> {
-        let got: Vec<f32> = self.out.download(stream, self.at.len())?;
+        let got: Vec<f32> = staging.download(stream, &self.out, self.at.len())?;
         Ok(got
             .iter()
             .zip(&self.at)

@@ -17,12 +17,19 @@ __device__ __forceinline__ int score_bin(float s, float half_bins, int bins) {
     return min(b, bins - 1);
 }
 
-__device__ __forceinline__ float bf16_to_f32(u16 v) { return __uint_as_float(((u32)v) << 16); }
-
-__device__ __forceinline__ float f16_to_f32(u16 v) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v));
-    return f;
+// The decision score of two fp32 rows of `dim` values: every genuine and
+// mate score, rank, top-k entry and tail score the engine gives is one,
+// whatever the precision of the products. Its order is fixed, whatever the
+// launch: lane l sums the terms l, l + 32, l + 64, ... with fused
+// multiply-adds from 0, then the 32 partial sums meet in a butterfly
+// (partners 16, 8, 4, 2, 1 lanes apart), after which every lane holds the
+// same bits (addition commutes). `rescore::decision_score` is the same sum
+// on the host. Called by the whole warp.
+__device__ __forceinline__ float warp_dot32(const float* a, const float* b, u64 dim, int lane) {
+    float acc = 0.0f;
+    for (u64 t = lane; t < dim; t += 32) acc = fmaf(a[t], b[t], acc);
+    for (int o = 16; o > 0; o >>= 1) acc = __fadd_rn(acc, __shfl_xor_sync(FULL_MASK, acc, o));
+    return acc;
 }
 
 // The kernels' parameter blocks. Each mirrors a #[repr(C)] struct of
@@ -30,11 +37,16 @@ __device__ __forceinline__ float f16_to_f32(u16 v) {
 // there); the Rust side passes its sizes as -D options and the
 // static_asserts below stop a build where the two have drifted apart.
 
+// One entry of the impostor tail store: a pair's product score (what its
+// place in the store and the histogram follow) and its decision score.
+typedef float2 TailEntry;
+
 // The impostor tail store's state on the device (see tail.cu).
 struct TailState {
-    u64 count;       // scores appended; past the capacity they are counted, not stored
+    u64 count;       // entries appended; past the capacity they are counted, not stored
     u64 tile_start;  // count when the current tile's tail pass began
     u64 above;       // impostors folded so far in bins >= bin
+    u64 fresh;       // impostors in bins >= bin that the current tile's fused pass met
     int bin;         // the bound: scores in lower bins cannot reach the final top
     int redo;        // 1: the last tile overflowed the store and is appended again
     int overflow;    // the store overflowed even so (ties within one bin)
@@ -43,22 +55,31 @@ struct TailState {
 
 // One launch of the fold (fold.cu) over one tile.
 struct FoldParams {
-    const float* scores;  // the tile, row-major
+    const float* scores;  // the tile's products, row-major
     u64 ld;               // its leading dimension
     u64 row0, col0;       // global index of its first row and column
+    const float* p32;     // fp32 rows of the tile's probes (row r at r * dim)
+    const float* g32;     // fp32 rows of its columns (column c at c * dim)
+    u64 dim;
     const u32* plabel;    // labels of the tile's rows
     const u32* glabel;    // labels of its columns (padded by 4)
     const float* mate_best;
+    const float* mate_all;  // every row's mate score (the triangle's columns)
     u64* hist;
     float* top_s;
     u32* top_j;
     u64* rank_count;
-    float* tail_buf;
+    u64* rank_all;          // every row's rank count (the triangle's columns)
+    TailEntry* tail_buf;
     TailState* tail;
     u64 tail_cap;
+    u32* worst;           // largest |product − decision score| rescored (float bits)
+    float margin;         // bound on |product − decision score|, widened
+    float margin2;        // twice that
     float half_bins;
     int rows, cols, bins, win_lo, win_len;
     int all_distinct;
+    int triangle;   // all-distinct upper triangle only: each pair ranks both rows
     int do_main;    // histogram, mate rank, top-k
     int do_tail;    // append to the tail store
     int redo_only;  // run only if the tail state asks for a redo
@@ -67,13 +88,13 @@ struct FoldParams {
 // One launch of the tail store's maintenance (tail.cu).
 struct TailParams {
     const u64* hist;
-    float* buf;
+    TailEntry* buf;
     TailState* state;
     u64 want, cap, high_water;
     float half_bins;
+    float margin2;   // the fold's: entries are kept by score_bin(product + margin2)
     int bins;
     int after_redo;  // 1: the maintenance after a redone tail pass
-    int pad;
 };
 
 #ifdef TAIL_STATE_BYTES

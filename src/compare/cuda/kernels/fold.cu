@@ -1,4 +1,4 @@
-// The per-tile fold: one pass over a tile of cosine scores (rows = probes
+// The per-tile fold: one pass over a tile of product scores (rows = probes
 // of the block, columns = gallery rows, row-major), straight after its
 // product, so that only small results leave the GPU.
 //
@@ -9,22 +9,37 @@
 // stream), so per-row state needs no atomics. Each lane reads 4 adjacent
 // scores per step; the lanes of a warp cover 128 consecutive columns.
 //
+// Decisions are made on decision scores (warp_dot32 over the fp32 rows),
+// never on products, which may be bf16, fp16, tf32 or cuBLAS's own fp32
+// order: a product within `margin` of a decision's bar is rescored, the
+// warp together, one such score at a time (few: those near a bar), so
+// every precision decides as the decision scores do.
+//
 // main pass (do_main):
-//   * impostor histogram: counts in shared memory for the window of bins
-//     [win_lo, win_lo + win_len) where nearly all impostor scores fall,
-//     global 64-bit atomics outside it; flushed once per block;
-//   * mate rank: non-mates scoring >= the probe's best mate score;
-//   * top-k: the row's list, spread over the warp's registers (entry
-//     q = 32·slot + lane), which a candidate enters only when it beats the
-//     k-th entry: rare after the first columns, so the warp inserts the
-//     candidates of a step one at a time, together. Two registers per lane
-//     per 32 entries, at every k: no local memory.
-// tail pass (do_tail): impostor scores whose bin is >= the tail state's bin
-//   are appended to the tail store (tail.cu says why that bound never drops
-//   a score of the final top, and how an overflowing tile is redone).
+//   * impostor histogram of the products: counts in shared memory for the
+//     window of bins [win_lo, win_lo + win_len) where nearly all impostor
+//     scores fall, global 64-bit atomics outside it; flushed once per
+//     block (the host moves the pairs of the exact tail to the bins of
+//     their decision scores);
+//   * mate rank: non-mates whose decision score is >= the probe's best
+//     mate score (a decision score too);
+//   * top-k by decision score: the row's list, spread over the warp's
+//     registers (entry q = 32·slot + lane), which a candidate enters only
+//     when it beats the k-th entry: rare after the first columns. Two
+//     registers per lane per 32 entries, at every k: no local memory.
+// tail pass (do_tail): impostor pairs whose product, raised by twice the
+//   margin, has a bin >= the tail state's bin are appended to the tail
+//   store with both scores (tail.cu says why that bound never drops a pair
+//   the exact tail needs, and how an overflowing tile is redone).
 // "Impostor" for the histogram and tail means: labels differ and, in the
 // all-distinct pairing, the column's global index is above the row's, so
 // each unordered pair counts once. The rank counts every non-mate.
+//
+// The triangle (all distinct pairs with no top-k, TOPK 0): the host folds
+// only the tiles that reach above the diagonal, and each pair above it
+// ranks both its rows: its row in the warp's count, its column with a
+// global atomic, one per non-mate scoring at least the column's mate
+// score (rare where the model is any good).
 
 #ifndef TOPK
 #error "compile with -DTOPK=<k>"
@@ -127,6 +142,15 @@ __device__ __forceinline__ void load4(const float* row, const u32* glabel, int c
     }
 }
 
+// A mate score as a bar: a row with no mate ranks nothing.
+__device__ __forceinline__ float mate_bar(float m) { return m == -INFINITY ? INFINITY : m; }
+
+// What a product near a bar needs its decision score for.
+#define NEED_RANK 1u
+#define NEED_TOP 2u
+#define NEED_TAIL 4u
+#define NEED_COLUMN 8u
+
 // Two blocks per multiprocessor (the host sizes the histogram window to
 // fit): 32 warps streaming scores per SM, at most 64 registers a thread.
 extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(const FoldParams p) {
@@ -139,16 +163,18 @@ extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(const FoldParam
     const int tb = p.do_tail ? p.tail->bin : p.bins;
     const bool any_floor = p.all_distinct != 0;
     const u32 c_base = (u32)p.col0;
+    float worst = 0.0f;
 
     for (int r = blockIdx.x * WARPS + (threadIdx.x >> 5); r < p.rows; r += gridDim.x * WARPS) {
         const float* row = p.scores + (u64)r * p.ld;
+        const float* row32 = p.p32 + (u64)r * p.dim;
         const u32 pl = p.plabel[r];
         // Global indices fit in 32 bits (the host checks); the row's only
         // matters in the all-distinct pairing, where probes are the gallery.
         const u32 gi = (u32)(p.row0 + r);
-        float m = p.mate_best[r];
-        if (m == -INFINITY) m = INFINITY;  // no mate: nothing to rank against
+        const float m = mate_bar(p.mate_best[r]);
         u32 rank_c = 0;
+        u32 fresh_c = 0;  // impostors in bins >= the tail's bound (fused pass)
 #if TOPK > 0
         WarpList L;
         float ks = INFINITY;
@@ -164,9 +190,6 @@ extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(const FoldParam
             float v[4];
             u32 gl[4];
             load4(row, p.glabel, c0, p.cols, pl, v, gl);
-#if TOPK > 0
-            bool take[4];
-#endif
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
                 const bool valid = c0 + e < p.cols;
@@ -174,66 +197,98 @@ extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(const FoldParam
                 const u32 gj = c_base + (u32)(c0 + e);
                 const bool non_mate = valid && gl[e] != pl;
                 const bool pair = non_mate && (!any_floor || gj > gi);
-                const int b = score_bin(s, p.half_bins, p.bins);
+                u32 need = 0;
+                const int bin = score_bin(s, p.half_bins, p.bins);
                 if (p.do_main) {
+                    fresh_c += pair && bin >= tb;
                     if (pair) {
-                        const int w = b - p.win_lo;
+                        const int w = bin - p.win_lo;
                         if (w >= 0 && w < win_len)
                             atomicAdd(&sh_hist[w], 1u);
                         else
-                            atomicAdd(&p.hist[b], 1ull);
+                            atomicAdd(&p.hist[w + p.win_lo], 1ull);
                     }
-                    rank_c += (non_mate && s >= m) ? 1u : 0u;
-                }
-#if TOPK > 0
-                take[e] = p.do_main && valid && !(any_floor && gj == gi) && better(s, gj, ks, kj);
+                    // A product a margin above the mate score is above it
+                    // as a decision score too; one within it is rescored.
+#if TOPK == 0
+                    const bool ranked = p.triangle ? pair : non_mate;
+                    if (p.triangle && pair) {
+                        const float mc = mate_bar(p.mate_all[gj]);
+                        if (__fsub_rn(s, p.margin) >= mc)
+                            atomicAdd(&p.rank_all[gj], 1ull);
+                        else if (__fadd_rn(s, p.margin) >= mc)
+                            need |= NEED_COLUMN;
+                    }
+#else
+                    const bool ranked = non_mate;
 #endif
+                    if (ranked && __fsub_rn(s, p.margin) >= m)
+                        ++rank_c;
+                    else if (ranked && __fadd_rn(s, p.margin) >= m)
+                        need |= NEED_RANK;
+#if TOPK > 0
+                    if (valid && !(any_floor && gj == gi) && __fadd_rn(s, p.margin) >= ks) need |= NEED_TOP;
+#endif
+                }
+                u64 pos = 0;
                 if (p.do_tail) {
-                    const bool keep = pair && b >= tb;
+                    const bool keep = pair && score_bin(__fadd_rn(s, p.margin2), p.half_bins, p.bins) >= tb;
                     const u32 mask = __ballot_sync(FULL_MASK, keep);
                     if (mask) {
+                        // Every entry is counted; those past the capacity
+                        // are not stored (the maintenance redoes the tile).
                         const int leader = __ffs(mask) - 1;
                         u64 first = 0;
                         if (lane == leader) first = atomicAdd(&p.tail->count, (u64)__popc(mask));
                         first = __shfl_sync(FULL_MASK, first, leader);
-                        if (keep) {
-                            const u64 pos = first + __popc(mask & ((1u << lane) - 1u));
-                            if (pos < p.tail_cap) p.tail_buf[pos] = s;
-                        }
+                        pos = first + __popc(mask & ((1u << lane) - 1u));
+                        if (keep && pos < p.tail_cap) need |= NEED_TAIL;
                     }
                 }
-            }
-#if TOPK > 0
-            // Each lane's candidates beat the k-th entry as it stood at the
-            // start of the step; they are checked again as it rises.
-            if (__any_sync(FULL_MASK, take[0] || take[1] || take[2] || take[3])) {
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    u32 mask = __ballot_sync(FULL_MASK, take[e]);
-                    while (mask) {
-                        const int src = __ffs(mask) - 1;
-                        mask &= mask - 1;
-                        const float cs = __shfl_sync(FULL_MASK, v[e], src);
-                        const u32 cj = c_base + (u32)(base + src * 4 + e);
-                        if (better(cs, cj, ks, kj)) {
-                            list_insert(L, cs, cj, lane);
-                            list_last(L, ks, kj);
-                            changed = true;
-                        }
+                u32 mask = __ballot_sync(FULL_MASK, need != 0);
+                while (mask) {
+                    const int src = __ffs(mask) - 1;
+                    mask &= mask - 1;
+                    const u32 what = __shfl_sync(FULL_MASK, need, src);
+                    const float cs = __shfl_sync(FULL_MASK, s, src);
+                    const int c = base + src * 4 + e;
+                    const float x = warp_dot32(row32, p.g32 + (u64)c * p.dim, p.dim, lane);
+                    worst = fmaxf(worst, fabsf(__fsub_rn(cs, x)));
+                    if ((what & NEED_RANK) && lane == 0 && x >= m) ++rank_c;
+                    const u32 cj = c_base + (u32)c;
+#if TOPK == 0
+                    if ((what & NEED_COLUMN) && lane == 0 && x >= mate_bar(p.mate_all[cj]))
+                        atomicAdd(&p.rank_all[cj], 1ull);
+#else
+                    if ((what & NEED_TOP) && better(x, cj, ks, kj)) {
+                        list_insert(L, x, cj, lane);
+                        list_last(L, ks, kj);
+                        changed = true;
                     }
-                }
-            }
 #endif
+                    const u64 at = __shfl_sync(FULL_MASK, pos, src);
+                    if ((what & NEED_TAIL) && lane == 0) p.tail_buf[at] = make_float2(cs, x);
+                }
+            }
         }
 
         if (p.do_main) {
-            for (int o = 16; o > 0; o >>= 1) rank_c += __shfl_xor_sync(FULL_MASK, rank_c, o);
+            for (int o = 16; o > 0; o >>= 1) {
+                rank_c += __shfl_xor_sync(FULL_MASK, rank_c, o);
+                fresh_c += __shfl_xor_sync(FULL_MASK, fresh_c, o);
+            }
             if (lane == 0) p.rank_count[r] += rank_c;
+            if (lane == 0 && p.do_tail && fresh_c) atomicAdd(&p.tail->fresh, (u64)fresh_c);
 #if TOPK > 0
             if (changed) list_store(L, p.top_s + (u64)r * TOPK, p.top_j + (u64)r * TOPK, lane);
 #endif
         }
     }
+
+    // The bound's check: the host refuses the job if a rescored product
+    // strayed further from its decision score than the margin.
+    for (int o = 16; o > 0; o >>= 1) worst = fmaxf(worst, __shfl_xor_sync(FULL_MASK, worst, o));
+    if (lane == 0 && worst > 0.0f) atomicMax(p.worst, __float_as_uint(worst));
 
     if (win_len) {
         __syncthreads();

@@ -1,14 +1,21 @@
-// The exact store of the highest impostor scores, and its maintenance
-// after each tile.
+// The store of the highest impostor scores, and its maintenance after
+// each tile. Entries are pairs (product, decision score); which are kept
+// follows the products and the histogram of products, with the margin m
+// that bounds |product − decision score| (the fold's `margin`).
 //
-// Why nothing of the final top `want` is lost: let b be the highest bin
-// whose count from the top (bins >= b) reaches `want` in the histogram of
-// the scores folded so far, and x the want-th highest of those scores.
-// Fewer than `want` scores lie in bins above bin(x), so b <= bin(x); any
-// score s of the final top is >= x (else `want` scores already beat it), so
-// bin(s) >= b. A tile's tail pass with a bound computed from any earlier
-// histogram therefore keeps every final-top score it holds, and compaction
-// with a later bound drops none of them either.
+// Why nothing the exact tail needs is lost: let b be the highest bin whose
+// count from the top (bins >= b) reaches `want` in the histogram of the
+// products folded so far, and X the want-th highest product of all pairs.
+// Fewer than `want` products lie in bins above bin(X), so b <= bin(X). The
+// exact tail is the want highest decision scores; its least, Y, is at
+// least X − m (`want` pairs have products >= X, so decision scores >=
+// X − m), so each of its pairs has a decision score >= X − m and a product
+// >= X − 2m: product + 2m >= X, whose bin is >= b. The fold appends every
+// impostor pair with bin(product + 2m) >= b, for a b of the tiles before,
+// and compaction with a later b drops none of those either. The host then
+// takes every stored pair with product + 2m >= X, moves each from the bin
+// of its product to that of its decision score, and keeps the want
+// highest decision scores (`rescore::exact_tail`).
 //
 // Why the store never overflows, whatever the order of the tiles: a tile's
 // fused pass (histogram and tail together) appends with the bound of the
@@ -17,11 +24,13 @@
 // fold counts every score it would append, stored or not. When the count
 // passes the capacity, this kernel drops the tile's entries, raises the
 // bound with the tile's own histogram counted, compacts, and asks for the
-// tile's tail pass again (`redo`). Then the store holds only scores in
-// bins >= the new bound b, of which the histogram counts fewer than
-// want + hist[b] (by the choice of b): the capacity, 2·want + 2^20, is
-// passed only when more than want + 2^20 impostor scores share the one bin
-// b, which `overflow` reports.
+// tile's tail pass again (`redo`). Then the store holds only pairs with
+// bin(product + 2m) >= the new bound b: fewer than want + hist[b] in bins
+// >= b, and those of the band of 2m below bin b. The capacity,
+// 3·want + 2^20 (`tail::store_capacity`), is passed only when the bin b
+// and that band together hold more than 2·want + 2^20 impostors (ties, or
+// a margin wide against the spread of the scores), which `overflow`
+// reports.
 //
 // The bound rises with a running count (`above`, the impostors in bins
 // >= bin), so each maintenance reads only the bins it passes: no rescan
@@ -97,11 +106,13 @@ extern "C" __global__ void __launch_bounds__(TB) tail_maintain(const TailParams 
         int b = st->bin;
         int compact = n > p.high_water;
         if (!p.after_redo) {
-            // The fused pass counted every impostor in bins >= the old bound.
-            u64 above = st->above + (n - st->tile_start);
+            // The fused pass counted the tile's impostors in bins >= the
+            // old bound (it appended those of the band below it too).
+            u64 above = st->above + st->fresh;
             b = raise_bound(p, b, &above);
             if (threadIdx.x == 0) {
                 st->above = above;
+                st->fresh = 0;
                 st->bin = b;
                 st->redo = n > p.cap;
                 st->redone += n > p.cap;
@@ -133,11 +144,11 @@ extern "C" __global__ void __launch_bounds__(TB) tail_maintain(const TailParams 
         u64 out = 0;
         for (u64 start = 0; start < n; start += TB) {
             const u64 i = start + threadIdx.x;
-            const float s = i < n ? p.buf[i] : 0.0f;
-            const bool keep = i < n && score_bin(s, p.half_bins, p.bins) >= b;
+            const TailEntry t = i < n ? p.buf[i] : make_float2(0.0f, 0.0f);
+            const bool keep = i < n && score_bin(__fadd_rn(t.x, p.margin2), p.half_bins, p.bins) >= b;
             u64 total;
             const u64 at = out + block_exclusive_scan(keep ? 1 : 0, &total, sh);
-            if (keep) p.buf[at] = s;
+            if (keep) p.buf[at] = t;
             out += total;
             __syncthreads();
         }
