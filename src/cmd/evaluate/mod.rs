@@ -742,6 +742,7 @@ impl Comparer<'_> {
             top_k,
             histogram: HistogramSpec::DEFAULT,
             tail_capacity,
+            examples: 0,
         };
         Ok(self.engine.compare(&job)?)
     }
