@@ -331,22 +331,38 @@ pub const EXAMPLE_NON_MATED: &str = "non_mated_probe";
 /// `examples.csv`: a mated (in-DB) probe, missed unless its mate comes first
 /// (`mate_rank` 1) with a `score` >= the threshold.
 pub const EXAMPLE_MATED: &str = "mated_probe";
+/// `examples.csv`: an impostor pair (two identities), a false match when
+/// its `score` is >= the threshold.
+pub const EXAMPLE_IMPOSTOR: &str = "impostor_pair";
+/// `examples.csv`: a genuine pair (one identity), a false non-match when
+/// its `score` is below the threshold.
+pub const EXAMPLE_GENUINE: &str = "genuine_pair";
+/// Every kind of `examples.csv`, in the order of its rows.
+pub const EXAMPLE_KINDS: [&str; 4] = [
+    EXAMPLE_NON_MATED,
+    EXAMPLE_MATED,
+    EXAMPLE_IMPOSTOR,
+    EXAMPLE_GENUINE,
+];
 
-/// One of the hardest probes of `examples.csv`: the non-mated probes with
+/// One of the hardest examples of `examples.csv`: the non-mated probes with
 /// the highest nearest-gallery scores and the mated probes most easily
-/// missed, each with the gallery face it is shown against.
+/// missed, each with the gallery face it is shown against; the impostor
+/// pairs with the highest scores and the genuine pairs with the lowest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExampleRow {
-    /// [`EXAMPLE_NON_MATED`] or [`EXAMPLE_MATED`].
+    /// One of [`EXAMPLE_KINDS`].
     pub kind: String,
-    /// The probe's row in the labels.
+    /// The probe's row in the labels (a pair's first row).
     pub probe: u64,
     pub identity: String,
     pub path: Option<String>,
-    /// Non-mated: the nearest gallery face's identity; mated: the mate's.
+    /// Non-mated: the nearest gallery face's identity; mated: the mate's;
+    /// a pair: its second row's.
     pub gallery_identity: String,
     pub gallery_path: Option<String>,
-    /// Cosine: the nearest gallery score (non-mated) or the mate score.
+    /// Cosine: the nearest gallery score (non-mated), the mate score, or
+    /// the pair's score.
     pub score: f64,
     pub mate_rank: Option<u64>,
     /// Who the search returned first.

@@ -354,6 +354,7 @@ pub fn search(
         // Search needs no score distribution: one bin, no exact tail.
         histogram: HistogramSpec { bins: 1 },
         tail_capacity: 0,
+        examples: 0,
     };
     job.validate()?;
     let result = engine.compare(&job)?;

@@ -210,6 +210,48 @@ pub struct CompareJob<'a> {
     pub histogram: HistogramSpec,
     /// How many of the highest impostor scores to keep exactly.
     pub tail_capacity: usize,
+    /// How many of the hardest pairs to name ([`CompareResult::hardest_genuine`],
+    /// [`CompareResult::hardest_impostors`]; 0: none).
+    pub examples: usize,
+}
+
+/// One compared pair: a probe row, a gallery row and their score. For all
+/// distinct pairs the lower row is the probe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairScore {
+    pub score: f32,
+    pub probe: u32,
+    pub gallery: u32,
+}
+
+/// Which end of the scores a list of hardest pairs keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hardest {
+    /// Genuine pairs: the lowest scores, lowest first.
+    Lowest,
+    /// Impostor pairs: the highest scores, highest first.
+    Highest,
+}
+
+impl Hardest {
+    /// Cuts `pairs` to the `n` hardest, in this end's order, ties by lower
+    /// (probe, gallery): the same pairs whatever order they came in, so
+    /// lists of disjoint sets of pairs merge exactly by appending and
+    /// cutting again.
+    pub fn keep(self, pairs: &mut Vec<PairScore>, n: usize) {
+        let key = |a: &PairScore, b: &PairScore| {
+            let by_score = match self {
+                Hardest::Lowest => a.score.total_cmp(&b.score),
+                Hardest::Highest => b.score.total_cmp(&a.score),
+            };
+            by_score.then((a.probe, a.gallery).cmp(&(b.probe, b.gallery)))
+        };
+        if pairs.len() > n && n > 0 {
+            pairs.select_nth_unstable_by(n - 1, key);
+        }
+        pairs.truncate(n);
+        pairs.sort_unstable_by(key);
+    }
 }
 
 /// A gallery row and its score.
@@ -269,6 +311,11 @@ pub struct CompareResult {
     /// not of the engine, so that the results of several jobs (the parts of
     /// a split run) carry their own and merge by the maximum.
     pub score_error: Option<f64>,
+    /// The job's `examples` lowest genuine pairs ([`Hardest::Lowest`]).
+    pub hardest_genuine: Vec<PairScore>,
+    /// The job's `examples` highest impostor pairs ([`Hardest::Highest`]),
+    /// at most as many as the exact tail holds.
+    pub hardest_impostors: Vec<PairScore>,
 }
 
 impl CompareResult {
@@ -353,6 +400,34 @@ mod tests {
             Embeddings::normalized(vec![1.0; 3], 2),
             Err(EmbeddingError::Shape { .. })
         ));
+    }
+
+    #[test]
+    fn hardest_pairs_merge_in_any_order() {
+        let pair = |score, probe, gallery| PairScore {
+            score,
+            probe,
+            gallery,
+        };
+        let all = vec![
+            pair(0.5, 3, 4),
+            pair(0.9, 0, 1),
+            pair(0.5, 1, 2),
+            pair(0.1, 2, 9),
+            pair(0.5, 0, 7),
+        ];
+        let mut whole = all.clone();
+        Hardest::Highest.keep(&mut whole, 3);
+        assert_eq!(whole, [pair(0.9, 0, 1), pair(0.5, 0, 7), pair(0.5, 1, 2)]);
+        let (mut a, mut b) = (all[..2].to_vec(), all[2..].to_vec());
+        Hardest::Highest.keep(&mut a, 3);
+        Hardest::Highest.keep(&mut b, 3);
+        b.extend(a);
+        Hardest::Highest.keep(&mut b, 3);
+        assert_eq!(b, whole);
+        let mut low = all;
+        Hardest::Lowest.keep(&mut low, 2);
+        assert_eq!(low, [pair(0.1, 2, 9), pair(0.5, 0, 7)]);
     }
 
     #[test]

@@ -122,7 +122,7 @@
     this.sys = sys;
     this.page = +root.getAttribute("data-page");
     this.unit = "cosine";
-    this.pages = { accepts: 0, rejects: 0 };
+    this.pages = { accepts: 0, rejects: 0, matches: 0, non_matches: 0 };
     this.open = sys.totals.mated + sys.totals.non_mated > 0;
     this.build();
   }
@@ -359,28 +359,51 @@
     var self = this, sys = this.sys, t = sys.thresholds[j];
     this.faces.textContent = "";
     if (!sys.faces.length) return;
-    var panels = [
+    // One panel per kind of example present; each lists the examples that
+    // are errors at this threshold (accept if score >= threshold), worst
+    // first, as examples.csv orders them.
+    var kinds = [
       {
-        key: "accepts", item: "false_accept", count: sys.counts[j][2],
+        kind: "non_mated_probe", key: "accepts", item: "false_accept", count: sys.counts[j][2],
         title: "False accepts: out-of-DB probes taken for someone in the DB",
-        list: sys.faces.filter(function (f) { return f.stranger && f.score >= t; })
+        error: function (f) { return f.score >= t; },
+        caption: function (f) { return f.identity + " → " + f.gallery_identity; }
       },
       {
-        key: "rejects", item: "false_reject", count: sys.counts[j][3],
+        kind: "mated_probe", key: "rejects", item: "false_reject", count: sys.counts[j][3],
         title: "False rejects: in-DB probes missed",
-        list: sys.faces.filter(function (f) { return !f.stranger && !(f.mate_rank === 1 && f.score >= t); })
+        error: function (f) { return !(f.mate_rank === 1 && f.score >= t); },
+        caption: function (f) { return f.identity + " (mate rank " + (f.mate_rank === null ? "–" : f.mate_rank) + ")"; }
+      },
+      {
+        kind: "impostor_pair", key: "matches", item: "false_match", count: sys.counts[j][0],
+        title: "False matches: pairs of two people accepted as one (verification)",
+        error: function (f) { return f.score >= t; },
+        caption: function (f) { return f.identity + " ≈ " + f.gallery_identity; }
+      },
+      {
+        kind: "genuine_pair", key: "non_matches", item: "false_non_match", count: sys.counts[j][1],
+        title: "False non-matches: pairs of one person rejected (verification)",
+        error: function (f) { return f.score < t; },
+        caption: function (f) { return f.identity + " ≠ itself"; }
       }
     ];
+    var panels = kinds.filter(function (k) {
+      return sys.faces.some(function (f) { return f.kind === k.kind; });
+    }).map(function (k) {
+      k.list = sys.faces.filter(function (f) { return f.kind === k.kind && k.error(f); });
+      return k;
+    });
     var missing = false;
     panels.forEach(function (p) {
-      var sec = metric("section", p.key === "accepts" ? "false_accepts" : "false_rejects", { "class": "fx-panel" });
+      var sec = metric("section", "false_" + p.key, { "class": "fx-panel" });
       sec.appendChild(node("h4", {}, p.title));
       var pages = Math.max(1, Math.ceil(p.list.length / self.page));
       var at = Math.min(self.pages[p.key], pages - 1);
       self.pages[p.key] = at;
       var first = at * self.page, shown = p.list.slice(first, first + self.page);
       var info = node("p", { "class": "muted" });
-      var total = metric("b", p.key === "accepts" ? "false_accepts_count" : "false_rejects_count");
+      var total = metric("b", "false_" + p.key + "_count");
       set(total, p.count, thousands(p.count));
       info.appendChild(total);
       info.appendChild(document.createTextNode(" at this threshold, worst first; " +
@@ -398,7 +421,7 @@
           }
         });
         var cap = node("figcaption");
-        cap.appendChild(node("span", {}, f.identity + (f.stranger ? " → " + f.gallery_identity : " (mate rank " + (f.mate_rank === null ? "–" : f.mate_rank) + ")")));
+        cap.appendChild(node("span", {}, p.caption(f)));
         cap.appendChild(node("br"));
         cap.appendChild(node("span", {}, "cos " + f.score.toFixed(4) + " · d " + distance(f.score).toFixed(4)));
         fig.appendChild(cap);

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::evaldir::{
-    ExampleRow, HistogramRow, EXAMPLE_MATED, HIST_GENUINE, HIST_IMPOSTOR, HIST_MATED_TOP1,
+    ExampleRow, HistogramRow, EXAMPLE_KINDS, HIST_GENUINE, HIST_IMPOSTOR, HIST_MATED_TOP1,
     HIST_NON_MATED_TOP1,
 };
 use crate::metrics::bootstrap::clopper_pearson;
@@ -250,8 +250,9 @@ struct Cell {
 
 #[derive(Debug, Serialize)]
 struct Face {
-    /// True for a non-mated probe (a false accept at score >= threshold).
-    stranger: bool,
+    /// One of `evaldir::EXAMPLE_KINDS`: which panel shows it, and by
+    /// which rule (see explorer.js).
+    kind: String,
     identity: String,
     path: String,
     image: Option<usize>,
@@ -455,12 +456,12 @@ fn breakdowns(system: &System, thresholds: &[f64]) -> Vec<Breakdown> {
 /// and their thumbnails, each image once.
 fn faces(system: &System) -> (Vec<Face>, Vec<String>) {
     let mut chosen: Vec<&ExampleRow> = Vec::new();
-    for stranger in [true, false] {
+    for kind in EXAMPLE_KINDS {
         chosen.extend(
             system
                 .examples
                 .iter()
-                .filter(|e| (e.kind != EXAMPLE_MATED) == stranger)
+                .filter(|e| e.kind == kind)
                 .take(FACES_PER_KIND),
         );
     }
@@ -487,7 +488,7 @@ fn faces(system: &System) -> (Vec<Face>, Vec<String>) {
     let faces = chosen
         .iter()
         .map(|e| Face {
-            stranger: e.kind != EXAMPLE_MATED,
+            kind: e.kind.clone(),
             identity: e.identity.clone(),
             path: e.path.clone().unwrap_or_default(),
             image: image(e.path.as_deref()),

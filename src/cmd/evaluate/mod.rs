@@ -810,6 +810,7 @@ impl Comparer<'_> {
             top_k,
             histogram: HistogramSpec::DEFAULT,
             tail_capacity,
+            examples: 0,
         };
         Ok(self.engine.compare(&job)?)
     }

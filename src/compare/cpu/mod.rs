@@ -30,8 +30,8 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
-    dot_f64, Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec,
-    Pairing, ProbeResult, SplitMix, TileShape,
+    dot_f64, Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, Hardest,
+    HistogramSpec, PairScore, Pairing, ProbeResult, SplitMix, TileShape,
 };
 
 impl TileShape {
@@ -272,10 +272,11 @@ fn compare_with<K: Kernel>(job: &CompareJob<'_>, tile: TileShape) -> CompareResu
     // Genuine and mate scores in fp32 whatever the kernel (only the genuine
     // pairs: a small pass); ranks, top-k lists and the impostor tail
     // recompute in fp32 every kernel score near a decision.
-    let (genuine, mate) = mate_pass(job, tile);
+    let (genuine, mate, hardest_genuine) = mate_pass(job, tile);
     let folds = tile_pass(job, &rows, tile, &mate);
     let error = K::REDUCED.then(|| folds.iter().map(|f| f.error).fold(0.0, f64::max));
     let (mut result, unsure) = merge(job, genuine, &mate, folds);
+    result.hardest_genuine = hardest_genuine;
     if !unsure.is_empty() {
         exact_tops_by_fp32(job, tile, &unsure, &mut result);
     }
@@ -339,9 +340,10 @@ fn gather(e: &Embeddings, rows: &[usize]) -> Vec<f32> {
 /// Genuine scores with their identity, best first.
 type Genuine = Vec<(f32, u32)>;
 
-/// Pass 1: genuine scores (each unordered pair once for all distinct pairs)
-/// and each probe's best mate score (`-inf` when it has no mate).
-fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>) {
+/// Pass 1: genuine scores (each unordered pair once for all distinct pairs),
+/// each probe's best mate score (`-inf` when it has no mate) and the job's
+/// lowest genuine pairs.
+fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>, Vec<PairScore>) {
     use rayon::prelude::*;
     let distinct = job.pairing == Pairing::AllDistinct;
     let mut gallery_of: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
@@ -359,11 +361,12 @@ fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>) {
         .map(|(&label, probes)| (label, probes, &gallery_of[&label]))
         .collect();
     let dim = job.probes.dim();
-    let per_group: Vec<(Genuine, Vec<(usize, f32)>)> = groups
+    let per_group: Vec<(Genuine, Vec<(usize, f32)>, Vec<PairScore>)> = groups
         .par_iter()
         .map(|&(label, probes, gallery)| {
             let mut genuine = Vec::new();
             let mut best = Vec::with_capacity(probes.len());
+            let mut hardest = Vec::new();
             let mut scratch = Vec::new();
             for probe_chunk in probes.chunks(tile.rows) {
                 let a = gather(job.probes, probe_chunk);
@@ -382,6 +385,14 @@ fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>) {
                                 chunk_best[r] = chunk_best[r].max(s);
                                 if !distinct || p < q {
                                     genuine.push((s, label));
+                                    offer_hardest(
+                                        &mut hardest,
+                                        Hardest::Lowest,
+                                        job.examples,
+                                        s,
+                                        p,
+                                        q,
+                                    );
                                 }
                             }
                         }
@@ -389,19 +400,39 @@ fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>) {
                 }
                 best.extend(probe_chunk.iter().copied().zip(chunk_best));
             }
-            (genuine, best)
+            Hardest::Lowest.keep(&mut hardest, job.examples);
+            (genuine, best, hardest)
         })
         .collect();
     let mut genuine = Vec::new();
     let mut mate = vec![f32::NEG_INFINITY; job.probes.rows()];
-    for (scores, best) in per_group {
+    let mut hardest = Vec::new();
+    for (scores, best, group_hardest) in per_group {
         genuine.extend(scores);
         for (p, s) in best {
             mate[p] = s;
         }
+        hardest.extend(group_hardest);
     }
     genuine.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    (genuine, mate)
+    Hardest::Lowest.keep(&mut hardest, job.examples);
+    (genuine, mate, hardest)
+}
+
+/// Adds a pair to a list of hardest pairs, cutting the list back to `n`
+/// whenever it has grown by a few thousand (a cut sorts; not once a pair).
+fn offer_hardest(list: &mut Vec<PairScore>, end: Hardest, n: usize, s: f32, p: usize, q: usize) {
+    if n == 0 {
+        return;
+    }
+    list.push(PairScore {
+        score: s,
+        probe: p as u32,
+        gallery: q as u32,
+    });
+    if list.len() >= n + 4096 {
+        end.keep(list, n);
+    }
 }
 
 /// One tile: probe rows `rows`, gallery rows `cols`.
@@ -1000,33 +1031,53 @@ fn exact_tail(
     mut union: Vec<TailScore>,
     margin: f32,
     hist: &mut [u64],
-) -> Vec<f32> {
+) -> (Vec<f32>, Vec<PairScore>) {
     use rayon::prelude::*;
     let capacity = job.tail_capacity;
     let by_score = |a: &TailScore, b: &TailScore| b.score.total_cmp(&a.score);
     union.sort_unstable_by(by_score);
-    if margin == 0.0 || capacity == 0 {
-        union.truncate(capacity);
-        return union.into_iter().map(|t| t.score).collect();
+    if margin != 0.0 && capacity != 0 {
+        // Every score of the exact tail is in the band: rescored, it
+        // replaces the kernel's score, in the bins and in the store.
+        let band = match union.get(capacity - 1) {
+            Some(kth) => kth.score - 2.0 * margin,
+            None => f32::NEG_INFINITY,
+        };
+        let near = union.partition_point(|t| t.score >= band);
+        let exact: Vec<f32> = union[..near]
+            .par_iter()
+            .map(|t| fp32_score(job, t.probe as usize, t.gallery as usize))
+            .collect();
+        let spec = job.histogram;
+        for (t, &e) in union[..near].iter_mut().zip(&exact) {
+            hist[spec.bin(t.score)] -= 1;
+            hist[spec.bin(e)] += 1;
+            t.score = e;
+        }
+        union.truncate(near);
+        union.sort_unstable_by(by_score);
     }
-    let band = match union.get(capacity - 1) {
-        Some(kth) => kth.score - 2.0 * margin,
-        None => f32::NEG_INFINITY,
+    // The hardest pairs are the tail's highest; all ties of the last one
+    // are offered (the store keeps every tie of its last score), and the
+    // cut picks among them by pair.
+    let n = job.examples.min(capacity).min(union.len());
+    let bar = if n == 0 {
+        f32::INFINITY
+    } else {
+        union[n - 1].score
     };
-    let near = union.partition_point(|t| t.score >= band);
-    let exact: Vec<f32> = union[..near]
-        .par_iter()
-        .map(|t| fp32_score(job, t.probe as usize, t.gallery as usize))
+    let mut hardest: Vec<PairScore> = union
+        .iter()
+        .take_while(|t| t.score >= bar)
+        .map(|t| PairScore {
+            score: t.score,
+            probe: t.probe,
+            gallery: t.gallery,
+        })
         .collect();
-    let spec = job.histogram;
-    for (t, &e) in union[..near].iter().zip(&exact) {
-        hist[spec.bin(t.score)] -= 1;
-        hist[spec.bin(e)] += 1;
-    }
-    let mut tail = exact;
-    tail.sort_unstable_by(|a, b| b.total_cmp(a));
-    tail.truncate(capacity);
-    tail
+    Hardest::Highest.keep(&mut hardest, n);
+    union.truncate(capacity);
+    (union.into_iter().map(|t| t.score).collect(), hardest)
 }
 
 /// The workers' folds as one result, and the probes whose top-k lists
@@ -1054,7 +1105,7 @@ fn merge(
         }
     }
     let margin = folds.first().map_or(0.0, |f| f.margin);
-    let impostor_tail = exact_tail(job, tail, margin, &mut hist);
+    let (impostor_tail, hardest_impostors) = exact_tail(job, tail, margin, &mut hist);
     let tops: Vec<Option<Vec<Candidate>>> = (0..n)
         .into_par_iter()
         .map(|p| exact_top(job, p, &folds))
@@ -1080,6 +1131,8 @@ fn merge(
         impostor_tail,
         probes,
         score_error: None,
+        hardest_genuine: Vec::new(),
+        hardest_impostors,
     };
     (result, unsure)
 }
@@ -1117,6 +1170,7 @@ mod tests {
         let distinct = job.pairing == Pairing::AllDistinct;
         let mut genuine = Vec::new();
         let mut impostor = Vec::new();
+        let (mut genuine_pairs, mut impostor_pairs) = (Vec::new(), Vec::new());
         let mut hist = vec![0u64; job.histogram.bins as usize];
         let mut probes = Vec::new();
         for p in 0..job.probes.rows() {
@@ -1131,10 +1185,17 @@ mod tests {
                     score: s,
                 });
                 if !distinct || p < q {
+                    let pair = PairScore {
+                        score: s,
+                        probe: p as u32,
+                        gallery: q as u32,
+                    };
                     if job.probe_labels[p] == job.gallery_labels[q] {
                         genuine.push((s, job.probe_labels[p]));
+                        genuine_pairs.push(pair);
                     } else {
                         impostor.push(s);
+                        impostor_pairs.push(pair);
                         hist[job.histogram.bin(s)] += 1;
                     }
                 }
@@ -1165,6 +1226,8 @@ mod tests {
         let (genuine, genuine_subjects) = genuine.into_iter().unzip();
         impostor.sort_by(|a, b| b.total_cmp(a));
         impostor.truncate(job.tail_capacity);
+        Hardest::Lowest.keep(&mut genuine_pairs, job.examples);
+        Hardest::Highest.keep(&mut impostor_pairs, job.examples.min(job.tail_capacity));
         CompareResult {
             genuine,
             genuine_subjects,
@@ -1172,6 +1235,8 @@ mod tests {
             impostor_tail: impostor,
             probes,
             score_error: None,
+            hardest_genuine: genuine_pairs,
+            hardest_impostors: impostor_pairs,
         }
     }
 
@@ -1250,6 +1315,7 @@ mod tests {
             threads in 1usize..4,
             top_k in 0usize..6,
             tail_capacity in 0usize..30,
+            examples in 0usize..8,
             bf16 in any::<bool>(),
         ) {
             let probes = embeddings(n_probe, dim, &values);
@@ -1265,6 +1331,7 @@ mod tests {
                 top_k,
                 histogram: HistogramSpec { bins: 64 },
                 tail_capacity,
+                examples,
             };
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             // bf16 where the CPU has it (the engine refuses it otherwise).
@@ -1302,6 +1369,7 @@ mod tests {
                 top_k: 5,
                 histogram: HistogramSpec { bins: 256 },
                 tail_capacity: 40,
+                examples: 0,
             };
             let tile = TileShape {
                 rows: 100,
@@ -1346,6 +1414,7 @@ mod tests {
                 top_k: 3,
                 histogram: HistogramSpec { bins: 64 },
                 tail_capacity: 5,
+                examples: 0,
             };
             let tile = TileShape { rows: 7, cols: 9 };
             let margin = bf16::fp32_distance_bound(dim, 2f64.powi(-8));
@@ -1420,6 +1489,7 @@ mod tests {
             top_k: 1,
             histogram: HistogramSpec { bins: 8 },
             tail_capacity: 1,
+            examples: 0,
         };
         assert!(CpuEngine::new().compare(&job).is_err());
     }

@@ -34,6 +34,8 @@ pub fn run(
             impostor_tail: Vec::new(),
             probes: vec![ProbeResult::default(); job.probes.rows()],
             score_error: None,
+            hardest_genuine: Vec::new(),
+            hardest_impostors: Vec::new(),
         };
         return Ok((result, Profile::default()));
     };
@@ -703,6 +705,8 @@ impl<'e, 'j> Run<'e, 'j> {
             impostor_tail: tail,
             probes,
             score_error: sampled,
+            hardest_genuine: Vec::new(),
+            hardest_impostors: Vec::new(),
         };
         Ok((result, profile))
     }
