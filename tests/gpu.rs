@@ -156,6 +156,8 @@ fn reference_by(
             impostor_tail: tail,
             probes,
             score_error: None,
+            hardest_genuine: Vec::new(),
+            hardest_impostors: Vec::new(),
         },
         near_edge,
     )
@@ -285,6 +287,7 @@ fn job<'a>(
         top_k,
         histogram: HistogramSpec { bins },
         tail_capacity,
+        examples: 0,
     }
 }
 

@@ -124,6 +124,7 @@ fn all_pairs<'a>(
         top_k: args.top_k,
         histogram: HistogramSpec::DEFAULT,
         tail_capacity: args.tail,
+        examples: 0,
     }
 }
 

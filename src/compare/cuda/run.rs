@@ -17,7 +17,8 @@ use super::products::{first_column, operand_bytes, upload_rows, Gemm, RowsAt};
 use super::samples::{Samples, TileAt};
 use super::{kernels, rescore, tail, CudaEngine, CudaError, Profile, FOLD_BLOCKS_PER_SM};
 use crate::compare::{
-    Candidate, CompareJob, CompareResult, Embeddings, Pairing, ProbeResult, SplitMix,
+    Candidate, CompareJob, CompareResult, Embeddings, Hardest, PairScore, Pairing, ProbeResult,
+    SplitMix,
 };
 
 /// Runs `job` on `engine`'s GPU.
@@ -662,6 +663,7 @@ impl<'e, 'j> Run<'e, 'j> {
 
         let mut genuine = Vec::new();
         let mut genuine_subjects = Vec::new();
+        let mut hardest_genuine = Vec::new();
         let mut probes = Vec::with_capacity(np);
         for i in 0..np {
             let range = self.mates.ptr[i] as usize..self.mates.ptr[i + 1] as usize;
@@ -669,6 +671,13 @@ impl<'e, 'j> Run<'e, 'j> {
                 if !all_distinct || self.mates.idx[e] as usize > i {
                     genuine.push(pair[e]);
                     genuine_subjects.push(self.job.probe_labels[i]);
+                    if self.job.examples > 0 {
+                        hardest_genuine.push(PairScore {
+                            score: pair[e],
+                            probe: i as u32,
+                            gallery: self.mates.idx[e],
+                        });
+                    }
                 }
             }
             let top = (0..k)
@@ -705,7 +714,12 @@ impl<'e, 'j> Run<'e, 'j> {
             impostor_tail: tail,
             probes,
             score_error: sampled,
-            hardest_genuine: Vec::new(),
+            hardest_genuine: {
+                Hardest::Lowest.keep(&mut hardest_genuine, self.job.examples);
+                hardest_genuine
+            },
+            // The tail store keeps scores, not their pairs (yet): the
+            // hardest impostor pairs come from the CPU engine only.
             hardest_impostors: Vec::new(),
         };
         Ok((result, profile))
