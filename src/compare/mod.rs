@@ -177,6 +177,29 @@ impl HistogramSpec {
     }
 }
 
+/// The arithmetic of an engine's products (fp32 sums in every case but
+/// fp16 on the GPU's tensor cores, which sum in fp32 too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    /// fp32 operands rounded to 10-bit mantissas by the GPU's tensor cores.
+    Tf32,
+    Bf16,
+    Fp16,
+}
+
+impl Precision {
+    /// The name `--precision` takes and `summary.json` records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+}
+
 /// Rows (probes) and columns (gallery rows) of one score tile. Each engine
 /// has its own default: `TileShape::CPU_DEFAULT`, `TileShape::CUDA_DEFAULT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,6 +318,11 @@ pub trait Engine: Send + Sync {
     /// engines whose products are not exact float32 sums in a fixed order
     /// (the CUDA engine; its reduced precisions above all). None otherwise.
     fn score_error(&self) -> Option<f64> {
+        None
+    }
+    /// Why some job ran in another precision than asked for, when one did
+    /// (the CPU engine runs a job in fp32 where bf16 would be slower).
+    fn precision_note(&self) -> Option<String> {
         None
     }
 }

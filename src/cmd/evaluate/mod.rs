@@ -26,8 +26,8 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context};
 
 use crate::cli::{EvaluateArgs, Protocol};
+use crate::cmd::engine::select_engine;
 use crate::compare::cpu::pair_score;
-use crate::compare::select::select_engine;
 use crate::compare::{CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing};
 use crate::evaldir::{
     self, EngineInfo, ExampleRow, GroupBreakdown, GroupScoreRow, HistogramRow, Identification,
@@ -197,6 +197,7 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
             precision: "fp32".into(),
             fallback_reason: None,
             max_abs_score_error: None,
+            precision_note: None,
         },
         inputs: Inputs {
             embeddings: None,
@@ -344,6 +345,7 @@ fn from_embeddings(args: &EvaluateArgs) -> anyhow::Result<Evaluation> {
     let notice = selected.notice();
     let mut evaluation = loaded.evaluate(selected.engine.as_ref(), selected.info, emb_path)?;
     evaluation.summary.engine.max_abs_score_error = selected.engine.score_error();
+    evaluation.summary.engine.precision_note = selected.engine.precision_note();
     // Said once the run has succeeded, so an error stays the only line.
     // A GPU that is there but unusable is said even with --quiet.
     let quiet = (args.output.quiet || args.output.json) && !selected.gpu_unusable;

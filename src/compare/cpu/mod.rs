@@ -61,8 +61,13 @@ pub enum CpuPrecision {
 pub struct CpuEngine {
     tile: TileShape,
     precision: CpuPrecision,
+    /// The largest share of a job's comparisons its exact impostor tail may
+    /// be for the bf16 kernel to run it ([`bf16_pays`]).
+    bf16_tail_share: f64,
     /// The bf16 kernel's sampled score error of the last job.
     last_error: Mutex<Option<f64>>,
+    /// Why a job of this bf16 engine ran in fp32, when one did.
+    fp32_instead: Mutex<Option<String>>,
 }
 
 impl Default for CpuEngine {
@@ -77,7 +82,9 @@ impl CpuEngine {
         CpuEngine {
             tile: TileShape::CPU_DEFAULT,
             precision: CpuPrecision::Fp32,
+            bf16_tail_share: BF16_TAIL_SHARE,
             last_error: Mutex::new(None),
+            fp32_instead: Mutex::new(None),
         }
     }
 
@@ -92,6 +99,15 @@ impl CpuEngine {
             precision,
             ..CpuEngine::new()
         })
+    }
+
+    /// The same engine with another limit on the exact tail's share of
+    /// the comparisons for bf16 to run (tests, tuning).
+    pub fn with_bf16_tail_share(self, share: f64) -> CpuEngine {
+        CpuEngine {
+            bf16_tail_share: share,
+            ..self
+        }
     }
 
     /// The same engine with another tile shape (tests, tuning).
@@ -253,7 +269,13 @@ impl Engine for CpuEngine {
         }
         let (result, error) = match self.precision {
             CpuPrecision::Fp32 => compare_with::<Fp32>(job, self.tile),
-            CpuPrecision::Bf16 => compare_with::<Bf16>(job, self.tile),
+            CpuPrecision::Bf16 => match bf16_pays(job, self.bf16_tail_share) {
+                Ok(()) => compare_with::<Bf16>(job, self.tile),
+                Err(why) => {
+                    *self.fp32_instead.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                    compare_with::<Fp32>(job, self.tile)
+                }
+            },
         };
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
         Ok(result)
@@ -262,6 +284,43 @@ impl Engine for CpuEngine {
     fn score_error(&self) -> Option<f64> {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn precision_note(&self) -> Option<String> {
+        self.fp32_instead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// The exact impostor tail's largest share of a job's comparisons for the
+/// bf16 kernel to run it. Each tail score, and about as many in the band
+/// below it, is rescored in fp32 (a gathered row each), costing a few
+/// hundred times what bf16 saves on one comparison. Measured on 10^4 ×
+/// 10^5 × 512 (2 threads): at a share of 10^-3 bf16 still took 25% less
+/// CPU time than fp32; at 10^-1 it took several times more.
+pub const BF16_TAIL_SHARE: f64 = 1e-3;
+
+/// Whether bf16 products pay for the fp32 rescoring the job needs: Err
+/// with the reason, for the summary, when its exact tail is more than
+/// `max_share` of its comparisons (then fp32 runs the job, and is faster).
+pub fn bf16_pays(job: &CompareJob<'_>, max_share: f64) -> Result<(), String> {
+    let (p, g) = (job.probes.rows() as u64, job.gallery.rows() as u64);
+    let comparisons = match job.pairing {
+        Pairing::AllDistinct => p * p.saturating_sub(1) / 2,
+        Pairing::ProbeGallery => p * g,
+    };
+    let share = job.tail_capacity as f64 / comparisons.max(1) as f64;
+    if share <= max_share {
+        return Ok(());
+    }
+    Err(format!(
+        "fp32 ran instead of bf16: the exact impostor tail ({} scores, {:.3}% of the {} comparisons) is rescored in fp32, which costs more than bf16 saves above {}%",
+        job.tail_capacity,
+        100.0 * share,
+        comparisons,
+        100.0 * max_share
+    ))
 }
 
 /// Runs a job on kernel `K`; the largest sampled score error for a
@@ -1023,12 +1082,21 @@ fn exact_tail(
         None => f32::NEG_INFINITY,
     };
     let near = union.partition_point(|t| t.score >= band);
-    let exact: Vec<f32> = union[..near]
-        .par_iter()
-        .map(|t| fp32_score(job, t.probe as usize, t.gallery as usize))
+    union.truncate(near);
+    // Rescored a probe at a time, one 1 × n product per probe: a product
+    // per pair costs far more in call and packing overhead than in sums.
+    union.par_sort_unstable_by_key(|t| (t.probe, t.gallery));
+    let exact: Vec<f32> = union
+        .par_chunk_by(|a, b| a.probe == b.probe)
+        .flat_map_iter(|group| {
+            let rows: Vec<u32> = group.iter().map(|t| t.gallery).collect();
+            fp32_scores(job, group[0].probe as usize, &rows)
+                .into_iter()
+                .map(|c| c.score)
+        })
         .collect();
     let spec = job.histogram;
-    for (t, &e) in union[..near].iter().zip(&exact) {
+    for (t, &e) in union.iter().zip(&exact) {
         hist[spec.bin(t.score)] -= 1;
         hist[spec.bin(e)] += 1;
     }
@@ -1090,6 +1158,63 @@ fn merge(
         probes,
     };
     (result, unsure)
+}
+
+/// Rows built to stress bf16's rescoring band (tests of the engine and of
+/// search): a gallery of `dim`-wide rows where a third are exact copies of
+/// others (exact ties) and a third near-copies (ties within the bf16
+/// error), and probes of which half are mated (a gallery row plus noise)
+/// and half unmated blends of four gallery rows, whose best scores are
+/// near-ties. Returns (gallery, its labels, probes, their labels).
+#[cfg(test)]
+pub(crate) fn band_stress_rows(
+    gallery_rows: usize,
+    probe_rows: usize,
+    dim: usize,
+) -> (Embeddings, Vec<u32>, Embeddings, Vec<u32>) {
+    let mut rng = SplitMix(2024);
+    let base: Vec<Vec<f32>> = (0..gallery_rows.div_ceil(3))
+        .map(|_| (0..dim).map(|_| rng.uniform()).collect())
+        .collect();
+    let mut gallery = Vec::new();
+    let mut gallery_labels = Vec::new();
+    for g in 0..gallery_rows {
+        let b = &base[g % base.len()];
+        let row: Vec<f32> = match g / base.len() {
+            0 | 1 => b.clone(),
+            _ => b.iter().map(|v| v + 1e-3 * rng.uniform()).collect(),
+        };
+        gallery.extend(row);
+        gallery_labels.push((g % (base.len() + 7)) as u32);
+    }
+    let mut probes = Vec::new();
+    let mut probe_labels = Vec::new();
+    for p in 0..probe_rows {
+        let at = |i: usize| (p * 7 + i * 13) % gallery_rows;
+        if p % 2 == 0 {
+            let g = at(0);
+            probes.extend(
+                gallery[g * dim..(g + 1) * dim]
+                    .iter()
+                    .map(|v| v + 0.4 * rng.uniform()),
+            );
+            probe_labels.push(gallery_labels[g]);
+        } else {
+            let blend: Vec<f32> = (0..dim)
+                .map(|k| {
+                    (0..4).map(|i| gallery[at(i) * dim + k]).sum::<f32>() + 0.05 * rng.uniform()
+                })
+                .collect();
+            probes.extend(blend);
+            probe_labels.push(1_000_000 + p as u32);
+        }
+    }
+    (
+        Embeddings::normalized(gallery, dim).expect("finite rows"),
+        gallery_labels,
+        Embeddings::normalized(probes, dim).expect("finite rows"),
+        probe_labels,
+    )
 }
 
 #[cfg(test)]
@@ -1269,7 +1394,7 @@ mod tests {
             // bf16 where the CPU has it (the engine refuses it otherwise).
             let precision = if bf16 && bf16::supported() { CpuPrecision::Bf16 } else { CpuPrecision::Fp32 };
             let tile = TileShape { rows: tile_rows, cols: tile_cols };
-            let engine = CpuEngine::with_precision(precision).unwrap().with_tile(tile);
+            let engine = CpuEngine::with_precision(precision).unwrap().with_tile(tile).with_bf16_tail_share(f64::INFINITY);
             let tiled = pool.install(|| engine.compare(&job)).unwrap();
             prop_assert_eq!(tiled, expected(&job, precision));
             prop_assert_eq!(engine.score_error().is_some(), precision == CpuPrecision::Bf16);
@@ -1280,12 +1405,7 @@ mod tests {
     /// offset in the tile, for both pairings.
     #[test]
     fn bf16_strips_fold_like_the_naive_loop() {
-        if !bf16::supported() {
-            crate::require::skip(
-                "avx512-bf16",
-                &crate::require::this_test(),
-                "this CPU lacks AVX-512 BF16",
-            );
+        if !bf16::testable() {
             return;
         }
         let probes = embeddings(130, 24, &[3, -1, 2, 0, -2, 1, 1, -3, 2, 1, 0]);
@@ -1308,7 +1428,8 @@ mod tests {
             };
             let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
                 .unwrap()
-                .with_tile(tile);
+                .with_tile(tile)
+                .with_bf16_tail_share(f64::INFINITY);
             assert_eq!(
                 engine.compare(&job).unwrap(),
                 expected(&job, CpuPrecision::Bf16)
@@ -1323,12 +1444,7 @@ mod tests {
     /// fp32 run instead, for both pairings.
     #[test]
     fn bf16_top_lists_fall_back_to_fp32_on_wide_ties() {
-        if !bf16::supported() {
-            crate::require::skip(
-                "avx512-bf16",
-                &crate::require::this_test(),
-                "this CPU lacks AVX-512 BF16",
-            );
+        if !bf16::testable() {
             return;
         }
         let dim = 16;
@@ -1353,12 +1469,118 @@ mod tests {
             assert!(list_capacity(3, margin) < 59, "the lists must overflow");
             let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
                 .unwrap()
-                .with_tile(tile);
+                .with_tile(tile)
+                .with_bf16_tail_share(f64::INFINITY);
             assert_eq!(
                 engine.compare(&job).unwrap(),
                 expected(&job, CpuPrecision::Bf16)
             );
         }
+    }
+
+    /// On rows built to stress the band (near-tied best scores of unmated
+    /// probes, exact and near duplicates in the gallery), bf16 gives fp32's
+    /// top-k lists, mate scores and ranks, genuine scores and exact tail
+    /// (so the same thresholds), for both pairings, on several tilings.
+    #[test]
+    fn bf16_decides_as_fp32_on_near_ties_and_duplicates() {
+        if !bf16::testable() {
+            return;
+        }
+        let dim = 64;
+        let (gallery, gallery_labels, probes, probe_labels) = band_stress_rows(300, 120, dim);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for distinct in [false, true] {
+            let (p, pl) = if distinct {
+                (&gallery, &gallery_labels)
+            } else {
+                (&probes, &probe_labels)
+            };
+            let job = CompareJob {
+                probes: p,
+                probe_labels: pl,
+                gallery: &gallery,
+                gallery_labels: &gallery_labels,
+                pairing: pairing(distinct),
+                top_k: 10,
+                histogram: HistogramSpec { bins: 256 },
+                tail_capacity: 400,
+            };
+            let fp32 = pool.install(|| CpuEngine::new().compare(&job)).unwrap();
+            // The data does stress the band: many lists with three
+            // neighbours within the band of each other, not all equal.
+            let margin = Bf16::margin(&job);
+            let tight = fp32
+                .probes
+                .iter()
+                .filter(|r| {
+                    r.top.windows(3).any(|w| {
+                        let (a, c) = (w[0].score, w[2].score);
+                        a != c && a - c <= 2.0 * margin
+                    })
+                })
+                .count();
+            assert!(tight >= 20, "only {tight} near-tied lists");
+            let ties = fp32
+                .probes
+                .iter()
+                .filter(|r| r.top.windows(2).any(|w| w[0].score == w[1].score))
+                .count();
+            assert!(ties >= 20, "only {ties} lists with exact ties");
+            for tile in [
+                TileShape { rows: 7, cols: 50 },
+                TileShape { rows: 64, cols: 33 },
+            ] {
+                let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
+                    .unwrap()
+                    .with_tile(tile)
+                    .with_bf16_tail_share(f64::INFINITY);
+                let bf16 = pool.install(|| engine.compare(&job)).unwrap();
+                assert!(engine.score_error().is_some(), "bf16 products ran");
+                assert_eq!(bf16.probes, fp32.probes, "distinct {distinct} {tile:?}");
+                assert_eq!(bf16.impostor_tail, fp32.impostor_tail);
+                assert_eq!(bf16.genuine, fp32.genuine);
+            }
+        }
+    }
+
+    /// Where the exact tail is a large share of the comparisons, the bf16
+    /// engine runs the job in fp32 (bf16 would rescore that share one row
+    /// at a time) and says why; the result is fp32's, bins included.
+    #[test]
+    fn bf16_runs_fp32_where_the_exact_tail_would_cost_more() {
+        if !bf16::testable() {
+            return;
+        }
+        let (gallery, gallery_labels, probes, probe_labels) = band_stress_rows(90, 30, 16);
+        let mut job = CompareJob {
+            probes: &probes,
+            probe_labels: &probe_labels,
+            gallery: &gallery,
+            gallery_labels: &gallery_labels,
+            pairing: Pairing::ProbeGallery,
+            top_k: 3,
+            histogram: HistogramSpec { bins: 64 },
+            tail_capacity: 2,
+        };
+        // 2 of 2,700 comparisons is under 10^-3: bf16 runs.
+        let engine = CpuEngine::with_precision(CpuPrecision::Bf16).unwrap();
+        assert_eq!(bf16_pays(&job, BF16_TAIL_SHARE), Ok(()));
+        engine.compare(&job).unwrap();
+        assert!(engine.score_error().is_some() && engine.precision_note().is_none());
+        job.tail_capacity = 100;
+        let why = bf16_pays(&job, BF16_TAIL_SHARE).unwrap_err();
+        assert!(
+            why.contains("100 scores, 3.704% of the 2700 comparisons"),
+            "{why}"
+        );
+        let got = engine.compare(&job).unwrap();
+        assert_eq!(got, CpuEngine::new().compare(&job).unwrap());
+        assert_eq!(engine.score_error(), None);
+        assert_eq!(engine.precision_note(), Some(why));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::params::{FoldParams, TailParams, TailState};
 use super::products::{operand_bytes, staging_bytes, upload_rows, Gemm};
 use super::samples::{Samples, TileAt};
 use super::{kernels, tail, CudaEngine, CudaError, Profile, FOLD_BLOCKS_PER_SM};
-use crate::cli::Precision;
+use crate::compare::Precision;
 use crate::compare::{
     Candidate, CompareJob, CompareResult, Embeddings, Pairing, ProbeResult, SplitMix,
 };
