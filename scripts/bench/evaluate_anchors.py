@@ -44,13 +44,7 @@ def data(out):
     mated = rng.choice(100_000, 5_000, replace=False)
     mated_probes = gallery[mated] + rng.standard_normal((5_000, dim), dtype=np.float32) * 0.9
     other = rng.standard_normal((5_000, dim), dtype=np.float32)
-    emb = np.concatenate([gallery, mated_probes, other])
-    ids = [f"g{i}" for i in range(100_000)] + [f"g{i}" for i in mated] + [f"n{i}" for i in range(5_000)]
-    roles = ["gallery"] * 100_000 + ["probe"] * 10_000
-    np.save(os.path.join(out, "search.npy"), emb)
-    with open(os.path.join(out, "search.csv"), "w") as f:
-        f.write("identity,role\n")
-        f.writelines(f"{i},{r}\n" for i, r in zip(ids, roles))
+    write_search_set(out, "search", [gallery, mated_probes, other], mated)
 
     centers = rng.standard_normal((2_000, dim), dtype=np.float32)
     who = np.repeat(np.arange(2_000), 10)
@@ -59,6 +53,19 @@ def data(out):
     with open(os.path.join(out, "pairs.csv"), "w") as f:
         f.write("identity\n")
         f.writelines(f"p{i}\n" for i in who)
+
+
+def write_search_set(out, name, parts, mated):
+    """NAME.npy and NAME.csv: 100,000 gallery rows (identity g<i>), then
+    10,000 probes, the first 5,000 mates of gallery rows `mated`, the rest
+    out-of-DB (n<i>)."""
+    emb = np.concatenate(parts).astype(np.float32)
+    ids = [f"g{i}" for i in range(100_000)] + [f"g{i}" for i in mated] + [f"n{i}" for i in range(5_000)]
+    roles = ["gallery"] * 100_000 + ["probe"] * 10_000
+    np.save(os.path.join(out, f"{name}.npy"), emb)
+    with open(os.path.join(out, f"{name}.csv"), "w") as f:
+        f.write("identity,role\n")
+        f.writelines(f"{i},{r}\n" for i, r in zip(ids, roles))
 
 
 def openset(out):
@@ -78,13 +85,7 @@ def openset(out):
     blend_of = rng.choice(100_000, (2_500, 3))
     noise = rng.standard_normal((2_500, dim), dtype=np.float32) * np.float32(0.5 / np.sqrt(dim))
     lookalikes = unit[blend_of].sum(axis=1) + noise
-    emb = np.concatenate([gallery, mated_probes, strangers, lookalikes]).astype(np.float32)
-    ids = [f"g{i}" for i in range(100_000)] + [f"g{i}" for i in mated] + [f"n{i}" for i in range(5_000)]
-    roles = ["gallery"] * 100_000 + ["probe"] * 10_000
-    np.save(os.path.join(out, "openset.npy"), emb)
-    with open(os.path.join(out, "openset.csv"), "w") as f:
-        f.write("identity,role\n")
-        f.writelines(f"{i},{r}\n" for i, r in zip(ids, roles))
+    write_search_set(out, "openset", [gallery, mated_probes, strangers, lookalikes], mated)
 
 
 def read_scores(path):

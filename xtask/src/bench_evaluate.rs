@@ -192,8 +192,22 @@ pub fn run(args: &EvaluateBench) -> anyhow::Result<()> {
     for part in parts {
         match part {
             Part::Scores => scores_part(&ctx, &mut rows, &mut notes)?,
-            Part::Search => search_part(&ctx, args.faiss_threads, &mut rows, &mut notes)?,
-            Part::OpenSet => open_set_part(&ctx, args.faiss_threads, &mut rows, &mut notes)?,
+            Part::Search => search_case(
+                &ctx,
+                SEARCH,
+                "search",
+                args.faiss_threads,
+                &mut rows,
+                &mut notes,
+            )?,
+            Part::OpenSet => search_case(
+                &ctx,
+                OPEN_SET,
+                "openset",
+                args.faiss_threads,
+                &mut rows,
+                &mut notes,
+            )?,
             Part::AllPairs => all_pairs_part(&ctx, &mut rows, &mut notes)?,
             Part::Kernels => kernels_part(&mut notes),
         }
@@ -303,24 +317,6 @@ fn scores_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyho
     ));
     notes.push("bob.measure's in-memory time excludes numba's compile (a warm-up call); its process time includes it".into());
     Ok(())
-}
-
-fn search_part(
-    ctx: &Ctx,
-    faiss_threads: usize,
-    rows: &mut Vec<Row>,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    search_case(ctx, SEARCH, "search", faiss_threads, rows, notes)
-}
-
-fn open_set_part(
-    ctx: &Ctx,
-    faiss_threads: usize,
-    rows: &mut Vec<Row>,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<()> {
-    search_case(ctx, OPEN_SET, "openset", faiss_threads, rows, notes)
 }
 
 /// One probes × gallery case (`NAME.npy`, `NAME.csv`): `facekit evaluate
