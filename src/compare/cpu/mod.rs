@@ -268,12 +268,12 @@ impl Engine for CpuEngine {
             ));
         }
         let (result, error) = match self.precision {
-            CpuPrecision::Fp32 => compare_with::<Fp32>(job, self.tile),
+            CpuPrecision::Fp32 => compare_with::<Fp32>(job, self.tile, 0),
             CpuPrecision::Bf16 => match bf16_pays(job, self.bf16_tail_share) {
-                Ok(()) => compare_with::<Bf16>(job, self.tile),
+                Ok(()) => compare_with::<Bf16>(job, self.tile, LIST_SLACK),
                 Err(why) => {
                     *self.fp32_instead.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
-                    compare_with::<Fp32>(job, self.tile)
+                    compare_with::<Fp32>(job, self.tile, 0)
                 }
             },
         };
@@ -323,9 +323,14 @@ pub fn bf16_pays(job: &CompareJob<'_>, max_share: f64) -> Result<(), String> {
     ))
 }
 
-/// Runs a job on kernel `K`; the largest sampled score error for a
-/// reduced-precision kernel.
-fn compare_with<K: Kernel>(job: &CompareJob<'_>, tile: TileShape) -> (CompareResult, Option<f64>) {
+/// Runs a job on kernel `K`, whose workers keep `slack` candidates per
+/// probe beyond the top k ([`list_capacity`]); the largest sampled score
+/// error for a reduced-precision kernel.
+fn compare_with<K: Kernel>(
+    job: &CompareJob<'_>,
+    tile: TileShape,
+    slack: usize,
+) -> (CompareResult, Option<f64>) {
     let probes = K::rows(job.probes);
     // All distinct pairs: the gallery is the probe set (checked above).
     let gallery = if job.pairing == Pairing::AllDistinct {
@@ -342,25 +347,29 @@ fn compare_with<K: Kernel>(job: &CompareJob<'_>, tile: TileShape) -> (CompareRes
     // pairs: a small pass); ranks, top-k lists and the impostor tail
     // recompute in fp32 every kernel score near a decision.
     let (genuine, mate) = mate_pass(job, tile);
-    let folds = tile_pass(job, &rows, tile, &mate);
+    let folds = tile_pass(job, &rows, tile, &mate, slack);
     let error = K::REDUCED.then(|| folds.iter().map(|f| f.error).fold(0.0, f64::max));
     let (mut result, unsure) = merge(job, genuine, &mate, folds);
     if !unsure.is_empty() {
-        exact_tops_by_fp32(job, tile, &unsure, &mut result);
+        exact_tops_again::<K>(job, tile, &unsure, &mut result, slack);
     }
     (result, error)
 }
 
 /// The top-k lists of the probes `unsure` (whose candidates a worker may
-/// have dropped, see [`exact_top`]) from an fp32 run of those probes
-/// against the whole gallery. For all distinct pairs that gallery holds
-/// the probe itself, so one more candidate is asked for and the probe's
-/// own row is taken out.
-fn exact_tops_by_fp32(
+/// have dropped, see [`exact_top`]: more scores in their band than the
+/// lists held) from a run of those probes alone against the whole gallery:
+/// on the same kernel with lists 8 times longer while they stay shorter
+/// than the gallery (a dense band costs a few more candidates, not an fp32
+/// pass), in fp32 otherwise. For all distinct pairs that gallery holds the
+/// probe itself, so one more candidate is asked for and the probe's own
+/// row is taken out.
+fn exact_tops_again<K: Kernel>(
     job: &CompareJob<'_>,
     tile: TileShape,
     unsure: &[usize],
     result: &mut CompareResult,
+    slack: usize,
 ) {
     let distinct = job.pairing == Pairing::AllDistinct;
     let probes = job.probes.select(unsure);
@@ -373,8 +382,13 @@ fn exact_tops_by_fp32(
         tail_capacity: 0,
         ..*job
     };
-    let (fp32, _) = compare_with::<Fp32>(&sub, tile);
-    for (&p, found) in unsure.iter().zip(fp32.probes) {
+    let wider = slack * 8;
+    let (again, _) = if K::REDUCED && sub.top_k + wider < job.gallery.rows() {
+        compare_with::<K>(&sub, tile, wider)
+    } else {
+        compare_with::<Fp32>(&sub, tile, 0)
+    };
+    for (&p, found) in unsure.iter().zip(again.probes) {
         let mut top = found.top;
         top.retain(|c| !(distinct && c.index as usize == p));
         top.truncate(job.top_k);
@@ -510,12 +524,13 @@ fn tile_pass<K: Kernel>(
     rows: &Rows<'_, K>,
     shape: TileShape,
     mate: &[f32],
+    slack: usize,
 ) -> Vec<Fold> {
     let tiles = tiles(job, shape);
     let margin = K::margin(job);
     let next = AtomicUsize::new(0);
     rayon::broadcast(|_| {
-        let mut fold = Fold::new(job, mate, margin);
+        let mut fold = Fold::new(job, mate, margin, slack);
         let mut scratch = K::Scratch::default();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -567,10 +582,10 @@ struct Fold {
 }
 
 impl Fold {
-    fn new(job: &CompareJob<'_>, mate: &[f32], margin: f32) -> Fold {
+    fn new(job: &CompareJob<'_>, mate: &[f32], margin: f32, slack: usize) -> Fold {
         let bins = job.histogram.bins as usize;
         let n = job.probes.rows();
-        let top = TopLists::new(n, list_capacity(job.top_k, margin));
+        let top = TopLists::new(n, list_capacity(job.top_k, margin, slack));
         let gate = (0..n)
             .map(|p| top.bar(p).min(mate_bar(mate[p]) - margin))
             .collect();
@@ -717,15 +732,19 @@ impl Fold {
     }
 }
 
+/// Candidates a worker keeps per probe beyond the top k on a first run
+/// with a reduced-precision kernel. Measured on the search benchmark (10^4
+/// probes, top-10 of 10^5): 8 left 282 probes to a rerun, 16 one, and
+/// longer lists only cost time.
+const LIST_SLACK: usize = 16;
+
 /// Candidates a worker keeps per probe. With a reduced-precision kernel
-/// (`margin` > 0) the lists hold more than `k`, by kernel score, so that
-/// the merge can recompute in fp32 every candidate that may be in the
-/// exact top `k` (see [`exact_top`]). Measured on the search benchmark
-/// (10^4 probes, top-10 of 10^5): k + 8 left 282 probes to an fp32 rerun,
-/// k + 16 one, and longer lists only cost time.
-fn list_capacity(k: usize, margin: f32) -> usize {
+/// (`margin` > 0) the lists hold `slack` more than `k`, by kernel score, so
+/// that the merge can recompute in fp32 every candidate that may be in the
+/// exact top `k` (see [`exact_top`]).
+fn list_capacity(k: usize, margin: f32, slack: usize) -> usize {
     if margin > 0.0 && k > 0 {
-        k + 16
+        k + slack
     } else {
         k
     }
@@ -1440,41 +1459,54 @@ mod tests {
     }
 
     /// More rows within the rescoring band than a worker's list holds
-    /// (here 60 near-copies of one row): the probe's top-k comes from an
-    /// fp32 run instead, for both pairings.
+    /// (here 60 near-copies of 5 rows): the probe's top-k comes from a
+    /// rerun with longer lists in bf16 where the gallery has room (200
+    /// other rows), in fp32 where it has not, for both pairings.
     #[test]
-    fn bf16_top_lists_fall_back_to_fp32_on_wide_ties() {
+    fn bf16_top_lists_rerun_on_wide_ties() {
         if !bf16::testable() {
             return;
         }
         let dim = 16;
-        let data: Vec<f32> = (0..60 * dim)
-            .map(|i| 1.0 + ((i / dim) % 5) as f32 * 1e-3 * (i % 3) as f32)
-            .collect();
-        let rows = Embeddings::normalized(data, dim).unwrap();
-        let labels: Vec<u32> = (0..60).map(|i| i % 4).collect();
-        for distinct in [false, true] {
-            let job = CompareJob {
-                probes: &rows,
-                probe_labels: &labels,
-                gallery: &rows,
-                gallery_labels: &labels,
-                pairing: pairing(distinct),
-                top_k: 3,
-                histogram: HistogramSpec { bins: 64 },
-                tail_capacity: 5,
-            };
-            let tile = TileShape { rows: 7, cols: 9 };
-            let margin = bf16::fp32_distance_bound(dim, 2f64.powi(-8));
-            assert!(list_capacity(3, margin) < 59, "the lists must overflow");
-            let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
-                .unwrap()
-                .with_tile(tile)
-                .with_bf16_tail_share(f64::INFINITY);
+        let mut rng = SplitMix(5);
+        for others in [0, 200] {
+            let data: Vec<f32> = (0..60 * dim)
+                .map(|i| 1.0 + ((i / dim) % 5) as f32 * 1e-3 * (i % 3) as f32)
+                .chain((0..others * dim).map(|_| rng.uniform()))
+                .collect();
+            let rows = Embeddings::normalized(data, dim).unwrap();
+            let labels: Vec<u32> = (0..60 + others as u32).map(|i| i % 4).collect();
             assert_eq!(
-                engine.compare(&job).unwrap(),
-                expected(&job, CpuPrecision::Bf16)
+                3 + 1 + 8 * LIST_SLACK < rows.rows(),
+                others > 0,
+                "both reruns"
             );
+            for distinct in [false, true] {
+                let job = CompareJob {
+                    probes: &rows,
+                    probe_labels: &labels,
+                    gallery: &rows,
+                    gallery_labels: &labels,
+                    pairing: pairing(distinct),
+                    top_k: 3,
+                    histogram: HistogramSpec { bins: 64 },
+                    tail_capacity: 5,
+                };
+                let tile = TileShape { rows: 7, cols: 9 };
+                let margin = bf16::fp32_distance_bound(dim, 2f64.powi(-8));
+                assert!(
+                    list_capacity(3, margin, LIST_SLACK) < 59,
+                    "the lists must overflow"
+                );
+                let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
+                    .unwrap()
+                    .with_tile(tile)
+                    .with_bf16_tail_share(f64::INFINITY);
+                assert_eq!(
+                    engine.compare(&job).unwrap(),
+                    expected(&job, CpuPrecision::Bf16)
+                );
+            }
         }
     }
 
