@@ -1362,6 +1362,14 @@ mod tests {
         }
     }
 
+    /// The bf16 engine on `tile`, running bf16 whatever the job's tail.
+    fn bf16_engine(tile: TileShape) -> CpuEngine {
+        CpuEngine::with_precision(CpuPrecision::Bf16)
+            .unwrap()
+            .with_tile(tile)
+            .with_bf16_tail_share(f64::INFINITY)
+    }
+
     fn pairing(distinct: bool) -> Pairing {
         if distinct {
             Pairing::AllDistinct
@@ -1445,10 +1453,7 @@ mod tests {
                 rows: 100,
                 cols: 64,
             };
-            let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
-                .unwrap()
-                .with_tile(tile)
-                .with_bf16_tail_share(f64::INFINITY);
+            let engine = bf16_engine(tile);
             assert_eq!(
                 engine.compare(&job).unwrap(),
                 expected(&job, CpuPrecision::Bf16)
@@ -1498,10 +1503,7 @@ mod tests {
                     list_capacity(3, margin, LIST_SLACK) < 59,
                     "the lists must overflow"
                 );
-                let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
-                    .unwrap()
-                    .with_tile(tile)
-                    .with_bf16_tail_share(f64::INFINITY);
+                let engine = bf16_engine(tile);
                 assert_eq!(
                     engine.compare(&job).unwrap(),
                     expected(&job, CpuPrecision::Bf16)
@@ -1566,10 +1568,7 @@ mod tests {
                 TileShape { rows: 7, cols: 50 },
                 TileShape { rows: 64, cols: 33 },
             ] {
-                let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
-                    .unwrap()
-                    .with_tile(tile)
-                    .with_bf16_tail_share(f64::INFINITY);
+                let engine = bf16_engine(tile);
                 let bf16 = pool.install(|| engine.compare(&job)).unwrap();
                 assert!(engine.score_error().is_some(), "bf16 products ran");
                 assert_eq!(bf16.probes, fp32.probes, "distinct {distinct} {tile:?}");
