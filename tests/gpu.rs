@@ -8,9 +8,9 @@
 
 mod require;
 
-use facekit::cli::Precision;
 use facekit::compare::cpu::CpuEngine;
 use facekit::compare::cuda::CudaEngine;
+use facekit::compare::Precision;
 use facekit::compare::{
     Candidate, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing, ProbeResult,
 };
