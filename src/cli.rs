@@ -390,6 +390,9 @@ pub struct SearchArgs {
     pub format: TableFormat,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// Arithmetic of the products, as for evaluate: on the CPU, bf16 (AVX-512 BF16) gives the same candidates and scores as fp32, faster
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
 }
 
 #[derive(Debug, Args)]

@@ -100,6 +100,10 @@ pub struct EngineInfo {
     /// The sampled score error against fp32 for reduced precisions.
     #[serde(default)]
     pub max_abs_score_error: Option<f64>,
+    /// Why a comparison ran in another precision than `precision` (bf16
+    /// where it would be slower than fp32), when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision_note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

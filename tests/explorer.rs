@@ -13,8 +13,8 @@ use std::process::Command;
 
 use chacha20::ChaCha8Rng;
 use facekit::evaldir::{
-    self, cosine_to_l2, ExampleRow, GroupScoreRow, HistogramRow, ProbeRow, EXAMPLE_NON_MATED,
-    HIST_GENUINE, HIST_IMPOSTOR,
+    self, cosine_to_l2, ExampleRow, GroupScoreRow, HistogramRow, ProbeRow, EXAMPLE_GENUINE,
+    EXAMPLE_IMPOSTOR, EXAMPLE_NON_MATED, HIST_GENUINE, HIST_IMPOSTOR,
 };
 use facekit::metrics::bootstrap::clopper_pearson;
 use facekit::text::percent;
@@ -430,7 +430,17 @@ fn evaluate_records_what_the_explorer_needs() {
             .count(),
         21
     );
-    assert_eq!(examples.len(), 21 + 48);
+    let kind = |k: &str| -> Vec<&ExampleRow> { examples.iter().filter(|e| e.kind == k).collect() };
+    let (impostors, genuine) = (kind(EXAMPLE_IMPOSTOR), kind(EXAMPLE_GENUINE));
+    assert!(!impostors.is_empty() && !genuine.is_empty());
+    assert!(impostors.len() <= 60 && genuine.len() <= 60);
+    assert_eq!(examples.len(), 21 + 48 + impostors.len() + genuine.len());
+    // Hardest first: impostor pairs by score descending, genuine ascending;
+    // two people in each impostor pair, one in each genuine pair.
+    assert!(impostors.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(genuine.windows(2).all(|w| w[0].score <= w[1].score));
+    assert!(impostors.iter().all(|e| e.identity != e.gallery_identity));
+    assert!(genuine.iter().all(|e| e.identity == e.gallery_identity));
     let scores: Vec<f64> = examples
         .iter()
         .filter(|e| e.kind == EXAMPLE_NON_MATED)
@@ -440,6 +450,9 @@ fn evaluate_records_what_the_explorer_needs() {
         scores.windows(2).all(|w| w[0] >= w[1]),
         "worst first: {scores:?}"
     );
+    // A stranger's nearest gallery face is an impostor pair of the
+    // verification set too: none scores above the hardest pair.
+    assert!(impostors[0].score >= scores[0]);
     assert!(examples
         .iter()
         .all(|e| e.path.is_some() && e.gallery_path.is_some()));

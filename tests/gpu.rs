@@ -11,10 +11,10 @@
 
 mod require;
 
-use facekit::cli::Precision;
 use facekit::compare::cpu::CpuEngine;
 use facekit::compare::cuda::rescore::decision_score;
 use facekit::compare::cuda::CudaEngine;
+use facekit::compare::Precision;
 use facekit::compare::{dot_f64, SplitMix, TileShape};
 use facekit::compare::{
     Candidate, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing, ProbeResult,
@@ -156,6 +156,7 @@ fn reference_by(
             impostor_tail: tail,
             probes,
             score_error: None,
+            precision_note: None,
             hardest_genuine: Vec::new(),
             hardest_impostors: Vec::new(),
         },

@@ -399,6 +399,7 @@ fn make_eval_dir(dir: &Path, p: &Params) -> Summary {
             precision: "fp32".into(),
             fallback_reason: None,
             max_abs_score_error: None,
+            precision_note: None,
         },
         inputs: Inputs {
             embeddings: Some("embeddings.npy".into()),

@@ -312,3 +312,40 @@ fn bad_inputs_are_one_line_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("[-1, 1]"));
 }
+
+/// `--precision bf16` prints what fp32 prints (the candidates and their
+/// scores are the fp32 engine's), or is refused in one line where the CPU
+/// lacks AVX-512 BF16.
+#[test]
+fn bf16_output_equals_fp32() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_emb_dir(&tmp.path().join("emb"));
+    let on = |precision| ["--device", "cpu", "--top-k", "3", "--precision", precision];
+    if !facekit::compare::cpu::bf16::supported() {
+        let mut args = vec!["search", "--gallery", "emb", "--probes", "emb"];
+        args.extend(on("bf16"));
+        let out = facekit(tmp.path(), &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("lacks AVX-512 BF16") && err.lines().count() == 1,
+            "{err}"
+        );
+        return;
+    }
+    let (bf16, fp32) = (
+        search_json(tmp.path(), &on("bf16")),
+        search_json(tmp.path(), &on("fp32")),
+    );
+    assert_eq!(probes(&bf16), probes(&fp32));
+    assert_eq!(probes(&fp32).len(), 25);
+    assert!(
+        bf16["engine"].as_str().unwrap().contains("BF16"),
+        "{}",
+        bf16["engine"]
+    );
+    assert!(
+        fp32["engine"].as_str().unwrap().contains("fp32"),
+        "{}",
+        fp32["engine"]
+    );
+}

@@ -2,6 +2,7 @@
 venv (numpy 2, scikit-learn, pyarrow, faiss-cpu, bob.measure 6.1.1).
 
     evaluate_anchors.py data DIR            write the benchmark inputs into DIR
+    evaluate_anchors.py openset DIR         write the open-set case's inputs into DIR
     evaluate_anchors.py sklearn SCORES.parquet RUNS
     evaluate_anchors.py bob SCORES.parquet RUNS
     evaluate_anchors.py faiss EMB.npy LABELS.csv THREADS OUT.npy
@@ -43,13 +44,7 @@ def data(out):
     mated = rng.choice(100_000, 5_000, replace=False)
     mated_probes = gallery[mated] + rng.standard_normal((5_000, dim), dtype=np.float32) * 0.9
     other = rng.standard_normal((5_000, dim), dtype=np.float32)
-    emb = np.concatenate([gallery, mated_probes, other])
-    ids = [f"g{i}" for i in range(100_000)] + [f"g{i}" for i in mated] + [f"n{i}" for i in range(5_000)]
-    roles = ["gallery"] * 100_000 + ["probe"] * 10_000
-    np.save(os.path.join(out, "search.npy"), emb)
-    with open(os.path.join(out, "search.csv"), "w") as f:
-        f.write("identity,role\n")
-        f.writelines(f"{i},{r}\n" for i, r in zip(ids, roles))
+    write_search_set(out, "search", [gallery, mated_probes, other], mated)
 
     centers = rng.standard_normal((2_000, dim), dtype=np.float32)
     who = np.repeat(np.arange(2_000), 10)
@@ -58,6 +53,39 @@ def data(out):
     with open(os.path.join(out, "pairs.csv"), "w") as f:
         f.write("identity\n")
         f.writelines(f"p{i}\n" for i in who)
+
+
+def write_search_set(out, name, parts, mated):
+    """NAME.npy and NAME.csv: 100,000 gallery rows (identity g<i>), then
+    10,000 probes, the first 5,000 mates of gallery rows `mated`, the rest
+    out-of-DB (n<i>)."""
+    emb = np.concatenate(parts).astype(np.float32)
+    ids = [f"g{i}" for i in range(100_000)] + [f"g{i}" for i in mated] + [f"n{i}" for i in range(5_000)]
+    roles = ["gallery"] * 100_000 + ["probe"] * 10_000
+    np.save(os.path.join(out, f"{name}.npy"), emb)
+    with open(os.path.join(out, f"{name}.csv"), "w") as f:
+        f.write("identity,role\n")
+        f.writelines(f"{i},{r}\n" for i, r in zip(ids, roles))
+
+
+def openset(out):
+    """The open-set case (issue 14): a 100,000 x 512 random-normal gallery
+    (one image per identity) and 10,000 probes, half of them out-of-DB:
+    5,000 mated (a gallery row plus noise, cosine about 0.64), 2,500
+    strangers drawn like the gallery, and 2,500 look-alikes, each a blend of
+    three gallery people, whose best scores are near-ties."""
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(20261205)
+    dim = 512
+    gallery = rng.standard_normal((100_000, dim), dtype=np.float32)
+    mated = rng.choice(100_000, 5_000, replace=False)
+    mated_probes = gallery[mated] + rng.standard_normal((5_000, dim), dtype=np.float32) * 1.2
+    strangers = rng.standard_normal((2_500, dim), dtype=np.float32)
+    unit = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+    blend_of = rng.choice(100_000, (2_500, 3))
+    noise = rng.standard_normal((2_500, dim), dtype=np.float32) * np.float32(0.5 / np.sqrt(dim))
+    lookalikes = unit[blend_of].sum(axis=1) + noise
+    write_search_set(out, "openset", [gallery, mated_probes, strangers, lookalikes], mated)
 
 
 def read_scores(path):
@@ -169,6 +197,8 @@ if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "data":
         data(sys.argv[2])
+    elif cmd == "openset":
+        openset(sys.argv[2])
     elif cmd == "sklearn":
         sklearn(sys.argv[2], int(sys.argv[3]))
     elif cmd == "bob":

@@ -15,9 +15,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use facekit::cli::Precision;
+use facekit::cli::Precision as PrecisionArg;
 use facekit::compare::cuda::{CudaEngine, Profile};
-use facekit::compare::{CompareJob, CompareResult, Embeddings, HistogramSpec, Pairing};
+use facekit::compare::{CompareJob, CompareResult, Embeddings, HistogramSpec, Pairing, Precision};
 use facekit::compare::{SplitMix, TileShape};
 
 #[derive(Parser)]
@@ -38,7 +38,7 @@ struct Args {
     dim: usize,
     /// Precisions to run, in order
     #[arg(long, value_enum, value_delimiter = ',', default_value = "bf16")]
-    precision: Vec<Precision>,
+    precision: Vec<PrecisionArg>,
     #[arg(long, default_value_t = 10)]
     top_k: usize,
     /// Impostor scores kept exactly
@@ -149,7 +149,7 @@ fn main() -> Result<()> {
         bail!("give at least one --tile and one --precision");
     }
     // Fail before making gigabytes of data where no GPU is usable.
-    drop(CudaEngine::new(0, args.precision[0]).context("the CUDA engine cannot start")?);
+    drop(CudaEngine::new(0, args.precision[0].into()).context("the CUDA engine cannot start")?);
     let t = Instant::now();
     let probes = face_rows(args.n, args.dim, 1)?;
     let gallery = face_rows(m, args.dim, 2)?;
@@ -177,7 +177,7 @@ fn main() -> Result<()> {
 
     let mut rows = Vec::new();
     let mut first: Option<CompareResult> = None;
-    for &precision in &args.precision {
+    for precision in args.precision.iter().map(|&p| Precision::from(p)) {
         let base = CudaEngine::new(0, precision).context("the CUDA engine cannot start")?;
         eprintln!("{}", facekit::compare::Engine::description(&base));
         // Warm-up: compiles the fold for this top-k, initialises cuBLAS.

@@ -4,6 +4,7 @@
 pub mod convert;
 pub mod demo;
 pub mod embed;
+pub mod engine;
 pub mod evaluate;
 pub mod inspect;
 pub mod inspect_bin;

@@ -15,8 +15,8 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 use unicode_width::UnicodeWidthStr;
 
-use crate::cli::{DeviceChoice, Precision, SearchArgs, TableFormat};
-use crate::compare::select::select_engine;
+use crate::cli::{SearchArgs, TableFormat};
+use crate::cmd::engine::select_engine;
 use crate::compare::{Candidate, CompareJob, Embeddings, Engine, HistogramSpec, Pairing};
 use crate::evaldir::{self, cosine_to_l2, Summary};
 use crate::evalinput::labels::{self, Labels, Role};
@@ -34,15 +34,19 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
         .transpose()?;
     let gallery = RoleRows::read(&args.gallery, Role::Gallery)?;
     let probes = RoleRows::read(&args.probes, Role::Probe)?;
-    let engine = engine(args.device)?;
-    let matches = search(engine.as_ref(), &gallery, &probes, args.top_k).with_context(|| {
+    let engine = engine(args)?;
+    let found = search(engine.as_ref(), &gallery, &probes, args.top_k).with_context(|| {
         format!(
             "comparing {} with {}",
             args.probes.display(),
             args.gallery.display()
         )
     })?;
-    let results = decide(&probes, matches, threshold.as_ref());
+    let results = decide(&probes, found.matches, threshold.as_ref());
+    let precision_note = found.precision_note;
+    if let (Some(note), true) = (&precision_note, io::stderr().is_terminal()) {
+        eprintln!("facekit search: {note}");
+    }
 
     let mut out = io::stdout().lock();
     match args.format {
@@ -62,6 +66,7 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
                 gallery_identities: gallery.identity_count(),
                 probes_dir: args.probes.display().to_string(),
                 engine: engine.description(),
+                precision_note,
                 threshold: threshold.as_ref(),
                 probes: &results,
             };
@@ -73,11 +78,12 @@ pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The engine `--device` asks for, in fp32 (search prints exact scores);
-/// on a terminal, says when `auto` fell back to the CPU (piped output
-/// stays clean).
-fn engine(device: DeviceChoice) -> anyhow::Result<Box<dyn Engine>> {
-    let selected = select_engine(device, Precision::Fp32)?;
+/// The engine `--device` and `--precision` ask for (whatever the
+/// precision, the candidates and their scores are the fp32 engine's); on a
+/// terminal, says when `auto` fell back to the CPU (piped output stays
+/// clean).
+fn engine(args: &SearchArgs) -> anyhow::Result<Box<dyn Engine>> {
+    let selected = select_engine(args.device, args.precision)?;
     if let Some(notice) = selected.notice() {
         if io::stderr().is_terminal() || selected.gpu_unusable {
             eprintln!("facekit search: {notice}");
@@ -328,6 +334,13 @@ pub struct IdentityMatch {
     pub distance: f64,
 }
 
+/// What a search found: per probe, its best identities; and why the job
+/// ran in another precision than asked for, when it did.
+pub struct Found {
+    pub matches: Vec<Vec<IdentityMatch>>,
+    pub precision_note: Option<String>,
+}
+
 /// Runs the probe × gallery comparison and returns, per probe, its best
 /// `top_k` identities (each identity scored by its best gallery row).
 pub fn search(
@@ -335,7 +348,7 @@ pub fn search(
     gallery: &RoleRows,
     probes: &RoleRows,
     top_k: usize,
-) -> anyhow::Result<Vec<Vec<IdentityMatch>>> {
+) -> anyhow::Result<Found> {
     // Dense labels over both sides, so that the engine can tell mates apart.
     let mut index: BTreeMap<&str, u32> = BTreeMap::new();
     for name in gallery.identity.iter().chain(&probes.identity) {
@@ -358,11 +371,14 @@ pub fn search(
     };
     job.validate()?;
     let result = engine.compare(&job)?;
-    Ok(result
-        .probes
-        .iter()
-        .map(|p| best_identities(&p.top, &gallery.identity, top_k))
-        .collect())
+    Ok(Found {
+        matches: result
+            .probes
+            .iter()
+            .map(|p| best_identities(&p.top, &gallery.identity, top_k))
+            .collect(),
+        precision_note: result.precision_note,
+    })
 }
 
 /// How many gallery rows a probe's list must hold to contain its best `k`
@@ -456,6 +472,9 @@ struct JsonOutput<'a> {
     gallery_identities: usize,
     probes_dir: String,
     engine: String,
+    /// Why the products ran in another precision than asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    precision_note: Option<String>,
     threshold: Option<&'a Threshold>,
     probes: &'a [ProbeResult],
 }
@@ -607,6 +626,32 @@ mod tests {
         assert_eq!(rows_needed(2, &[0, 0, 1, 2]), 3);
         assert_eq!(rows_needed(3, &[0, 0, 1, 2]), 4);
         assert_eq!(rows_needed(1, &[0, 0, 1, 2]), 1);
+    }
+
+    /// bf16 search answers as fp32 does (identities, ranks, scores) on rows
+    /// built to stress the rescoring band: near-tied best scores, exact and
+    /// near duplicates, several rows per identity.
+    #[test]
+    fn bf16_search_equals_fp32_on_near_ties_and_duplicates() {
+        use crate::compare::cpu::{band_stress_rows, bf16, CpuEngine, CpuPrecision};
+        if !bf16::testable() {
+            return;
+        }
+        let (gallery, gallery_labels, probes, probe_labels) = band_stress_rows(300, 120, 64);
+        let rows = |embeddings: Embeddings, labels: &[u32]| RoleRows {
+            identity: labels.iter().map(|l| format!("id{l}")).collect(),
+            name: (0..labels.len()).map(|i| format!("row {i}")).collect(),
+            row: (0..labels.len()).collect(),
+            embeddings,
+        };
+        let (gallery, probes) = (rows(gallery, &gallery_labels), rows(probes, &probe_labels));
+        let fp32 = search(&CpuEngine::new(), &gallery, &probes, 10)
+            .unwrap()
+            .matches;
+        let engine = CpuEngine::with_precision(CpuPrecision::Bf16).unwrap();
+        let bf16 = search(&engine, &gallery, &probes, 10).unwrap();
+        assert_eq!(bf16.precision_note, None, "bf16 products ran");
+        assert_eq!(bf16.matches, fp32);
     }
 
     #[test]

@@ -177,6 +177,29 @@ impl HistogramSpec {
     }
 }
 
+/// The arithmetic of an engine's products (fp32 sums in every case but
+/// fp16 on the GPU's tensor cores, which sum in fp32 too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    /// fp32 operands rounded to 10-bit mantissas by the GPU's tensor cores.
+    Tf32,
+    Bf16,
+    Fp16,
+}
+
+impl Precision {
+    /// The name `--precision` takes and `summary.json` records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Tf32 => "tf32",
+            Precision::Bf16 => "bf16",
+            Precision::Fp16 => "fp16",
+        }
+    }
+}
+
 /// Rows (probes) and columns (gallery rows) of one score tile. Each engine
 /// has its own default: `TileShape::CPU_DEFAULT`, `TileShape::CUDA_DEFAULT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +334,9 @@ pub struct CompareResult {
     /// not of the engine, so that the results of several jobs (the parts of
     /// a split run) carry their own and merge by the maximum.
     pub score_error: Option<f64>,
+    /// Why the job ran in another precision than the engine's, when it did
+    /// (the CPU engine runs a bf16 job in fp32 where bf16 would be slower).
+    pub precision_note: Option<String>,
     /// The job's `examples` lowest genuine pairs ([`Hardest::Lowest`]).
     pub hardest_genuine: Vec<PairScore>,
     /// The job's `examples` highest impostor pairs ([`Hardest::Highest`]),

@@ -5,8 +5,17 @@
 use super::cpu::{CpuEngine, CpuPrecision};
 use super::cuda::{CudaEngine, CudaError};
 use super::Engine;
-use crate::cli::{DeviceChoice, Precision};
+use super::Precision;
 use crate::evaldir::{EngineInfo, EngineKind};
+
+/// Where the comparisons run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// CUDA when a driver and GPU are present, the CPU otherwise.
+    Auto,
+    Cpu,
+    Cuda,
+}
 
 /// The engine a run uses and what the summary says about it.
 pub struct SelectedEngine {
@@ -37,43 +46,31 @@ pub enum SelectError {
     CpuBf16(String),
 }
 
-pub fn precision_name(p: Precision) -> &'static str {
-    match p {
-        Precision::Fp32 => "fp32",
-        Precision::Tf32 => "tf32",
-        Precision::Bf16 => "bf16",
-        Precision::Fp16 => "fp16",
-    }
-}
-
 /// Picks the engine. `auto` tries the first GPU and falls back to the CPU,
 /// saying why; `cuda` without a usable GPU is an error, never a panic.
 /// The CPU engine runs on the rayon pool it is called from, so `--jobs`
 /// is the caller's pool, not a parameter here.
-pub fn select_engine(
-    device: DeviceChoice,
-    precision: Precision,
-) -> Result<SelectedEngine, SelectError> {
+pub fn select_engine(device: Device, precision: Precision) -> Result<SelectedEngine, SelectError> {
     select_with(device, precision, || CudaEngine::new(0, precision))
 }
 
 /// [`select_engine`] with the CUDA engine opened by `open_gpu`.
 fn select_with(
-    device: DeviceChoice,
+    device: Device,
     precision: Precision,
     open_gpu: impl FnOnce() -> Result<CudaEngine, CudaError>,
 ) -> Result<SelectedEngine, SelectError> {
     match device {
-        DeviceChoice::Cpu => match precision {
+        Device::Cpu => match precision {
             Precision::Fp32 => Ok(cpu(CpuPrecision::Fp32, None)),
             Precision::Bf16 if bf16_on_cpu() => Ok(cpu(CpuPrecision::Bf16, None)),
             Precision::Bf16 => Err(SelectError::CpuBf16("this CPU lacks AVX-512 BF16".into())),
-            other => Err(SelectError::PrecisionNeedsCuda(precision_name(other))),
+            other => Err(SelectError::PrecisionNeedsCuda(other.name())),
         },
-        DeviceChoice::Cuda => open_gpu()
+        Device::Cuda => open_gpu()
             .map(cuda)
             .map_err(|e| SelectError::CudaUnavailable(e.to_string())),
-        DeviceChoice::Auto => match open_gpu() {
+        Device::Auto => match open_gpu() {
             Ok(engine) => Ok(cuda(engine)),
             Err(e) => {
                 let mut why = e.to_string();
@@ -83,7 +80,7 @@ fn select_with(
                     _ => CpuPrecision::Fp32,
                 };
                 if on_cpu == CpuPrecision::Fp32 && precision != Precision::Fp32 {
-                    why.push_str(&format!("; fp32 instead of {}", precision_name(precision)));
+                    why.push_str(&format!("; fp32 instead of {}", precision.name()));
                 }
                 let mut selected = cpu(on_cpu, Some(why));
                 selected.gpu_unusable = e.gpu_unusable();
@@ -111,6 +108,7 @@ fn cpu(precision: CpuPrecision, fallback_reason: Option<String>) -> SelectedEngi
         fallback_reason,
         // Filled from the results' `score_error` once the jobs have run.
         max_abs_score_error: None,
+        precision_note: None,
     };
     SelectedEngine {
         engine: Box::new(engine),
@@ -123,10 +121,11 @@ fn cuda(engine: CudaEngine) -> SelectedEngine {
     let info = EngineInfo {
         kind: EngineKind::Cuda,
         description: engine.description(),
-        precision: precision_name(engine.precision()).into(),
+        precision: engine.precision().name().into(),
         fallback_reason: None,
         // Filled from the results' `score_error` once the jobs have run.
         max_abs_score_error: None,
+        precision_note: None,
     };
     SelectedEngine {
         engine: Box::new(engine),
@@ -143,8 +142,8 @@ mod tests {
     /// with one, both give the CUDA engine. Neither panics.
     #[test]
     fn auto_falls_back_and_cuda_fails_cleanly_without_a_gpu() {
-        let auto = select_engine(DeviceChoice::Auto, Precision::Fp32).unwrap();
-        let cuda = select_engine(DeviceChoice::Cuda, Precision::Fp32);
+        let auto = select_engine(Device::Auto, Precision::Fp32).unwrap();
+        let cuda = select_engine(Device::Cuda, Precision::Fp32);
         match auto.info.kind {
             EngineKind::Cpu => {
                 let why = auto.info.fallback_reason.clone().unwrap();
@@ -181,7 +180,7 @@ mod tests {
             },
         };
         let probe = || Err(CudaError::Unusable(old.check().unwrap_err()));
-        let auto = select_with(DeviceChoice::Auto, Precision::Fp32, probe).unwrap();
+        let auto = select_with(Device::Auto, Precision::Fp32, probe).unwrap();
         assert_eq!(auto.info.kind, EngineKind::Cpu);
         assert!(auto.gpu_unusable);
         let notice = auto.notice().unwrap();
@@ -193,28 +192,28 @@ mod tests {
             notice.contains("NVRTC is CUDA 13.0") && !notice.contains('\n'),
             "{notice}"
         );
-        let err = select_with(DeviceChoice::Cuda, Precision::Fp32, probe)
+        let err = select_with(Device::Cuda, Precision::Fp32, probe)
             .err()
             .unwrap();
         assert!(err.to_string().contains("CUDA 12.4"), "{err}");
         let missing = || Err(CudaError::Unavailable("libcuda not found".into()));
-        let quiet = select_with(DeviceChoice::Auto, Precision::Fp32, missing).unwrap();
+        let quiet = select_with(Device::Auto, Precision::Fp32, missing).unwrap();
         assert!(!quiet.gpu_unusable);
     }
 
     #[test]
     fn cpu_is_fp32_or_bf16() {
-        let cpu = select_engine(DeviceChoice::Cpu, Precision::Fp32).unwrap();
+        let cpu = select_engine(Device::Cpu, Precision::Fp32).unwrap();
         assert_eq!(
             (cpu.info.kind, cpu.info.precision.as_str()),
             (EngineKind::Cpu, "fp32")
         );
         assert!(cpu.notice().is_none());
         for gpu_only in [Precision::Tf32, Precision::Fp16] {
-            let err = select_engine(DeviceChoice::Cpu, gpu_only).err().unwrap();
+            let err = select_engine(Device::Cpu, gpu_only).err().unwrap();
             assert!(matches!(err, SelectError::PrecisionNeedsCuda(_)), "{err}");
         }
-        match select_engine(DeviceChoice::Cpu, Precision::Bf16) {
+        match select_engine(Device::Cpu, Precision::Bf16) {
             Ok(bf16) => {
                 assert!(bf16_on_cpu());
                 assert_eq!(bf16.info.precision, "bf16");

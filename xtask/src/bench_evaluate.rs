@@ -10,6 +10,12 @@
 //! * **search**: top-10 of 10,000 probes in a 100,000 × 512 gallery, the
 //!   whole `facekit evaluate --protocol probe-gallery` process against
 //!   faiss-cpu `IndexFlatIP` (2 threads), with the top-1 agreement;
+//! * **open-set** (issue 14): the same shapes with half the probes
+//!   out-of-DB, half of those look-alikes (blends of three gallery
+//!   people) whose best scores are near-ties: evaluate and `facekit
+//!   search`, fp32 and bf16, against faiss, interleaved run by run; the
+//!   search case runs `facekit search` too. Both assert that every top-1
+//!   is faiss's and that bf16's probes.csv and search output are fp32's;
 //! * **all-pairs**: genuine scores and impostor histogram over every
 //!   distinct pair of 20,000 × 512 embeddings, the whole process against a
 //!   tiled numpy implementation;
@@ -39,6 +45,8 @@ use crate::measure::{self, median, Measured};
 pub enum Part {
     Scores,
     Search,
+    /// The search case with half the probes out-of-DB look-alikes (issue 14)
+    OpenSet,
     AllPairs,
     /// The bare product kernels' rate, for the floor of the two cases
     Kernels,
@@ -140,8 +148,18 @@ pub fn run(args: &EvaluateBench) -> anyhow::Result<()> {
         eprintln!("writing the benchmark inputs into {} ...", dir.display());
         measure::run(Command::new(&python).arg(&script).arg("data").arg(&dir))?;
     }
+    if !dir.join("openset.csv").exists() {
+        eprintln!("writing the open-set case into {} ...", dir.display());
+        measure::run(Command::new(&python).arg(&script).arg("openset").arg(&dir))?;
+    }
     let parts = if args.only.is_empty() {
-        vec![Part::Scores, Part::Search, Part::AllPairs, Part::Kernels]
+        vec![
+            Part::Scores,
+            Part::Search,
+            Part::OpenSet,
+            Part::AllPairs,
+            Part::Kernels,
+        ]
     } else {
         args.only.clone()
     };
@@ -157,7 +175,22 @@ pub fn run(args: &EvaluateBench) -> anyhow::Result<()> {
     for part in parts {
         match part {
             Part::Scores => scores_part(&ctx, &mut rows, &mut notes)?,
-            Part::Search => search_part(&ctx, args.faiss_threads, &mut rows, &mut notes)?,
+            Part::Search => search_case(
+                &ctx,
+                SEARCH,
+                "search",
+                args.faiss_threads,
+                &mut rows,
+                &mut notes,
+            )?,
+            Part::OpenSet => search_case(
+                &ctx,
+                OPEN_SET,
+                "openset",
+                args.faiss_threads,
+                &mut rows,
+                &mut notes,
+            )?,
             Part::AllPairs => all_pairs_part(&ctx, &mut rows, &mut notes)?,
             Part::Kernels => kernels_part(&mut notes),
         }
@@ -269,40 +302,95 @@ fn scores_part(ctx: &Ctx, rows: &mut Vec<Row>, notes: &mut Vec<String>) -> anyho
     Ok(())
 }
 
-fn search_part(
+/// One probes × gallery case (`NAME.npy`, `NAME.csv`): `facekit evaluate
+/// --protocol probe-gallery` and `facekit search`, each in fp32 and bf16,
+/// and faiss, interleaved run by run so that the machine's load falls on
+/// all alike. Asserts that every probe's top-1 identity is faiss's, in
+/// every facekit run, and that bf16's probes.csv and search output are
+/// fp32's.
+fn search_case(
     ctx: &Ctx,
+    case: &'static str,
+    name: &str,
     faiss_threads: usize,
     rows: &mut Vec<Row>,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let (emb, lab, out) = (
-        ctx.path("search.npy"),
-        ctx.path("search.csv"),
-        ctx.path("out-search"),
+    let (emb, lab) = (
+        ctx.path(&format!("{name}.npy")),
+        ctx.path(&format!("{name}.csv")),
     );
-    let args = [
-        "--embeddings",
-        &emb,
-        "--labels",
-        &lab,
-        "--protocol",
-        "probe-gallery",
-        "--top-k",
-        "10",
-    ];
-    facekit_rows(ctx, SEARCH, search_tool, &out, &args, rows)?;
-    eprintln!("search: faiss ...");
-    let top1 = ctx.path("faiss-top1.npy");
-    let mut fa = Row::new(
-        SEARCH,
-        format!("faiss IndexFlatIP ({faiss_threads} threads)"),
-    );
-    for _ in 0..ctx.runs {
-        let m =
-            fa.run(&mut ctx.python(&["faiss", &emb, &lab, &faiss_threads.to_string(), &top1]))?;
-        fa.in_memory.extend(seconds_of(&anchor_json(&m)?));
+    // search reads an embeddings directory: the same two files by its names.
+    let emb_dir = ctx.dir.join(format!("{name}-emb"));
+    std::fs::create_dir_all(&emb_dir)?;
+    for (file, link) in [(&emb, "embeddings.npy"), (&lab, "labels.csv")] {
+        let link = emb_dir.join(link);
+        if !link.exists() {
+            std::os::unix::fs::symlink(file, &link)?;
+        }
     }
-    rows.push(fa);
+    let emb_dir = emb_dir.display().to_string();
+    let out = ctx.path(&format!("out-{name}"));
+    let top1 = ctx.path(&format!("faiss-top1-{name}.npy"));
+    let mut evaluate: Vec<Row> = PRECISIONS
+        .iter()
+        .map(|p| Row::new(case, search_tool(p)))
+        .collect();
+    let mut search: Vec<Row> = PRECISIONS
+        .iter()
+        .map(|p| Row::new(case, search_command_tool(p)))
+        .collect();
+    let mut faiss = Row::new(case, format!("faiss IndexFlatIP ({faiss_threads} threads)"));
+    let mut printed: Vec<String> = vec![String::new(); PRECISIONS.len()];
+    for run in 0..ctx.runs {
+        eprintln!("{case}: run {} of {} ...", run + 1, ctx.runs);
+        let m = faiss.run(&mut ctx.python(&[
+            "faiss",
+            &emb,
+            &lab,
+            &faiss_threads.to_string(),
+            &top1,
+        ]))?;
+        faiss.in_memory.extend(seconds_of(&anchor_json(&m)?));
+        for (i, precision) in PRECISIONS.iter().enumerate() {
+            let dir = format!("{out}-{precision}");
+            evaluate[i].run(&mut ctx.facekit(&[
+                "--embeddings",
+                &emb,
+                "--labels",
+                &lab,
+                "--protocol",
+                "probe-gallery",
+                "--top-k",
+                "10",
+                "--device",
+                "cpu",
+                "--precision",
+                precision,
+                "--out",
+                &dir,
+            ]))?;
+            let m = search[i].run(Command::new(&ctx.facekit).args([
+                "search",
+                "--gallery",
+                &emb_dir,
+                "--probes",
+                &emb_dir,
+                "--top-k",
+                "10",
+                "--format",
+                "csv",
+                "--device",
+                "cpu",
+                "--precision",
+                precision,
+            ]))?;
+            printed[i] = m.stdout;
+        }
+    }
+    rows.extend(evaluate);
+    rows.extend(search);
+    rows.push(faiss);
     // Top-1 agreement, by gallery identity (one image per identity).
     let labels = labels::read_labels(Path::new(&lab))?;
     let roles = labels.role.as_ref().context("search labels have roles")?;
@@ -313,28 +401,80 @@ fn search_part(
         .filter(|(_, r)| **r == labels::Role::Gallery)
         .map(|(i, _)| i.as_str())
         .collect();
-    let faiss_top1 = read_i64_npy(Path::new(&top1))?;
-    for precision in PRECISIONS {
-        let dir = format!("{out}-{precision}");
-        let probes: Vec<ProbeRow> = evaldir::read_csv(&Path::new(&dir).join(evaldir::PROBES_CSV))?;
-        anyhow::ensure!(
-            probes.len() == faiss_top1.len(),
-            "facekit and faiss disagree on the probe count"
-        );
-        let same = probes
-            .iter()
-            .zip(&faiss_top1)
-            .filter(|(p, &f)| p.top1_identity.as_deref() == gallery_ids.get(f as usize).copied())
-            .count();
+    let faiss_top1: Vec<Option<&str>> = read_i64_npy(Path::new(&top1))?
+        .iter()
+        .map(|&f| gallery_ids.get(f as usize).copied())
+        .collect();
+    let probes_csv =
+        |precision: &str| Path::new(&format!("{out}-{precision}")).join(evaldir::PROBES_CSV);
+    for (precision, printed) in PRECISIONS.iter().zip(&printed) {
+        let probes: Vec<ProbeRow> = evaldir::read_csv(&probes_csv(precision))?;
+        let evaluate_top1: Vec<Option<&str>> =
+            probes.iter().map(|p| p.top1_identity.as_deref()).collect();
+        same_top1(
+            &format!("{case}: evaluate {precision}"),
+            &evaluate_top1,
+            &faiss_top1,
+        )?;
+        same_top1(
+            &format!("{case}: search {precision}"),
+            &search_top1(printed)?,
+            &faiss_top1,
+        )?;
         notes.push(format!(
-            "search {precision}: top-1 identical to faiss for {same} of {} probes ({:.3}%){}",
+            "{case} {precision}: top-1 identical to faiss for all {} probes, evaluate and search{}{}",
             probes.len(),
-            100.0 * same as f64 / probes.len() as f64,
-            score_error_note(Path::new(&dir))?
+            score_error_note(Path::new(&format!("{out}-{precision}")))?,
+            precision_note(Path::new(&format!("{out}-{precision}")))?
         ));
     }
-    notes.push(format!("search: {}", precision_agreement(&out)?));
+    anyhow::ensure!(
+        std::fs::read(probes_csv("bf16"))? == std::fs::read(probes_csv("fp32"))?,
+        "{case}: bf16's probes.csv differs from fp32's"
+    );
+    anyhow::ensure!(
+        printed[0] == printed[1],
+        "{case}: bf16's search output differs from fp32's"
+    );
+    notes.push(format!(
+        "{case}: bf16 probes.csv and search output identical to fp32's; {}",
+        precision_agreement(&out)?
+    ));
     Ok(())
+}
+
+/// Fails naming the first probe whose top-1 identity is not faiss's.
+fn same_top1(what: &str, ours: &[Option<&str>], faiss: &[Option<&str>]) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        ours.len() == faiss.len(),
+        "{what}: {} probes, faiss {}",
+        ours.len(),
+        faiss.len()
+    );
+    let differ: Vec<usize> = (0..ours.len()).filter(|&i| ours[i] != faiss[i]).collect();
+    if let Some(&i) = differ.first() {
+        bail!(
+            "{what}: top-1 differs from faiss for {} probes, first probe {i}: {:?} vs {:?}",
+            differ.len(),
+            ours[i],
+            faiss[i]
+        );
+    }
+    Ok(())
+}
+
+/// The rank-1 identity of each probe in `facekit search --format csv`
+/// output (probe, row, label, rank, identity, …), in probe order.
+fn search_top1(csv: &str) -> anyhow::Result<Vec<Option<&str>>> {
+    let mut top1 = Vec::new();
+    for line in csv.lines().skip(1) {
+        let cells: Vec<&str> = line.split(',').collect();
+        anyhow::ensure!(cells.len() == 8, "search output line {line:?}");
+        if cells[3] == "1" {
+            top1.push(Some(cells[4]));
+        }
+    }
+    Ok(top1)
 }
 
 /// How the bf16 run's verification compares with the fp32 run's: the
@@ -368,6 +508,16 @@ fn precision_agreement(out: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// ", NOTE" where a run says it used another precision than asked for.
+fn precision_note(dir: &Path) -> anyhow::Result<String> {
+    let summary = evaldir::read_summary(dir)?;
+    Ok(summary
+        .engine
+        .precision_note
+        .map(|n| format!(", {n}"))
+        .unwrap_or_default())
+}
+
 /// ", largest sampled score error E" for a reduced-precision run.
 fn score_error_note(dir: &Path) -> anyhow::Result<String> {
     let summary = evaldir::read_summary(dir)?;
@@ -380,6 +530,7 @@ fn score_error_note(dir: &Path) -> anyhow::Result<String> {
 
 const PRECISIONS: [&str; 2] = ["fp32", "bf16"];
 const SEARCH: &str = "search 10^4 × 10^5 × 512, top-10";
+const OPEN_SET: &str = "open-set 10^4 × 10^5 × 512 (half out-of-DB, look-alikes), top-10";
 const ALL_PAIRS: &str = "all pairs 20,000 × 512";
 
 /// Measures `facekit evaluate ARGS --device cpu --precision P` for each
@@ -408,6 +559,10 @@ fn facekit_rows(
 
 fn search_tool(precision: &str) -> String {
     format!("facekit evaluate --protocol probe-gallery --precision {precision}")
+}
+
+fn search_command_tool(precision: &str) -> String {
+    format!("facekit search --top-k 10 --precision {precision}")
 }
 
 fn all_pairs_tool(precision: &str) -> String {
@@ -594,38 +749,40 @@ fn print_table(rows: &[Row], notes: &[String]) {
             None,
         ),
     ];
+    // The probes × gallery cases against faiss in the same case: whole
+    // processes (wall and CPU); issue 14's targets for bf16.
+    for (case, bf16_target) in [(SEARCH, 1.7), (OPEN_SET, 1.6)] {
+        let in_case = |prefix: &str| {
+            rows.iter()
+                .find(|r| r.case == case && r.tool.starts_with(prefix))
+        };
+        let Some(faiss) = in_case("faiss") else {
+            continue;
+        };
+        for precision in PRECISIONS {
+            for tool in [search_tool(precision), search_command_tool(precision)] {
+                let Some(ours) = in_case(&tool) else { continue };
+                let target = (precision == "bf16").then_some(bf16_target);
+                comparisons.push((
+                    format!("{case}, wall: faiss process / {tool}"),
+                    Some(faiss.whole()),
+                    Some(ours.whole()),
+                    target,
+                ));
+                comparisons.push((
+                    format!("{case}, CPU: faiss process / {tool}"),
+                    Some(faiss.cpu()),
+                    Some(ours.cpu()),
+                    None,
+                ));
+            }
+        }
+    }
     type Metric = fn(&Row) -> f64;
     for precision in PRECISIONS {
-        let (search, pairs) = (search_tool(precision), all_pairs_tool(precision));
+        let pairs = all_pairs_tool(precision);
         // (case, what, anchor, its metric, facekit, its metric, target)
-        let cases: [(&str, &str, &str, Metric, &str, Metric, Option<f64>); 6] = [
-            (
-                "search",
-                "wall: faiss search alone / facekit process",
-                "faiss",
-                Row::in_memory,
-                &search,
-                Row::whole,
-                Some(2.0),
-            ),
-            (
-                "search",
-                "wall: faiss process / facekit process",
-                "faiss",
-                Row::whole,
-                &search,
-                Row::whole,
-                Some(2.0),
-            ),
-            (
-                "search",
-                "CPU: faiss process / facekit process",
-                "faiss",
-                Row::cpu,
-                &search,
-                Row::cpu,
-                None,
-            ),
+        let cases: [(&str, &str, &str, Metric, &str, Metric, Option<f64>); 3] = [
             (
                 "all pairs",
                 "wall: numpy tiled loop alone / facekit process",
@@ -633,7 +790,7 @@ fn print_table(rows: &[Row], notes: &[String]) {
                 Row::in_memory,
                 &pairs,
                 Row::whole,
-                Some(10.0),
+                None,
             ),
             (
                 "all pairs",
@@ -642,7 +799,7 @@ fn print_table(rows: &[Row], notes: &[String]) {
                 Row::whole,
                 &pairs,
                 Row::whole,
-                Some(10.0),
+                Some(4.5),
             ),
             (
                 "all pairs",

@@ -6,8 +6,11 @@
 
 use std::collections::HashMap;
 
-use crate::compare::ProbeResult;
-use crate::evaldir::{ExampleRow, EXAMPLE_MATED, EXAMPLE_NON_MATED};
+use crate::compare::{Hardest, PairScore, ProbeResult};
+use crate::evaldir::{
+    ExampleRow, EXAMPLE_GENUINE, EXAMPLE_IMPOSTOR, EXAMPLE_MATED, EXAMPLE_NON_MATED,
+};
+use crate::evalinput::pairs::Pair;
 
 use super::tables::ProbeContext;
 
@@ -89,12 +92,100 @@ pub fn example_rows(
     rows
 }
 
+/// The hardest verification pairs: the impostor pairs with the highest
+/// scores, then the genuine pairs with the lowest, each as it is listed
+/// (rows of the labels, pairs in their tie order).
+pub fn pair_rows(
+    impostors: &[PairScore],
+    genuine: &[PairScore],
+    identity: &[String],
+    path: Option<&[String]>,
+) -> Vec<ExampleRow> {
+    let row = |kind: &str, p: &PairScore| {
+        let (a, b) = (p.probe as usize, p.gallery as usize);
+        ExampleRow {
+            kind: kind.into(),
+            probe: a as u64,
+            identity: identity[a].clone(),
+            path: path.map(|p| p[a].clone()),
+            gallery_identity: identity[b].clone(),
+            gallery_path: path.map(|p| p[b].clone()),
+            score: p.score as f64,
+            mate_rank: None,
+            top1_identity: None,
+            top1_score: None,
+        }
+    };
+    impostors
+        .iter()
+        .map(|p| row(EXAMPLE_IMPOSTOR, p))
+        .chain(genuine.iter().map(|p| row(EXAMPLE_GENUINE, p)))
+        .collect()
+}
+
+/// The hardest pairs of a `--pairs` list and their scores: (impostors,
+/// genuine), `per_kind` of each.
+pub fn hardest_listed(listed: &[(Pair, f32)], per_kind: usize) -> (Vec<PairScore>, Vec<PairScore>) {
+    let (mut impostors, mut genuine) = (Vec::new(), Vec::new());
+    for &(pair, score) in listed {
+        let p = PairScore {
+            score,
+            probe: pair.first as u32,
+            gallery: pair.second as u32,
+        };
+        if pair.same {
+            genuine.push(p);
+        } else {
+            impostors.push(p);
+        }
+    }
+    Hardest::Highest.keep(&mut impostors, per_kind);
+    Hardest::Lowest.keep(&mut genuine, per_kind);
+    (impostors, genuine)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn result(top: &[(u32, f32)], mate: Option<(f32, u64)>) -> ProbeResult {
         ProbeResult::of(top, mate)
+    }
+
+    #[test]
+    fn listed_pairs_hardest_first() {
+        let pair = |first, second, same| Pair {
+            first,
+            second,
+            same,
+        };
+        let listed = [
+            (pair(0, 1, true), 0.9),
+            (pair(2, 3, false), 0.7),
+            (pair(4, 5, true), 0.2),
+            (pair(6, 7, false), 0.1),
+            (pair(8, 9, false), 0.7),
+        ];
+        let (impostors, genuine) = hardest_listed(&listed, 2);
+        let rows = |v: &[PairScore]| v.iter().map(|p| (p.probe, p.gallery)).collect::<Vec<_>>();
+        assert_eq!(rows(&impostors), [(2, 3), (8, 9)]);
+        assert_eq!(rows(&genuine), [(4, 5), (0, 1)]);
+        let identity: Vec<String> = (0..10).map(|i| format!("id{}", i / 2)).collect();
+        let out = pair_rows(&impostors, &genuine, &identity, None);
+        let kinds: Vec<&str> = out.iter().map(|r| r.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                EXAMPLE_IMPOSTOR,
+                EXAMPLE_IMPOSTOR,
+                EXAMPLE_GENUINE,
+                EXAMPLE_GENUINE
+            ]
+        );
+        assert_eq!(
+            (out[0].identity.as_str(), out[0].gallery_identity.as_str()),
+            ("id1", "id1")
+        );
     }
 
     #[test]

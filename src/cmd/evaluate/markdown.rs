@@ -60,6 +60,9 @@ pub fn summary_md(s: &Summary) -> String {
     if let Some(reason) = &s.engine.fallback_reason {
         let _ = writeln!(md, "| device | CPU: {reason} |");
     }
+    if let Some(note) = &s.engine.precision_note {
+        let _ = writeln!(md, "| precision | {note} |");
+    }
     let _ = writeln!(md, "| score | {}; {} |", s.score.kind, s.score.decision);
     let budget = s
         .score

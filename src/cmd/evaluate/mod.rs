@@ -38,8 +38,8 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context as _};
 
 use crate::cli::{EvaluateArgs, MergeArgs, OutputFlags};
+use crate::cmd::engine::select_engine;
 use crate::compare::cpu::pair_score;
-use crate::compare::select::select_engine;
 use crate::compare::{
     CompareJob, CompareResult, EmbeddingError, Embeddings, Engine, HistogramSpec, Pairing,
     ProbeResult,
@@ -61,6 +61,7 @@ use crate::metrics::ScoreCounts;
 use crate::output::{stale_source, OutputDir};
 use crate::partition::{Part, PartHeader, PartKind, Shard, ShardSource, ShardSpec};
 use crate::text::natural_cmp;
+use examples::PER_KIND;
 
 use job::Job;
 use partial::{max_error, Partial, Scores, Verification};
@@ -357,6 +358,7 @@ fn from_score_file(args: &EvaluateArgs, path: &Path) -> anyhow::Result<Evaluatio
             precision: "fp32".into(),
             fallback_reason: None,
             max_abs_score_error: None,
+            precision_note: None,
         },
         inputs: Inputs {
             embeddings: None,
@@ -595,6 +597,7 @@ fn from_embeddings(args: &EvaluateArgs, shard: Shard) -> anyhow::Result<Computed
         embeddings: &embeddings,
         first: rows.start,
         shard: shard.spec,
+        precision_note: Default::default(),
     };
     let partial = compare.part()?;
     // Said once the run has succeeded, so an error stays the only line.
@@ -617,6 +620,8 @@ struct Comparer<'a> {
     embeddings: &'a Embeddings,
     first: usize,
     shard: ShardSpec,
+    /// The first job's note of another precision than asked for.
+    precision_note: std::cell::RefCell<Option<String>>,
 }
 
 /// The block of rows of the upper triangle of `n` rows that a part takes:
@@ -683,6 +688,7 @@ impl Comparer<'_> {
                 Pairing::ProbeGallery,
                 job.top_k.max(1),
                 capacity,
+                if verification_too { PER_KIND } else { 0 },
             )?;
             note(result.score_error);
             comparisons += (block_rows.len() * ctx.gallery.len()) as u64;
@@ -700,7 +706,7 @@ impl Comparer<'_> {
             }
             (None, None) => {
                 let rows: Vec<usize> = (0..self.job.rows as usize).collect();
-                let (scores, error, n) = self.triangle(&rows)?;
+                let (scores, error, n) = self.triangle(&rows, PER_KIND)?;
                 note(error);
                 comparisons += n;
                 Verification::Scored(scores)
@@ -728,12 +734,13 @@ impl Comparer<'_> {
                                 Pairing::ProbeGallery,
                                 0,
                                 capacity,
+                                0,
                             )?;
                             note(r.score_error);
                             Scores::from_result(r, capacity)
                         }
                     } else {
-                        let (scores, error, _) = self.triangle(rows)?;
+                        let (scores, error, _) = self.triangle(rows, 0)?;
                         note(error);
                         scores
                     };
@@ -747,6 +754,7 @@ impl Comparer<'_> {
             probes,
             groups,
             score_error,
+            precision_note: self.precision_note.take(),
             comparisons,
         })
     }
@@ -755,7 +763,11 @@ impl Comparer<'_> {
     /// pairs whose first row falls in the part's block of the triangle, as
     /// the pairs within the block and the block × the rows after it. With
     /// its score error and comparison count.
-    fn triangle(&self, rows: &[usize]) -> anyhow::Result<(Scores, Option<f64>, u64)> {
+    fn triangle(
+        &self,
+        rows: &[usize],
+        examples: usize,
+    ) -> anyhow::Result<(Scores, Option<f64>, u64)> {
         let block = triangle_block(self.job.rows as usize, self.shard);
         let own: Vec<usize> = rows.iter().copied().filter(|r| block.contains(r)).collect();
         let later: Vec<usize> = rows.iter().copied().filter(|&r| r >= block.end).collect();
@@ -767,7 +779,7 @@ impl Comparer<'_> {
         let mut error = None;
         let mut comparisons = 0;
         let mut run = |probes: &[usize], gallery: &[usize], pairing| -> anyhow::Result<()> {
-            let r = self.compare(probes, gallery, pairing, 0, capacity)?;
+            let r = self.compare(probes, gallery, pairing, 0, capacity, examples)?;
             error = max_error(error, r.score_error);
             comparisons += r.genuine.len() as u64 + r.impostor_count();
             parts.push(Scores::from_result(r, capacity));
@@ -790,6 +802,7 @@ impl Comparer<'_> {
         pairing: Pairing,
         top_k: usize,
         tail_capacity: usize,
+        examples: usize,
     ) -> anyhow::Result<CompareResult> {
         let ids = &self.ctx.ids;
         let probes = subset(self.embeddings, probe_rows, self.first);
@@ -810,9 +823,22 @@ impl Comparer<'_> {
             top_k,
             histogram: HistogramSpec::DEFAULT,
             tail_capacity,
-            examples: 0,
+            examples,
         };
-        Ok(self.engine.compare(&job)?)
+        let mut r = self.engine.compare(&job)?;
+        // The hardest pairs as rows of the labels.
+        let gallery_rows = match pairing {
+            Pairing::AllDistinct => probe_rows,
+            Pairing::ProbeGallery => gallery_rows,
+        };
+        for pair in r.hardest_genuine.iter_mut().chain(&mut r.hardest_impostors) {
+            pair.probe = probe_rows[pair.probe as usize] as u32;
+            pair.gallery = gallery_rows[pair.gallery as usize] as u32;
+        }
+        if let Some(note) = r.precision_note.take() {
+            self.precision_note.borrow_mut().get_or_insert(note);
+        }
+        Ok(r)
     }
 
     /// The exact impostor tail of the whole job over these rows
@@ -853,6 +879,7 @@ fn finish(job: &Job, ctx: &Context, partial: Partial, note: String) -> anyhow::R
     let spec = HistogramSpec::DEFAULT;
     let settings = Settings::of_job(job);
     let mut kfold = None;
+    let hardest;
     let (protocol, set) = match partial.verification {
         Verification::Listed(scores) => {
             let (path, pairs) = ctx.listed.as_ref().context("listed scores need --pairs")?;
@@ -865,11 +892,16 @@ fn finish(job: &Job, ctx: &Context, partial: Partial, note: String) -> anyhow::R
                 );
             }
             let listed: Vec<(Pair, f32)> = pairs.iter().copied().zip(scores).collect();
+            hardest = examples::hardest_listed(&listed, PER_KIND);
             let (set, accuracy) = pairs_set(ctx, &listed, path, spec)?;
             kfold = accuracy;
             (VerificationPairs::Listed(listed), set)
         }
-        Verification::Scored(scores) => {
+        Verification::Scored(mut scores) => {
+            hardest = (
+                std::mem::take(&mut scores.hardest_impostors),
+                std::mem::take(&mut scores.hardest_genuine),
+            );
             let protocol = if job.probe_gallery {
                 VerificationPairs::ProbeGallery
             } else {
@@ -883,7 +915,7 @@ fn finish(job: &Job, ctx: &Context, partial: Partial, note: String) -> anyhow::R
     verification.kfold_accuracy = kfold;
     let (groups, group_scores) = groups(ctx, partial.groups, &protocol, &verification, spec)?;
     let mut histograms = set.histograms;
-    let (identification, probes, examples) = if ctx.has_roles() {
+    let (identification, probes, mut examples) = if ctx.has_roles() {
         if partial.probes.len() != ctx.probes.len() {
             bail!(
                 "{}: {} probes, but the parts searched {}",
@@ -899,8 +931,15 @@ fn finish(job: &Job, ctx: &Context, partial: Partial, note: String) -> anyhow::R
     } else {
         (None, Vec::new(), Vec::new())
     };
+    examples.extend(examples::pair_rows(
+        &hardest.0,
+        &hardest.1,
+        &ctx.labels.identity,
+        ctx.labels.path.as_deref(),
+    ));
     let mut engine = job.engine.clone();
     engine.max_abs_score_error = partial.score_error;
+    engine.precision_note = partial.precision_note;
     let summary = Summary {
         schema: evaldir::SCHEMA,
         facekit_version: crate::VERSION.into(),

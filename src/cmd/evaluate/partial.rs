@@ -7,7 +7,9 @@
 //! A plain run is the merge of its one part, so a merge of N parts gives
 //! the same bytes whatever N is.
 
-use crate::compare::{CompareResult, ProbeResult};
+use crate::compare::{CompareResult, Hardest, PairScore, ProbeResult};
+
+use super::examples::PER_KIND;
 
 /// One set of comparisons scored by an engine: every genuine score and the
 /// impostors as bins plus their exact highest scores.
@@ -25,6 +27,11 @@ pub struct Scores {
     /// How many impostor scores the whole job keeps exactly: the same in
     /// every part of one job.
     pub capacity: usize,
+    /// The lowest genuine pairs (rows of the labels), at most
+    /// [`PER_KIND`], in [`Hardest::Lowest`] order.
+    pub hardest_genuine: Vec<PairScore>,
+    /// The highest impostor pairs, likewise ([`Hardest::Highest`]).
+    pub hardest_impostors: Vec<PairScore>,
 }
 
 /// The verification comparisons of a part.
@@ -49,6 +56,9 @@ pub struct Partial {
     pub groups: Vec<Vec<Scores>>,
     /// The largest sampled score error of the engine's jobs, if sampled.
     pub score_error: Option<f64>,
+    /// Why a job ran in another precision than asked for (the first such
+    /// note, in part order).
+    pub precision_note: Option<String>,
     /// Comparisons made, for the printed summary.
     pub comparisons: u64,
 }
@@ -73,13 +83,24 @@ impl Scores {
         } else {
             Vec::new()
         };
-        Scores::canonical(
+        let mut s = Scores::canonical(
             r.genuine,
             subjects,
             r.impostor_hist,
             r.impostor_tail,
             capacity,
-        )
+        );
+        s.hardest_genuine = r.hardest_genuine;
+        s.hardest_impostors = r.hardest_impostors;
+        s.cut_hardest();
+        s
+    }
+
+    /// The hardest pairs cut to [`PER_KIND`] by the lists' tie rule, so
+    /// the lists of disjoint parts merge exactly.
+    fn cut_hardest(&mut self) {
+        Hardest::Lowest.keep(&mut self.hardest_genuine, PER_KIND);
+        Hardest::Highest.keep(&mut self.hardest_impostors, PER_KIND);
     }
 
     /// No comparisons.
@@ -90,6 +111,8 @@ impl Scores {
             impostor_hist: vec![0; bins],
             impostor_tail: Vec::new(),
             capacity,
+            hardest_genuine: Vec::new(),
+            hardest_impostors: Vec::new(),
         }
     }
 
@@ -117,6 +140,8 @@ impl Scores {
             impostor_hist,
             impostor_tail,
             capacity,
+            hardest_genuine: Vec::new(),
+            hardest_impostors: Vec::new(),
         }
     }
 
@@ -151,17 +176,23 @@ impl Scores {
             }
             acc.impostor_tail =
                 merge_descending(&acc.impostor_tail, &p.impostor_tail, acc.capacity);
+            acc.hardest_genuine.extend(p.hardest_genuine);
+            acc.hardest_impostors.extend(p.hardest_impostors);
         }
         if !all_subjects {
             acc.subjects.clear();
         }
-        Ok(Scores::canonical(
+        let mut merged = Scores::canonical(
             acc.genuine,
             acc.subjects,
             acc.impostor_hist,
             acc.impostor_tail,
             acc.capacity,
-        ))
+        );
+        merged.hardest_genuine = acc.hardest_genuine;
+        merged.hardest_impostors = acc.hardest_impostors;
+        merged.cut_hardest();
+        Ok(merged)
     }
 }
 
@@ -201,6 +232,7 @@ impl Partial {
                 probes: Vec::new(),
                 groups: Vec::new(),
                 score_error: None,
+                precision_note: None,
                 comparisons: 0,
             });
         };
@@ -235,6 +267,7 @@ impl Partial {
                 })
                 .collect::<Result<_, _>>()?;
             acc.score_error = max_error(acc.score_error, p.score_error);
+            acc.precision_note = acc.precision_note.or(p.precision_note);
             acc.comparisons += p.comparisons;
         }
         // One part is put in canonical order too, so that a plain run
@@ -308,6 +341,7 @@ mod tests {
                 .collect(),
             groups: vec![vec![scores(&[(0.4, 0)], &[1], &[0.1], 2)]],
             score_error: error,
+            precision_note: None,
             comparisons: listed.len() as u64,
         }
     }

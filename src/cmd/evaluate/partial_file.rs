@@ -5,13 +5,16 @@
 //! ```text
 //! "FKEVPART"  u32 version (1)
 //! u64 comparisons   u8 has_error   f64 score_error
+//! u8 has_note, (u32 n, n bytes UTF-8 precision note)
 //! u8 verification: 0 scored → SCORES | 1 listed → u64 n, n × f32
 //! u64 probes, each: u32 k, k × (u32 gallery index, f32 score),
 //!                   u8 mated, f32 mate score, u64 mate rank
 //! u32 group flags, each: u32 groups, each: SCORES
 //! SCORES: u64 capacity, u64 n, n × f32 genuine, u8 has_subjects,
 //!         (n × u32 subjects), u32 bins, u64 m, m × (u32 bin, u64 count)
-//!         (the non-empty bins), TAIL
+//!         (the non-empty bins), TAIL, PAIRS (lowest genuine),
+//!         PAIRS (highest impostor)
+//! PAIRS:  u64 n, n × (f32 score, u32 row, u32 row)
 //! TAIL:   u64 t scores, u64 r runs, r × (varint key step, varint count):
 //!         the tail's distinct values, highest first, each as the step down
 //!         from the previous one's order-preserving u32 key (the first
@@ -22,7 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::compare::{Candidate, ProbeResult};
+use crate::compare::{Candidate, PairScore, ProbeResult};
 
 use super::partial::{Partial, Scores, Verification};
 
@@ -49,6 +52,11 @@ pub fn encode(p: &Partial) -> Vec<u8> {
     w.u64(p.comparisons);
     w.u8(p.score_error.is_some() as u8);
     w.f64(p.score_error.unwrap_or(0.0));
+    w.u8(p.precision_note.is_some() as u8);
+    if let Some(note) = &p.precision_note {
+        w.u32(note.len() as u32);
+        w.0.extend_from_slice(note.as_bytes());
+    }
     match &p.verification {
         Verification::Scored(s) => {
             w.u8(0);
@@ -109,6 +117,13 @@ pub fn decode(bytes: &[u8]) -> Result<Partial, String> {
     let comparisons = r.u64()?;
     let has_error = r.u8()? != 0;
     let error = r.f64()?;
+    let precision_note = if r.u8()? != 0 {
+        let n = r.count_u32(1)?;
+        let bytes = r.take(n)?;
+        Some(String::from_utf8(bytes.to_vec()).map_err(|_| "a precision note not UTF-8")?)
+    } else {
+        None
+    };
     let verification = match r.u8()? {
         0 => Verification::Scored(r.scores()?),
         1 => Verification::Listed(r.f32s()?),
@@ -151,6 +166,7 @@ pub fn decode(bytes: &[u8]) -> Result<Partial, String> {
         probes,
         groups,
         score_error: has_error.then_some(error),
+        precision_note,
         comparisons,
     })
 }
@@ -204,6 +220,17 @@ impl Writer {
             self.u64(n);
         }
         self.tail(&s.impostor_tail);
+        self.pairs(&s.hardest_genuine);
+        self.pairs(&s.hardest_impostors);
+    }
+
+    fn pairs(&mut self, pairs: &[PairScore]) {
+        self.u64(pairs.len() as u64);
+        for p in pairs {
+            self.f32(p.score);
+            self.u32(p.probe);
+            self.u32(p.gallery);
+        }
     }
 
     fn varint(&mut self, mut v: u64) {
@@ -347,6 +374,19 @@ impl<'a> Reader<'a> {
         Ok(tail)
     }
 
+    fn pairs(&mut self) -> Result<Vec<PairScore>, String> {
+        let n = self.count(12)?;
+        (0..n)
+            .map(|_| {
+                Ok(PairScore {
+                    score: self.f32()?,
+                    probe: self.u32()?,
+                    gallery: self.u32()?,
+                })
+            })
+            .collect()
+    }
+
     fn scores(&mut self) -> Result<Scores, String> {
         let capacity = self.u64()?;
         let genuine = self.f32s()?;
@@ -373,11 +413,15 @@ impl<'a> Reader<'a> {
             *slot = n;
         }
         let impostor_tail = self.tail()?;
+        let hardest_genuine = self.pairs()?;
+        let hardest_impostors = self.pairs()?;
         Ok(Scores {
             genuine,
             subjects,
             impostor_hist,
             impostor_tail,
+            hardest_genuine,
+            hardest_impostors,
             capacity: usize::try_from(capacity).map_err(|_| "capacity too large".to_string())?,
         })
     }
@@ -389,12 +433,23 @@ mod tests {
 
     #[test]
     fn a_partial_reads_back_as_written_and_damage_is_named() {
+        let note = "fp32 ran instead of bf16: …";
         let scores = Scores {
             genuine: vec![0.9, 0.5],
             subjects: vec![3, 1],
             impostor_hist: vec![0, 4, 0, 1],
             impostor_tail: vec![0.4, 0.4, 0.0, -0.0, -0.0, -0.5, f32::NEG_INFINITY],
             capacity: 7,
+            hardest_genuine: vec![PairScore {
+                score: 0.5,
+                probe: 1,
+                gallery: 4,
+            }],
+            hardest_impostors: vec![PairScore {
+                score: 0.4,
+                probe: 0,
+                gallery: 9,
+            }],
         };
         let p = Partial {
             verification: Verification::Scored(scores.clone()),
@@ -404,6 +459,7 @@ mod tests {
             ],
             groups: vec![vec![scores.clone(), scores], vec![]],
             score_error: Some(1.5e-3),
+            precision_note: Some(note.to_string()),
             comparisons: 12,
         };
         let bytes = encode(&p);
@@ -413,6 +469,7 @@ mod tests {
             probes: vec![],
             groups: vec![],
             score_error: None,
+            precision_note: None,
             comparisons: 2,
         };
         assert_eq!(decode(&encode(&listed)), Ok(listed));
@@ -421,8 +478,10 @@ mod tests {
         }
         let mut huge = bytes.clone();
         // The comparisons are at byte 12; the scored set's genuine count
-        // is at 12 + 8 + 1 + 8 + 1 + 8 = 38: claim 2^60 of them.
-        huge[38..46].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        // comes after them, the error, the note, the kind and the
+        // capacity: claim 2^60 of them.
+        let at = 12 + 8 + 1 + 8 + 1 + 4 + note.len() + 1 + 8;
+        huge[at..at + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
         assert!(decode(&huge).unwrap_err().contains("runs past the end"));
     }
 }

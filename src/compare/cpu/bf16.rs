@@ -34,6 +34,20 @@ pub fn supported() -> bool {
     return false;
 }
 
+/// In tests: whether the kernel can run here, saying so when it cannot
+/// (the test then passes without it, or fails where CI requires it).
+#[cfg(test)]
+pub(crate) fn testable() -> bool {
+    if !supported() {
+        crate::require::skip(
+            "avx512-bf16",
+            &crate::require::this_test(),
+            "this CPU lacks AVX-512 BF16",
+        );
+    }
+    supported()
+}
+
 /// `u32` pairs per row of `dim` values (an odd `dim` gets a zero last half).
 pub fn pairs(dim: usize) -> usize {
     dim.div_ceil(2)
@@ -266,12 +280,7 @@ mod tests {
     /// adds a pair's two products exactly, so it bounds the rounding.
     #[test]
     fn products_match_a_scalar_reference_at_every_shape() {
-        if !supported() {
-            crate::require::skip(
-                "avx512-bf16",
-                &crate::require::this_test(),
-                "this CPU lacks AVX-512 BF16",
-            );
+        if !testable() {
             return;
         }
         let mut state = 7u64;
@@ -307,12 +316,7 @@ mod tests {
     /// bf16 scores stay within it of the fp32 engine's scores.
     #[test]
     fn scores_stay_within_the_bound_of_fp32() {
-        if !supported() {
-            crate::require::skip(
-                "avx512-bf16",
-                &crate::require::this_test(),
-                "this CPU lacks AVX-512 BF16",
-            );
+        if !testable() {
             return;
         }
         let mut state = 11u64;
@@ -354,12 +358,7 @@ mod tests {
 
     #[test]
     fn a_score_does_not_depend_on_its_place() {
-        if !supported() {
-            crate::require::skip(
-                "avx512-bf16",
-                &crate::require::this_test(),
-                "this CPU lacks AVX-512 BF16",
-            );
+        if !testable() {
             return;
         }
         let dim = 512;

@@ -60,6 +60,9 @@ pub enum CpuPrecision {
 pub struct CpuEngine {
     tile: TileShape,
     precision: CpuPrecision,
+    /// The largest share of a job's comparisons its exact impostor tail may
+    /// be for the bf16 kernel to run it ([`bf16_pays`]).
+    bf16_tail_share: f64,
 }
 
 impl Default for CpuEngine {
@@ -74,6 +77,7 @@ impl CpuEngine {
         CpuEngine {
             tile: TileShape::CPU_DEFAULT,
             precision: CpuPrecision::Fp32,
+            bf16_tail_share: BF16_TAIL_SHARE,
         }
     }
 
@@ -88,6 +92,15 @@ impl CpuEngine {
             precision,
             ..CpuEngine::new()
         })
+    }
+
+    /// The same engine with another limit on the exact tail's share of
+    /// the comparisons for bf16 to run (tests, tuning).
+    pub fn with_bf16_tail_share(self, share: f64) -> CpuEngine {
+        CpuEngine {
+            bf16_tail_share: share,
+            ..self
+        }
     }
 
     /// The same engine with another tile shape (tests, tuning).
@@ -248,15 +261,52 @@ impl Engine for CpuEngine {
             ));
         }
         Ok(match self.precision {
-            CpuPrecision::Fp32 => compare_with::<Fp32>(job, self.tile),
-            CpuPrecision::Bf16 => compare_with::<Bf16>(job, self.tile),
+            CpuPrecision::Fp32 => compare_with::<Fp32>(job, self.tile, 0),
+            CpuPrecision::Bf16 => match bf16_pays(job, self.bf16_tail_share) {
+                Ok(()) => compare_with::<Bf16>(job, self.tile, LIST_SLACK),
+                Err(why) => CompareResult {
+                    precision_note: Some(why),
+                    ..compare_with::<Fp32>(job, self.tile, 0)
+                },
+            },
         })
     }
 }
 
-/// Runs a job on kernel `K`, with the largest sampled score error for a
-/// reduced-precision kernel.
-fn compare_with<K: Kernel>(job: &CompareJob<'_>, tile: TileShape) -> CompareResult {
+/// The exact impostor tail's largest share of a job's comparisons for the
+/// bf16 kernel to run it. Each tail score, and about as many in the band
+/// below it, is rescored in fp32 (a gathered row each), costing a few
+/// hundred times what bf16 saves on one comparison. Measured on 10^4 ×
+/// 10^5 × 512 (2 threads): at a share of 10^-3 bf16 still took 25% less
+/// CPU time than fp32; at 10^-1 it took several times more.
+pub const BF16_TAIL_SHARE: f64 = 1e-3;
+
+/// Whether bf16 products pay for the fp32 rescoring the job needs: Err
+/// with the reason, for the summary, when its exact tail is more than
+/// `max_share` of its comparisons (then fp32 runs the job, and is faster).
+pub fn bf16_pays(job: &CompareJob<'_>, max_share: f64) -> Result<(), String> {
+    let (p, g) = (job.probes.rows() as u64, job.gallery.rows() as u64);
+    let comparisons = match job.pairing {
+        Pairing::AllDistinct => p * p.saturating_sub(1) / 2,
+        Pairing::ProbeGallery => p * g,
+    };
+    let share = job.tail_capacity as f64 / comparisons.max(1) as f64;
+    if share <= max_share {
+        return Ok(());
+    }
+    Err(format!(
+        "fp32 ran instead of bf16: the exact impostor tail ({} scores, {:.3}% of the {} comparisons) is rescored in fp32, which costs more than bf16 saves above {}%",
+        job.tail_capacity,
+        100.0 * share,
+        comparisons,
+        100.0 * max_share
+    ))
+}
+
+/// Runs a job on kernel `K`, whose workers keep `slack` candidates per
+/// probe beyond the top k ([`list_capacity`]); the largest sampled score
+/// error for a reduced-precision kernel.
+fn compare_with<K: Kernel>(job: &CompareJob<'_>, tile: TileShape, slack: usize) -> CompareResult {
     let probes = K::rows(job.probes);
     // All distinct pairs: the gallery is the probe set (checked above).
     let gallery = if job.pairing == Pairing::AllDistinct {
@@ -273,27 +323,31 @@ fn compare_with<K: Kernel>(job: &CompareJob<'_>, tile: TileShape) -> CompareResu
     // pairs: a small pass); ranks, top-k lists and the impostor tail
     // recompute in fp32 every kernel score near a decision.
     let (genuine, mate, hardest_genuine) = mate_pass(job, tile);
-    let folds = tile_pass(job, &rows, tile, &mate);
+    let folds = tile_pass(job, &rows, tile, &mate, slack);
     let error = K::REDUCED.then(|| folds.iter().map(|f| f.error).fold(0.0, f64::max));
     let (mut result, unsure) = merge(job, genuine, &mate, folds);
     result.hardest_genuine = hardest_genuine;
     if !unsure.is_empty() {
-        exact_tops_by_fp32(job, tile, &unsure, &mut result);
+        exact_tops_again::<K>(job, tile, &unsure, &mut result, slack);
     }
     result.score_error = error;
     result
 }
 
 /// The top-k lists of the probes `unsure` (whose candidates a worker may
-/// have dropped, see [`exact_top`]) from an fp32 run of those probes
-/// against the whole gallery. For all distinct pairs that gallery holds
-/// the probe itself, so one more candidate is asked for and the probe's
-/// own row is taken out.
-fn exact_tops_by_fp32(
+/// have dropped, see [`exact_top`]: more scores in their band than the
+/// lists held) from a run of those probes alone against the whole gallery:
+/// on the same kernel with lists 8 times longer while they stay shorter
+/// than the gallery (a dense band costs a few more candidates, not an fp32
+/// pass), in fp32 otherwise. For all distinct pairs that gallery holds the
+/// probe itself, so one more candidate is asked for and the probe's own
+/// row is taken out.
+fn exact_tops_again<K: Kernel>(
     job: &CompareJob<'_>,
     tile: TileShape,
     unsure: &[usize],
     result: &mut CompareResult,
+    slack: usize,
 ) {
     let distinct = job.pairing == Pairing::AllDistinct;
     let probes = job.probes.select(unsure);
@@ -306,8 +360,13 @@ fn exact_tops_by_fp32(
         tail_capacity: 0,
         ..*job
     };
-    let fp32 = compare_with::<Fp32>(&sub, tile);
-    for (&p, found) in unsure.iter().zip(fp32.probes) {
+    let wider = slack * 8;
+    let again = if K::REDUCED && sub.top_k + wider < job.gallery.rows() {
+        compare_with::<K>(&sub, tile, wider)
+    } else {
+        compare_with::<Fp32>(&sub, tile, 0)
+    };
+    for (&p, found) in unsure.iter().zip(again.probes) {
         let mut top = found.top;
         top.retain(|c| !(distinct && c.index as usize == p));
         top.truncate(job.top_k);
@@ -473,12 +532,13 @@ fn tile_pass<K: Kernel>(
     rows: &Rows<'_, K>,
     shape: TileShape,
     mate: &[f32],
+    slack: usize,
 ) -> Vec<Fold> {
     let tiles = tiles(job, shape);
     let margin = K::margin(job);
     let next = AtomicUsize::new(0);
     rayon::broadcast(|_| {
-        let mut fold = Fold::new(job, mate, margin);
+        let mut fold = Fold::new(job, mate, margin, slack);
         let mut scratch = K::Scratch::default();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -530,10 +590,10 @@ struct Fold {
 }
 
 impl Fold {
-    fn new(job: &CompareJob<'_>, mate: &[f32], margin: f32) -> Fold {
+    fn new(job: &CompareJob<'_>, mate: &[f32], margin: f32, slack: usize) -> Fold {
         let bins = job.histogram.bins as usize;
         let n = job.probes.rows();
-        let top = TopLists::new(n, list_capacity(job.top_k, margin));
+        let top = TopLists::new(n, list_capacity(job.top_k, margin, slack));
         let gate = (0..n)
             .map(|p| top.bar(p).min(mate_bar(mate[p]) - margin))
             .collect();
@@ -680,15 +740,19 @@ impl Fold {
     }
 }
 
+/// Candidates a worker keeps per probe beyond the top k on a first run
+/// with a reduced-precision kernel. Measured on the search benchmark (10^4
+/// probes, top-10 of 10^5): 8 left 282 probes to a rerun, 16 one, and
+/// longer lists only cost time.
+const LIST_SLACK: usize = 16;
+
 /// Candidates a worker keeps per probe. With a reduced-precision kernel
-/// (`margin` > 0) the lists hold more than `k`, by kernel score, so that
-/// the merge can recompute in fp32 every candidate that may be in the
-/// exact top `k` (see [`exact_top`]). Measured on the search benchmark
-/// (10^4 probes, top-10 of 10^5): k + 8 left 282 probes to an fp32 rerun,
-/// k + 16 one, and longer lists only cost time.
-fn list_capacity(k: usize, margin: f32) -> usize {
+/// (`margin` > 0) the lists hold `slack` more than `k`, by kernel score, so
+/// that the merge can recompute in fp32 every candidate that may be in the
+/// exact top `k` (see [`exact_top`]).
+fn list_capacity(k: usize, margin: f32, slack: usize) -> usize {
     if margin > 0.0 && k > 0 {
-        k + 16
+        k + slack
     } else {
         k
     }
@@ -1044,18 +1108,27 @@ fn exact_tail(
             None => f32::NEG_INFINITY,
         };
         let near = union.partition_point(|t| t.score >= band);
-        let exact: Vec<f32> = union[..near]
-            .par_iter()
-            .map(|t| fp32_score(job, t.probe as usize, t.gallery as usize))
+        union.truncate(near);
+        // Rescored a probe at a time, one 1 × n product per probe: a
+        // product per pair costs far more in call and packing overhead
+        // than in sums.
+        union.par_sort_unstable_by_key(|t| (t.probe, t.gallery));
+        let exact: Vec<f32> = union
+            .par_chunk_by(|a, b| a.probe == b.probe)
+            .flat_map_iter(|group| {
+                let rows: Vec<u32> = group.iter().map(|t| t.gallery).collect();
+                fp32_scores(job, group[0].probe as usize, &rows)
+                    .into_iter()
+                    .map(|c| c.score)
+            })
             .collect();
         let spec = job.histogram;
-        for (t, &e) in union[..near].iter_mut().zip(&exact) {
+        for (t, &e) in union.iter_mut().zip(&exact) {
             hist[spec.bin(t.score)] -= 1;
             hist[spec.bin(e)] += 1;
             t.score = e;
         }
-        union.truncate(near);
-        union.sort_unstable_by(by_score);
+        union.par_sort_unstable_by(by_score);
     }
     // The hardest pairs are the tail's highest; all ties of the last one
     // are offered (the store keeps every tie of its last score), and the
@@ -1131,10 +1204,68 @@ fn merge(
         impostor_tail,
         probes,
         score_error: None,
+        precision_note: None,
         hardest_genuine: Vec::new(),
         hardest_impostors,
     };
     (result, unsure)
+}
+
+/// Rows built to stress bf16's rescoring band (tests of the engine and of
+/// search): a gallery of `dim`-wide rows where a third are exact copies of
+/// others (exact ties) and a third near-copies (ties within the bf16
+/// error), and probes of which half are mated (a gallery row plus noise)
+/// and half unmated blends of four gallery rows, whose best scores are
+/// near-ties. Returns (gallery, its labels, probes, their labels).
+#[cfg(test)]
+pub(crate) fn band_stress_rows(
+    gallery_rows: usize,
+    probe_rows: usize,
+    dim: usize,
+) -> (Embeddings, Vec<u32>, Embeddings, Vec<u32>) {
+    let mut rng = SplitMix(2024);
+    let base: Vec<Vec<f32>> = (0..gallery_rows.div_ceil(3))
+        .map(|_| (0..dim).map(|_| rng.uniform()).collect())
+        .collect();
+    let mut gallery = Vec::new();
+    let mut gallery_labels = Vec::new();
+    for g in 0..gallery_rows {
+        let b = &base[g % base.len()];
+        let row: Vec<f32> = match g / base.len() {
+            0 | 1 => b.clone(),
+            _ => b.iter().map(|v| v + 1e-3 * rng.uniform()).collect(),
+        };
+        gallery.extend(row);
+        gallery_labels.push((g % (base.len() + 7)) as u32);
+    }
+    let mut probes = Vec::new();
+    let mut probe_labels = Vec::new();
+    for p in 0..probe_rows {
+        let at = |i: usize| (p * 7 + i * 13) % gallery_rows;
+        if p % 2 == 0 {
+            let g = at(0);
+            probes.extend(
+                gallery[g * dim..(g + 1) * dim]
+                    .iter()
+                    .map(|v| v + 0.4 * rng.uniform()),
+            );
+            probe_labels.push(gallery_labels[g]);
+        } else {
+            let blend: Vec<f32> = (0..dim)
+                .map(|k| {
+                    (0..4).map(|i| gallery[at(i) * dim + k]).sum::<f32>() + 0.05 * rng.uniform()
+                })
+                .collect();
+            probes.extend(blend);
+            probe_labels.push(1_000_000 + p as u32);
+        }
+    }
+    (
+        Embeddings::normalized(gallery, dim).expect("finite rows"),
+        gallery_labels,
+        Embeddings::normalized(probes, dim).expect("finite rows"),
+        probe_labels,
+    )
 }
 
 #[cfg(test)]
@@ -1235,6 +1366,7 @@ mod tests {
             impostor_tail: impostor,
             probes,
             score_error: None,
+            precision_note: None,
             hardest_genuine: genuine_pairs,
             hardest_impostors: impostor_pairs,
         }
@@ -1282,6 +1414,14 @@ mod tests {
             score_error: None,
             ..result
         }
+    }
+
+    /// The bf16 engine on `tile`, running bf16 whatever the job's tail.
+    fn bf16_engine(tile: TileShape) -> CpuEngine {
+        CpuEngine::with_precision(CpuPrecision::Bf16)
+            .unwrap()
+            .with_tile(tile)
+            .with_bf16_tail_share(f64::INFINITY)
     }
 
     fn pairing(distinct: bool) -> Pairing {
@@ -1337,7 +1477,7 @@ mod tests {
             // bf16 where the CPU has it (the engine refuses it otherwise).
             let precision = if bf16 && bf16::supported() { CpuPrecision::Bf16 } else { CpuPrecision::Fp32 };
             let tile = TileShape { rows: tile_rows, cols: tile_cols };
-            let engine = CpuEngine::with_precision(precision).unwrap().with_tile(tile);
+            let engine = CpuEngine::with_precision(precision).unwrap().with_tile(tile).with_bf16_tail_share(f64::INFINITY);
             let tiled = pool.install(|| engine.compare(&job)).unwrap();
             prop_assert_eq!(tiled.score_error.is_some(), precision == CpuPrecision::Bf16);
             prop_assert_eq!(without_error(tiled), expected(&job, precision));
@@ -1348,12 +1488,7 @@ mod tests {
     /// offset in the tile, for both pairings.
     #[test]
     fn bf16_strips_fold_like_the_naive_loop() {
-        if !bf16::supported() {
-            crate::require::skip(
-                "avx512-bf16",
-                &crate::require::this_test(),
-                "this CPU lacks AVX-512 BF16",
-            );
+        if !bf16::testable() {
             return;
         }
         let probes = embeddings(130, 24, &[3, -1, 2, 0, -2, 1, 1, -3, 2, 1, 0]);
@@ -1375,9 +1510,7 @@ mod tests {
                 rows: 100,
                 cols: 64,
             };
-            let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
-                .unwrap()
-                .with_tile(tile);
+            let engine = bf16_engine(tile);
             let got = engine.compare(&job).unwrap();
             let error = got.score_error.unwrap();
             assert_eq!(without_error(got), expected(&job, CpuPrecision::Bf16));
@@ -1386,47 +1519,162 @@ mod tests {
     }
 
     /// More rows within the rescoring band than a worker's list holds
-    /// (here 60 near-copies of one row): the probe's top-k comes from an
-    /// fp32 run instead, for both pairings.
+    /// (here 60 near-copies of 5 rows): the probe's top-k comes from a
+    /// rerun with longer lists in bf16 where the gallery has room (200
+    /// other rows), in fp32 where it has not, for both pairings.
     #[test]
-    fn bf16_top_lists_fall_back_to_fp32_on_wide_ties() {
-        if !bf16::supported() {
-            crate::require::skip(
-                "avx512-bf16",
-                &crate::require::this_test(),
-                "this CPU lacks AVX-512 BF16",
-            );
+    fn bf16_top_lists_rerun_on_wide_ties() {
+        if !bf16::testable() {
             return;
         }
         let dim = 16;
-        let data: Vec<f32> = (0..60 * dim)
-            .map(|i| 1.0 + ((i / dim) % 5) as f32 * 1e-3 * (i % 3) as f32)
-            .collect();
-        let rows = Embeddings::normalized(data, dim).unwrap();
-        let labels: Vec<u32> = (0..60).map(|i| i % 4).collect();
+        let mut rng = SplitMix(5);
+        for others in [0, 200] {
+            let data: Vec<f32> = (0..60 * dim)
+                .map(|i| 1.0 + ((i / dim) % 5) as f32 * 1e-3 * (i % 3) as f32)
+                .chain((0..others * dim).map(|_| rng.uniform()))
+                .collect();
+            let rows = Embeddings::normalized(data, dim).unwrap();
+            let labels: Vec<u32> = (0..60 + others as u32).map(|i| i % 4).collect();
+            assert_eq!(
+                3 + 1 + 8 * LIST_SLACK < rows.rows(),
+                others > 0,
+                "both reruns"
+            );
+            for distinct in [false, true] {
+                let job = CompareJob {
+                    probes: &rows,
+                    probe_labels: &labels,
+                    gallery: &rows,
+                    gallery_labels: &labels,
+                    pairing: pairing(distinct),
+                    top_k: 3,
+                    histogram: HistogramSpec { bins: 64 },
+                    tail_capacity: 5,
+                    examples: 0,
+                };
+                let tile = TileShape { rows: 7, cols: 9 };
+                let margin = bf16::fp32_distance_bound(dim, 2f64.powi(-8));
+                assert!(
+                    list_capacity(3, margin, LIST_SLACK) < 59,
+                    "the lists must overflow"
+                );
+                let engine = bf16_engine(tile);
+                assert_eq!(
+                    without_error(engine.compare(&job).unwrap()),
+                    expected(&job, CpuPrecision::Bf16)
+                );
+            }
+        }
+    }
+
+    /// On rows built to stress the band (near-tied best scores of unmated
+    /// probes, exact and near duplicates in the gallery), bf16 gives fp32's
+    /// top-k lists, mate scores and ranks, genuine scores and exact tail
+    /// (so the same thresholds), for both pairings, on several tilings.
+    #[test]
+    fn bf16_decides_as_fp32_on_near_ties_and_duplicates() {
+        if !bf16::testable() {
+            return;
+        }
+        let dim = 64;
+        let (gallery, gallery_labels, probes, probe_labels) = band_stress_rows(300, 120, dim);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
         for distinct in [false, true] {
+            let (p, pl) = if distinct {
+                (&gallery, &gallery_labels)
+            } else {
+                (&probes, &probe_labels)
+            };
             let job = CompareJob {
-                probes: &rows,
-                probe_labels: &labels,
-                gallery: &rows,
-                gallery_labels: &labels,
+                probes: p,
+                probe_labels: pl,
+                gallery: &gallery,
+                gallery_labels: &gallery_labels,
                 pairing: pairing(distinct),
-                top_k: 3,
-                histogram: HistogramSpec { bins: 64 },
-                tail_capacity: 5,
+                top_k: 10,
+                histogram: HistogramSpec { bins: 256 },
+                tail_capacity: 400,
                 examples: 0,
             };
-            let tile = TileShape { rows: 7, cols: 9 };
-            let margin = bf16::fp32_distance_bound(dim, 2f64.powi(-8));
-            assert!(list_capacity(3, margin) < 59, "the lists must overflow");
-            let engine = CpuEngine::with_precision(CpuPrecision::Bf16)
-                .unwrap()
-                .with_tile(tile);
-            assert_eq!(
-                without_error(engine.compare(&job).unwrap()),
-                expected(&job, CpuPrecision::Bf16)
-            );
+            let fp32 = pool.install(|| CpuEngine::new().compare(&job)).unwrap();
+            // The data does stress the band: many lists with three
+            // neighbours within the band of each other, not all equal.
+            let margin = Bf16::margin(&job);
+            let tight = fp32
+                .probes
+                .iter()
+                .filter(|r| {
+                    r.top.windows(3).any(|w| {
+                        let (a, c) = (w[0].score, w[2].score);
+                        a != c && a - c <= 2.0 * margin
+                    })
+                })
+                .count();
+            assert!(tight >= 20, "only {tight} near-tied lists");
+            let ties = fp32
+                .probes
+                .iter()
+                .filter(|r| r.top.windows(2).any(|w| w[0].score == w[1].score))
+                .count();
+            assert!(ties >= 20, "only {ties} lists with exact ties");
+            for tile in [
+                TileShape { rows: 7, cols: 50 },
+                TileShape { rows: 64, cols: 33 },
+            ] {
+                let engine = bf16_engine(tile);
+                let bf16 = pool.install(|| engine.compare(&job)).unwrap();
+                assert!(bf16.score_error.is_some(), "bf16 products ran");
+                assert_eq!(bf16.probes, fp32.probes, "distinct {distinct} {tile:?}");
+                assert_eq!(bf16.impostor_tail, fp32.impostor_tail);
+                assert_eq!(bf16.genuine, fp32.genuine);
+            }
         }
+    }
+
+    /// Where the exact tail is a large share of the comparisons, the bf16
+    /// engine runs the job in fp32 (bf16 would rescore that share one row
+    /// at a time) and says why; the result is fp32's, bins included.
+    #[test]
+    fn bf16_runs_fp32_where_the_exact_tail_would_cost_more() {
+        if !bf16::testable() {
+            return;
+        }
+        let (gallery, gallery_labels, probes, probe_labels) = band_stress_rows(90, 30, 16);
+        let mut job = CompareJob {
+            probes: &probes,
+            probe_labels: &probe_labels,
+            gallery: &gallery,
+            gallery_labels: &gallery_labels,
+            pairing: Pairing::ProbeGallery,
+            top_k: 3,
+            histogram: HistogramSpec { bins: 64 },
+            tail_capacity: 2,
+            examples: 0,
+        };
+        // 2 of 2,700 comparisons is under 10^-3: bf16 runs.
+        let engine = CpuEngine::with_precision(CpuPrecision::Bf16).unwrap();
+        assert_eq!(bf16_pays(&job, BF16_TAIL_SHARE), Ok(()));
+        let got = engine.compare(&job).unwrap();
+        assert!(got.score_error.is_some() && got.precision_note.is_none());
+        job.tail_capacity = 100;
+        let why = bf16_pays(&job, BF16_TAIL_SHARE).unwrap_err();
+        assert!(
+            why.contains("100 scores, 3.704% of the 2700 comparisons"),
+            "{why}"
+        );
+        let got = engine.compare(&job).unwrap();
+        assert_eq!(got.precision_note, Some(why));
+        assert_eq!(
+            CompareResult {
+                precision_note: None,
+                ..got
+            },
+            CpuEngine::new().compare(&job).unwrap()
+        );
     }
 
     #[test]

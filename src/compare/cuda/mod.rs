@@ -49,7 +49,7 @@ use cudarc::cublas::{result as blas_result, CudaBlas};
 use cudarc::driver::{sys as drv_sys, CudaContext, CudaFunction, DriverError};
 
 use super::{CompareError, CompareJob, CompareResult, Engine, TileShape};
-use crate::cli::Precision;
+use crate::compare::Precision;
 use libs::Versions;
 
 /// Fold blocks resident per SM (the kernel's __launch_bounds__ says 2).

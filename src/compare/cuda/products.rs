@@ -7,7 +7,7 @@ use cudarc::driver::{CudaStream, PushKernelArg};
 
 use super::device::{cfg, DeviceBuffer, Staging};
 use super::{CudaEngine, CudaError};
-use crate::cli::Precision;
+use crate::compare::Precision;
 use crate::compare::SplitMix;
 
 /// Bytes of one operand value.

@@ -5,8 +5,8 @@
 //! module holds the same sum on the host, the bound on how far a product
 //! may be from it, and the tail's last step.
 
-use crate::cli::Precision;
 use crate::compare::HistogramSpec;
+use crate::compare::Precision;
 
 /// The decision score of two rows, bit for bit as `warp_dot32` in
 /// `kernels/common.cuh`: partial sum l (of 32) takes the terms l, l + 32,

@@ -35,6 +35,7 @@ pub fn run(
             impostor_tail: Vec::new(),
             probes: vec![ProbeResult::default(); job.probes.rows()],
             score_error: None,
+            precision_note: None,
             hardest_genuine: Vec::new(),
             hardest_impostors: Vec::new(),
         };
@@ -714,6 +715,7 @@ impl<'e, 'j> Run<'e, 'j> {
             impostor_tail: tail,
             probes,
             score_error: sampled,
+            precision_note: None,
             hardest_genuine: {
                 Hardest::Lowest.keep(&mut hardest_genuine, self.job.examples);
                 hardest_genuine
