@@ -17,6 +17,7 @@ use facekit::evaldir::{
     EXAMPLE_IMPOSTOR, EXAMPLE_NON_MATED, HIST_GENUINE, HIST_IMPOSTOR,
 };
 use facekit::metrics::bootstrap::clopper_pearson;
+use facekit::report::explorer::PAGE_FACES;
 use facekit::text::percent;
 use rand::{RngExt, SeedableRng};
 
@@ -328,6 +329,7 @@ fn explorer_numbers_equal_the_eval_dir_in_chromium() {
     assert!(grid.windows(2).all(|w| w[0].0 < w[1].0), "ascending grid");
 
     let mut seen = Vec::new();
+    let mut pairs_shown = 0;
     for fragment in [
         "threshold=0.35",
         "distance=1.2",
@@ -365,6 +367,33 @@ fn explorer_numbers_equal_the_eval_dir_in_chromium() {
             }
         };
         assert_eq!(Some(t), chosen, "{fragment}");
+        // The pair panels: their totals are the FMR and FNMR counts, and
+        // their first page lists examples.csv's pairs that are errors at
+        // this threshold, hardest first.
+        assert_eq!(value(&dom, "false_matches_count"), want.counts[0] as f64);
+        assert_eq!(
+            value(&dom, "false_non_matches_count"),
+            want.counts[1] as f64
+        );
+        let examples: Vec<ExampleRow> =
+            evaldir::read_csv(&eval.join(evaldir::EXAMPLES_CSV)).unwrap();
+        for (item, kind, error) in [
+            ("false_match", EXAMPLE_IMPOSTOR, true),
+            ("false_non_match", EXAMPLE_GENUINE, false),
+        ] {
+            let shown: Vec<String> = tags(&dom, item)
+                .iter()
+                .map(|f| f["data-path"].clone())
+                .collect();
+            let want_shown: Vec<String> = examples
+                .iter()
+                .filter(|e| e.kind == kind && (e.score >= t) == error)
+                .take(PAGE_FACES)
+                .map(|e| e.path.clone().unwrap())
+                .collect();
+            assert_eq!(shown, want_shown, "{fragment}: {item}");
+            pairs_shown += shown.len();
+        }
         if fragment == "fpir=0.1" {
             // The planted stranger is the worst false accept, shown first
             // against the gallery face it resembles, with thumbnails.
@@ -393,6 +422,7 @@ fn explorer_numbers_equal_the_eval_dir_in_chromium() {
     }
     seen.dedup();
     assert!(seen.len() >= 4, "fragments gave thresholds {seen:?}");
+    assert!(pairs_shown > 0, "no pair panel showed a pair");
 
     // Two thresholds, two different pictures.
     let shot = |fragment: &str, name: &str| {

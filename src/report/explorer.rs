@@ -42,7 +42,7 @@ pub(crate) const LEVELS_PER_DECADE: f64 = 50.0;
 /// The most faces of each kind the page embeds.
 pub(crate) const FACES_PER_KIND: usize = 60;
 /// Faces shown per page of a panel.
-pub(crate) const PAGE_FACES: usize = 12;
+pub const PAGE_FACES: usize = 12;
 /// Bins of the in-DB vs out-of-DB distribution drawn by the explorer.
 const DISTRIBUTION_BINS: usize = 60;
 
