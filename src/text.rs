@@ -28,6 +28,15 @@ pub fn percent(rate: f64) -> String {
     format!("{s}%")
 }
 
+/// Paths as a user gave them, comma-separated, for messages.
+pub(crate) fn path_list(paths: &[std::path::PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Compares strings with their digit runs as numbers: "L2" < "L10".
 pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     fn chunks(s: &str) -> Vec<(bool, &str)> {

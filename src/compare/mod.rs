@@ -275,6 +275,19 @@ impl Hardest {
         pairs.truncate(n);
         pairs.sort_unstable_by(key);
     }
+
+    /// Adds a pair to a list being cut to the `n` hardest, cutting it
+    /// whenever it has grown by a few thousand (a cut sorts: not once a
+    /// pair); the caller's last [`Hardest::keep`] makes it exact.
+    pub fn offer(self, list: &mut Vec<PairScore>, n: usize, pair: PairScore) {
+        if n == 0 {
+            return;
+        }
+        list.push(pair);
+        if list.len() >= n + 4096 {
+            self.keep(list, n);
+        }
+    }
 }
 
 /// A gallery row and its score.

@@ -75,15 +75,6 @@ pub fn read_matrix(path: &Path) -> Result<Matrix, NpyError> {
     read_rows(path, 0..usize::MAX)
 }
 
-/// The header of an array: its element type and shape.
-pub fn header(path: &Path) -> Result<Header, NpyError> {
-    let file = File::open(path).map_err(|source| NpyError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(read_header(&mut BufReader::new(file), path)?.0)
-}
-
 /// Reads the rows `rows` (clamped to the array), and only those: a part of
 /// a split evaluation reads its share. The whole file's length is checked
 /// against the header all the same.
@@ -493,10 +484,7 @@ mod tests {
         let data: Vec<f32> = (0..12).map(|v| v as f32).collect();
         write_f32(&path, 4, 3, &data).unwrap();
         assert_eq!(
-            (
-                header(&path).unwrap().rows,
-                read_matrix(&path).unwrap().data
-            ),
+            (shape(&path).unwrap().rows, read_matrix(&path).unwrap().data),
             (4, data.clone())
         );
         let m = read_rows(&path, 1..3).unwrap();

@@ -109,14 +109,6 @@ fn policy(choice: LandmarkPolicy) -> Policy {
     }
 }
 
-fn describe_sources(sources: &[PathBuf]) -> String {
-    sources
-        .iter()
-        .map(|s| s.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     let quiet = args.output.quiet;
     let selection = match &args.select {
@@ -146,7 +138,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
             .unwrap_or_default();
         bail!(
             "no K-Face images found in {} (looked for {PATTERN}){unreadable}",
-            describe_sources(&args.sources)
+            crate::text::path_list(&args.sources)
         );
     }
     for (unit, winner) in &found.duplicates {
@@ -375,7 +367,7 @@ fn nothing_converted(
         return format!(
             "none of the {} images found in {} is in the selection {selection}",
             counts.images_seen,
-            describe_sources(sources)
+            crate::text::path_list(sources)
         );
     }
     let examples: Vec<String> = rows

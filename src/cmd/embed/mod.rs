@@ -63,7 +63,10 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     out.check_free(&embdir::FILES)?;
     let faces = Faces::collect(&args.inputs)?;
     if faces.faces.is_empty() {
-        bail!("no faces to embed in {}", describe_inputs(&args.inputs));
+        bail!(
+            "no faces to embed in {}",
+            crate::text::path_list(&args.inputs)
+        );
     }
     if let Some(dataset) = args.inputs.iter().find_map(|i| dataset_of(i)) {
         out.derived_from(&dataset, "convert")?;
@@ -303,14 +306,6 @@ fn normalisation(args: &EmbedArgs, model: &ModelFile) -> (Normalisation, &'stati
             "default: arcface_torch trains on (x - 127.5) / 127.5 and torch2onnx bakes no normalisation in",
         ),
     }
-}
-
-fn describe_inputs(inputs: &[PathBuf]) -> String {
-    inputs
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// The summary of an embeddings directory written at `out` (by `embed` or

@@ -555,7 +555,7 @@ fn from_embeddings(args: &EvaluateArgs, shard: Shard) -> anyhow::Result<Computed
         .labels
         .as_deref()
         .context("--embeddings needs --labels")?;
-    let header = npy::header(emb_path)?;
+    let header = npy::shape(emb_path)?;
     if header.rows < 2 {
         bail!(
             "{}: {} embedding rows; at least 2 are needed to compare",
@@ -597,7 +597,7 @@ fn from_embeddings(args: &EvaluateArgs, shard: Shard) -> anyhow::Result<Computed
         embeddings: &embeddings,
         first: rows.start,
         shard: shard.spec,
-        precision_note: Default::default(),
+        observed: Default::default(),
     };
     let partial = compare.part()?;
     // Said once the run has succeeded, so an error stays the only line.
@@ -620,8 +620,16 @@ struct Comparer<'a> {
     embeddings: &'a Embeddings,
     first: usize,
     shard: ShardSpec,
-    /// The first job's note of another precision than asked for.
-    precision_note: std::cell::RefCell<Option<String>>,
+    /// What the engine said of the jobs run so far.
+    observed: std::cell::RefCell<Observed>,
+}
+
+/// The largest sampled score error of a part's jobs and the first note of
+/// a job run in another precision than asked for.
+#[derive(Debug, Default)]
+struct Observed {
+    score_error: Option<f64>,
+    precision_note: Option<String>,
 }
 
 /// The block of rows of the upper triangle of `n` rows that a part takes:
@@ -668,8 +676,6 @@ impl Comparer<'_> {
     fn part(&self) -> anyhow::Result<Partial> {
         let (ctx, job) = (self.ctx, self.job);
         let spec = HistogramSpec::DEFAULT;
-        let mut score_error = None;
-        let mut note = |e: Option<f64>| score_error = max_error(score_error, e);
         let block = self.shard.range(ctx.probes.len());
         let block_rows = &ctx.probes[block];
         let mut comparisons = 0;
@@ -690,7 +696,6 @@ impl Comparer<'_> {
                 capacity,
                 if verification_too { PER_KIND } else { 0 },
             )?;
-            note(result.score_error);
             comparisons += (block_rows.len() * ctx.gallery.len()) as u64;
             probes = std::mem::take(&mut result.probes);
             if verification_too {
@@ -706,8 +711,7 @@ impl Comparer<'_> {
             }
             (None, None) => {
                 let rows: Vec<usize> = (0..self.job.rows as usize).collect();
-                let (scores, error, n) = self.triangle(&rows, PER_KIND)?;
-                note(error);
+                let (scores, n) = self.triangle(&rows, PER_KIND)?;
                 comparisons += n;
                 Verification::Scored(scores)
             }
@@ -736,25 +740,23 @@ impl Comparer<'_> {
                                 capacity,
                                 0,
                             )?;
-                            note(r.score_error);
                             Scores::from_result(r, capacity)
                         }
                     } else {
-                        let (scores, error, _) = self.triangle(rows, 0)?;
-                        note(error);
-                        scores
+                        self.triangle(rows, 0)?.0
                     };
                     flag.push(scores);
                 }
                 groups.push(flag);
             }
         }
+        let observed = self.observed.take();
         Ok(Partial {
             verification,
             probes,
             groups,
-            score_error,
-            precision_note: self.precision_note.take(),
+            score_error: observed.score_error,
+            precision_note: observed.precision_note,
             comparisons,
         })
     }
@@ -762,12 +764,8 @@ impl Comparer<'_> {
     /// This part's share of all distinct pairs of `rows` (ascending): the
     /// pairs whose first row falls in the part's block of the triangle, as
     /// the pairs within the block and the block × the rows after it. With
-    /// its score error and comparison count.
-    fn triangle(
-        &self,
-        rows: &[usize],
-        examples: usize,
-    ) -> anyhow::Result<(Scores, Option<f64>, u64)> {
+    /// its comparison count.
+    fn triangle(&self, rows: &[usize], examples: usize) -> anyhow::Result<(Scores, u64)> {
         let block = triangle_block(self.job.rows as usize, self.shard);
         let own: Vec<usize> = rows.iter().copied().filter(|r| block.contains(r)).collect();
         let later: Vec<usize> = rows.iter().copied().filter(|&r| r >= block.end).collect();
@@ -776,11 +774,9 @@ impl Comparer<'_> {
             HistogramSpec::DEFAULT.bins as usize,
             capacity,
         )];
-        let mut error = None;
         let mut comparisons = 0;
         let mut run = |probes: &[usize], gallery: &[usize], pairing| -> anyhow::Result<()> {
             let r = self.compare(probes, gallery, pairing, 0, capacity, examples)?;
-            error = max_error(error, r.score_error);
             comparisons += r.genuine.len() as u64 + r.impostor_count();
             parts.push(Scores::from_result(r, capacity));
             Ok(())
@@ -791,7 +787,7 @@ impl Comparer<'_> {
         if !own.is_empty() && !later.is_empty() {
             run(&own, &later, Pairing::ProbeGallery)?;
         }
-        Ok((Scores::merge(parts)?, error, comparisons))
+        Ok((Scores::merge(parts)?, comparisons))
     }
 
     /// Runs one job over row subsets.
@@ -835,8 +831,10 @@ impl Comparer<'_> {
             pair.probe = probe_rows[pair.probe as usize] as u32;
             pair.gallery = gallery_rows[pair.gallery as usize] as u32;
         }
+        let mut observed = self.observed.borrow_mut();
+        observed.score_error = max_error(observed.score_error, r.score_error);
         if let Some(note) = r.precision_note.take() {
-            self.precision_note.borrow_mut().get_or_insert(note);
+            observed.precision_note.get_or_insert(note);
         }
         Ok(r)
     }

@@ -444,14 +444,12 @@ fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>, Vec<P
                                 chunk_best[r] = chunk_best[r].max(s);
                                 if !distinct || p < q {
                                     genuine.push((s, label));
-                                    offer_hardest(
-                                        &mut hardest,
-                                        Hardest::Lowest,
-                                        job.examples,
-                                        s,
-                                        p,
-                                        q,
-                                    );
+                                    let pair = PairScore {
+                                        score: s,
+                                        probe: p as u32,
+                                        gallery: q as u32,
+                                    };
+                                    Hardest::Lowest.offer(&mut hardest, job.examples, pair);
                                 }
                             }
                         }
@@ -476,22 +474,6 @@ fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>, Vec<P
     genuine.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     Hardest::Lowest.keep(&mut hardest, job.examples);
     (genuine, mate, hardest)
-}
-
-/// Adds a pair to a list of hardest pairs, cutting the list back to `n`
-/// whenever it has grown by a few thousand (a cut sorts; not once a pair).
-fn offer_hardest(list: &mut Vec<PairScore>, end: Hardest, n: usize, s: f32, p: usize, q: usize) {
-    if n == 0 {
-        return;
-    }
-    list.push(PairScore {
-        score: s,
-        probe: p as u32,
-        gallery: q as u32,
-    });
-    if list.len() >= n + 4096 {
-        end.keep(list, n);
-    }
 }
 
 /// One tile: probe rows `rows`, gallery rows `cols`.

@@ -672,13 +672,12 @@ impl<'e, 'j> Run<'e, 'j> {
                 if !all_distinct || self.mates.idx[e] as usize > i {
                     genuine.push(pair[e]);
                     genuine_subjects.push(self.job.probe_labels[i]);
-                    if self.job.examples > 0 {
-                        hardest_genuine.push(PairScore {
-                            score: pair[e],
-                            probe: i as u32,
-                            gallery: self.mates.idx[e],
-                        });
-                    }
+                    let hard = PairScore {
+                        score: pair[e],
+                        probe: i as u32,
+                        gallery: self.mates.idx[e],
+                    };
+                    Hardest::Lowest.offer(&mut hardest_genuine, self.job.examples, hard);
                 }
             }
             let top = (0..k)
@@ -708,6 +707,7 @@ impl<'e, 'j> Run<'e, 'j> {
             margin: margin as f64,
             max_rescored_gap: worst as f64,
         };
+        Hardest::Lowest.keep(&mut hardest_genuine, self.job.examples);
         let result = CompareResult {
             genuine,
             genuine_subjects,
@@ -716,10 +716,7 @@ impl<'e, 'j> Run<'e, 'j> {
             probes,
             score_error: sampled,
             precision_note: None,
-            hardest_genuine: {
-                Hardest::Lowest.keep(&mut hardest_genuine, self.job.examples);
-                hardest_genuine
-            },
+            hardest_genuine,
             // The tail store keeps scores, not their pairs (yet): the
             // hardest impostor pairs come from the CPU engine only.
             hardest_impostors: Vec::new(),
