@@ -135,6 +135,12 @@ pub struct ScoreInfo {
     /// are.
     #[serde(default)]
     pub exact_from: Option<f64>,
+    /// The cosine ranges `[low, high)`, descending, whose impostor scores
+    /// are counted in bins; outside them every score is held exactly (the
+    /// exact tail above `exact_from`, and the score bands around the FMR
+    /// targets below it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub binned: Vec<[f64; 2]>,
     /// Impostor comparisons held exactly whole (`evaluate --help`).
     #[serde(default)]
     pub exact_budget: Option<u64>,

@@ -159,6 +159,7 @@ fn reference_by(
             precision_note: None,
             hardest_genuine: Vec::new(),
             hardest_impostors: Vec::new(),
+            band_counts: Vec::new(),
         },
         near_edge,
     )
@@ -289,6 +290,7 @@ fn job<'a>(
         histogram: HistogramSpec { bins },
         tail_capacity,
         examples: 0,
+        bands: &[],
     }
 }
 

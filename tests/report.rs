@@ -417,6 +417,7 @@ fn make_eval_dir(dir: &Path, p: &Params) -> Summary {
             distance: "threshold_l2 = sqrt(2 - 2 * threshold)".into(),
             resolution: 2.0 / BINS as f64,
             exact_from: Some(-1.0),
+            binned: Vec::new(),
             exact_budget: None,
         },
         verification: Some(verification),

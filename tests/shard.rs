@@ -126,13 +126,23 @@ fn shard_note(dir: &Path) -> String {
 /// Runs the job whole and as N parts merged, for each N, and compares.
 fn merged_equals_plain(case: &str, identities: usize, extra: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let (emb, labels, pairs) = dataset(d, 3, identities);
-    let mut args: Vec<String> = ["evaluate", "--embeddings", p(&emb), "--labels", p(&labels)]
+    let (emb, labels, pairs) = dataset(tmp.path(), 3, identities);
+    merged_equals_plain_on(case, tmp.path(), (&emb, &labels, &pairs), extra);
+}
+
+/// [`merged_equals_plain`] on given embeddings, labels and pairs, with
+/// outputs in `d`; returns the plain run's summary.json.
+fn merged_equals_plain_on(
+    case: &str,
+    d: &Path,
+    (emb, labels, pairs): (&Path, &Path, &Path),
+    extra: &[&str],
+) -> serde_json::Value {
+    let mut args: Vec<String> = ["evaluate", "--embeddings", p(emb), "--labels", p(labels)]
         .map(String::from)
         .to_vec();
     for a in extra {
-        args.push(a.replace("PAIRS", p(&pairs)));
+        args.push(a.replace("PAIRS", p(pairs)));
     }
     let run = |more: &[&str]| {
         let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -143,6 +153,7 @@ fn merged_equals_plain(case: &str, identities: usize, extra: &[&str]) {
     run(&["--out", p(&plain), "--quiet"]);
     assert_eq!(shard_note(&plain), "one machine");
     let want = files(&plain);
+    let summary = serde_json::from_slice(&want["summary.json"]).unwrap();
     for n in [1usize, 2, 3, 7] {
         let mut parts = Vec::new();
         for i in 0..n {
@@ -174,6 +185,7 @@ fn merged_equals_plain(case: &str, identities: usize, extra: &[&str]) {
             );
         }
     }
+    summary
 }
 
 #[test]
@@ -228,6 +240,28 @@ fn more_parts_than_rows_merge_to_the_plain_run() {
     );
     merged_equals_plain("tiny all pairs", 2, &["--group-by", "camera"]);
     merged_equals_plain("tiny pairs file", 2, &["--pairs", "PAIRS"]);
+}
+
+/// Beyond a small exact budget the jobs keep score bands around their FMR
+/// thresholds, placed from a sample drawn with the seed: every part places
+/// the same, and their counts merge to the plain run's.
+#[test]
+fn parts_beyond_the_exact_budget_merge_to_the_plain_run() {
+    // 600 rows of 174,000 impostor pairs (tests/evaluate.rs's anchors).
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exact_all_pairs");
+    let (emb, labels) = (fixture.join("embeddings.npy"), fixture.join("labels.csv"));
+    let tmp = tempfile::tempdir().unwrap();
+    let s = merged_equals_plain_on(
+        "all distinct pairs, budget 5000",
+        tmp.path(),
+        (&emb, &labels, &labels),
+        &["--exact-budget", "5000", "--bootstrap", "20"],
+    );
+    // A band below the exact tail: a hole in the binned ranges.
+    let binned = s["score"]["binned"].as_array().map_or(0, Vec::len);
+    assert!(binned >= 2, "no score band: {}", s["score"]);
+    let points = s["verification"]["operating_points"].as_array().unwrap();
+    assert!(points.iter().all(|p| p["exact"] == true), "{points:?}");
 }
 
 /// Runs one part of the default job into `out`.

@@ -125,6 +125,7 @@ fn all_pairs<'a>(
         histogram: HistogramSpec::DEFAULT,
         tail_capacity: args.tail,
         examples: 0,
+        bands: &[],
     }
 }
 

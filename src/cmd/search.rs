@@ -368,6 +368,7 @@ pub fn search(
         histogram: HistogramSpec { bins: 1 },
         tail_capacity: 0,
         examples: 0,
+        bands: &[],
     };
     job.validate()?;
     let result = engine.compare(&job)?;

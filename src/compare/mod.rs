@@ -236,6 +236,106 @@ pub struct CompareJob<'a> {
     /// How many of the hardest pairs to name ([`CompareResult::hardest_genuine`],
     /// [`CompareResult::hardest_impostors`]; 0: none).
     pub examples: usize,
+    /// Histogram bins whose impostor scores are wanted as themselves
+    /// ([`CompareResult::band_counts`]), sorted and disjoint.
+    pub bands: &'a [ScoreBand],
+}
+
+/// The histogram bins `[low, high)` of a job whose impostor scores it keeps
+/// exactly, beside the exact tail: where a threshold below the tail falls
+/// (`evaluate` places them from a sample of the job's scores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ScoreBand {
+    pub low: u32,
+    pub high: u32,
+}
+
+impl ScoreBand {
+    /// Whether bin `b` is in the band.
+    #[inline]
+    pub fn holds(&self, b: usize) -> bool {
+        self.low as usize <= b && b < self.high as usize
+    }
+
+    /// The highest and the lowest f32 whose bin by `spec` is in the band.
+    /// Scores a rounding error outside [-1, 1] fall in the end bins; the
+    /// range reaches 64 ulps past either end (a score beyond leaves its
+    /// bin's count unmatched, and the bin stays a count).
+    pub fn score_range(&self, spec: HistogramSpec) -> (f32, f32) {
+        let inside = |s: f32| self.holds(spec.bin(s));
+        // From a score at the band's edge: the last score inside, going out.
+        let last_inside = |mut s: f32, out: fn(f32) -> f32, back: fn(f32) -> f32| {
+            while !inside(s) {
+                s = back(s);
+            }
+            while inside(out(s)) {
+                s = out(s);
+            }
+            s
+        };
+        let beyond = |s: f32, out: fn(f32) -> f32| (0..64).fold(s, |s, _| out(s));
+        let edge = |b: u32| spec.lower_edge(b as usize) as f32;
+        let high = if self.high >= spec.bins {
+            beyond(1.0, f32::next_up)
+        } else {
+            last_inside(edge(self.high), f32::next_up, f32::next_down)
+        };
+        let low = if self.low == 0 {
+            beyond(-1.0, f32::next_down)
+        } else {
+            last_inside(edge(self.low), f32::next_down, f32::next_up)
+        };
+        (high, low)
+    }
+
+    /// How many f32 values the band spans: the counters an engine keeps
+    /// for it.
+    pub fn values(&self, spec: HistogramSpec) -> u64 {
+        let (high, low) = self.score_range(spec);
+        u64::from(descending_key(low) - descending_key(high)) + 1
+    }
+}
+
+/// The most f32 values a job's bands may span together (8 MiB of counters
+/// per 2^20): bands near cosine 0, where f32 values crowd, are refused.
+pub const MAX_BAND_VALUES: u64 = 1 << 23;
+
+/// Scores as distinct values with their counts, highest first (the form of
+/// [`CompareResult::band_counts`]).
+#[cfg(test)]
+pub(crate) fn value_counts(scores: &[f32]) -> Vec<(f32, u64)> {
+    let mut keys: Vec<u32> = scores.iter().map(|&s| descending_key(s)).collect();
+    keys.sort_unstable();
+    keys.chunk_by(|a, b| a == b)
+        .map(|run| (score_of_descending_key(run[0]), run.len() as u64))
+        .collect()
+}
+
+/// A u32 whose ascending order is the descending order of the f32 it came
+/// from: flip every bit of a negative number, only the sign bit of a
+/// positive one (the usual total-order key), then complement. -0.0 is keyed
+/// as 0.0, so equal scores have equal keys.
+#[inline]
+pub(crate) fn descending_key(s: f32) -> u32 {
+    let bits = (s + 0.0).to_bits();
+    let ascending = if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    };
+    !ascending
+}
+
+/// The score of a [`descending_key`].
+#[inline]
+pub(crate) fn score_of_descending_key(key: u32) -> f32 {
+    let ascending = !key;
+    let bits = if ascending >> 31 == 1 {
+        ascending & 0x7fff_ffff
+    } else {
+        !ascending
+    };
+    f32::from_bits(bits)
 }
 
 /// One compared pair: a probe row, a gallery row and their score. For all
@@ -355,6 +455,10 @@ pub struct CompareResult {
     /// The job's `examples` highest impostor pairs ([`Hardest::Highest`]),
     /// at most as many as the exact tail holds.
     pub hardest_impostors: Vec<PairScore>,
+    /// Every impostor score in the job's bands, as distinct values with
+    /// their counts, highest first; empty from an engine that collects
+    /// none (the CUDA engine, so far: those bins then stay counts).
+    pub band_counts: Vec<(f32, u64)>,
 }
 
 impl CompareResult {
@@ -373,6 +477,8 @@ pub enum CompareError {
         labels: usize,
         rows: usize,
     },
+    #[error("the score bands span {0} f32 values, more than {MAX_BAND_VALUES}")]
+    Bands(u64),
     #[error("{0}")]
     Device(String),
 }
@@ -413,6 +519,10 @@ impl CompareJob<'_> {
                 labels: self.gallery_labels.len(),
                 rows: self.gallery.rows(),
             });
+        }
+        let values: u64 = self.bands.iter().map(|b| b.values(self.histogram)).sum();
+        if values > MAX_BAND_VALUES {
+            return Err(CompareError::Bands(values));
         }
         Ok(())
     }
@@ -467,6 +577,32 @@ mod tests {
         let mut low = all;
         Hardest::Lowest.keep(&mut low, 2);
         assert_eq!(low, [pair(0.1, 2, 9), pair(0.5, 0, 7)]);
+    }
+
+    #[test]
+    fn a_band_spans_the_scores_of_its_bins() {
+        let spec = HistogramSpec { bins: 64 };
+        for band in [
+            ScoreBand { low: 40, high: 45 },
+            ScoreBand { low: 0, high: 3 },
+            ScoreBand { low: 60, high: 64 },
+        ] {
+            let (high, low) = band.score_range(spec);
+            if band.high < spec.bins {
+                assert!(band.holds(spec.bin(high)) && !band.holds(spec.bin(high.next_up())));
+            }
+            if band.low > 0 {
+                assert!(band.holds(spec.bin(low)) && !band.holds(spec.bin(low.next_down())));
+            }
+            assert_eq!(
+                band.values(spec),
+                u64::from(descending_key(low) - descending_key(high)) + 1
+            );
+        }
+        // Bins of 1/32 in [0.25, 0.5) hold 2^23 / 8 values each, and a
+        // few below the edge that (s + 1) * 32 rounds into the bin.
+        let values = ScoreBand { low: 40, high: 41 }.values(spec);
+        assert!((1 << 20..(1 << 20) + 8).contains(&values), "{values}");
     }
 
     #[test]

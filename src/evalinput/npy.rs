@@ -95,18 +95,7 @@ pub fn read_rows(path: &Path, rows: Range<usize>) -> Result<Matrix, NpyError> {
         let want = ((len - data.len()) * size).min(buf.len());
         let chunk = &mut buf[..want];
         reader.read_exact(chunk).map_err(io_err)?;
-        match header.dtype {
-            Dtype::F32 => data.extend(
-                chunk
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            ),
-            Dtype::F16 => data.extend(
-                chunk
-                    .chunks_exact(2)
-                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
-            ),
-        }
+        decode(header.dtype, chunk, &mut data);
     }
     Ok(Matrix {
         rows: end.saturating_sub(first),
@@ -114,6 +103,59 @@ pub fn read_rows(path: &Path, rows: Range<usize>) -> Result<Matrix, NpyError> {
         dtype: header.dtype,
         data,
     })
+}
+
+/// Reads the rows listed (ascending, each below the array's row count),
+/// in that order: a sample of rows scattered over the file.
+pub fn read_row_list(path: &Path, rows: &[usize]) -> Result<Matrix, NpyError> {
+    let (header, mut reader) = open(path)?;
+    let io_err = |source| NpyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let row_bytes = header.cols * header.dtype.size();
+    let mut data = Vec::with_capacity(rows.len() * header.cols);
+    let mut buf = vec![0u8; row_bytes];
+    let mut at = 0;
+    for &r in rows {
+        if r < at || r >= header.rows {
+            return Err(io_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "row {r} is not after row {at} within the {} rows",
+                    header.rows
+                ),
+            )));
+        }
+        reader
+            .seek_relative(((r - at) * row_bytes) as i64)
+            .map_err(io_err)?;
+        reader.read_exact(&mut buf).map_err(io_err)?;
+        decode(header.dtype, &buf, &mut data);
+        at = r + 1;
+    }
+    Ok(Matrix {
+        rows: rows.len(),
+        cols: header.cols,
+        dtype: header.dtype,
+        data,
+    })
+}
+
+/// Little-endian values of `dtype` as f32, appended to `out`.
+fn decode(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) {
+    match dtype {
+        Dtype::F32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
+        Dtype::F16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        ),
+    }
 }
 
 /// The shape and type of the array at `path`, its length checked; the
@@ -493,5 +535,10 @@ mod tests {
         let m = read_rows(&path, 3..9).unwrap();
         assert_eq!((m.rows, m.data), (1, data[9..].to_vec()));
         assert_eq!(read_rows(&path, 5..7).unwrap().rows, 0);
+        let m = read_row_list(&path, &[0, 2, 3]).unwrap();
+        assert_eq!(m.rows, 3);
+        assert_eq!(m.data, [&data[..3], &data[6..]].concat());
+        assert!(read_row_list(&path, &[2, 1]).is_err());
+        assert!(read_row_list(&path, &[4]).is_err());
     }
 }

@@ -99,13 +99,15 @@ proptest! {
 
     /// Impostor scores on the edges of 1/32-wide bins and inside them, many
     /// tied, with the exact tail cut anywhere (an engine may cut it inside
-    /// a run of ties): every figure marked exact is the exact scores' one,
-    /// and a tail holding every score marks everything exact.
+    /// a run of ties) and a band of bins held exactly anywhere: every figure
+    /// marked exact is the exact scores' one, and a tail or a band holding
+    /// every score marks everything exact.
     #[test]
     fn figures_marked_exact_are_the_exact_ones(
         g in scores(60),
         i in prop::collection::vec((-32i32..32, 0i32..3).prop_map(|(k, sub)| k as f32 / 32.0 + sub as f32 / 128.0), 1..400),
         keep in 0usize..420,
+        band in prop::option::of((0usize..64, 1usize..70)),
     ) {
         let spec = HistogramSpec { bins: 64 };
         let mut hist = vec![0u64; spec.bins as usize];
@@ -115,7 +117,14 @@ proptest! {
         let mut tail = i.clone();
         tail.sort_by(|a, b| b.total_cmp(a));
         tail.truncate(keep);
-        let (binned_counts, exact_counts) = (ScoreCounts::from_binned(&tail, &hist, spec), ScoreCounts::from_scores(i.clone()));
+        let in_band = |s: f32| band.is_some_and(|(low, len)| (low..low + len).contains(&spec.bin(s)));
+        let band_scores: Vec<f32> = i.iter().copied().filter(|&s| in_band(s)).collect();
+        let band_counts = crate::compare::value_counts(&band_scores);
+        let binned_counts = ScoreCounts::from_binned(&tail, &band_counts, &hist, spec);
+        let exact_counts = ScoreCounts::from_scores(i.clone());
+        for &t in binned_counts.values() {
+            prop_assert_eq!(binned_counts.at_or_above(t), exact_counts.at_or_above(t));
+        }
         let gc = ScoreCounts::from_scores(g);
         let binned = verification(&gc, &binned_counts, &TARGETS).unwrap();
         let exact = verification(&gc, &exact_counts, &TARGETS).unwrap();
@@ -133,7 +142,7 @@ proptest! {
             prop_assert_eq!((b.eer_low, b.eer_high, b.eer_threshold), (e.eer_low, e.eer_high, e.eer_threshold));
             prop_assert_eq!(binned.eer, exact.eer);
         }
-        if keep >= i.len() {
+        if keep >= i.len() || band_scores.len() == i.len() {
             prop_assert_eq!(&binned_counts, &exact_counts);
             prop_assert_eq!(&binned, &exact);
         }

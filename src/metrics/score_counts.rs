@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use crate::compare::HistogramSpec;
+use crate::compare::{descending_key, score_of_descending_key, HistogramSpec};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreCounts {
@@ -17,15 +17,15 @@ pub struct ScoreCounts {
     /// allocate and fault in.
     at_or_above: Vec<u64>,
     total: u64,
-    /// Every score >= this is held as itself, ties complete, so counts at
-    /// thresholds >= it are exact; below it scores stand at bin edges.
-    /// -inf when every score is exact.
-    exact_from: f64,
+    /// The score ranges `[low, high)` whose scores stand at bin edges (the
+    /// low end), descending and disjoint; empty when every score is held
+    /// as itself. Outside them the values are the scores, ties complete.
+    collapsed: Vec<(f64, f64)>,
 }
 
 impl Default for ScoreCounts {
     fn default() -> Self {
-        ScoreCounts::from_runs(Vec::new(), Vec::new(), f64::NEG_INFINITY)
+        ScoreCounts::from_runs(Vec::new(), Vec::new(), Vec::new())
     }
 }
 
@@ -42,28 +42,28 @@ impl ScoreCounts {
     pub fn from_scores(scores: Vec<f32>) -> ScoreCounts {
         let total = scores.len() as u64;
         if scores.len() < PARALLEL_FROM {
-            let mut keys: Vec<u32> = scores.into_iter().map(key_of_score).collect();
+            let mut keys: Vec<u32> = scores.into_iter().map(descending_key).collect();
             keys.sort_unstable();
             let mut values = Vec::new();
             let mut at_or_above = Vec::new();
             let mut end = 0;
             for run in keys.chunk_by(|a, b| a == b) {
                 end += run.len() as u64;
-                values.push(score_of_key(run[0]) as f64);
+                values.push(score_of_descending_key(run[0]) as f64);
                 at_or_above.push(end);
             }
             return ScoreCounts {
                 values,
                 at_or_above,
                 total,
-                exact_from: f64::NEG_INFINITY,
+                collapsed: Vec::new(),
             };
         }
         let mut bucket_sizes = vec![0usize; 1 << TOP_BITS];
         let mut keys: Vec<u32> = scores
             .into_iter()
             .map(|s| {
-                let k = key_of_score(s);
+                let k = descending_key(s);
                 bucket_sizes[(k >> LOW_BITS) as usize] += 1;
                 k
             })
@@ -107,7 +107,7 @@ impl ScoreCounts {
                 let runs = by_top[start..start + size].chunk_by(|a, b| a == b);
                 for ((v, c), run) in values.iter_mut().zip(at_or_above.iter_mut()).zip(runs) {
                     end += run.len();
-                    *v = score_of_key(run[0]) as f64;
+                    *v = score_of_descending_key(run[0]) as f64;
                     *c = end as u64;
                 }
             });
@@ -115,21 +115,29 @@ impl ScoreCounts {
             values,
             at_or_above,
             total,
-            exact_from: f64::NEG_INFINITY,
+            collapsed: Vec::new(),
         }
     }
 
     /// Impostor counts from an engine: the exact highest scores (`tail`,
-    /// descending, also counted in `hist`) and the histogram. Scores below
-    /// the tail are represented by the lower edge of their bin, so the count
-    /// of scores >= any listed value is exact, and a threshold chosen among
-    /// the values errs on the conservative side by less than one bin.
+    /// descending, also counted in `hist`), every score of the bins that
+    /// the job's score bands cover (`band`: distinct values and their
+    /// counts, descending, also counted in `hist`), and the histogram. Scores held neither way stand at the
+    /// lower edge of their bin ("collapsed"), so the count of scores >= any
+    /// listed value is exact, and a threshold chosen among the values errs
+    /// on the conservative side by less than one bin.
     ///
     /// Unless the tail holds every score, its lowest value may have tied
     /// scores left out of it (an engine cuts the tail at its capacity), so
-    /// that value goes back to its bin: the tail kept is whole, and
-    /// [`ScoreCounts::exact_from`] is its lowest value.
-    pub(crate) fn from_binned(tail: &[f32], hist: &[u64], spec: HistogramSpec) -> ScoreCounts {
+    /// that value goes back to its bin: the tail kept is whole. A band bin
+    /// whose scores do not add up to its count (an engine that collects no
+    /// bands) stays collapsed.
+    pub(crate) fn from_binned(
+        tail: &[f32],
+        band: &[(f32, u64)],
+        hist: &[u64],
+        spec: HistogramSpec,
+    ) -> ScoreCounts {
         let total: u64 = hist.iter().sum();
         let whole = if tail.len() as u64 >= total {
             tail
@@ -137,46 +145,89 @@ impl ScoreCounts {
             let lowest = tail.last().copied().unwrap_or(f32::INFINITY);
             &tail[..tail.partition_point(|&s| s > lowest)]
         };
+        let mut in_band = std::collections::BTreeMap::<usize, u64>::new();
+        for &(s, n) in band {
+            *in_band.entry(spec.bin(s)).or_default() += n;
+        }
+        in_band.retain(|&b, n| {
+            debug_assert_eq!(*n, hist[b], "band bin {b} holds other scores than counted");
+            *n == hist[b]
+        });
         let mut rest = hist.to_vec();
+        for &b in in_band.keys() {
+            rest[b] = 0;
+        }
+        let mut exact = Vec::with_capacity(whole.len());
         for &s in whole {
             let b = spec.bin(s);
+            if in_band.contains_key(&b) {
+                continue;
+            }
             debug_assert!(rest[b] > 0, "tail score {s} missing from its bin");
             rest[b] = rest[b].saturating_sub(1);
+            exact.push(s);
         }
-        let exact = ScoreCounts::from_scores(whole.to_vec());
-        let mut counts: Vec<u64> = exact.counts().collect();
-        let mut values = exact.values;
-        let exact_from = if rest.iter().all(|&n| n == 0) {
-            f64::NEG_INFINITY
-        } else {
-            values.last().copied().unwrap_or(f64::INFINITY)
+        let tail_counts = ScoreCounts::from_scores(exact);
+        let band_runs = band
+            .iter()
+            .filter(|&&(s, _)| in_band.contains_key(&spec.bin(s)))
+            .map(|&(s, n)| (s as f64, n));
+        // Disjoint bins: no value is in both.
+        let mut exact: Vec<(f64, u64)> = tail_counts
+            .values
+            .iter()
+            .copied()
+            .zip(tail_counts.counts())
+            .chain(band_runs)
+            .collect();
+        exact.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+
+        // The exact values and the collapsed bins' edges, descending, as
+        // one list (an edge equal to an exact value adds to its count).
+        let mut values = Vec::with_capacity(exact.len());
+        let mut counts = Vec::with_capacity(exact.len());
+        let mut collapsed: Vec<(f64, f64)> = Vec::new();
+        let mut exact_runs = exact.into_iter().peekable();
+        let push = |values: &mut Vec<f64>, counts: &mut Vec<u64>, v: f64, n: u64| {
+            if values.last() == Some(&v) {
+                *counts.last_mut().expect("counts follow values") += n;
+            } else {
+                values.push(v);
+                counts.push(n);
+            }
         };
         for (i, &n) in rest.iter().enumerate().rev() {
             if n == 0 {
                 continue;
             }
             let edge = spec.lower_edge(i);
-            match values.last() {
-                Some(&last) if last == edge => {
-                    *counts.last_mut().expect("counts follow values") += n
-                }
-                Some(&last) if last < edge => {
-                    // A bin above the lowest tail value still holding scores
-                    // means the tail was not the highest scores; keep the
-                    // order valid by folding the bin into the tail's end.
-                    debug_assert!(false, "histogram bin above the exact tail");
-                    *counts.last_mut().expect("counts follow values") += n;
-                }
-                _ => {
-                    values.push(edge);
-                    counts.push(n);
-                }
+            while let Some((v, c)) = exact_runs.next_if(|&(v, _)| v >= edge) {
+                push(&mut values, &mut counts, v, c);
+            }
+            // The bin's scores lie below its next edge and below any exact
+            // value in it (those are the tail's, above every other score).
+            let top = match values.last() {
+                Some(&v) if v < spec.lower_edge(i + 1) => v,
+                _ => spec.lower_edge(i + 1),
+            };
+            // Ranges with no exact value between them are one: the empty
+            // bins between hide no score, but nothing is read there either.
+            let joins = values
+                .last()
+                .is_some_and(|&v| collapsed.last().is_some_and(|r| r.0 == v));
+            push(&mut values, &mut counts, edge, n);
+            match collapsed.last_mut() {
+                Some(last) if joins || last.0 == top => last.0 = edge,
+                _ => collapsed.push((edge, top)),
             }
         }
-        ScoreCounts::from_runs(values, counts, exact_from)
+        for (v, c) in exact_runs {
+            push(&mut values, &mut counts, v, c);
+        }
+        ScoreCounts::from_runs(values, counts, collapsed)
     }
 
-    fn from_runs(values: Vec<f64>, counts: Vec<u64>, exact_from: f64) -> ScoreCounts {
+    fn from_runs(values: Vec<f64>, counts: Vec<u64>, collapsed: Vec<(f64, f64)>) -> ScoreCounts {
         let mut total = 0u64;
         let at_or_above = counts
             .iter()
@@ -189,21 +240,39 @@ impl ScoreCounts {
             values,
             at_or_above,
             total,
-            exact_from,
+            collapsed,
         }
     }
 
     /// The lowest threshold from which on [`ScoreCounts::at_or_above`] is
-    /// what the exact scores give (-inf when every score is exact). Binned
-    /// values below it are bin edges: counts there are exact at the edge,
-    /// but the scores between two edges are not seen.
+    /// what the exact scores give at every threshold (-inf when every score
+    /// is exact): the top of the highest collapsed range.
     pub fn exact_from(&self) -> f64 {
-        self.exact_from
+        self.collapsed.first().map_or(f64::NEG_INFINITY, |r| r.1)
+    }
+
+    /// The ranges `[low, high)` whose scores are counted at bin edges,
+    /// descending.
+    pub fn collapsed(&self) -> &[(f64, f64)] {
+        &self.collapsed
+    }
+
+    /// Whether `t` lies in a collapsed range: the count at it is that of
+    /// the range's low edge, not the scores'.
+    pub(crate) fn collapsed_at(&self, t: f64) -> bool {
+        self.collapsed
+            .iter()
+            .any(|&(low, high)| low <= t && t < high)
+    }
+
+    /// Whether every score in `[low, high]` is held as itself.
+    pub(crate) fn exact_over(&self, low: f64, high: f64) -> bool {
+        !self.collapsed.iter().any(|&(l, h)| l <= high && h > low)
     }
 
     /// Whether every score is held exactly.
     pub(crate) fn is_exact(&self) -> bool {
-        self.exact_from == f64::NEG_INFINITY
+        self.collapsed.is_empty()
     }
 
     pub fn values(&self) -> &[f64] {
@@ -239,32 +308,6 @@ impl ScoreCounts {
     pub fn below(&self, t: f64) -> u64 {
         self.total - self.at_or_above(t)
     }
-}
-
-/// A u32 whose ascending order is the descending order of the f32 it came
-/// from: flip every bit of a negative number, only the sign bit of a
-/// positive one (the usual total-order key), then complement. -0.0 is keyed
-/// as 0.0, so equal scores have equal keys.
-#[inline]
-fn key_of_score(s: f32) -> u32 {
-    let bits = (s + 0.0).to_bits();
-    let ascending = if bits >> 31 == 1 {
-        !bits
-    } else {
-        bits | 0x8000_0000
-    };
-    !ascending
-}
-
-#[inline]
-fn score_of_key(key: u32) -> f32 {
-    let ascending = !key;
-    let bits = if ascending >> 31 == 1 {
-        ascending & 0x7fff_ffff
-    } else {
-        !ascending
-    };
-    f32::from_bits(bits)
 }
 
 /// Below this many scores a comparison sort is as fast as the radix sort.
@@ -348,13 +391,14 @@ mod tests {
         }
         // The tail was cut inside the ties at 0.6: its lowest value goes
         // back to its bin, where 0.55 also stands at the edge 0.5.
-        let c = ScoreCounts::from_binned(&[0.95, 0.9, 0.6], &hist, spec);
+        let c = ScoreCounts::from_binned(&[0.95, 0.9, 0.6], &[], &hist, spec);
         assert_eq!(c.total(), 9);
         assert_eq!(
             c.values(),
             &[0.95f32 as f64, 0.9f32 as f64, 0.5, 0.0, -0.5, -1.0]
         );
-        assert_eq!(c.exact_from(), 0.9f32 as f64);
+        assert_eq!(c.exact_from(), 0.75);
+        assert_eq!(c.collapsed(), &[(-1.0, 0.75)]);
         assert!(!c.is_exact());
         for v in c.values().to_vec() {
             let truth = scores.iter().filter(|&&s| s as f64 >= v).count() as u64;
@@ -368,7 +412,7 @@ mod tests {
         // A tail holding every score is the exact counts.
         let mut all = scores.to_vec();
         all.sort_by(|a, b| b.total_cmp(a));
-        let whole = ScoreCounts::from_binned(&all, &hist, spec);
+        let whole = ScoreCounts::from_binned(&all, &[], &hist, spec);
         assert_eq!(whole, ScoreCounts::from_scores(scores.to_vec()));
         assert!(whole.is_exact());
     }

@@ -390,13 +390,17 @@ impl CurveSummary {
             None => (c.at(lowest), c.at(lowest)),
         };
         let t1 = if c.gap(&t2) == 0 { t2 } else { t1 };
-        // The curve is the exact one at and above `exact_from`, where
-        // FMR - FNMR is already positive when t1 lies above it: every
-        // vertex and midpoint either EER rule can pick is then exact.
-        let eer_exact = impostor.is_exact() || t1.threshold > impostor.exact_from();
-        // Impostor scores below `exact_from` stand at bin edges: the AUC
-        // sees no difference while every genuine score lies above them.
-        let auc_exact = impostor.is_exact() || lowest_genuine(genuine) >= impostor.exact_from();
+        // Both EER rules read the curve at t1, t2 and the midpoint below
+        // t1: exact when no impostor score from the vertex below t1 up to
+        // t2 stands at a bin edge.
+        let below_t1 = c.next_below(t1.threshold).unwrap_or(t1.threshold);
+        let eer_exact = impostor.exact_over(below_t1, t2.threshold);
+        // A genuine score in a collapsed range is compared with impostor
+        // scores moved to the range's edge: the AUC is exact without any.
+        let auc_exact = impostor
+            .collapsed()
+            .iter()
+            .all(|&(low, high)| genuine.at_or_above(low) == genuine.at_or_above(high));
         let fmr = |v: &RocPoint| v.false_matches as f64 / n as f64;
         let fnmr = |v: &RocPoint| v.false_non_matches as f64 / p as f64;
         let (low, high, threshold) = if c.error_sum(&t1) <= c.error_sum(&t2) {
@@ -477,10 +481,6 @@ impl CurveSummary {
             eer_exact,
         })
     }
-}
-
-fn lowest_genuine(genuine: &ScoreCounts) -> f64 {
-    genuine.values().last().copied().unwrap_or(f64::INFINITY)
 }
 
 /// Mean and population standard deviation of one class.
@@ -626,12 +626,21 @@ pub(crate) fn fmr_point(
     }
     let (threshold, false_matches) = far_threshold(impostor, impostor.total(), target)?;
     let false_non_matches = genuine.below(threshold);
-    // Above `exact_from` the scores are bob's; at it, the next score down
-    // is not seen, but it cannot be the threshold when one more false
-    // match already exceeds the target.
-    let from = impostor.exact_from();
+    // The threshold is bob's when the value it derives from (the lowest
+    // listed value at or above it; the highest when it lies above all) is a
+    // score, and so is the value below it (then no score in between is
+    // unseen) or one more false match would already exceed the target.
     let n = impostor.total() as f64;
-    let exact = threshold > from || (threshold == from && (false_matches + 1) as f64 / n > target);
+    let values = impostor.values();
+    let i = values.partition_point(|&v| v >= threshold);
+    let scored = |v: Option<&f64>| !v.is_some_and(|&v| impostor.collapsed_at(v));
+    let exact = match i {
+        0 => scored(values.first()),
+        _ => {
+            scored(values.get(i - 1))
+                && ((false_matches + 1) as f64 / n > target || scored(values.get(i)))
+        }
+    };
     Ok(FmrPoint {
         fmr_target: target,
         threshold,

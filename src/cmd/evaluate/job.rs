@@ -88,6 +88,8 @@ pub struct Job {
     pub group_by: Vec<String>,
     pub bootstrap: usize,
     pub seed: u64,
+    /// Impostor scores held exactly (`--exact-budget`).
+    pub exact_budget: u64,
     /// The embeddings' shape.
     pub rows: u64,
     pub dim: u64,
@@ -115,6 +117,7 @@ impl Job {
             group_by: args.group_by.clone(),
             bootstrap: args.bootstrap,
             seed: args.seed,
+            exact_budget: args.exact_budget,
             rows: shape.0 as u64,
             dim: shape.1 as u64,
             engine,

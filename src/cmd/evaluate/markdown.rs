@@ -69,13 +69,31 @@ pub fn summary_md(s: &Summary) -> String {
         .exact_budget
         .map_or(String::new(), |b| format!(" (budget {})", thousands(b)));
     let resolution = match s.score.exact_from {
-        None => format!("every impostor score is held exactly{budget}: every figure is the exact one"),
-        Some(from) => format!(
-            "the impostor comparisons exceed the exact budget{budget}: scores below cos {from:.5} are counted \
-             in bins of width {:.2e}, and figures marked {INEXACT} are read there (a threshold is then a bin \
-             edge, conservative by under one bin)",
-            s.score.resolution
-        ),
+        None => {
+            format!("every impostor score is held exactly{budget}: every figure is the exact one")
+        }
+        Some(from) => {
+            let ranges: Vec<String> = s
+                .score
+                .binned
+                .iter()
+                .map(|[l, h]| format!("[{l:.5}, {h:.5})"))
+                .collect();
+            let ranges = if ranges.len() > 1 {
+                format!(
+                    " (cos {}; every other score is held exactly)",
+                    ranges.join(", ")
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "the impostor comparisons exceed the exact budget{budget}: scores below cos {from:.5}{ranges} are \
+                 counted in bins of width {:.2e}, and figures marked {INEXACT} are read there (a threshold is then \
+                 a bin edge, conservative by under one bin)",
+                s.score.resolution
+            )
+        }
     };
     let _ = writeln!(md, "| resolution | {resolution} |");
     let _ = writeln!(

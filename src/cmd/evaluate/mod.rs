@@ -21,6 +21,7 @@
 //! [`partial_file::PARTIAL_BIN`]) and `facekit merge` ([`merge`]) finishes the
 //! merge of all parts: the same code, so the same bytes whatever N is.
 
+mod bands;
 mod examples;
 mod group_scores;
 mod job;
@@ -64,7 +65,7 @@ use crate::text::natural_cmp;
 use examples::PER_KIND;
 
 use job::Job;
-use partial::{max_error, Partial, Scores, Verification};
+use partial::{max_error, Exact, Partial, Scores, Verification};
 use tables::{Bins, ProbeContext};
 
 /// Everything one run writes.
@@ -305,6 +306,7 @@ fn score_info(
         },
         resolution: if exact { 0.0 } else { 2.0 / spec.bins as f64 },
         exact_from: (!exact).then(|| impostor.exact_from()),
+        binned: impostor.collapsed().iter().map(|&(l, h)| [l, h]).collect(),
         exact_budget: budget,
     }
 }
@@ -683,23 +685,23 @@ impl Comparer<'_> {
         let mut probes = Vec::new();
         if ctx.has_roles() {
             let verification_too = job.probe_gallery && ctx.listed.is_none();
-            let capacity = if verification_too {
-                self.capacity(Pairing::ProbeGallery, &ctx.probes)
+            let exact = if verification_too {
+                self.exact(Pairing::ProbeGallery, &ctx.probes)?
             } else {
-                0
+                Exact::default()
             };
             let mut result = self.compare(
                 block_rows,
                 &ctx.gallery,
                 Pairing::ProbeGallery,
                 job.top_k.max(1),
-                capacity,
+                &exact,
                 if verification_too { PER_KIND } else { 0 },
             )?;
             comparisons += (block_rows.len() * ctx.gallery.len()) as u64;
             probes = std::mem::take(&mut result.probes);
             if verification_too {
-                verification = Some(Verification::Scored(Scores::from_result(result, capacity)));
+                verification = Some(Verification::Scored(Scores::from_result(result, &exact)));
             }
         }
         let verification = match (verification, &ctx.listed) {
@@ -723,24 +725,24 @@ impl Comparer<'_> {
                 let mut flag = Vec::with_capacity(members.len());
                 for (_, rows) in members {
                     let scores = if job.probe_gallery {
-                        let capacity = self.capacity(Pairing::ProbeGallery, rows);
+                        let exact = self.exact(Pairing::ProbeGallery, rows)?;
                         let mine: Vec<usize> = rows
                             .iter()
                             .copied()
                             .filter(|r| in_block.contains(r))
                             .collect();
                         if mine.is_empty() {
-                            Scores::empty(spec.bins as usize, capacity)
+                            Scores::empty(spec.bins as usize, &exact)
                         } else {
                             let r = self.compare(
                                 &mine,
                                 &ctx.gallery,
                                 Pairing::ProbeGallery,
                                 0,
-                                capacity,
+                                &exact,
                                 0,
                             )?;
-                            Scores::from_result(r, capacity)
+                            Scores::from_result(r, &exact)
                         }
                     } else {
                         self.triangle(rows, 0)?.0
@@ -769,16 +771,13 @@ impl Comparer<'_> {
         let block = triangle_block(self.job.rows as usize, self.shard);
         let own: Vec<usize> = rows.iter().copied().filter(|r| block.contains(r)).collect();
         let later: Vec<usize> = rows.iter().copied().filter(|&r| r >= block.end).collect();
-        let capacity = self.capacity(Pairing::AllDistinct, rows);
-        let mut parts = vec![Scores::empty(
-            HistogramSpec::DEFAULT.bins as usize,
-            capacity,
-        )];
+        let exact = self.exact(Pairing::AllDistinct, rows)?;
+        let mut parts = vec![Scores::empty(HistogramSpec::DEFAULT.bins as usize, &exact)];
         let mut comparisons = 0;
         let mut run = |probes: &[usize], gallery: &[usize], pairing| -> anyhow::Result<()> {
-            let r = self.compare(probes, gallery, pairing, 0, capacity, examples)?;
+            let r = self.compare(probes, gallery, pairing, 0, &exact, examples)?;
             comparisons += r.genuine.len() as u64 + r.impostor_count();
-            parts.push(Scores::from_result(r, capacity));
+            parts.push(Scores::from_result(r, &exact));
             Ok(())
         };
         if own.len() >= 2 {
@@ -797,7 +796,7 @@ impl Comparer<'_> {
         gallery_rows: &[usize],
         pairing: Pairing,
         top_k: usize,
-        tail_capacity: usize,
+        exact: &Exact,
         examples: usize,
     ) -> anyhow::Result<CompareResult> {
         let ids = &self.ctx.ids;
@@ -818,8 +817,9 @@ impl Comparer<'_> {
             pairing,
             top_k,
             histogram: HistogramSpec::DEFAULT,
-            tail_capacity,
+            tail_capacity: exact.capacity,
             examples,
+            bands: &exact.bands,
         };
         let mut r = self.engine.compare(&job)?;
         // The hardest pairs as rows of the labels.
@@ -839,12 +839,55 @@ impl Comparer<'_> {
         Ok(r)
     }
 
-    /// The exact impostor tail of the whole job over these rows
-    /// ([`tail_capacity`]): every part keeps that many, so that the highest
-    /// of the whole job are among the parts' tails.
-    fn capacity(&self, pairing: Pairing, probe_rows: &[usize]) -> usize {
-        let impostors = impostor_count(pairing, probe_rows, &self.ctx.gallery, &self.ctx.ids);
-        tail_capacity(impostors, &self.job.fmr)
+    /// What the whole job over these rows keeps exactly: its impostor
+    /// tail ([`tail_capacity`]; every part keeps that many, so that the
+    /// highest of the whole job are among the parts' tails) and, when an
+    /// FMR target lies beyond it, the score bands around those targets,
+    /// placed from a sample drawn with the job's seed: every part computes
+    /// the same.
+    fn exact(&self, pairing: Pairing, probe_rows: &[usize]) -> anyhow::Result<Exact> {
+        let (job, ids) = (self.job, &self.ctx.ids);
+        let impostors = impostor_count(pairing, probe_rows, &self.ctx.gallery, ids);
+        let capacity = tail_capacity(impostors, &job.fmr, job.exact_budget);
+        let beyond = job
+            .fmr
+            .iter()
+            .any(|&f| f * impostors as f64 + 1.0 > capacity as f64);
+        if !beyond {
+            return Ok(Exact {
+                capacity,
+                bands: Vec::new(),
+            });
+        }
+        let read = |rows: Vec<usize>| -> anyhow::Result<(Embeddings, Vec<u32>)> {
+            let path = &job.embeddings.path;
+            let m = npy::read_row_list(path, &rows)?;
+            let e = Embeddings::normalized(m.data, m.cols)
+                .map_err(|e| anyhow!("{}: a sampled row: {e}", path.display()))?;
+            Ok((e, rows.iter().map(|&r| ids[r]).collect()))
+        };
+        let probes = read(bands::sample_rows(probe_rows, bands::SAMPLE_ROWS, job.seed))?;
+        let gallery = match pairing {
+            Pairing::AllDistinct => None,
+            Pairing::ProbeGallery => Some(read(bands::sample_rows(
+                &self.ctx.gallery,
+                bands::SAMPLE_ROWS,
+                job.seed.wrapping_add(1),
+            ))?),
+        };
+        let sample = bands::Sample::new(
+            job.dim as usize,
+            (probes.0.as_slice(), &probes.1),
+            gallery.as_ref().map(|g| (g.0.as_slice(), &g.1[..])),
+        );
+        let bands = bands::target_bands(
+            &sample,
+            impostors,
+            capacity,
+            &job.fmr,
+            HistogramSpec::DEFAULT,
+        );
+        Ok(Exact { capacity, bands })
     }
 
     /// The scores of listed pairs, each by the engine's product.
@@ -952,7 +995,7 @@ fn finish(job: &Job, ctx: &Context, partial: Partial, note: String) -> anyhow::R
             dim: Some(job.dim),
             identities: ctx.names.len() as u64,
         },
-        score: score_info(&set.impostor, spec, Some(EXACT_IMPOSTOR_BUDGET), true),
+        score: score_info(&set.impostor, spec, Some(job.exact_budget), true),
         verification: Some(verification),
         identification,
         groups,
@@ -971,7 +1014,8 @@ fn finish(job: &Job, ctx: &Context, partial: Partial, note: String) -> anyhow::R
 }
 
 fn set_from_scores(s: Scores, spec: HistogramSpec) -> VerificationSet {
-    let impostor = ScoreCounts::from_binned(&s.impostor_tail, &s.impostor_hist, spec);
+    let impostor =
+        ScoreCounts::from_binned(&s.impostor_tail, &s.band_counts, &s.impostor_hist, spec);
     let subjects = s
         .genuine
         .iter()
@@ -1137,6 +1181,7 @@ fn groups(
                         values: values.clone(),
                         impostor: ScoreCounts::from_binned(
                             &s.impostor_tail,
+                            &s.band_counts,
                             &s.impostor_hist,
                             spec,
                         ),
@@ -1238,25 +1283,24 @@ fn impostor_count(
     }
 }
 
-/// Impostor comparisons whose scores are all kept exactly, so that every
-/// figure is what the exact scores give: 2^28, about 11 GiB of memory at
-/// the peak (measured 40 bytes per impostor score on the CPU engine, which
-/// holds a score with its pair while it merges).
-/// All distinct pairs of 23,000 images, or 300,000 probes × 890 gallery
-/// images, fit.
-pub const EXACT_IMPOSTOR_BUDGET: u64 = 1 << 28;
+/// The largest `--exact-budget`: a partial file refuses a larger tail.
+pub const MAX_EXACT_BUDGET: u64 = 1 << 32;
 
 /// How many of the highest impostor scores to keep exactly: every one
-/// within [`EXACT_IMPOSTOR_BUDGET`]; beyond it, enough that the threshold
-/// of the largest FMR target is an exact score, with room for ties at it,
-/// capped at the budget (targets beyond the cap are said to be inexact).
-fn tail_capacity(impostors: u64, fmr_targets: &[f64]) -> usize {
-    if impostors <= EXACT_IMPOSTOR_BUDGET {
+/// within `budget` (`--exact-budget`, by default 2^28: about 11 GiB of
+/// memory at the peak, measured 40 bytes per impostor score on the CPU
+/// engine, which holds a score with its pair while it merges; all distinct
+/// pairs of 23,000 images, or 300,000 probes × 890 gallery images);
+/// beyond it, enough that the threshold of the largest FMR target is an
+/// exact score, with room for ties at it, capped at the budget (the
+/// targets beyond the cap get score bands, [`bands`]).
+fn tail_capacity(impostors: u64, fmr_targets: &[f64], budget: u64) -> usize {
+    if impostors <= budget {
         return impostors as usize;
     }
     let largest = fmr_targets.iter().copied().fold(0.0f64, f64::max);
     let needed = (largest * impostors as f64).ceil() as u64 + 1;
-    (needed + 4096).min(EXACT_IMPOSTOR_BUDGET) as usize
+    (needed + 4096).min(budget) as usize
 }
 
 /// Group values in natural order: "L2" before "L10" ([`natural_cmp`], the
@@ -1297,13 +1341,17 @@ mod tests {
             impostor_count(Pairing::ProbeGallery, &[1, 3, 5], &[0, 2], &ids),
             4
         );
-        assert_eq!(tail_capacity(11, &[1e-3]), 11);
-        assert_eq!(tail_capacity(200_000_000, &[1e-1, 1e-6]), 200_000_000);
-        assert_eq!(tail_capacity(1 << 32, &[1e-3, 1e-6]), 4_294_968 + 1 + 4096);
+        let budget = 1 << 28;
+        assert_eq!(tail_capacity(11, &[1e-3], budget), 11);
         assert_eq!(
-            tail_capacity(1 << 32, &[1e-1]),
-            EXACT_IMPOSTOR_BUDGET as usize
+            tail_capacity(200_000_000, &[1e-1, 1e-6], budget),
+            200_000_000
         );
+        assert_eq!(
+            tail_capacity(1 << 32, &[1e-3, 1e-6], budget),
+            4_294_968 + 1 + 4096
+        );
+        assert_eq!(tail_capacity(1 << 32, &[1e-1], budget), budget as usize);
     }
 
     #[test]

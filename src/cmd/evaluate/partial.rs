@@ -7,12 +7,22 @@
 //! A plain run is the merge of its one part, so a merge of N parts gives
 //! the same bytes whatever N is.
 
-use crate::compare::{CompareResult, Hardest, PairScore, ProbeResult};
+use crate::compare::{CompareResult, Hardest, PairScore, ProbeResult, ScoreBand};
 
 use super::examples::PER_KIND;
 
+/// What a job keeps exactly of its impostor scores, beside their bins: the
+/// `capacity` highest, and every score in `bands`. The same in every part
+/// of one job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Exact {
+    pub capacity: usize,
+    pub bands: Vec<ScoreBand>,
+}
+
 /// One set of comparisons scored by an engine: every genuine score and the
-/// impostors as bins plus their exact highest scores.
+/// impostors as bins plus their exact highest scores and the exact scores
+/// of the job's bands.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scores {
     /// Genuine scores, by score descending then subject ascending.
@@ -27,6 +37,11 @@ pub struct Scores {
     /// How many impostor scores the whole job keeps exactly: the same in
     /// every part of one job.
     pub capacity: usize,
+    /// The job's score bands ([`Exact::bands`]).
+    pub bands: Vec<ScoreBand>,
+    /// Every impostor score in the bands, as distinct values with their
+    /// counts, descending.
+    pub band_counts: Vec<(f32, u64)>,
     /// The lowest genuine pairs (rows of the labels), at most
     /// [`PER_KIND`], in [`Hardest::Lowest`] order.
     pub hardest_genuine: Vec<PairScore>,
@@ -73,11 +88,13 @@ pub enum MergeError {
     Bins(usize, usize),
     #[error("the parts keep {0} and {1} impostor scores exactly")]
     Capacity(usize, usize),
+    #[error("the parts keep the exact scores of different score bands")]
+    Bands,
 }
 
 impl Scores {
     /// An engine's result for one comparison job, in canonical order.
-    pub fn from_result(r: CompareResult, capacity: usize) -> Scores {
+    pub fn from_result(r: CompareResult, exact: &Exact) -> Scores {
         let subjects = if r.genuine_subjects.len() == r.genuine.len() {
             r.genuine_subjects
         } else {
@@ -88,8 +105,10 @@ impl Scores {
             subjects,
             r.impostor_hist,
             r.impostor_tail,
-            capacity,
+            exact.capacity,
         );
+        s.bands = exact.bands.clone();
+        s.band_counts = r.band_counts;
         s.hardest_genuine = r.hardest_genuine;
         s.hardest_impostors = r.hardest_impostors;
         s.cut_hardest();
@@ -104,13 +123,15 @@ impl Scores {
     }
 
     /// No comparisons.
-    pub fn empty(bins: usize, capacity: usize) -> Scores {
+    pub fn empty(bins: usize, exact: &Exact) -> Scores {
         Scores {
             genuine: Vec::new(),
             subjects: Vec::new(),
             impostor_hist: vec![0; bins],
             impostor_tail: Vec::new(),
-            capacity,
+            capacity: exact.capacity,
+            bands: exact.bands.clone(),
+            band_counts: Vec::new(),
             hardest_genuine: Vec::new(),
             hardest_impostors: Vec::new(),
         }
@@ -140,6 +161,8 @@ impl Scores {
             impostor_hist,
             impostor_tail,
             capacity,
+            bands: Vec::new(),
+            band_counts: Vec::new(),
             hardest_genuine: Vec::new(),
             hardest_impostors: Vec::new(),
         }
@@ -153,7 +176,7 @@ impl Scores {
     pub fn merge(parts: Vec<Scores>) -> Result<Scores, MergeError> {
         let mut parts = parts.into_iter();
         let Some(first) = parts.next() else {
-            return Ok(Scores::empty(0, 0));
+            return Ok(Scores::empty(0, &Exact::default()));
         };
         let keep_subjects = first.subjects.len() == first.genuine.len();
         let mut acc = first;
@@ -168,6 +191,10 @@ impl Scores {
             if p.capacity != acc.capacity {
                 return Err(MergeError::Capacity(acc.capacity, p.capacity));
             }
+            if p.bands != acc.bands {
+                return Err(MergeError::Bands);
+            }
+            acc.band_counts = merge_counts(&acc.band_counts, &p.band_counts);
             all_subjects &= p.subjects.len() == p.genuine.len();
             acc.genuine.extend(p.genuine);
             acc.subjects.extend(p.subjects);
@@ -189,6 +216,8 @@ impl Scores {
             acc.impostor_tail,
             acc.capacity,
         );
+        merged.bands = acc.bands;
+        merged.band_counts = acc.band_counts;
         merged.hardest_genuine = acc.hardest_genuine;
         merged.hardest_impostors = acc.hardest_impostors;
         merged.cut_hardest();
@@ -208,6 +237,36 @@ fn merge_descending(a: &[f32], b: &[f32], capacity: usize) -> Vec<f32> {
         } else {
             out.push(b[j]);
             j += 1;
+        }
+    }
+    out
+}
+
+/// Two descending lists of distinct values and their counts as one, the
+/// counts of a value in both added.
+fn merge_counts(a: &[(f32, u64)], b: &[(f32, u64)]) -> Vec<(f32, u64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let order = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => y.0.total_cmp(&x.0),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push((a[i].0, a[i].1 + b[j].1));
+                i += 1;
+                j += 1;
+            }
         }
     }
     out

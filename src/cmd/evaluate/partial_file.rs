@@ -3,7 +3,7 @@
 //! allocated.
 //!
 //! ```text
-//! "FKEVPART"  u32 version (1)
+//! "FKEVPART"  u32 version (2)
 //! u64 comparisons   u8 has_error   f64 score_error
 //! u8 has_note, (u32 n, n bytes UTF-8 precision note)
 //! u8 verification: 0 scored → SCORES | 1 listed → u64 n, n × f32
@@ -13,7 +13,8 @@
 //! SCORES: u64 capacity, u64 n, n × f32 genuine, u8 has_subjects,
 //!         (n × u32 subjects), u32 bins, u64 m, m × (u32 bin, u64 count)
 //!         (the non-empty bins), TAIL, PAIRS (lowest genuine),
-//!         PAIRS (highest impostor)
+//!         PAIRS (highest impostor), u32 b, b × (u32 low, u32 high) score
+//!         bands, TAIL (every impostor score in the bands, as counts)
 //! PAIRS:  u64 n, n × (f32 score, u32 row, u32 row)
 //! TAIL:   u64 t scores, u64 r runs, r × (varint key step, varint count):
 //!         the tail's distinct values, highest first, each as the step down
@@ -25,14 +26,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::compare::{Candidate, PairScore, ProbeResult};
+use crate::compare::{Candidate, PairScore, ProbeResult, ScoreBand};
 
 use super::partial::{Partial, Scores, Verification};
 
 /// The file name inside a part directory.
 pub const PARTIAL_BIN: &str = "partial.bin";
 const MAGIC: &[u8; 8] = b"FKEVPART";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartialFileError {
@@ -222,6 +223,12 @@ impl Writer {
         self.tail(&s.impostor_tail);
         self.pairs(&s.hardest_genuine);
         self.pairs(&s.hardest_impostors);
+        self.u32(s.bands.len() as u32);
+        for b in &s.bands {
+            self.u32(b.low);
+            self.u32(b.high);
+        }
+        self.runs(&s.band_counts);
     }
 
     fn pairs(&mut self, pairs: &[PairScore]) {
@@ -242,14 +249,22 @@ impl Writer {
     }
 
     fn tail(&mut self, tail: &[f32]) {
-        self.u64(tail.len() as u64);
-        let runs: Vec<&[f32]> = tail.chunk_by(|a, b| a.to_bits() == b.to_bits()).collect();
+        let runs: Vec<(f32, u64)> = tail
+            .chunk_by(|a, b| a.to_bits() == b.to_bits())
+            .map(|run| (run[0], run.len() as u64))
+            .collect();
+        self.runs(&runs);
+    }
+
+    /// Distinct values, descending, with their counts (TAIL).
+    fn runs(&mut self, runs: &[(f32, u64)]) {
+        self.u64(runs.iter().map(|r| r.1).sum());
         self.u64(runs.len() as u64);
         let mut previous = 1u64 << 32;
-        for run in runs {
-            let key = u64::from(order_key(run[0]));
+        for &(value, count) in runs {
+            let key = u64::from(order_key(value));
             self.varint(previous - key);
-            self.varint(run.len() as u64);
+            self.varint(count);
             previous = key;
         }
     }
@@ -274,8 +289,8 @@ fn score_of_key(key: u32) -> f32 {
 }
 
 /// The most scores a tail may hold: a job keeps at most
-/// `EXACT_IMPOSTOR_BUDGET` impostor scores exactly.
-const TAIL_LIMIT: u64 = super::EXACT_IMPOSTOR_BUDGET;
+/// `MAX_EXACT_BUDGET` impostor scores exactly each way.
+const TAIL_LIMIT: u64 = super::MAX_EXACT_BUDGET;
 
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -349,29 +364,40 @@ impl<'a> Reader<'a> {
     }
 
     fn tail(&mut self) -> Result<Vec<f32>, String> {
-        let total = self.u64()?;
+        let (total, runs) = self.runs()?;
         if total > TAIL_LIMIT {
             return Err(format!("a tail of {total} scores"));
         }
-        let runs = self.count(2)?;
         let mut tail = Vec::with_capacity(total as usize);
-        let mut key = 1u64 << 32;
-        for _ in 0..runs {
+        for (value, count) in runs {
+            tail.resize(tail.len() + count as usize, value);
+        }
+        Ok(tail)
+    }
+
+    /// TAIL as distinct values and counts, with their total.
+    fn runs(&mut self) -> Result<(u64, Vec<(f32, u64)>), String> {
+        let total = self.u64()?;
+        let n = self.count(2)?;
+        let mut runs = Vec::with_capacity(n);
+        let (mut key, mut sum) = (1u64 << 32, 0u64);
+        for _ in 0..n {
             let step = self.varint()?;
             let count = self.varint()?;
             if step == 0 || step > key || count == 0 {
                 return Err(format!("a tail that does not descend at byte {}", self.at));
             }
-            if tail.len() as u64 + count > total {
+            sum = sum.saturating_add(count);
+            if sum > total {
                 return Err(format!("more than the {total} tail scores announced"));
             }
             key -= step;
-            tail.resize(tail.len() + count as usize, score_of_key(key as u32));
+            runs.push((score_of_key(key as u32), count));
         }
-        if tail.len() as u64 != total {
-            return Err(format!("{} of the {total} tail scores", tail.len()));
+        if sum != total {
+            return Err(format!("{sum} of the {total} tail scores"));
         }
-        Ok(tail)
+        Ok((total, runs))
     }
 
     fn pairs(&mut self) -> Result<Vec<PairScore>, String> {
@@ -415,7 +441,21 @@ impl<'a> Reader<'a> {
         let impostor_tail = self.tail()?;
         let hardest_genuine = self.pairs()?;
         let hardest_impostors = self.pairs()?;
+        let n_bands = self.u32()? as u64;
+        self.fits(n_bands, 8)?;
+        let bands = (0..n_bands)
+            .map(|_| {
+                let (low, high) = (self.u32()?, self.u32()?);
+                if low >= high || high as usize > bins {
+                    return Err(format!("a score band of bins {low}..{high} of {bins}"));
+                }
+                Ok(ScoreBand { low, high })
+            })
+            .collect::<Result<_, String>>()?;
+        let band_counts = self.runs()?.1;
         Ok(Scores {
+            bands,
+            band_counts,
             genuine,
             subjects,
             impostor_hist,
@@ -440,6 +480,8 @@ mod tests {
             impostor_hist: vec![0, 4, 0, 1],
             impostor_tail: vec![0.4, 0.4, 0.0, -0.0, -0.0, -0.5, f32::NEG_INFINITY],
             capacity: 7,
+            bands: vec![ScoreBand { low: 1, high: 3 }],
+            band_counts: vec![(0.25, 3), (-0.1, 1 << 40)],
             hardest_genuine: vec![PairScore {
                 score: 0.5,
                 probe: 1,

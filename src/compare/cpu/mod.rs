@@ -30,8 +30,9 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
-    dot_f64, Candidate, CompareError, CompareJob, CompareResult, Embeddings, Engine, Hardest,
-    HistogramSpec, PairScore, Pairing, ProbeResult, SplitMix, TileShape,
+    descending_key, dot_f64, score_of_descending_key, Candidate, CompareError, CompareJob,
+    CompareResult, Embeddings, Engine, Hardest, HistogramSpec, PairScore, Pairing, ProbeResult,
+    ScoreBand, SplitMix, TileShape,
 };
 
 impl TileShape {
@@ -285,6 +286,13 @@ pub const BF16_TAIL_SHARE: f64 = 1e-3;
 /// with the reason, for the summary, when its exact tail is more than
 /// `max_share` of its comparisons (then fp32 runs the job, and is faster).
 pub fn bf16_pays(job: &CompareJob<'_>, max_share: f64) -> Result<(), String> {
+    if !job.bands.is_empty() {
+        return Err(
+            "fp32 ran instead of bf16: the job keeps exact scores in bands below its exact tail, \
+             which bf16 products would have to rescore in fp32"
+                .into(),
+        );
+    }
     let (p, g) = (job.probes.rows() as u64, job.gallery.rows() as u64);
     let comparisons = match job.pairing {
         Pairing::AllDistinct => p * p.saturating_sub(1) / 2,
@@ -358,6 +366,7 @@ fn exact_tops_again<K: Kernel>(
         pairing: Pairing::ProbeGallery,
         top_k: job.top_k + usize::from(distinct),
         tail_capacity: 0,
+        bands: &[],
         ..*job
     };
     let wider = slack * 8;
@@ -569,6 +578,39 @@ struct Fold {
     error: f64,
     /// How far the kernel's scores can be from fp32 scores (0 for fp32).
     margin: f32,
+    /// Counts of the impostor scores met in each of the job's bands.
+    bands: Vec<BandCounts>,
+}
+
+/// One band's impostor counts, one per f32 value in its score range,
+/// highest first.
+struct BandCounts {
+    high: f32,
+    low: f32,
+    /// The [`descending_key`] of `high`: counts are indexed from it.
+    first: u32,
+    counts: Vec<u64>,
+}
+
+impl BandCounts {
+    fn new(band: ScoreBand, spec: HistogramSpec) -> BandCounts {
+        let (high, low) = band.score_range(spec);
+        BandCounts {
+            high,
+            low,
+            first: descending_key(high),
+            counts: vec![0; band.values(spec) as usize],
+        }
+    }
+
+    /// Appends the values met, with their counts, highest first.
+    fn runs_into(&self, out: &mut Vec<(f32, u64)>) {
+        for (i, &n) in self.counts.iter().enumerate() {
+            if n > 0 {
+                out.push((score_of_descending_key(self.first + i as u32), n));
+            }
+        }
+    }
 }
 
 impl Fold {
@@ -589,6 +631,11 @@ impl Fold {
             gate,
             error: 0.0,
             margin,
+            bands: job
+                .bands
+                .iter()
+                .map(|&b| BandCounts::new(b, job.histogram))
+                .collect(),
         }
     }
 
@@ -674,6 +721,9 @@ impl Fold {
                 &col_labels[first..],
                 label,
             );
+            for band in &mut self.bands {
+                band.count(&row[first..], &col_labels[first..], label);
+            }
             // Few scores can change a probe's state: find them a chunk at a
             // time with a branch-free scan, then look at each one.
             let mut start = first;
@@ -864,6 +914,28 @@ fn any_at_or_above_either(scores: &[f32], bar: f32, gates: &[f32]) -> bool {
         .iter()
         .zip(gates)
         .fold(false, |any, (&s, &g)| any | (s >= bar) | (s >= g))
+}
+
+impl BandCounts {
+    /// Counts the scores in the band whose column label differs from
+    /// `label`: a branch-free scan of each chunk first (a band holds a
+    /// small share of the scores), then the few in range one by one.
+    fn count(&mut self, scores: &[f32], labels: &[u32], label: u32) {
+        let (high, low) = (self.high, self.low);
+        for (chunk, chunk_labels) in scores.chunks(SCAN_CHUNK).zip(labels.chunks(SCAN_CHUNK)) {
+            let hit = chunk
+                .iter()
+                .fold(false, |any, &s| any | ((s >= low) & (s <= high)));
+            if !hit {
+                continue;
+            }
+            for (&s, &l) in chunk.iter().zip(chunk_labels) {
+                if l != label && s >= low && s <= high {
+                    self.counts[(descending_key(s) - self.first) as usize] += 1;
+                }
+            }
+        }
+    }
 }
 
 /// A mate score as a gate: probes without a mate never count ranks.
@@ -1150,6 +1222,21 @@ fn merge(
     let mut tail = Vec::with_capacity(folds.iter().map(|f| f.tail.scores.len()).sum());
     let n = job.probes.rows();
     let mut above_mate = vec![0u64; n];
+    // The bands' counts summed into the first worker's, then listed from
+    // the highest band down.
+    let mut band_counts = Vec::new();
+    if let Some((first, rest)) = folds.split_first_mut() {
+        for (i, sum) in first.bands.iter_mut().enumerate() {
+            for fold in rest.iter() {
+                for (a, b) in sum.counts.iter_mut().zip(&fold.bands[i].counts) {
+                    *a += b;
+                }
+            }
+        }
+        for band in first.bands.iter().rev() {
+            band.runs_into(&mut band_counts);
+        }
+    }
     for fold in &mut folds {
         for (h, f) in hist.iter_mut().zip(&fold.hist) {
             *h += f;
@@ -1189,6 +1276,7 @@ fn merge(
         precision_note: None,
         hardest_genuine: Vec::new(),
         hardest_impostors,
+        band_counts,
     };
     (result, unsure)
 }
@@ -1338,6 +1426,12 @@ mod tests {
         genuine.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let (genuine, genuine_subjects) = genuine.into_iter().unzip();
         impostor.sort_by(|a, b| b.total_cmp(a));
+        let in_bands: Vec<f32> = impostor
+            .iter()
+            .copied()
+            .filter(|&s| job.bands.iter().any(|b| b.holds(job.histogram.bin(s))))
+            .collect();
+        let band_counts = crate::compare::value_counts(&in_bands);
         impostor.truncate(job.tail_capacity);
         Hardest::Lowest.keep(&mut genuine_pairs, job.examples);
         Hardest::Highest.keep(&mut impostor_pairs, job.examples.min(job.tail_capacity));
@@ -1351,6 +1445,7 @@ mod tests {
             precision_note: None,
             hardest_genuine: genuine_pairs,
             hardest_impostors: impostor_pairs,
+            band_counts,
         }
     }
 
@@ -1439,11 +1534,14 @@ mod tests {
             tail_capacity in 0usize..30,
             examples in 0usize..8,
             bf16 in any::<bool>(),
+            // Bands where f32 values are sparse enough to count each one.
+            band in proptest::option::of(prop_oneof![48u32..60, 0u32..12].prop_flat_map(|low| (Just(low), 1u32..5))),
         ) {
             let probes = embeddings(n_probe, dim, &values);
             let gallery = if distinct { probes.clone() } else { embeddings(n_gallery, dim, &values[1..].iter().chain(&values[..1]).copied().collect::<Vec<_>>()) };
             let probe_labels = &labels[..n_probe];
             let gallery_labels = if distinct { probe_labels } else { &labels[40..40 + n_gallery] };
+            let bands: Vec<ScoreBand> = band.map(|(low, len)| ScoreBand { low, high: (low + len).min(64) }).into_iter().collect();
             let job = CompareJob {
                 probes: &probes,
                 probe_labels,
@@ -1454,6 +1552,7 @@ mod tests {
                 histogram: HistogramSpec { bins: 64 },
                 tail_capacity,
                 examples,
+                bands: &bands,
             };
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             // bf16 where the CPU has it (the engine refuses it otherwise).
@@ -1461,8 +1560,12 @@ mod tests {
             let tile = TileShape { rows: tile_rows, cols: tile_cols };
             let engine = CpuEngine::with_precision(precision).unwrap().with_tile(tile).with_bf16_tail_share(f64::INFINITY);
             let tiled = pool.install(|| engine.compare(&job)).unwrap();
-            prop_assert_eq!(tiled.score_error.is_some(), precision == CpuPrecision::Bf16);
-            prop_assert_eq!(without_error(tiled), expected(&job, precision));
+            // A job with bands runs in fp32, and says so.
+            let ran = if bands.is_empty() { precision } else { CpuPrecision::Fp32 };
+            prop_assert_eq!(tiled.precision_note.is_some(), ran != precision);
+            prop_assert_eq!(tiled.score_error.is_some(), ran == CpuPrecision::Bf16);
+            let tiled = CompareResult { precision_note: None, ..without_error(tiled) };
+            prop_assert_eq!(tiled, expected(&job, ran));
         }
     }
 
@@ -1487,6 +1590,7 @@ mod tests {
                 histogram: HistogramSpec { bins: 256 },
                 tail_capacity: 40,
                 examples: 0,
+                bands: &[],
             };
             let tile = TileShape {
                 rows: 100,
@@ -1534,6 +1638,7 @@ mod tests {
                     histogram: HistogramSpec { bins: 64 },
                     tail_capacity: 5,
                     examples: 0,
+                    bands: &[],
                 };
                 let tile = TileShape { rows: 7, cols: 9 };
                 let margin = bf16::fp32_distance_bound(dim, 2f64.powi(-8));
@@ -1581,6 +1686,7 @@ mod tests {
                 histogram: HistogramSpec { bins: 256 },
                 tail_capacity: 400,
                 examples: 0,
+                bands: &[],
             };
             let fp32 = pool.install(|| CpuEngine::new().compare(&job)).unwrap();
             // The data does stress the band: many lists with three
@@ -1636,6 +1742,7 @@ mod tests {
             histogram: HistogramSpec { bins: 64 },
             tail_capacity: 2,
             examples: 0,
+            bands: &[],
         };
         // 2 of 2,700 comparisons is under 10^-3: bf16 runs.
         let engine = CpuEngine::with_precision(CpuPrecision::Bf16).unwrap();
@@ -1720,6 +1827,7 @@ mod tests {
             histogram: HistogramSpec { bins: 8 },
             tail_capacity: 1,
             examples: 0,
+            bands: &[],
         };
         assert!(CpuEngine::new().compare(&job).is_err());
     }

@@ -38,6 +38,7 @@ pub fn run(
             precision_note: None,
             hardest_genuine: Vec::new(),
             hardest_impostors: Vec::new(),
+            band_counts: Vec::new(),
         };
         return Ok((result, Profile::default()));
     };
@@ -720,6 +721,7 @@ impl<'e, 'j> Run<'e, 'j> {
             // The tail store keeps scores, not their pairs (yet): the
             // hardest impostor pairs come from the CPU engine only.
             hardest_impostors: Vec::new(),
+            band_counts: Vec::new(),
         };
         Ok((result, profile))
     }
