@@ -774,17 +774,20 @@ fn all_pairs_figures_are_the_anchors() {
             }
             assert!(got.exact, "{precision}: FMR {target} marked inexact");
         }
-        let pyeer = &reference["pyeer"];
-        assert_eq!(
-            (v.eer_low, v.eer_high, v.eer_threshold),
-            (
-                num(&pyeer["eer_low"]),
-                num(&pyeer["eer_high"]),
-                num(&pyeer["eer_threshold"])
-            ),
-            "{precision}: EER"
-        );
-        assert!(v.eer_exact);
+        // With bands the EER lies among binned scores here, and says so.
+        assert_eq!(v.eer_exact, !banded, "{precision}: EER");
+        if v.eer_exact {
+            let pyeer = &reference["pyeer"];
+            assert_eq!(
+                (v.eer_low, v.eer_high, v.eer_threshold),
+                (
+                    num(&pyeer["eer_low"]),
+                    num(&pyeer["eer_high"]),
+                    num(&pyeer["eer_threshold"])
+                ),
+                "{precision}: EER"
+            );
+        }
     }
 }
 

@@ -133,30 +133,26 @@ impl Sample {
     }
 }
 
-/// The score bands of a job of `impostors` impostor comparisons that keeps
-/// its `capacity` highest exactly: one around the threshold of each FMR
-/// target beyond that tail, as long as the f32 values they span fit
-/// [`MAX_BAND_VALUES`] (an engine keeps a counter per value, so a band
-/// costs its width, not its scores); merged, ascending.
+/// The score bands of a job of `impostors` impostor comparisons around
+/// the thresholds of FMR `targets`, merged, ascending, as long as the f32
+/// values they span fit [`MAX_BAND_VALUES`] (an engine keeps a counter per
+/// value, so a band costs its width, not its scores); and the targets left
+/// without a band (all of them when the sample is too small to place any).
 pub(super) fn target_bands(
     sample: &Sample,
     impostors: u64,
-    capacity: usize,
     targets: &[f64],
     spec: HistogramSpec,
-) -> Vec<ScoreBand> {
+) -> (Vec<ScoreBand>, Vec<f64>) {
     let sorted = sample.sorted();
     let m = sorted.len();
-    if m < MIN_SAMPLE {
-        return Vec::new();
+    if m < MIN_SAMPLE || impostors == 0 {
+        return (Vec::new(), targets.to_vec());
     }
-    let mut targets: Vec<f64> = targets
-        .iter()
-        .copied()
-        .filter(|&f| f * impostors as f64 + 1.0 > capacity as f64)
-        .collect();
+    let mut targets = targets.to_vec();
     targets.sort_by(f64::total_cmp);
     let mut bands = Vec::new();
+    let mut refused = Vec::new();
     for f in targets {
         let k = f * m as f64;
         let estimate = sorted[(k as usize).min(m - 1)];
@@ -177,9 +173,11 @@ pub(super) fn target_bands(
         let values: u64 = merge_bands(with).iter().map(|b| b.values(spec)).sum();
         if values <= MAX_BAND_VALUES {
             bands.push(band);
+        } else {
+            refused.push(f);
         }
     }
-    merge_bands(bands)
+    (merge_bands(bands), refused)
 }
 
 /// Overlapping or touching bands as one, ascending.
@@ -221,26 +219,19 @@ mod tests {
     }
 
     #[test]
-    fn targets_within_the_tail_place_no_band() {
-        let dim = 8;
+    fn bands_fit_their_values_or_are_refused() {
+        let (n, dim) = (1000, 64);
         let mut rng = SplitMix(3);
-        let n = 200;
         let rows: Vec<f32> = (0..n * dim).map(|_| rng.uniform()).collect();
         let rows = crate::compare::Embeddings::normalized(rows, dim).unwrap();
         let labels: Vec<u32> = (0..n as u32).map(|i| i / 4).collect();
         let sample = Sample::new(dim, (rows.as_slice(), &labels), None);
         let spec = HistogramSpec::DEFAULT;
-        // 10^9 impostors, the tail holds 10^7: 1e-2 and 1e-1 need bands.
-        let bands = target_bands(
-            &sample,
-            1_000_000_000,
-            10_000_000,
-            &[1e-1, 1e-2, 1e-3],
-            spec,
-        );
-        assert!(!bands.is_empty());
+        let (bands, refused) = target_bands(&sample, 1_000_000_000, &[1e-1, 1e-2], spec);
+        assert!(!bands.is_empty() && refused.is_empty());
         assert!(bands.iter().map(|b| b.values(spec)).sum::<u64>() <= MAX_BAND_VALUES);
-        let none = target_bands(&sample, 1_000_000_000, 200_000_000, &[1e-1], spec);
-        assert!(none.is_empty());
+        // Around cosine 0 f32 values crowd: no band.
+        let (bands, refused) = target_bands(&sample, 1_000_000_000, &[0.5], spec);
+        assert!(bands.is_empty() && refused == [0.5]);
     }
 }

@@ -839,23 +839,27 @@ impl Comparer<'_> {
         Ok(r)
     }
 
-    /// What the whole job over these rows keeps exactly: its impostor
-    /// tail ([`tail_capacity`]; every part keeps that many, so that the
-    /// highest of the whole job are among the parts' tails) and, when an
-    /// FMR target lies beyond it, the score bands around those targets,
-    /// placed from a sample drawn with the job's seed: every part computes
-    /// the same.
+    /// What the whole job over these rows keeps exactly, the same in every
+    /// part: within the budget every impostor score; beyond it the highest
+    /// scores down to the thresholds of the FMR targets that need at most
+    /// [`TAIL_TARGETS`] of them ([`tail_capacity`]; every part keeps that
+    /// many, so that the highest of the whole job are among the parts'
+    /// tails), and score bands around the other targets' thresholds,
+    /// placed from a sample drawn with the job's seed. A target whose band
+    /// would span too many values is reached by the tail, within the
+    /// budget.
     fn exact(&self, pairing: Pairing, probe_rows: &[usize]) -> anyhow::Result<Exact> {
         let (job, ids) = (self.job, &self.ctx.ids);
         let impostors = impostor_count(pairing, probe_rows, &self.ctx.gallery, ids);
-        let capacity = tail_capacity(impostors, &job.fmr, job.exact_budget);
-        let beyond = job
+        let budget = job.exact_budget;
+        let small = budget.min(TAIL_TARGETS) as usize;
+        let (near, far): (Vec<f64>, Vec<f64>) = job
             .fmr
             .iter()
-            .any(|&f| f * impostors as f64 + 1.0 > capacity as f64);
-        if !beyond {
+            .partition(|&&f| tail_reaching(impostors, f) <= small);
+        if impostors <= budget || far.is_empty() {
             return Ok(Exact {
-                capacity,
+                capacity: tail_capacity(impostors, &near, budget),
                 bands: Vec::new(),
             });
         }
@@ -880,14 +884,13 @@ impl Comparer<'_> {
             (probes.0.as_slice(), &probes.1),
             gallery.as_ref().map(|g| (g.0.as_slice(), &g.1[..])),
         );
-        let bands = bands::target_bands(
-            &sample,
-            impostors,
-            capacity,
-            &job.fmr,
-            HistogramSpec::DEFAULT,
-        );
-        Ok(Exact { capacity, bands })
+        let (bands, refused) =
+            bands::target_bands(&sample, impostors, &far, HistogramSpec::DEFAULT);
+        let tail_targets: Vec<f64> = near.into_iter().chain(refused).collect();
+        Ok(Exact {
+            capacity: tail_capacity(impostors, &tail_targets, budget),
+            bands,
+        })
     }
 
     /// The scores of listed pairs, each by the engine's product.
@@ -1286,21 +1289,32 @@ fn impostor_count(
 /// The largest `--exact-budget`: a partial file refuses a larger tail.
 pub const MAX_EXACT_BUDGET: u64 = 1 << 32;
 
+/// Beyond the exact budget, the most impostor scores the exact tail keeps
+/// to reach FMR targets (a score costs about 40 bytes at the peak, 160
+/// MiB for these); targets further down get score bands ([`bands`]),
+/// whose cost is their width, not their scores.
+const TAIL_TARGETS: u64 = 1 << 22;
+
 /// How many of the highest impostor scores to keep exactly: every one
 /// within `budget` (`--exact-budget`, by default 2^28: about 11 GiB of
 /// memory at the peak, measured 40 bytes per impostor score on the CPU
 /// engine, which holds a score with its pair while it merges; all distinct
 /// pairs of 23,000 images, or 300,000 probes × 890 gallery images);
-/// beyond it, enough that the threshold of the largest FMR target is an
-/// exact score, with room for ties at it, capped at the budget (the
-/// targets beyond the cap get score bands, [`bands`]).
+/// beyond it, enough that the threshold of the largest of `fmr_targets` is
+/// an exact score, with room for ties at it, capped at the budget.
 fn tail_capacity(impostors: u64, fmr_targets: &[f64], budget: u64) -> usize {
     if impostors <= budget {
         return impostors as usize;
     }
     let largest = fmr_targets.iter().copied().fold(0.0f64, f64::max);
-    let needed = (largest * impostors as f64).ceil() as u64 + 1;
-    (needed + 4096).min(budget) as usize
+    tail_reaching(impostors, largest).min(budget as usize)
+}
+
+/// The tail whose lowest score is the threshold of FMR target `f` among
+/// `impostors` scores: one past the most false matches the target allows,
+/// with room for ties at it.
+fn tail_reaching(impostors: u64, f: f64) -> usize {
+    (f * impostors as f64).ceil() as usize + 1 + 4096
 }
 
 /// Group values in natural order: "L2" before "L10" ([`natural_cmp`], the
