@@ -456,8 +456,8 @@ pub struct CompareResult {
     /// at most as many as the exact tail holds.
     pub hardest_impostors: Vec<PairScore>,
     /// Every impostor score in the job's bands, as distinct values with
-    /// their counts, highest first; empty from an engine that collects
-    /// none (the CUDA engine, so far: those bins then stay counts).
+    /// their counts, highest first; empty from an engine that counts none
+    /// ([`Engine::counts_bands`]: those bins then stay counts).
     pub band_counts: Vec<(f32, u64)>,
 }
 
@@ -488,6 +488,9 @@ pub enum CompareError {
 pub trait Engine: Send + Sync {
     /// What ran the job, for summaries: "cpu (2 threads)", "cuda:0 NVIDIA H200".
     fn description(&self) -> String;
+    /// Whether the engine counts the scores of a job's bands
+    /// ([`CompareJob::bands`]); one that does not leaves them empty.
+    fn counts_bands(&self) -> bool;
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError>;
 }
 

@@ -145,42 +145,56 @@ impl ScoreCounts {
             let lowest = tail.last().copied().unwrap_or(f32::INFINITY);
             &tail[..tail.partition_point(|&s| s > lowest)]
         };
-        let mut in_band = std::collections::BTreeMap::<usize, u64>::new();
+        // Per bin, whether the band counts hold all its scores.
+        let mut in_band = vec![0u64; hist.len()];
         for &(s, n) in band {
-            *in_band.entry(spec.bin(s)).or_default() += n;
+            in_band[spec.bin(s)] += n;
         }
-        in_band.retain(|&b, n| {
-            debug_assert_eq!(*n, hist[b], "band bin {b} holds other scores than counted");
-            *n == hist[b]
-        });
+        let complete: Vec<bool> = in_band
+            .iter()
+            .zip(hist)
+            .map(|(&n, &h)| {
+                debug_assert!(
+                    n == 0 || n == h,
+                    "a band bin holds other scores than counted"
+                );
+                n > 0 && n == h
+            })
+            .collect();
         let mut rest = hist.to_vec();
-        for &b in in_band.keys() {
-            rest[b] = 0;
-        }
         let mut exact = Vec::with_capacity(whole.len());
         for &s in whole {
             let b = spec.bin(s);
-            if in_band.contains_key(&b) {
+            if complete[b] {
                 continue;
             }
             debug_assert!(rest[b] > 0, "tail score {s} missing from its bin");
             rest[b] = rest[b].saturating_sub(1);
             exact.push(s);
         }
+        for (r, &c) in rest.iter_mut().zip(&complete) {
+            if c {
+                *r = 0;
+            }
+        }
+        // The tail's values and the bands', both descending, in one list
+        // (their bins are disjoint: no value is in both).
         let tail_counts = ScoreCounts::from_scores(exact);
-        let band_runs = band
-            .iter()
-            .filter(|&&(s, _)| in_band.contains_key(&spec.bin(s)))
-            .map(|&(s, n)| (s as f64, n));
-        // Disjoint bins: no value is in both.
-        let mut exact: Vec<(f64, u64)> = tail_counts
+        let mut tail_runs = tail_counts
             .values
             .iter()
             .copied()
             .zip(tail_counts.counts())
-            .chain(band_runs)
-            .collect();
-        exact.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+            .peekable();
+        let mut exact: Vec<(f64, u64)> = Vec::with_capacity(tail_counts.values.len() + band.len());
+        for &(s, n) in band.iter().filter(|&&(s, _)| complete[spec.bin(s)]) {
+            let v = s as f64;
+            while let Some(t) = tail_runs.next_if(|t| t.0 > v) {
+                exact.push(t);
+            }
+            exact.push((v, n));
+        }
+        exact.extend(tail_runs);
 
         // The exact values and the collapsed bins' edges, descending, as
         // one list (an edge equal to an exact value adds to its count).

@@ -846,8 +846,8 @@ impl Comparer<'_> {
     /// many, so that the highest of the whole job are among the parts'
     /// tails), and score bands around the other targets' thresholds,
     /// placed from a sample drawn with the job's seed. A target whose band
-    /// would span too many values is reached by the tail, within the
-    /// budget.
+    /// would span too many values, or any target when the engine counts no
+    /// bands, is reached by the tail, within the budget.
     fn exact(&self, pairing: Pairing, probe_rows: &[usize]) -> anyhow::Result<Exact> {
         let (job, ids) = (self.job, &self.ctx.ids);
         let impostors = impostor_count(pairing, probe_rows, &self.ctx.gallery, ids);
@@ -857,9 +857,9 @@ impl Comparer<'_> {
             .fmr
             .iter()
             .partition(|&&f| tail_reaching(impostors, f) <= small);
-        if impostors <= budget || far.is_empty() {
+        if impostors <= budget || far.is_empty() || !self.engine.counts_bands() {
             return Ok(Exact {
-                capacity: tail_capacity(impostors, &near, budget),
+                capacity: tail_capacity(impostors, &job.fmr, budget),
                 bands: Vec::new(),
             });
         }
@@ -1290,10 +1290,13 @@ fn impostor_count(
 pub const MAX_EXACT_BUDGET: u64 = 1 << 32;
 
 /// Beyond the exact budget, the most impostor scores the exact tail keeps
-/// to reach FMR targets (a score costs about 40 bytes at the peak, 160
-/// MiB for these); targets further down get score bands ([`bands`]),
-/// whose cost is their width, not their scores.
-const TAIL_TARGETS: u64 = 1 << 22;
+/// to reach FMR targets (a score costs about 40 bytes at the peak, 10 MiB
+/// for these, and each part of a split job keeps as many); targets further
+/// down get score bands ([`bands`]), whose cost is their width, not their
+/// scores. Measured on `cargo xtask bench shard`: at 2^22 (FMR 1e-3 of
+/// 10^9 in the tail) the merge took 2.4% of the single run, read mostly
+/// in the parts' tails.
+const TAIL_TARGETS: u64 = 1 << 18;
 
 /// How many of the highest impostor scores to keep exactly: every one
 /// within `budget` (`--exact-budget`, by default 2^28: about 11 GiB of

@@ -252,6 +252,10 @@ impl Engine for CpuEngine {
         }
     }
 
+    fn counts_bands(&self) -> bool {
+        true
+    }
+
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError> {
         job.validate()?;
         if job.pairing == Pairing::AllDistinct

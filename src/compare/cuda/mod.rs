@@ -330,6 +330,11 @@ impl Engine for CudaEngine {
         self.name.clone()
     }
 
+    /// Not yet: its fold would rescore the products near each band.
+    fn counts_bands(&self) -> bool {
+        false
+    }
+
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError> {
         self.compare_profiled(job).map(|(result, _)| result)
     }
