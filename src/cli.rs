@@ -54,12 +54,12 @@ twice with --flip), plus the embeddings (N x D floats)."
     Embed(EmbedArgs),
     /// Compare embeddings (or read scores) and compute verification, identification and open-set metrics
     #[command(
-        after_help = "Exactness: up to --exact-budget impostor comparisons (default 268,435,456 = 2^28, about \
-11 GiB at the peak) every impostor score is held exactly, so every threshold, rate, EER and AUC is what the \
-exact scores give. Beyond it the highest scores are held up to the largest --fmr target (within the budget), \
-and so are the scores near each target beyond them (bands placed from a sample of the scores, within the \
-budget too), so every --fmr operating point stays exact; the rest are counted in bins of 3.05e-5. \
-summary.json and summary.md mark each figure read in the bins.\n\n\
+        after_help = "Exactness: up to --exact-budget impostor comparisons (default 268,435,456 = 2^28; about \
+10 bytes each at the peak, 2.7 GB) every impostor score is held exactly, so every threshold, rate, EER and \
+AUC is what the exact scores give. Beyond it every --fmr operating point stays exact: the highest scores are \
+held down to the targets that need at most 2^18 of them, and around each other target's threshold every \
+score of a narrow band (placed from a seeded sample of the rows) is counted by its value; the rest are \
+counted in bins of 3.05e-5. summary.json and summary.md mark each figure read in the bins.\n\n\
 Example:\n  facekit evaluate --embeddings emb/embeddings.npy --labels emb/labels.csv --out eval\n  facekit evaluate --scores scores.parquet --out eval\n\nMemory: the embeddings (N x D x 4 bytes) or scores, the exact impostor store above, one tile of comparisons per thread, at most 100000 bootstrap replicates."
     )]
     Evaluate(EvaluateArgs),
@@ -338,7 +338,7 @@ pub struct EvaluateArgs {
     /// Bootstrap replicates of the 95% intervals (0 turns them off; at most 100000)
     #[arg(long, default_value_t = 200, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=100_000))]
     pub bootstrap: usize,
-    /// Impostor scores held exactly: every one up to this many comparisons, beyond it the highest and those near each --fmr target (about 40 bytes each at the peak)
+    /// Impostor comparisons whose scores are all held exactly (about 10 bytes each at the peak); beyond it the highest and those near each --fmr target
     #[arg(long, value_name = "N", default_value_t = 1 << 28, value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
     pub exact_budget: u64,
     #[arg(long, default_value_t = 0)]

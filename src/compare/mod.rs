@@ -13,8 +13,13 @@
 //! Memory is bounded by the tile size and the result sizes, not by N².
 
 pub mod cpu;
+mod order;
 
 use std::fmt;
+
+pub(crate) use order::{
+    descending_key, score_of_descending_key, sort_descending, sorted_keys, split_by_sizes,
+};
 
 pub mod cuda;
 pub mod select;
@@ -311,33 +316,6 @@ pub(crate) fn value_counts(scores: &[f32]) -> Vec<(f32, u64)> {
         .collect()
 }
 
-/// A u32 whose ascending order is the descending order of the f32 it came
-/// from: flip every bit of a negative number, only the sign bit of a
-/// positive one (the usual total-order key), then complement. -0.0 is keyed
-/// as 0.0, so equal scores have equal keys.
-#[inline]
-pub(crate) fn descending_key(s: f32) -> u32 {
-    let bits = (s + 0.0).to_bits();
-    let ascending = if bits >> 31 == 1 {
-        !bits
-    } else {
-        bits | 0x8000_0000
-    };
-    !ascending
-}
-
-/// The score of a [`descending_key`].
-#[inline]
-pub(crate) fn score_of_descending_key(key: u32) -> f32 {
-    let ascending = !key;
-    let bits = if ascending >> 31 == 1 {
-        ascending & 0x7fff_ffff
-    } else {
-        !ascending
-    };
-    f32::from_bits(bits)
-}
-
 /// One compared pair: a probe row, a gallery row and their score. For all
 /// distinct pairs the lower row is the probe.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -378,15 +356,19 @@ impl Hardest {
 
     /// Adds a pair to a list being cut to the `n` hardest, cutting it
     /// whenever it has grown by a few thousand (a cut sorts: not once a
-    /// pair); the caller's last [`Hardest::keep`] makes it exact.
-    pub fn offer(self, list: &mut Vec<PairScore>, n: usize, pair: PairScore) {
+    /// pair); the caller's last [`Hardest::keep`] makes it exact. After a
+    /// cut, the n-th score: a pair on the easy side of it can no longer
+    /// enter, and a caller may skip offering it.
+    pub fn offer(self, list: &mut Vec<PairScore>, n: usize, pair: PairScore) -> Option<f32> {
         if n == 0 {
-            return;
+            return None;
         }
         list.push(pair);
         if list.len() >= n + 4096 {
             self.keep(list, n);
+            return list.last().map(|p| p.score);
         }
+        None
     }
 }
 

@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use crate::compare::{descending_key, score_of_descending_key, HistogramSpec};
+use crate::compare::{score_of_descending_key, sorted_keys, split_by_sizes, HistogramSpec};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreCounts {
@@ -33,78 +33,34 @@ impl ScoreCounts {
     /// Exact counts of the given scores. NaN scores are dropped by the
     /// caller (they are failures to compare, not scores).
     ///
-    /// A radix sort shaped for 10^7 scores, on rayon's current pool: one
-    /// pass over memory scatters the keys by their top 11 bits (sign,
-    /// exponent and two mantissa bits of a cosine), then each bucket is
-    /// sorted on its low 21 bits in two cache-resident passes and written
-    /// out as distinct values, buckets in parallel. Several times faster
-    /// than a comparison sort; the result does not depend on the threads.
+    /// The keys sorted by [`sorted_keys`] (a parallel radix sort), then
+    /// each of its buckets written out as distinct values, buckets in
+    /// parallel: a run's cumulative count is the bucket's start plus the
+    /// run's end, so no bucket waits for another. The result does not
+    /// depend on the threads.
     pub fn from_scores(scores: Vec<f32>) -> ScoreCounts {
         let total = scores.len() as u64;
-        if scores.len() < PARALLEL_FROM {
-            let mut keys: Vec<u32> = scores.into_iter().map(descending_key).collect();
-            keys.sort_unstable();
-            let mut values = Vec::new();
-            let mut at_or_above = Vec::new();
-            let mut end = 0;
-            for run in keys.chunk_by(|a, b| a == b) {
-                end += run.len() as u64;
-                values.push(score_of_descending_key(run[0]) as f64);
-                at_or_above.push(end);
-            }
-            return ScoreCounts {
-                values,
-                at_or_above,
-                total,
-                collapsed: Vec::new(),
-            };
-        }
-        let mut bucket_sizes = vec![0usize; 1 << TOP_BITS];
-        let mut keys: Vec<u32> = scores
-            .into_iter()
-            .map(|s| {
-                let k = descending_key(s);
-                bucket_sizes[(k >> LOW_BITS) as usize] += 1;
-                k
-            })
-            .collect();
-        let mut starts = Vec::with_capacity(bucket_sizes.len());
+        let (keys, sizes) = sorted_keys(scores);
+        let mut starts = Vec::with_capacity(sizes.len());
         let mut sum = 0;
-        for &size in &bucket_sizes {
+        for &size in &sizes {
             starts.push(sum);
             sum += size;
         }
-        let mut by_top = vec![0u32; keys.len()];
-        let mut cursor = starts.clone();
-        for &k in &keys {
-            let b = (k >> LOW_BITS) as usize;
-            by_top[cursor[b]] = k;
-            cursor[b] += 1;
-        }
-
-        // Sort each bucket (`keys` is now scratch space) and count its
-        // distinct keys; then write each bucket's runs into its own part of
-        // the output. A run's cumulative count is the bucket's start plus
-        // the run's end: no bucket waits for another.
-        let buckets = split_by_sizes(&mut by_top, &bucket_sizes);
-        let scratch = split_by_sizes(&mut keys, &bucket_sizes);
-        let distinct: Vec<usize> = buckets
+        let bucket = |b: usize| &keys[starts[b]..starts[b] + sizes[b]];
+        let distinct: Vec<usize> = (0..sizes.len())
             .into_par_iter()
-            .zip(scratch)
-            .map(|(bucket, scratch)| {
-                sort_low_bits(bucket, scratch);
-                bucket.chunk_by(|a, b| a == b).count()
-            })
+            .map(|b| bucket(b).chunk_by(|x, y| x == y).count())
             .collect();
         let mut values = vec![0f64; distinct.iter().sum()];
         let mut at_or_above = vec![0u64; values.len()];
         split_by_sizes(&mut values, &distinct)
             .into_par_iter()
             .zip(split_by_sizes(&mut at_or_above, &distinct))
-            .zip(starts.par_iter().zip(&bucket_sizes))
-            .for_each(|((values, at_or_above), (&start, &size))| {
-                let mut end = start;
-                let runs = by_top[start..start + size].chunk_by(|a, b| a == b);
+            .enumerate()
+            .for_each(|(b, (values, at_or_above))| {
+                let mut end = starts[b];
+                let runs = bucket(b).chunk_by(|x, y| x == y);
                 for ((v, c), run) in values.iter_mut().zip(at_or_above.iter_mut()).zip(runs) {
                     end += run.len();
                     *v = score_of_descending_key(run[0]) as f64;
@@ -139,6 +95,11 @@ impl ScoreCounts {
         spec: HistogramSpec,
     ) -> ScoreCounts {
         let total: u64 = hist.iter().sum();
+        if tail.len() as u64 >= total && band.is_empty() {
+            // Every score, sorted: the exact counts in one pass (2·10^8 of
+            // them took 4 s through the bins and a second sort).
+            return ScoreCounts::from_descending(tail);
+        }
         let whole = if tail.len() as u64 >= total {
             tail
         } else {
@@ -241,6 +202,26 @@ impl ScoreCounts {
         ScoreCounts::from_runs(values, counts, collapsed)
     }
 
+    /// Exact counts of scores sorted descending: runs of equal scores, in
+    /// one pass (the same counts as [`ScoreCounts::from_scores`]).
+    fn from_descending(scores: &[f32]) -> ScoreCounts {
+        debug_assert!(scores.is_sorted_by(|a, b| a >= b), "scores not descending");
+        let mut values = Vec::new();
+        let mut at_or_above = Vec::new();
+        let mut end = 0;
+        for run in scores.chunk_by(|a, b| a == b) {
+            end += run.len() as u64;
+            values.push((run[0] + 0.0) as f64);
+            at_or_above.push(end);
+        }
+        ScoreCounts {
+            values,
+            at_or_above,
+            total: end,
+            collapsed: Vec::new(),
+        }
+    }
+
     fn from_runs(values: Vec<f64>, counts: Vec<u64>, collapsed: Vec<(f64, f64)>) -> ScoreCounts {
         let mut total = 0u64;
         let at_or_above = counts
@@ -322,57 +303,6 @@ impl ScoreCounts {
     pub fn below(&self, t: f64) -> u64 {
         self.total - self.at_or_above(t)
     }
-}
-
-/// Below this many scores a comparison sort is as fast as the radix sort.
-const PARALLEL_FROM: usize = 1 << 16;
-/// Bits of the key that the first (most significant) radix pass sorts on.
-const TOP_BITS: u32 = 11;
-const LOW_BITS: u32 = 32 - TOP_BITS;
-/// Bits per pass when a bucket is sorted on its low bits (two passes).
-const LOW_DIGIT_BITS: u32 = 11;
-
-/// The slice cut into consecutive parts of the given sizes.
-fn split_by_sizes<'a, T>(mut rest: &'a mut [T], sizes: &[usize]) -> Vec<&'a mut [T]> {
-    let mut parts = Vec::with_capacity(sizes.len());
-    for &size in sizes {
-        let (part, tail) = std::mem::take(&mut rest).split_at_mut(size);
-        parts.push(part);
-        rest = tail;
-    }
-    parts
-}
-
-/// Sorts keys that share their top bits, by their low bits: two LSD radix
-/// passes through `scratch` (same length), or a comparison sort when few.
-fn sort_low_bits(keys: &mut [u32], scratch: &mut [u32]) {
-    if keys.len() < 256 {
-        keys.sort_unstable();
-        return;
-    }
-    const BUCKETS: usize = 1 << LOW_DIGIT_BITS;
-    let mask = BUCKETS - 1;
-    let mut low = [0usize; BUCKETS];
-    let mut high = [0usize; BUCKETS];
-    for &k in keys.iter() {
-        low[k as usize & mask] += 1;
-        high[(k >> LOW_DIGIT_BITS) as usize & mask] += 1;
-    }
-    let scatter = |from: &[u32], to: &mut [u32], counts: &[usize; BUCKETS], shift: u32| {
-        let mut offsets = [0usize; BUCKETS];
-        let mut sum = 0;
-        for (o, &c) in offsets.iter_mut().zip(counts) {
-            *o = sum;
-            sum += c;
-        }
-        for &k in from {
-            let d = (k >> shift) as usize & mask;
-            to[offsets[d]] = k;
-            offsets[d] += 1;
-        }
-    };
-    scatter(keys, scratch, &low, 0);
-    scatter(scratch, keys, &high, LOW_DIGIT_BITS);
 }
 
 #[cfg(test)]

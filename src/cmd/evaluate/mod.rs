@@ -1290,8 +1290,8 @@ fn impostor_count(
 pub const MAX_EXACT_BUDGET: u64 = 1 << 32;
 
 /// Beyond the exact budget, the most impostor scores the exact tail keeps
-/// to reach FMR targets (a score costs about 40 bytes at the peak, 10 MiB
-/// for these, and each part of a split job keeps as many); targets further
+/// to reach FMR targets (a few MiB, and each part of a split job keeps as
+/// many); targets further
 /// down get score bands ([`bands`]), whose cost is their width, not their
 /// scores. Measured on `cargo xtask bench shard`: at 2^22 (FMR 1e-3 of
 /// 10^9 in the tail) the merge took 2.4% of the single run, read mostly
@@ -1299,10 +1299,10 @@ pub const MAX_EXACT_BUDGET: u64 = 1 << 32;
 const TAIL_TARGETS: u64 = 1 << 18;
 
 /// How many of the highest impostor scores to keep exactly: every one
-/// within `budget` (`--exact-budget`, by default 2^28: about 11 GiB of
-/// memory at the peak, measured 40 bytes per impostor score on the CPU
-/// engine, which holds a score with its pair while it merges; all distinct
-/// pairs of 23,000 images, or 300,000 probes × 890 gallery images);
+/// within `budget` (`--exact-budget`, by default 2^28: about 2.7 GB of
+/// memory at the peak, measured 1.9 GB for the 2·10^8 distinct pairs of
+/// 20,000 × 512 on the CPU engine in fp32; all distinct pairs of 23,000
+/// images, or 300,000 probes × 890 gallery images);
 /// beyond it, enough that the threshold of the largest of `fmr_targets` is
 /// an exact score, with room for ties at it, capped at the budget.
 fn tail_capacity(impostors: u64, fmr_targets: &[f64], budget: u64) -> usize {

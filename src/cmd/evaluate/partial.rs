@@ -153,7 +153,10 @@ impl Scores {
             pairs.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             pairs.into_iter().unzip()
         };
-        impostor_tail.sort_unstable_by(|a, b| b.total_cmp(a));
+        // Engines and merges give it sorted: checked, not sorted again.
+        if !impostor_tail.is_sorted_by(|a, b| a.total_cmp(b).is_ge()) {
+            impostor_tail.sort_unstable_by(|a, b| b.total_cmp(a));
+        }
         impostor_tail.truncate(capacity);
         Scores {
             genuine,
@@ -201,8 +204,11 @@ impl Scores {
             for (a, b) in acc.impostor_hist.iter_mut().zip(&p.impostor_hist) {
                 *a += b;
             }
-            acc.impostor_tail =
-                merge_descending(&acc.impostor_tail, &p.impostor_tail, acc.capacity);
+            acc.impostor_tail = merge_descending(
+                std::mem::take(&mut acc.impostor_tail),
+                p.impostor_tail,
+                acc.capacity,
+            );
             acc.hardest_genuine.extend(p.hardest_genuine);
             acc.hardest_impostors.extend(p.hardest_impostors);
         }
@@ -226,7 +232,13 @@ impl Scores {
 }
 
 /// The `capacity` highest of two descending lists, descending.
-fn merge_descending(a: &[f32], b: &[f32], capacity: usize) -> Vec<f32> {
+fn merge_descending(a: Vec<f32>, b: Vec<f32>, capacity: usize) -> Vec<f32> {
+    // A part with no tail (an empty block) leaves the other as it is.
+    if a.is_empty() || b.is_empty() {
+        let mut only = if a.is_empty() { b } else { a };
+        only.truncate(capacity);
+        return only;
+    }
     let mut out = Vec::with_capacity((a.len() + b.len()).min(capacity));
     let (mut i, mut j) = (0, 0);
     while out.len() < capacity && (i < a.len() || j < b.len()) {

@@ -30,9 +30,9 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
-    descending_key, dot_f64, score_of_descending_key, Candidate, CompareError, CompareJob,
-    CompareResult, Embeddings, Engine, Hardest, HistogramSpec, PairScore, Pairing, ProbeResult,
-    ScoreBand, SplitMix, TileShape,
+    descending_key, dot_f64, score_of_descending_key, sort_descending, Candidate, CompareError,
+    CompareJob, CompareResult, Embeddings, Engine, Hardest, HistogramSpec, PairScore, Pairing,
+    ProbeResult, ScoreBand, SplitMix, TileShape,
 };
 
 impl TileShape {
@@ -629,7 +629,7 @@ impl Fold {
             recent: vec![0; bins],
             recent_total: 0,
             hist: vec![0; bins],
-            tail: Tail::new(job.tail_capacity, margin),
+            tail: Tail::new(job.tail_capacity, margin, job.examples),
             top,
             above_mate: vec![0; n],
             gate,
@@ -959,6 +959,24 @@ struct TailScore {
     gallery: u32,
 }
 
+/// What a tail store holds per score: in fp32 the score alone (the
+/// hardest pairs are kept aside, [`Tail::hardest`]: a third of the memory
+/// for a store of every impostor score); with a reduced-precision kernel
+/// the score and its pair, which the merge rescores in fp32.
+enum Store {
+    Scores(Vec<f32>),
+    Pairs(Vec<TailScore>),
+}
+
+impl Store {
+    fn len(&self) -> usize {
+        match self {
+            Store::Scores(v) => v.len(),
+            Store::Pairs(v) => v.len(),
+        }
+    }
+}
+
 /// The highest impostor scores seen: everything >= `bar` is kept. When the
 /// store has doubled since it was last cut, it is cut to the scores at or
 /// above the `capacity`-th best minus `2 * margin`, which becomes the bar.
@@ -969,13 +987,18 @@ struct Tail {
     capacity: usize,
     margin: f32,
     bar: f32,
-    scores: Vec<TailScore>,
+    store: Store,
     /// The store's size after the last cut.
     kept: usize,
+    /// In fp32, the `examples` highest pairs so far ([`Hardest::Highest`]),
+    /// and the score a pair must reach to enter them.
+    hardest: Vec<PairScore>,
+    examples: usize,
+    hardest_bar: f32,
 }
 
 impl Tail {
-    fn new(capacity: usize, margin: f32) -> Tail {
+    fn new(capacity: usize, margin: f32, examples: usize) -> Tail {
         let bar = if capacity == 0 {
             f32::INFINITY
         } else {
@@ -985,33 +1008,69 @@ impl Tail {
             capacity,
             margin,
             bar,
-            scores: Vec::new(),
+            store: if margin == 0.0 {
+                Store::Scores(Vec::new())
+            } else {
+                Store::Pairs(Vec::new())
+            },
             kept: 0,
+            hardest: Vec::new(),
+            examples: examples.min(capacity),
+            hardest_bar: f32::NEG_INFINITY,
         }
     }
 
     fn push(&mut self, score: f32, probe: usize, gallery: usize) {
-        self.scores.push(TailScore {
-            score,
-            probe: probe as u32,
-            gallery: gallery as u32,
-        });
-        if self.scores.len() >= 2 * self.kept.max(self.capacity).max(1) {
+        let (probe, gallery) = (probe as u32, gallery as u32);
+        match &mut self.store {
+            Store::Scores(v) => {
+                v.push(score);
+                if score >= self.hardest_bar {
+                    let pair = PairScore {
+                        score,
+                        probe,
+                        gallery,
+                    };
+                    if let Some(bar) =
+                        Hardest::Highest.offer(&mut self.hardest, self.examples, pair)
+                    {
+                        self.hardest_bar = bar;
+                    }
+                }
+            }
+            Store::Pairs(v) => v.push(TailScore {
+                score,
+                probe,
+                gallery,
+            }),
+        }
+        if self.store.len() >= 2 * self.kept.max(self.capacity).max(1) {
             self.cut();
         }
     }
 
     fn cut(&mut self) {
-        if self.scores.len() > self.capacity {
-            let (_, kth, _) = self
-                .scores
-                .select_nth_unstable_by(self.capacity - 1, |a, b| b.score.total_cmp(&a.score));
-            let floor = kth.score - 2.0 * self.margin;
-            self.scores.retain(|t| t.score >= floor);
+        let floor = match &mut self.store {
+            Store::Scores(v) => cut_to(v, self.capacity, self.margin, |&s| s),
+            Store::Pairs(v) => cut_to(v, self.capacity, self.margin, |t| t.score),
+        };
+        if let Some(floor) = floor {
             self.bar = floor;
         }
-        self.kept = self.scores.len();
+        self.kept = self.store.len();
     }
+}
+
+/// Cuts a store to the entries at or above its `capacity`-th best score
+/// less twice the margin, and returns that floor, when it holds more.
+fn cut_to<E>(v: &mut Vec<E>, capacity: usize, margin: f32, score: fn(&E) -> f32) -> Option<f32> {
+    if v.len() <= capacity {
+        return None;
+    }
+    let (_, kth, _) = v.select_nth_unstable_by(capacity - 1, |a, b| score(b).total_cmp(&score(a)));
+    let floor = score(kth) - 2.0 * margin;
+    v.retain(|e| score(e) >= floor);
+    Some(floor)
 }
 
 /// Per-probe candidate lists of at most `k`, best first: higher score,
@@ -1148,7 +1207,41 @@ fn fp32_scores(job: &CompareJob<'_>, p: usize, rows: &[u32]) -> Vec<Candidate> {
 /// from the histogram bin of its kernel score to that of its fp32 score,
 /// so that the bins agree with the tail (the set moved does not depend on
 /// the schedule).
+///
+/// Also the job's hardest impostor pairs: in fp32 from the workers' lists
+/// (`hardest`), otherwise the highest of the rescored pairs.
 fn exact_tail(
+    job: &CompareJob<'_>,
+    stores: Vec<Store>,
+    hardest: Vec<PairScore>,
+    margin: f32,
+    hist: &mut [u64],
+) -> (Vec<f32>, Vec<PairScore>) {
+    let capacity = job.tail_capacity;
+    let len = stores.iter().map(Store::len).sum();
+    let (mut scores, mut union) = (Vec::with_capacity(len), Vec::new());
+    for store in stores {
+        match store {
+            Store::Scores(v) => scores.extend(v),
+            Store::Pairs(v) => union.extend(v),
+        }
+    }
+    let (scores, mut hardest) = if margin == 0.0 {
+        (scores, hardest)
+    } else {
+        rescored_tail(job, union, margin, hist)
+    };
+    Hardest::Highest.keep(&mut hardest, job.examples.min(capacity));
+    // Sorted only now, as plain scores: a tail of 2·10^8 pairs took 8 s to
+    // sort by score, its scores take 1 s.
+    let mut tail = sort_descending(scores);
+    tail.truncate(capacity);
+    (tail, hardest)
+}
+
+/// A reduced-precision kernel's tail stores as fp32 scores (see
+/// [`exact_tail`]), and the highest pairs among them.
+fn rescored_tail(
     job: &CompareJob<'_>,
     mut union: Vec<TailScore>,
     margin: f32,
@@ -1157,16 +1250,17 @@ fn exact_tail(
     use rayon::prelude::*;
     let capacity = job.tail_capacity;
     let by_score = |a: &TailScore, b: &TailScore| b.score.total_cmp(&a.score);
-    union.sort_unstable_by(by_score);
-    if margin != 0.0 && capacity != 0 {
-        // Every score of the exact tail is in the band: rescored, it
-        // replaces the kernel's score, in the bins and in the store.
-        let band = match union.get(capacity - 1) {
-            Some(kth) => kth.score - 2.0 * margin,
-            None => f32::NEG_INFINITY,
+    if capacity != 0 {
+        // Every score of the exact tail is in the band below the
+        // capacity-th kernel score: rescored, it replaces the kernel's
+        // score, in the bins and in the store.
+        let band = if union.len() >= capacity {
+            let (_, kth, _) = union.select_nth_unstable_by(capacity - 1, by_score);
+            kth.score - 2.0 * margin
+        } else {
+            f32::NEG_INFINITY
         };
-        let near = union.partition_point(|t| t.score >= band);
-        union.truncate(near);
+        union.retain(|t| t.score >= band);
         // Rescored a probe at a time, one 1 × n product per probe: a
         // product per pair costs far more in call and packing overhead
         // than in sums.
@@ -1186,28 +1280,26 @@ fn exact_tail(
             hist[spec.bin(e)] += 1;
             t.score = e;
         }
-        union.par_sort_unstable_by(by_score);
     }
-    // The hardest pairs are the tail's highest; all ties of the last one
-    // are offered (the store keeps every tie of its last score), and the
-    // cut picks among them by pair.
+    // The hardest pairs are the tail's highest; all ties of the n-th are
+    // offered (the store keeps every tie of its last score), and the
+    // caller's cut picks among them by pair.
     let n = job.examples.min(capacity).min(union.len());
-    let bar = if n == 0 {
-        f32::INFINITY
+    let hardest: Vec<PairScore> = if n == 0 {
+        Vec::new()
     } else {
-        union[n - 1].score
+        let (_, nth, _) = union.select_nth_unstable_by(n - 1, by_score);
+        let bar = nth.score;
+        union
+            .iter()
+            .filter(|t| t.score >= bar)
+            .map(|t| PairScore {
+                score: t.score,
+                probe: t.probe,
+                gallery: t.gallery,
+            })
+            .collect()
     };
-    let mut hardest: Vec<PairScore> = union
-        .iter()
-        .take_while(|t| t.score >= bar)
-        .map(|t| PairScore {
-            score: t.score,
-            probe: t.probe,
-            gallery: t.gallery,
-        })
-        .collect();
-    Hardest::Highest.keep(&mut hardest, n);
-    union.truncate(capacity);
     (union.into_iter().map(|t| t.score).collect(), hardest)
 }
 
@@ -1223,7 +1315,8 @@ fn merge(
     let mut hist = vec![0u64; job.histogram.bins as usize];
     // Each worker's store is freed as it is moved: a tail that holds every
     // impostor score is in memory once, not twice.
-    let mut tail = Vec::with_capacity(folds.iter().map(|f| f.tail.scores.len()).sum());
+    let mut stores = Vec::with_capacity(folds.len());
+    let mut hardest = Vec::new();
     let n = job.probes.rows();
     let mut above_mate = vec![0u64; n];
     // The bands' counts summed into the first worker's, then listed from
@@ -1245,13 +1338,17 @@ fn merge(
         for (h, f) in hist.iter_mut().zip(&fold.hist) {
             *h += f;
         }
-        tail.extend(std::mem::take(&mut fold.tail.scores));
+        stores.push(std::mem::replace(
+            &mut fold.tail.store,
+            Store::Scores(Vec::new()),
+        ));
+        hardest.append(&mut fold.tail.hardest);
         for (a, f) in above_mate.iter_mut().zip(&fold.above_mate) {
             *a += f;
         }
     }
     let margin = folds.first().map_or(0.0, |f| f.margin);
-    let (impostor_tail, hardest_impostors) = exact_tail(job, tail, margin, &mut hist);
+    let (impostor_tail, hardest_impostors) = exact_tail(job, stores, hardest, margin, &mut hist);
     let tops: Vec<Option<Vec<Candidate>>> = (0..n)
         .into_par_iter()
         .map(|p| exact_top(job, p, &folds))
