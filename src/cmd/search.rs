@@ -23,9 +23,9 @@ use crate::evalinput::labels::{self, Labels, Role};
 use crate::evalinput::npy;
 
 /// What a probe is called when no candidate reaches the threshold.
-pub const UNKNOWN: &str = "unknown";
+const UNKNOWN: &str = "unknown";
 
-pub fn run(args: &SearchArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &SearchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.top_k >= 1, "--top-k must be at least 1");
     let threshold = args
         .threshold
@@ -94,7 +94,7 @@ fn engine(args: &SearchArgs) -> anyhow::Result<Box<dyn Engine>> {
 
 /// The decision threshold, as a cosine, and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Threshold {
+struct Threshold {
     pub cosine: f64,
     pub distance: f64,
     /// `--threshold 0.4`, or the operating point: `eval:fpir=0.01 (realised FPIR 0.0098)`.
@@ -103,7 +103,7 @@ pub struct Threshold {
 
 /// An operating point that an evaluate run measured.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OperatingPoint {
+struct OperatingPoint {
     /// "fmr" or "fpir".
     pub kind: &'static str,
     pub target: f64,
@@ -113,7 +113,7 @@ pub struct OperatingPoint {
 
 impl Threshold {
     /// A cosine in [-1, 1], or `EVAL_DIR:fpir=T` / `EVAL_DIR:fmr=T`.
-    pub fn parse(arg: &str) -> anyhow::Result<Threshold> {
+    fn parse(arg: &str) -> anyhow::Result<Threshold> {
         if let Ok(cosine) = arg.trim().parse::<f64>() {
             anyhow::ensure!(
                 cosine.is_finite() && (-1.0..=1.0).contains(&cosine),
@@ -188,7 +188,7 @@ fn parse_point(point: &str) -> anyhow::Result<(&'static str, f64)> {
 }
 
 /// Every operating point of a summary: verification (FMR) and open-set (FPIR).
-pub fn operating_points(summary: &Summary) -> Vec<OperatingPoint> {
+fn operating_points(summary: &Summary) -> Vec<OperatingPoint> {
     let fmr = summary
         .verification
         .iter()
@@ -214,11 +214,7 @@ pub fn operating_points(summary: &Summary) -> Vec<OperatingPoint> {
 
 /// The point of this kind whose target equals `target` (to rounding: `1e-3`
 /// and `0.001` name the same target).
-pub fn pick<'a>(
-    points: &'a [OperatingPoint],
-    kind: &str,
-    target: f64,
-) -> Option<&'a OperatingPoint> {
+fn pick<'a>(points: &'a [OperatingPoint], kind: &str, target: f64) -> Option<&'a OperatingPoint> {
     points
         .iter()
         .find(|p| p.kind == kind && evaldir::same_target(p.target, target))
@@ -226,7 +222,7 @@ pub fn pick<'a>(
 
 /// The rows of one embeddings directory that play one role.
 #[derive(Debug)]
-pub struct RoleRows {
+struct RoleRows {
     pub embeddings: Embeddings,
     pub identity: Vec<String>,
     /// The `path` cell, or `row N`.
@@ -238,7 +234,7 @@ pub struct RoleRows {
 impl RoleRows {
     /// Reads `embeddings.npy` and `labels.csv` (or `labels.parquet`) and keeps
     /// the rows of `role`; every row when the labels have no role column.
-    pub fn read(dir: &Path, role: Role) -> anyhow::Result<RoleRows> {
+    fn read(dir: &Path, role: Role) -> anyhow::Result<RoleRows> {
         let npy_path = dir.join("embeddings.npy");
         if !npy_path.is_file() {
             if dir.join("manifest.parquet").is_file() {
@@ -318,7 +314,7 @@ fn role_name(role: Role) -> &'static str {
 }
 
 /// The rows playing `role`, or all rows when the labels give no roles.
-pub fn rows_of_role(labels: &Labels, role: Role) -> Vec<usize> {
+fn rows_of_role(labels: &Labels, role: Role) -> Vec<usize> {
     match &labels.role {
         Some(roles) => (0..labels.len()).filter(|&i| roles[i] == role).collect(),
         None => (0..labels.len()).collect(),
@@ -327,7 +323,7 @@ pub fn rows_of_role(labels: &Labels, role: Role) -> Vec<usize> {
 
 /// One candidate identity of a probe.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IdentityMatch {
+struct IdentityMatch {
     pub rank: usize,
     pub identity: String,
     pub cosine: f64,
@@ -336,14 +332,14 @@ pub struct IdentityMatch {
 
 /// What a search found: per probe, its best identities; and why the job
 /// ran in another precision than asked for, when it did.
-pub struct Found {
+struct Found {
     pub matches: Vec<Vec<IdentityMatch>>,
     pub precision_note: Option<String>,
 }
 
 /// Runs the probe × gallery comparison and returns, per probe, its best
 /// `top_k` identities (each identity scored by its best gallery row).
-pub fn search(
+fn search(
     engine: &dyn Engine,
     gallery: &RoleRows,
     probes: &RoleRows,
@@ -386,7 +382,7 @@ pub fn search(
 /// identities: when the best `(k-1)·m + 1` rows (m = most rows of one
 /// identity) held fewer than k identities, k-1 identities would fill
 /// more than (k-1)·m rows.
-pub fn rows_needed(k: usize, gallery_labels: &[u32]) -> usize {
+fn rows_needed(k: usize, gallery_labels: &[u32]) -> usize {
     let mut per_identity: BTreeMap<u32, usize> = BTreeMap::new();
     for &l in gallery_labels {
         *per_identity.entry(l).or_default() += 1;
@@ -397,11 +393,7 @@ pub fn rows_needed(k: usize, gallery_labels: &[u32]) -> usize {
 
 /// Collapses a probe's best rows (score descending) into its best `k`
 /// identities, each at the score of its best row.
-pub fn best_identities(
-    top: &[Candidate],
-    gallery_identity: &[String],
-    k: usize,
-) -> Vec<IdentityMatch> {
+fn best_identities(top: &[Candidate], gallery_identity: &[String], k: usize) -> Vec<IdentityMatch> {
     let mut seen: Vec<&str> = Vec::with_capacity(k);
     let mut out = Vec::with_capacity(k);
     for c in top {
@@ -426,7 +418,7 @@ pub fn best_identities(
 
 /// One probe's answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProbeResult {
+struct ProbeResult {
     /// Its `path`, or `row N`.
     pub probe: String,
     /// Its row in the probes directory.
@@ -439,7 +431,7 @@ pub struct ProbeResult {
     pub candidates: Vec<IdentityMatch>,
 }
 
-pub fn decide(
+fn decide(
     probes: &RoleRows,
     matches: Vec<Vec<IdentityMatch>>,
     threshold: Option<&Threshold>,
@@ -458,7 +450,7 @@ pub fn decide(
 }
 
 /// Accept if score >= threshold (the evaluate convention).
-pub fn decision(candidates: &[IdentityMatch], threshold: Option<f64>) -> String {
+fn decision(candidates: &[IdentityMatch], threshold: Option<f64>) -> String {
     match (candidates.first(), threshold) {
         (Some(best), Some(t)) if best.cosine < t => UNKNOWN.to_string(),
         (Some(best), _) => best.identity.clone(),
@@ -555,7 +547,7 @@ fn write_row(
 }
 
 /// Pads to `width` terminal columns (a Hangul syllable takes two).
-pub fn pad(text: &str, width: usize, right: bool) -> String {
+fn pad(text: &str, width: usize, right: bool) -> String {
     let fill = " ".repeat(width.saturating_sub(text.width()));
     if right {
         format!("{fill}{text}")

@@ -4,9 +4,9 @@
 //! come from (`source`), pixels to tensors (`preprocess`) and the batch
 //! pipeline that overlaps decoding with inference (`pipeline`).
 
-pub mod model;
-pub mod modelfile;
-pub mod pipeline;
+pub(crate) mod model;
+pub(crate) mod modelfile;
+pub(crate) mod pipeline;
 pub mod preprocess;
-pub mod runtime;
-pub mod source;
+pub(crate) mod runtime;
+pub(crate) mod source;

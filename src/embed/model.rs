@@ -14,7 +14,7 @@ use super::preprocess::Layout;
 use crate::evalinput::one_line;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ModelError {
+pub(crate) enum ModelError {
     #[error("{path}: {message}")]
     Model { path: PathBuf, message: String },
     #[error("{path}: --device cuda: {reason}")]
@@ -23,7 +23,7 @@ pub enum ModelError {
 
 /// Which device `embed` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Device {
+pub(crate) enum Device {
     Auto,
     Cpu,
     Cuda,
@@ -31,7 +31,7 @@ pub enum Device {
 
 /// The model's input as facekit feeds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputSpec {
+pub(crate) struct InputSpec {
     pub name: String,
     /// The shape as the model declares it, e.g. `["None", 3, 112, 112]`.
     pub declared: Vec<String>,
@@ -44,7 +44,7 @@ pub struct InputSpec {
 
 /// Images the model's input must be, from its declared shape: rank 4, three
 /// channels first (NCHW, as torch2onnx) or last (NHWC), square.
-pub fn input_spec(model: &ModelFile) -> Result<InputSpec, String> {
+pub(crate) fn input_spec(model: &ModelFile) -> Result<InputSpec, String> {
     let input = match model.inputs.as_slice() {
         [one] => one,
         many => {
@@ -128,13 +128,13 @@ pub fn input_spec(model: &ModelFile) -> Result<InputSpec, String> {
 
 /// Which provider runs the model, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Provider {
+pub(crate) struct Provider {
     pub name: &'static str,
     pub reason: String,
 }
 
 /// An open session with its input and output.
-pub struct Model {
+pub(crate) struct Model {
     session: Session,
     pub input: InputSpec,
     pub output_name: String,
@@ -145,7 +145,7 @@ pub struct Model {
 impl Model {
     /// Opens `file` on the device asked for, with `threads` intra-op threads.
     /// Call only after `runtime::load` succeeded.
-    pub fn open(
+    pub(crate) fn open(
         file: &ModelFile,
         input: InputSpec,
         device: Device,
@@ -232,7 +232,7 @@ impl Model {
     /// input layout) and returns `n` raw embedding rows of the output's
     /// width. A model with a fixed batch size runs in pieces of that size,
     /// the last one padded with zeros.
-    pub fn run(&mut self, data: &[f32], n: usize) -> Result<(Vec<f32>, usize), ModelError> {
+    pub(crate) fn run(&mut self, data: &[f32], n: usize) -> Result<(Vec<f32>, usize), ModelError> {
         let per_image = data.len() / n.max(1);
         let piece = self.input.fixed_batch.unwrap_or(n).max(1);
         let side = self.input.size as i64;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ModelFileError {
+pub(crate) enum ModelFileError {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -22,7 +22,7 @@ pub enum ModelFileError {
 
 /// One dimension of a tensor shape: a fixed size, or a named/unknown one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Dim {
+pub(crate) enum Dim {
     Fixed(i64),
     Dynamic(String),
 }
@@ -30,7 +30,7 @@ pub enum Dim {
 /// A graph input that is not an initializer (older exports list weights as
 /// inputs too).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GraphInput {
+pub(crate) struct GraphInput {
     pub name: String,
     /// ONNX `TensorProto.DataType` (1 = float32, 10 = float16).
     pub elem_type: i32,
@@ -38,14 +38,14 @@ pub struct GraphInput {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeHead {
+pub(crate) struct NodeHead {
     pub name: String,
     pub op_type: String,
 }
 
 /// The parts of a model file `embed` decides by.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelFile {
+pub(crate) struct ModelFile {
     pub path: PathBuf,
     pub sha256: String,
     pub bytes: u64,
@@ -61,7 +61,7 @@ pub struct ModelFile {
 const HEAD_NODES: usize = 8;
 
 impl ModelFile {
-    pub fn read(path: &Path) -> Result<ModelFile, ModelFileError> {
+    pub(crate) fn read(path: &Path) -> Result<ModelFile, ModelFileError> {
         let bytes = std::fs::read(path).map_err(|source| ModelFileError::Io {
             path: path.to_path_buf(),
             source,
@@ -82,7 +82,7 @@ impl ModelFile {
     /// insightface's rule (`ArcFaceONNX.__init__`): a Sub (or `_minus`) and
     /// a Mul/Div (or `_mul`) among the first nodes mean the graph subtracts
     /// the mean and scales itself, so it takes raw 0-255 pixels.
-    pub fn normalises_itself(&self) -> bool {
+    pub(crate) fn normalises_itself(&self) -> bool {
         let has = |ops: &[&str], prefixes: &[&str]| {
             self.first_nodes.iter().any(|n| {
                 ops.contains(&n.op_type.as_str()) || prefixes.iter().any(|p| n.name.starts_with(p))
@@ -93,7 +93,7 @@ impl ModelFile {
 }
 
 /// Lower-case hex of a digest.
-pub fn hex(digest: &[u8]) -> String {
+pub(crate) fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 

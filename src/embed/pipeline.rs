@@ -19,7 +19,7 @@ use super::source::{self, Face};
 
 /// What a run produced: `embedded[i]` is the face index of embedding row i.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub embeddings: Vec<f32>,
     pub dim: usize,
     pub embedded: Vec<usize>,
@@ -87,7 +87,7 @@ fn prepare(faces: &[Face], first: usize, pre: &Preprocess, flip: bool) -> Prepar
 }
 
 /// Embeds every face, `batch` at a time, preparing on `pool`.
-pub fn run(
+pub(crate) fn run(
     faces: &[Face],
     model: &mut Model,
     pre: &Preprocess,

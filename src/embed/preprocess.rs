@@ -18,12 +18,12 @@ pub struct Normalisation {
 
 impl Normalisation {
     /// arcface_torch's training transform, `(x/255 − 0.5)/0.5`.
-    pub const ARCFACE: Normalisation = Normalisation {
+    pub(crate) const ARCFACE: Normalisation = Normalisation {
         mean: 127.5,
         std: 127.5,
     };
     /// Raw 0–255, for a model that subtracts and scales itself.
-    pub const RAW: Normalisation = Normalisation {
+    pub(crate) const RAW: Normalisation = Normalisation {
         mean: 0.0,
         std: 1.0,
     };
@@ -67,14 +67,14 @@ impl FromStr for Normalisation {
 /// Where the channel axis sits in the input tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum Layout {
+pub(crate) enum Layout {
     Nchw,
     Nhwc,
 }
 
 /// Everything that turns pixels into one image's slice of the input.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Preprocess {
+pub(crate) struct Preprocess {
     pub size: u32,
     pub layout: Layout,
     pub bgr: bool,
@@ -83,13 +83,13 @@ pub struct Preprocess {
 
 impl Preprocess {
     /// Floats per image.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         3 * self.size as usize * self.size as usize
     }
 
     /// Writes one RGB image (`size`×`size`, row-major, 3 bytes a pixel) into
     /// `out`, mirrored left to right when `mirror`.
-    pub fn write(&self, rgb: &[u8], mirror: bool, out: &mut [f32]) {
+    pub(crate) fn write(&self, rgb: &[u8], mirror: bool, out: &mut [f32]) {
         let side = self.size as usize;
         debug_assert_eq!(rgb.len(), side * side * 3);
         debug_assert_eq!(out.len(), self.len());
@@ -117,7 +117,7 @@ impl Preprocess {
 
 /// L2-normalises a row in place; false when its norm is 0 or not finite
 /// (a model that produced NaN or a zero vector: that row cannot be compared).
-pub fn normalise_row(row: &mut [f32]) -> bool {
+pub(crate) fn normalise_row(row: &mut [f32]) -> bool {
     let norm = row
         .iter()
         .map(|&v| f64::from(v) * f64::from(v))

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The oldest onnxruntime the `ort` API level built in (`api-17`) accepts.
-pub const MIN_MINOR_VERSION: u32 = 17;
+const MIN_MINOR_VERSION: u32 = 17;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
+pub(crate) enum RuntimeError {
     #[error(
         "onnxruntime not found (looked in: {looked}); install it with `pip install onnxruntime` \
          (or `onnxruntime-gpu` for CUDA) in the active Python environment, or pass --onnxruntime PATH"
@@ -27,7 +27,7 @@ pub enum RuntimeError {
 
 /// Where a library candidate came from, for `embed.json` and messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
+struct Candidate {
     pub path: PathBuf,
     pub source: &'static str,
 }
@@ -35,7 +35,7 @@ pub struct Candidate {
 /// What the search looks at; a struct so tests can drive the search without
 /// touching the process environment.
 #[derive(Debug, Clone, Default)]
-pub struct SearchPlaces {
+pub(crate) struct SearchPlaces {
     pub flag: Option<PathBuf>,
     pub ort_dylib_path: Option<PathBuf>,
     pub virtual_env: Option<PathBuf>,
@@ -47,7 +47,7 @@ pub struct SearchPlaces {
 impl SearchPlaces {
     /// The places of this process: the flag, then the environment, then
     /// `python3` on PATH (asked where the package is, without importing it).
-    pub fn of_process(flag: Option<&Path>) -> SearchPlaces {
+    pub(crate) fn of_process(flag: Option<&Path>) -> SearchPlaces {
         let var = |name: &str| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
@@ -69,7 +69,7 @@ impl SearchPlaces {
     /// Candidates in the order the search tries them. An explicit path (the
     /// flag or `ORT_DYLIB_PATH`) is the only candidate when given: a user
     /// who names a library wants that one or an error, not another.
-    pub fn candidates(&self) -> Vec<Candidate> {
+    fn candidates(&self) -> Vec<Candidate> {
         if let Some(path) = &self.flag {
             return vec![Candidate {
                 path: path.clone(),
@@ -166,7 +166,7 @@ fn python_package_dir() -> Option<PathBuf> {
 
 /// A library that answered the probe.
 #[derive(Debug, Clone)]
-pub struct Runtime {
+pub(crate) struct Runtime {
     pub path: PathBuf,
     pub source: &'static str,
     pub version: String,
@@ -174,7 +174,7 @@ pub struct Runtime {
 
 /// Finds the first candidate that loads and is recent enough, and makes it
 /// the library `ort` uses for the rest of the process.
-pub fn load(places: &SearchPlaces) -> Result<Runtime, RuntimeError> {
+pub(crate) fn load(places: &SearchPlaces) -> Result<Runtime, RuntimeError> {
     let candidates = places.candidates();
     let explicit = places.flag.is_some() || places.ort_dylib_path.is_some();
     let mut looked = Vec::new();

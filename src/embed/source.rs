@@ -25,7 +25,7 @@ use crate::evalinput::labels;
 use crate::shard::{recordio, verification_bin};
 
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub(crate) enum SourceError {
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
 }
@@ -39,7 +39,7 @@ fn input_error(path: &Path, message: impl Into<String>) -> SourceError {
 
 /// Where one face's encoded bytes are.
 #[derive(Debug, Clone)]
-pub enum ImageRef {
+pub(crate) enum ImageRef {
     File(PathBuf),
     /// A record of a `.rec`, at a byte offset.
     Record {
@@ -55,7 +55,7 @@ pub enum ImageRef {
 
 /// One face to embed and its label row (`columns` order of `Faces`).
 #[derive(Debug, Clone)]
-pub struct Face {
+pub(crate) struct Face {
     pub image: ImageRef,
     pub values: Vec<String>,
 }
@@ -63,7 +63,7 @@ pub struct Face {
 /// What an input turned out to be, for messages and `embed.json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum InputKind {
+pub(crate) enum InputKind {
     EvalDir,
     Folder,
     Rec,
@@ -72,7 +72,7 @@ pub enum InputKind {
 
 /// A verification pair, as indices into `Faces::faces`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FacePair {
+pub(crate) struct FacePair {
     pub first: usize,
     pub second: usize,
     pub same: bool,
@@ -80,7 +80,7 @@ pub struct FacePair {
 
 /// Every face of every input, with one label table over all of them.
 #[derive(Debug, Default)]
-pub struct Faces {
+pub(crate) struct Faces {
     /// Label columns: `path`, `identity`, then the others in the order the
     /// inputs first name them.
     pub columns: Vec<String>,
@@ -92,7 +92,7 @@ pub struct Faces {
 
 impl Faces {
     /// Reads every input in the order given.
-    pub fn collect(inputs: &[PathBuf]) -> Result<Faces, SourceError> {
+    pub(crate) fn collect(inputs: &[PathBuf]) -> Result<Faces, SourceError> {
         let mut faces = Faces {
             columns: vec!["path".into(), "identity".into()],
             ..Faces::default()
@@ -367,7 +367,7 @@ fn pair_components(images: usize, issame: &[bool]) -> Vec<usize> {
 
 /// Reads and decodes one face (JPEG or PNG), refusing images over
 /// `max_pixels` before decoding them.
-pub fn load(image: &ImageRef, max_pixels: u64) -> Result<RgbImage, String> {
+pub(crate) fn load(image: &ImageRef, max_pixels: u64) -> Result<RgbImage, String> {
     let bytes_owned;
     let bytes: &[u8] = match image {
         ImageRef::File(path) => {

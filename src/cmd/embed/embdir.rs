@@ -12,15 +12,15 @@ use super::record::Record;
 use crate::evalinput::{labels, npy};
 use crate::output;
 
-pub const EMBEDDINGS: &str = "embeddings.npy";
-pub const LABELS_PARQUET: &str = "labels.parquet";
-pub const LABELS_CSV: &str = "labels.csv";
-pub const FAILED: &str = "failed.csv";
-pub const PAIRS: &str = "pairs.txt";
-pub const RECORD: &str = "embed.json";
+pub(crate) const EMBEDDINGS: &str = "embeddings.npy";
+const LABELS_PARQUET: &str = "labels.parquet";
+const LABELS_CSV: &str = "labels.csv";
+pub(crate) const FAILED: &str = "failed.csv";
+const PAIRS: &str = "pairs.txt";
+const RECORD: &str = "embed.json";
 
 /// Every file `embed` writes, `partial.json` of a part included.
-pub const FILES: [&str; 7] = [
+pub(crate) const FILES: [&str; 7] = [
     EMBEDDINGS,
     LABELS_PARQUET,
     LABELS_CSV,
@@ -31,11 +31,11 @@ pub const FILES: [&str; 7] = [
 ];
 
 /// A text table: named columns of equal length.
-pub type Table = Vec<(String, Vec<String>)>;
+pub(crate) type Table = Vec<(String, Vec<String>)>;
 
 /// What an embeddings directory holds but the embeddings.
 #[derive(Debug, Clone)]
-pub struct EmbDir {
+pub(crate) struct EmbDir {
     /// One row per embedding.
     pub labels: Table,
     /// `path`, `reason`.
@@ -46,12 +46,12 @@ pub struct EmbDir {
 }
 
 impl EmbDir {
-    pub fn rows(&self) -> usize {
+    fn rows(&self) -> usize {
         self.labels.first().map_or(0, |(_, v)| v.len())
     }
 
     /// Writes every file but the embeddings into `dir`.
-    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+    pub(crate) fn write(&self, dir: &Path) -> anyhow::Result<()> {
         labels::write_table(&dir.join(LABELS_PARQUET), &self.labels)?;
         labels::write_table(&dir.join(LABELS_CSV), &self.labels)?;
         labels::write_table(&dir.join(FAILED), &self.failed)?;
@@ -68,7 +68,7 @@ impl EmbDir {
 
     /// Reads the directory `embed` wrote at `dir`, checking that its files
     /// (the embeddings' shape included) agree with each other.
-    pub fn read(dir: &Path) -> anyhow::Result<EmbDir> {
+    pub(crate) fn read(dir: &Path) -> anyhow::Result<EmbDir> {
         let path = dir.join(RECORD);
         let text =
             std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;

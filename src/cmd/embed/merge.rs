@@ -18,7 +18,7 @@ use crate::partition::Part;
 
 /// `parts` come from `partition::gather`: every part of one embed job, in
 /// order.
-pub fn run(args: &MergeArgs, parts: &[Part]) -> anyhow::Result<()> {
+pub(crate) fn run(args: &MergeArgs, parts: &[Part]) -> anyhow::Result<()> {
     let mut out = OutputDir::begin(&args.out, "embed", args.force)?;
     out.check_free(&embdir::FILES)?;
     let read: Vec<EmbDir> = parts

@@ -19,7 +19,7 @@
 //! `--force` replaces only what an earlier `embed` wrote there.
 
 mod embdir;
-pub mod merge;
+pub(crate) mod merge;
 mod pairs;
 mod record;
 
@@ -46,7 +46,7 @@ use record::{
     ProviderRecord, Record, RuntimeRecord, Seconds, SourceRecord, ONE_MACHINE,
 };
 
-pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let shard = args.shard.resolve().context("embed")?;
     let model_file = ModelFile::read(&args.model)?;

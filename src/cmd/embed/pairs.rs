@@ -17,7 +17,7 @@ use crate::embed::source::Faces;
 
 /// A pair begun in one part whose second image is in another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OpenPair {
+pub(crate) struct OpenPair {
     /// The `pairs.txt` line, written if the second image was embedded.
     pub line: String,
     /// The second image's index in the whole input list.
@@ -26,14 +26,14 @@ pub struct OpenPair {
 
 /// Whether a part embedded an image that another part's pair needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SecondImage {
+pub(crate) struct SecondImage {
     pub face: usize,
     pub embedded: bool,
 }
 
 /// One part's share of the pair list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PartPairs {
+pub(crate) struct PartPairs {
     /// The decided lines, each ending in a newline.
     pub text: String,
     pub written: usize,
@@ -56,7 +56,7 @@ fn line(a: &str, b: &str, same: bool) -> String {
 /// The pairs of the faces in `part` (indices into `faces.faces`), given
 /// which of them were embedded (`embedded[i]` for face `part.start + i`);
 /// `None` when the inputs have no pairs.
-pub fn of_part(faces: &Faces, part: Range<usize>, embedded: &[bool]) -> Option<PartPairs> {
+pub(crate) fn of_part(faces: &Faces, part: Range<usize>, embedded: &[bool]) -> Option<PartPairs> {
     if faces.pairs.is_empty() {
         return None;
     }
@@ -96,7 +96,7 @@ pub fn of_part(faces: &Faces, part: Range<usize>, embedded: &[bool]) -> Option<P
 /// The parts' pairs joined in part order, the open ones decided by the
 /// other parts' second images. Fails with the face of an open pair's
 /// second image that no part reports (the parts do not fit together).
-pub fn join(parts: &[PartPairs]) -> Result<PartPairs, usize> {
+pub(crate) fn join(parts: &[PartPairs]) -> Result<PartPairs, usize> {
     let status: HashMap<usize, bool> = parts
         .iter()
         .flat_map(|p| &p.seconds)

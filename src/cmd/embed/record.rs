@@ -12,7 +12,7 @@ use crate::embed::source::InputKind;
 use super::pairs::{OpenPair, SecondImage};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     pub facekit_version: String,
     pub model: ModelRecord,
     pub input: InputRecord,
@@ -37,10 +37,10 @@ pub struct Record {
 }
 
 /// The shard note of a run that was no part of a split job.
-pub const ONE_MACHINE: &str = "one machine";
+pub(crate) const ONE_MACHINE: &str = "one machine";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelRecord {
+pub(crate) struct ModelRecord {
     pub path: String,
     pub sha256: String,
     pub bytes: u64,
@@ -49,7 +49,7 @@ pub struct ModelRecord {
 }
 
 impl ModelRecord {
-    pub fn of(m: &ModelFile) -> ModelRecord {
+    pub(crate) fn of(m: &ModelFile) -> ModelRecord {
         ModelRecord {
             path: m.path.display().to_string(),
             sha256: m.sha256.clone(),
@@ -61,7 +61,7 @@ impl ModelRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InputRecord {
+pub(crate) struct InputRecord {
     pub name: String,
     pub declared_shape: Vec<String>,
     pub layout: Layout,
@@ -70,7 +70,7 @@ pub struct InputRecord {
 }
 
 impl InputRecord {
-    pub fn of(i: &InputSpec) -> InputRecord {
+    pub(crate) fn of(i: &InputSpec) -> InputRecord {
         InputRecord {
             name: i.name.clone(),
             declared_shape: i.declared.clone(),
@@ -80,7 +80,7 @@ impl InputRecord {
         }
     }
 
-    pub fn layout_name(&self) -> &'static str {
+    pub(crate) fn layout_name(&self) -> &'static str {
         match self.layout {
             Layout::Nchw => "NCHW",
             Layout::Nhwc => "NHWC",
@@ -89,13 +89,13 @@ impl InputRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OutputRecord {
+pub(crate) struct OutputRecord {
     pub name: String,
     pub dim: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PreprocessRecord {
+pub(crate) struct PreprocessRecord {
     pub channel_order: String,
     pub channel_order_reason: String,
     pub normalisation: Normalisation,
@@ -105,19 +105,19 @@ pub struct PreprocessRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeviceRecord {
+pub(crate) struct DeviceRecord {
     pub requested: String,
     pub provider: ProviderRecord,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProviderRecord {
+pub(crate) struct ProviderRecord {
     pub name: String,
     pub reason: String,
 }
 
 impl ProviderRecord {
-    pub fn of(p: &Provider) -> ProviderRecord {
+    pub(crate) fn of(p: &Provider) -> ProviderRecord {
         ProviderRecord {
             name: p.name.to_string(),
             reason: p.reason.clone(),
@@ -126,14 +126,14 @@ impl ProviderRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RuntimeRecord {
+pub(crate) struct RuntimeRecord {
     pub path: String,
     pub found_by: String,
     pub version: String,
 }
 
 impl RuntimeRecord {
-    pub fn of(r: &Runtime) -> RuntimeRecord {
+    pub(crate) fn of(r: &Runtime) -> RuntimeRecord {
         RuntimeRecord {
             path: r.path.display().to_string(),
             found_by: r.source.to_string(),
@@ -143,7 +143,7 @@ impl RuntimeRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceRecord {
+pub(crate) struct SourceRecord {
     pub path: String,
     pub kind: InputKind,
     pub faces: usize,
@@ -151,7 +151,7 @@ pub struct SourceRecord {
 
 /// A part's counts are its own; a merge adds them up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Counts {
+pub(crate) struct Counts {
     pub faces: usize,
     pub embedded: usize,
     pub failed: usize,
@@ -162,14 +162,14 @@ pub struct Counts {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Seconds {
+pub(crate) struct Seconds {
     pub total: f64,
     pub model: f64,
 }
 
 /// What a part did, and what its merge needs to finish the pair list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PartNote {
+pub(crate) struct PartNote {
     /// This part's faces: `[first, end)` in the whole input list.
     pub faces: [usize; 2],
     /// Pairs this part begins whose second image lies in another part.
