@@ -166,22 +166,36 @@ pub fn merge(parts: &[Part], args: &MergeArgs) -> anyhow::Result<()> {
     if let Some(p) = &job.pairs {
         p.check_unchanged()?;
     }
-    // One part at a time: memory holds the merged state and one part.
-    let mut merged: Option<Partial> = None;
-    for part in parts {
-        let next = partial_file::read(&part.dir)?;
-        let both = merged.take().into_iter().chain([next]).collect();
-        merged = Some(
-            Partial::merge(both)
-                .with_context(|| format!("{}: cannot merge", part.dir.display()))?,
-        );
-    }
-    let merged = merged.context("no parts to merge")?;
-    let ctx = Context::load(
-        &job,
-        &job.labels.path,
-        job.pairs.as_ref().map(|p| p.path.as_path()),
-    )?;
+    // The labels load while the parts are read, a part per thread at a
+    // time: memory holds the merged state and that many parts.
+    let (merged, ctx) = rayon::join(
+        || -> anyhow::Result<Partial> {
+            use rayon::prelude::*;
+            let mut merged: Option<Partial> = None;
+            for chunk in parts.chunks(rayon::current_num_threads().max(1)) {
+                let read: Vec<Partial> = chunk
+                    .par_iter()
+                    .map(|part| partial_file::read(&part.dir))
+                    .collect::<Result<_, _>>()?;
+                for (part, next) in chunk.iter().zip(read) {
+                    let both = merged.take().into_iter().chain([next]).collect();
+                    merged = Some(
+                        Partial::merge(both)
+                            .with_context(|| format!("{}: cannot merge", part.dir.display()))?,
+                    );
+                }
+            }
+            merged.context("no parts to merge")
+        },
+        || {
+            Context::load(
+                &job,
+                &job.labels.path,
+                job.pairs.as_ref().map(|p| p.path.as_path()),
+            )
+        },
+    );
+    let (merged, ctx) = (merged?, ctx?);
     let note = format!("merged from {} parts", parts.len());
     let evaluation = finish(&job, &ctx, merged, note)?;
     // Only now, with everything computed: a merge that fails leaves no output.
