@@ -1,8 +1,8 @@
 //! The CUDA engine against brute force and against the CPU engine, on the
 //! same data. Against brute force on its decision scores
 //! (`rescore::decision_score`), in every precision: genuine and mate
-//! scores, mate ranks, top-k lists and the impostor tail identical, bit
-//! for bit. Against the definitions in float64 and the CPU engine: top-k
+//! scores, mate ranks, top-k lists, the impostor tail and score bands
+//! identical, bit for bit. Against the definitions in float64 and the CPU engine: top-k
 //! identical (ties within 1e-5 may swap), histogram counts identical
 //! except pairs within 1e-6 of a bin edge, every score within 1e-5.
 //! Skipped, saying so, where no GPU is usable.
@@ -18,6 +18,7 @@ use facekit::compare::Precision;
 use facekit::compare::{dot_f64, SplitMix, TileShape};
 use facekit::compare::{
     Candidate, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing, ProbeResult,
+    ScoreBand,
 };
 
 const TOL: f64 = 1e-5;
@@ -147,6 +148,13 @@ fn reference_by(
         });
     }
     tail.sort_by(|a, b| b.total_cmp(a));
+    // The bands' scores as distinct values and counts, highest first.
+    let in_band = |s: &f32| job.bands.iter().any(|b| b.holds(h.bin(*s)));
+    let band: Vec<f32> = tail.iter().copied().filter(in_band).collect();
+    let band_counts = band
+        .chunk_by(|a, b| a == b)
+        .map(|run| (run[0] + 0.0, run.len() as u64))
+        .collect();
     tail.truncate(job.tail_capacity);
     (
         CompareResult {
@@ -159,7 +167,7 @@ fn reference_by(
             precision_note: None,
             hardest_genuine: Vec::new(),
             hardest_impostors: Vec::new(),
-            band_counts: Vec::new(),
+            band_counts,
         },
         near_edge,
     )
@@ -295,9 +303,15 @@ fn job<'a>(
 }
 
 /// Asserts that `got` makes exactly the decisions of `want` (from
-/// [`decisions`]): the same genuine scores, tail, mate scores, ranks and
-/// top-k lists, bit for bit, and the same impostor count.
-fn assert_same_decisions(case: &str, got: &CompareResult, want: &CompareResult) {
+/// [`decisions`]): the same genuine scores, tail, mate scores, ranks,
+/// top-k lists and score bands (their counts and their bins), bit for
+/// bit, and the same impostor count.
+fn assert_same_decisions(
+    case: &str,
+    job: &CompareJob<'_>,
+    got: &CompareResult,
+    want: &CompareResult,
+) {
     let bits = |v: &[f32]| {
         let mut b: Vec<u32> = v.iter().map(|s| s.to_bits()).collect();
         b.sort_unstable();
@@ -306,6 +320,15 @@ fn assert_same_decisions(case: &str, got: &CompareResult, want: &CompareResult) 
     assert_eq!(bits(&got.genuine), bits(&want.genuine), "{case}: genuine");
     assert_eq!(got.impostor_tail, want.impostor_tail, "{case}: tail");
     assert_eq!(got.impostor_count(), want.impostor_count(), "{case}: count");
+    assert_eq!(got.band_counts, want.band_counts, "{case}: band counts");
+    for band in job.bands {
+        let bins = band.low as usize..band.high as usize;
+        assert_eq!(
+            got.impostor_hist[bins.clone()],
+            want.impostor_hist[bins],
+            "{case}: band bins"
+        );
+    }
     for (i, (a, b)) in got.probes.iter().zip(&want.probes).enumerate() {
         assert_eq!(a, b, "{case}: probe {i}");
     }
@@ -321,6 +344,7 @@ fn check(case: &str, engine: &CudaEngine, job: &CompareJob<'_>) {
         .unwrap_or_else(|e| panic!("{case}: {e}"));
     assert_same_decisions(
         &format!("{case} (cuda vs decisions)"),
+        job,
         &got,
         &decisions(job),
     );
@@ -444,10 +468,20 @@ fn reduced_precisions_make_the_same_decisions() {
         job(&rows, &labels, &rows, &labels, ad, top_k, bins, tail)
     };
     let pg = Pairing::ProbeGallery;
+    // A band of 100 bins (cosine 0.1 to 0.103) among the impostor scores:
+    // every product within the margin of it is rescored and counted.
+    let bands = [ScoreBand {
+        low: 36_045,
+        high: 36_145,
+    }];
     let jobs = [
         job(&probes, &pl, &gallery, &gl, pg, 10, 1 << 16, 1000),
         pairs(5),
         pairs(0),
+        CompareJob {
+            bands: &bands,
+            ..pairs(0)
+        },
     ];
     for (p, bound) in [
         (Precision::Tf32, 5e-3),
@@ -475,7 +509,7 @@ fn reduced_precisions_make_the_same_decisions() {
                     profile.max_rescored_gap,
                     profile.margin
                 );
-                assert_same_decisions(&case, &got, &want);
+                assert_same_decisions(&case, j, &got, &want);
                 eprintln!(
                     "{case}: same decisions (sampled error {err:.2e}, margin {:.2e}, largest \
                      rescored gap {:.2e})",

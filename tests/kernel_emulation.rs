@@ -3,8 +3,9 @@
 //! (`tests/kernel_emu/`), over several tiles and probe blocks (with a row
 //! offset) in the engine's order, with products off their decision scores
 //! by up to the margin, and checks mate scores, histogram, mate-rank
-//! counts, top-k and the impostor tail store (redone tiles, ties beyond
-//! the store) against brute force on decision scores; and checks that the
+//! counts, top-k, the impostor tail store (redone tiles, ties beyond the
+//! store) and a score band's counters and moved bins against brute force
+//! on decision scores; and checks that the
 //! kernels' decision score (`warp_dot32`) is `rescore::decision_score` bit
 //! for bit. This is the kernels' logic run where there is no GPU; the GPU
 //! tests (`tests/gpu.rs`) check the real thing. Without a top-k the
@@ -59,7 +60,7 @@ fn emulate(top_k: usize, block: usize) {
     );
     assert_eq!(
         report.lines().filter(|l| l.ends_with(": ok")).count(),
-        10,
+        12,
         "{report}"
     );
 }

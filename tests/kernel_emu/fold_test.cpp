@@ -1,7 +1,9 @@
 // Runs genuine.cu, fold.cu and tail.cu under emu.h over a few tiles and
 // probe blocks, the way the engine sequences them (src/compare/cuda/run.rs),
 // and compares mate scores, histogram, mate rank counts, top-k and the
-// impostor tail store with a brute-force computation on decision scores.
+// impostor tail store with a brute-force computation on decision scores;
+// where a case has a score band, also the band's counters and the bins its
+// pairs move between.
 // Built and run by tests/kernel_emulation.rs with -DTOPK and -DBLOCK:
 //
 //   fold_test ROWS.bin DIM OUT.bin   decision scores of every pair of the
@@ -70,7 +72,26 @@ struct Config {
     unsigned grid;
     bool expect_redo;      // some tile must overflow its fused pass and be redone
     bool expect_overflow;  // the store too small for the ties: must be flagged
+    int band_lo = 0, band_hi = 0;  // a score band of bins [band_lo, band_hi), if any
 };
+
+// The band of bins [lo, hi) as run.rs lays it out (ScoreBand::score_range
+// in Rust): its highest and lowest score, the products within the margin
+// of them, and its counters' first key.
+static BandSpec band_spec(int lo_bin, int hi_bin, int bins, float margin) {
+    const float half_bins = bins * 0.5f;
+    auto inside = [&](float s) {
+        const int b = score_bin(s, half_bins, bins);
+        return b >= lo_bin && b < hi_bin;
+    };
+    auto edge = [&](int b) { return (float)(b * 2.0 / bins - 1.0); };
+    float hi = edge(hi_bin), lo = edge(lo_bin);
+    while (!inside(hi)) hi = std::nextafter(hi, -INFINITY);
+    while (inside(std::nextafter(hi, INFINITY))) hi = std::nextafter(hi, INFINITY);
+    while (!inside(lo)) lo = std::nextafter(lo, INFINITY);
+    while (inside(std::nextafter(lo, -INFINITY))) lo = std::nextafter(lo, -INFINITY);
+    return BandSpec{__fsub_rn(lo, margin), __fadd_rn(hi, margin), lo, hi, descending_key(hi), 0, 0};
+}
 
 static int failures = 0;
 #define CHECK(cond, ...)                                     \
@@ -146,6 +167,12 @@ static void run(const Config& c, unsigned seed) {
     std::vector<TailEntry> tail(cap + 1);
     TailState state{};
     u32 worst = 0;
+    std::vector<BandSpec> bands;
+    std::vector<u64> band_counts, moved_out(c.bins, 0), moved_in(c.bins, 0);
+    if (c.band_hi > c.band_lo) {
+        bands.push_back(band_spec(c.band_lo, c.band_hi, c.bins, MARGIN));
+        band_counts.assign(descending_key(bands[0].lo) - bands[0].first + 1, 0);
+    }
 
     int compactions = 0;
     const int ld = (c.tile_cols + 3) / 4 * 4;
@@ -183,6 +210,11 @@ static void run(const Config& c, unsigned seed) {
             f.tail = &state;
             f.tail_cap = cap;
             f.worst = &worst;
+            f.bands = bands.data();
+            f.band_counts = band_counts.data();
+            f.moved_out = moved_out.data();
+            f.moved_in = moved_in.data();
+            f.n_bands = (int)bands.size();
             f.margin = MARGIN;
             f.margin2 = 2 * MARGIN;
             f.half_bins = half_bins;
@@ -218,7 +250,8 @@ static void run(const Config& c, unsigned seed) {
     }
 
     // Brute force on decision scores (products only for the histogram).
-    std::vector<u64> want_hist(c.bins, 0);
+    std::vector<u64> want_hist(c.bins, 0), want_out(c.bins, 0), want_in(c.bins, 0);
+    std::vector<u64> want_counts(band_counts.size(), 0);
     std::vector<TailEntry> impostors;
     for (int i = 0; i < R; ++i) {
         float want_best = -INFINITY;
@@ -236,6 +269,16 @@ static void run(const Config& c, unsigned seed) {
             if (non_mate && (!c.all_distinct || j > i)) {
                 want_hist[score_bin(k, half_bins, c.bins)]++;
                 impostors.push_back(make_float2(k, s));
+                for (const BandSpec& b : bands) {
+                    if (k >= b.reach_lo && k <= b.reach_hi) {
+                        want_out[score_bin(k, half_bins, c.bins)]++;
+                        want_in[score_bin(s, half_bins, c.bins)]++;
+                    }
+                    if (s >= b.lo && s <= b.hi) {
+                        CHECK(k >= b.reach_lo && k <= b.reach_hi, "pair (%d, %d) in the band, its product not", i, j);
+                        want_counts[descending_key(s) - b.first]++;
+                    }
+                }
             }
             if (non_mate && want_best != -INFINITY && s >= want_best) ++above;
             if (!(c.all_distinct && i == j)) cand.push_back({s, (u32)j});
@@ -251,6 +294,13 @@ static void run(const Config& c, unsigned seed) {
         }
     }
     for (int b = 0; b < c.bins; ++b) CHECK(hist[b] == want_hist[b], "bin %d: %llu, want %llu", b, hist[b], want_hist[b]);
+    if (!bands.empty()) {
+        CHECK(moved_out == want_out && moved_in == want_in, "the band pairs' bins differ");
+        CHECK(band_counts == want_counts, "the band's counters differ");
+        u64 counted = 0;
+        for (u64 n : want_counts) counted += n;
+        CHECK(counted > 0, "no pair in the band: the case tests nothing");
+    }
     CHECK(__uint_as_float(worst) <= MARGIN && worst > 0, "largest rescored gap %g", __uint_as_float(worst));
     CHECK(compactions > 0 || !std::strstr(c.name, "compaction"), "the store was never compacted");
     CHECK((state.redone > 0) == c.expect_redo, "%d tiles redone", state.redone);
@@ -316,10 +366,12 @@ int main(int argc, char** argv) {
     // sized here to hold the ties of one bin and the margin's band, except in the last case (8 bins). The
     // capacity, 3·want + slack, is below the impostors of a first tile wherever a redo is expected.
     run({"probe-gallery, window inside the bins", 37, 301, 37, 128, 64, 20, 24, false, Random, 150, 2048, 2, true, false}, 1);
+    run({"probe-gallery, a score band", 37, 301, 37, 128, 64, 20, 24, false, Random, 150, 2048, 2, true, false, 40, 44}, 11);
     run({"probe-gallery, one tile, whole window", 20, 90, 20, 90, 1000, 0, 1000, false, Random, 0, 0, 1, false, false}, 2);
     run({"all-distinct, three tiles", 70, 70, 70, 32, 128, 40, 60, true, Random, 40, 64, 3, true, false}, 3);
     run({"all-distinct, probe blocks with a row offset", 70, 70, 24, 32, 128, 40, 60, true, Random, 40, 64, 3, true, false}, 7);
     run({"all-distinct, small blocks (the triangle without a top-k)", 96, 96, 16, 16, 128, 40, 60, true, Random, 50, 64, 2, true, false}, 10);
+    run({"all-distinct, a score band", 96, 96, 16, 16, 128, 40, 60, true, Random, 50, 64, 2, true, false, 80, 84}, 12);
     run({"probe-gallery, probe blocks with a row offset", 45, 200, 16, 64, 256, 100, 80, false, Random, 60, 400, 2, true, false}, 8);
     run({"probe-gallery, tail beyond the pairs", 9, 40, 9, 16, 32, 0, 32, false, Random, 100000, 8, 1, false, false}, 4);
     run({"probe-gallery, many tiles, compaction", 16, 640, 16, 64, 4096, 1000, 2000, false, Random, 100, 200, 2, true, false}, 5);

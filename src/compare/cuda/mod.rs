@@ -330,9 +330,9 @@ impl Engine for CudaEngine {
         self.name.clone()
     }
 
-    /// Not yet: its fold would rescore the products near each band.
+    /// The fold rescores every product within the margin of a band.
     fn counts_bands(&self) -> bool {
-        false
+        true
     }
 
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError> {

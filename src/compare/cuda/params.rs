@@ -21,6 +21,19 @@ pub struct TailState {
     pub redone: i32,
 }
 
+/// A score band as the fold reads it (`common.cuh` says how).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BandSpec {
+    pub reach_lo: f32,
+    pub reach_hi: f32,
+    pub lo: f32,
+    pub hi: f32,
+    pub first: u32,
+    pub pad: u32,
+    pub offset: u64,
+}
+
 /// One launch of the fold over one tile (`fold.cu`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +58,10 @@ pub struct FoldParams {
     pub tail: u64,
     pub tail_cap: u64,
     pub worst: u64,
+    pub bands: u64,
+    pub band_counts: u64,
+    pub moved_out: u64,
+    pub moved_in: u64,
     pub margin: f32,
     pub margin2: f32,
     pub half_bins: f32,
@@ -58,6 +75,7 @@ pub struct FoldParams {
     pub do_main: i32,
     pub do_tail: i32,
     pub redo_only: i32,
+    pub n_bands: i32,
 }
 
 /// One launch of the tail store's maintenance (`tail.cu`).
@@ -79,6 +97,7 @@ pub struct TailParams {
 // SAFETY: plain #[repr(C)] data (integers, floats, device addresses), laid
 // out as the C structs the kernels declare; checked by the static_asserts
 // that `struct_defines` arms.
+unsafe impl DeviceRepr for BandSpec {}
 unsafe impl DeviceRepr for TailState {}
 unsafe impl DeviceRepr for FoldParams {}
 unsafe impl DeviceRepr for TailParams {}
@@ -87,6 +106,7 @@ unsafe impl DeviceRepr for TailParams {}
 pub fn struct_defines() -> Vec<String> {
     use std::mem::size_of;
     vec![
+        format!("-DBAND_SPEC_BYTES={}", size_of::<BandSpec>()),
         format!("-DTAIL_STATE_BYTES={}", size_of::<TailState>()),
         format!("-DFOLD_PARAMS_BYTES={}", size_of::<FoldParams>()),
         format!("-DTAIL_PARAMS_BYTES={}", size_of::<TailParams>()),

@@ -80,13 +80,15 @@ pub fn margin(dim: usize, rounding: f64) -> f32 {
 /// among the entries, and so is every pair with product + 2m >= X, the
 /// only pairs whose decision score can be in the tail (`tail.cu`). Each of
 /// those moves from the bin of its product to that of its decision score,
-/// so no bin above the tail's least score holds a pair outside it.
+/// so no bin above the tail's least score holds a pair outside it; but a
+/// pair whose product is within a band's `reach` has been moved already.
 pub fn exact_tail(
     mut entries: Vec<[f32; 2]>,
     want: usize,
     margin2: f32,
     spec: HistogramSpec,
     hist: &mut [u64],
+    reach: &[(f32, f32)],
 ) -> Vec<f32> {
     if want == 0 {
         return Vec::new();
@@ -100,8 +102,10 @@ pub fn exact_tail(
     entries.retain(|&[product, _]| product + margin2 >= x);
     let mut tail = Vec::with_capacity(entries.len());
     for [product, decision] in entries {
-        hist[spec.bin(product)] -= 1;
-        hist[spec.bin(decision)] += 1;
+        if !reach.iter().any(|&(lo, hi)| product >= lo && product <= hi) {
+            hist[spec.bin(product)] -= 1;
+            hist[spec.bin(decision)] += 1;
+        }
         tail.push(decision);
     }
     tail.sort_unstable_by(|a, b| b.total_cmp(a));
@@ -193,7 +197,7 @@ mod tests {
         for e in &entries {
             hist[spec.bin(e[0])] += 1;
         }
-        let tail = exact_tail(entries, 3, 0.08, spec, &mut hist);
+        let tail = exact_tail(entries, 3, 0.08, spec, &mut hist, &[]);
         assert_eq!(tail, vec![0.90, 0.70, 0.56]);
         // The pair at 0.10 lies below X − 2m = 0.52 − 0.08 and stays.
         assert_eq!(hist[spec.bin(0.10)], 1);

@@ -12,13 +12,13 @@ use cudarc::cublas::CudaBlas;
 use cudarc::driver::{sys as drv_sys, CudaEvent, CudaFunction, CudaStream, PushKernelArg};
 
 use super::device::{cfg, mark, plain_event, DeviceBuffer, Spans, Staging};
-use super::params::{FoldParams, TailParams, TailState};
+use super::params::{BandSpec, FoldParams, TailParams, TailState};
 use super::products::{first_column, operand_bytes, upload_rows, Gemm, RowsAt};
 use super::samples::{Samples, TileAt};
 use super::{kernels, rescore, tail, CudaEngine, CudaError, Profile, FOLD_BLOCKS_PER_SM};
 use crate::compare::{
-    Candidate, CompareJob, CompareResult, Embeddings, Hardest, PairScore, Pairing, ProbeResult,
-    SplitMix,
+    descending_key, score_of_descending_key, Candidate, CompareJob, CompareResult, Embeddings,
+    Hardest, PairScore, Pairing, ProbeResult, SplitMix,
 };
 
 /// Runs `job` on `engine`'s GPU.
@@ -123,6 +123,12 @@ struct Buffers {
     tail_state: DeviceBuffer,
     /// The largest |product − decision score| the fold rescored (f32 bits).
     worst: DeviceBuffer,
+    /// The job's score bands ([`band_specs`]), their counters, and per bin
+    /// the band pairs whose product and whose decision score are in it.
+    bands: DeviceBuffer,
+    band_counts: DeviceBuffer,
+    moved_out: DeviceBuffer,
+    moved_in: DeviceBuffer,
 }
 
 /// Where a block of rows lies on the GPU: its fp32 rows and the operands
@@ -171,6 +177,35 @@ struct Run<'e, 'j> {
     t: Timings,
     free_before: usize,
     min_free: usize,
+    /// The job's bands as the fold reads them, highest first, each with
+    /// its number of counters.
+    bands: Vec<(BandSpec, usize)>,
+}
+
+/// The job's score bands as the fold reads them, highest first (so their
+/// counters list the scores descending), each with its number of counters:
+/// a product within the margin of a band's score range is rescored.
+fn band_specs(job: &CompareJob<'_>, margin: f32) -> Vec<(BandSpec, usize)> {
+    let mut offset = 0;
+    job.bands
+        .iter()
+        .rev()
+        .map(|band| {
+            let (hi, lo) = band.score_range(job.histogram);
+            let len = band.values(job.histogram) as usize;
+            let spec = BandSpec {
+                reach_lo: lo - margin,
+                reach_hi: hi + margin,
+                lo,
+                hi,
+                first: descending_key(hi),
+                pad: 0,
+                offset: offset as u64,
+            };
+            offset += len;
+            (spec, len)
+        })
+        .collect()
 }
 
 impl<'e, 'j> Run<'e, 'j> {
@@ -225,6 +260,9 @@ impl<'e, 'j> Run<'e, 'j> {
             ));
         }
         let margin = rescore::margin(dim, rounding);
+        let bands = band_specs(job, margin);
+        let band_values: usize = bands.iter().map(|b| b.1).sum();
+        let band_bins = if bands.is_empty() { 0 } else { bins };
 
         // Device memory: everything but the gallery, then the gallery whole
         // if it fits, else one block of it.
@@ -236,6 +274,7 @@ impl<'e, 'j> Run<'e, 'j> {
             + mates.idx.len() * 8
             + (np + ng + 8) * 4
             + tail_cap * 8
+            + (band_values + 2 * band_bins) * 8
             + rows_t * row_bytes
             + (64 << 20); // cuBLAS workspace and small buffers
         let budget = free_before / 10 * 9;
@@ -280,6 +319,10 @@ impl<'e, 'j> Run<'e, 'j> {
             tail_buf: DeviceBuffer::new(tail_cap * 8)?,
             tail_state: DeviceBuffer::upload(st, &main, &[TailState::default()])?,
             worst: DeviceBuffer::upload(st, &main, &[0u32])?,
+            bands: DeviceBuffer::upload(st, &main, &bands.iter().map(|b| b.0).collect::<Vec<_>>())?,
+            band_counts: DeviceBuffer::upload(st, &main, &vec![0u64; band_values])?,
+            moved_out: DeviceBuffer::upload(st, &main, &vec![0u64; band_bins])?,
+            moved_in: DeviceBuffer::upload(st, &main, &vec![0u64; band_bins])?,
         };
 
         let win_len = bins.min(engine.fold_smem as usize / 4);
@@ -338,6 +381,7 @@ impl<'e, 'j> Run<'e, 'j> {
             t: Timings::default(),
             free_before,
             min_free: free_before,
+            bands,
         };
         if resident {
             run.upload(gallery.as_slice(), Target::Gallery, 0)?;
@@ -547,6 +591,10 @@ impl<'e, 'j> Run<'e, 'j> {
             tail: b.tail_state.ptr,
             tail_cap: self.s.tail_cap as u64,
             worst: b.worst.ptr,
+            bands: b.bands.ptr,
+            band_counts: b.band_counts.ptr,
+            moved_out: b.moved_out.ptr,
+            moved_in: b.moved_in.ptr,
             margin: self.s.margin,
             margin2: self.s.margin2,
             half_bins: self.job.histogram.bins as f32 * 0.5,
@@ -560,6 +608,7 @@ impl<'e, 'j> Run<'e, 'j> {
             do_main: 1,
             do_tail: (want > 0) as i32,
             redo_only: 0,
+            n_bands: self.bands.len() as i32,
         };
         self.launch_fold(&fused, (self.win_len * 4) as u32)?;
         if want > 0 {
@@ -653,8 +702,40 @@ impl<'e, 'j> Run<'e, 'j> {
                 self.engine.precision
             )));
         }
+        // Band pairs move from their product's bin to their decision
+        // score's; the tail leaves them where the bands put them.
+        let mut band_counts = Vec::new();
+        if !self.bands.is_empty() {
+            let out: Vec<u64> = st.download(main, &self.b.moved_out, bins)?;
+            let into: Vec<u64> = st.download(main, &self.b.moved_in, bins)?;
+            for ((h, o), i) in hist.iter_mut().zip(out).zip(into) {
+                *h = *h - o + i;
+            }
+            let total = self.bands.iter().map(|b| b.1).sum();
+            let counts: Vec<u64> = st.download(main, &self.b.band_counts, total)?;
+            for (spec, len) in &self.bands {
+                let at = spec.offset as usize;
+                for (i, &n) in counts[at..at + len].iter().enumerate() {
+                    if n > 0 {
+                        band_counts.push((score_of_descending_key(spec.first + i as u32), n));
+                    }
+                }
+            }
+        }
+        let reach: Vec<(f32, f32)> = self
+            .bands
+            .iter()
+            .map(|b| (b.0.reach_lo, b.0.reach_hi))
+            .collect();
         let entries: Vec<[f32; 2]> = st.download(main, &self.b.tail_buf, state.count as usize)?;
-        let tail = rescore::exact_tail(entries, want, margin2, self.job.histogram, &mut hist);
+        let tail = rescore::exact_tail(
+            entries,
+            want,
+            margin2,
+            self.job.histogram,
+            &mut hist,
+            &reach,
+        );
         let pair: Vec<f32> = st.download(main, &self.b.pair_score, self.mates.idx.len())?;
         let best: Vec<f32> = st.download(main, &self.b.mate_best, np)?;
         let top_s: Vec<f32> = st.download(main, &self.b.top_s, np * k)?;
@@ -721,7 +802,7 @@ impl<'e, 'j> Run<'e, 'j> {
             // The tail store keeps scores, not their pairs (yet): the
             // hardest impostor pairs come from the CPU engine only.
             hardest_impostors: Vec::new(),
-            band_counts: Vec::new(),
+            band_counts,
         };
         Ok((result, profile))
     }

@@ -37,6 +37,26 @@ __device__ __forceinline__ float warp_dot32(const float* a, const float* b, u64 
 // there); the Rust side passes its sizes as -D options and the
 // static_asserts below stop a build where the two have drifted apart.
 
+// The key whose ascending order is the descending order of the scores,
+// -0.0 keyed as 0.0, bit for bit as compare::descending_key in Rust.
+__device__ __forceinline__ u32 descending_key(float s) {
+    const u32 bits = __float_as_uint(__fadd_rn(s, 0.0f));
+    const u32 ascending = (bits >> 31) ? ~bits : (bits | 0x80000000u);
+    return ~ascending;
+}
+
+// A score band of the job (compare::ScoreBand): a product in [reach_lo,
+// reach_hi] may have its decision score in [lo, hi], whose impostor
+// decision scores are counted one counter per f32 value, at
+// counts[offset + descending_key(x) - first].
+struct BandSpec {
+    float reach_lo, reach_hi;
+    float lo, hi;
+    u32 first;
+    u32 pad;
+    u64 offset;
+};
+
 // One entry of the impostor tail store: a pair's product score (what its
 // place in the store and the histogram follow) and its decision score.
 typedef float2 TailEntry;
@@ -74,6 +94,10 @@ struct FoldParams {
     TailState* tail;
     u64 tail_cap;
     u32* worst;           // largest |product − decision score| rescored (float bits)
+    const BandSpec* bands;  // the job's score bands (n_bands of them)
+    u64* band_counts;       // their counters
+    u64* moved_out;         // per bin: band pairs whose product is in it
+    u64* moved_in;          // per bin: band pairs whose decision score is in it
     float margin;         // bound on |product − decision score|, widened
     float margin2;        // twice that
     float half_bins;
@@ -83,6 +107,7 @@ struct FoldParams {
     int do_main;    // histogram, mate rank, top-k
     int do_tail;    // append to the tail store
     int redo_only;  // run only if the tail state asks for a redo
+    int n_bands;
 };
 
 // One launch of the tail store's maintenance (tail.cu).
@@ -98,6 +123,7 @@ struct TailParams {
 };
 
 #ifdef TAIL_STATE_BYTES
+static_assert(sizeof(BandSpec) == BAND_SPEC_BYTES, "BandSpec differs from params.rs");
 static_assert(sizeof(TailState) == TAIL_STATE_BYTES, "TailState differs from params.rs");
 static_assert(sizeof(FoldParams) == FOLD_PARAMS_BYTES, "FoldParams differs from params.rs");
 static_assert(sizeof(TailParams) == TAIL_PARAMS_BYTES, "TailParams differs from params.rs");

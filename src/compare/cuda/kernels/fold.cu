@@ -27,6 +27,11 @@
 //     registers (entry q = 32·slot + lane), which a candidate enters only
 //     when it beats the k-th entry: rare after the first columns. Two
 //     registers per lane per 32 entries, at every k: no local memory.
+// score bands (main pass): an impostor pair whose product is within the
+//   margin of a band is rescored; its product's and its decision score's
+//   bins are counted (moved_out, moved_in: the host moves the pair between
+//   them in the histogram, after the tail store has used it), and a
+//   decision score inside the band is counted by its value.
 // tail pass (do_tail): impostor pairs whose product, raised by twice the
 //   margin, has a bin >= the tail state's bin are appended to the tail
 //   store with both scores (tail.cu says why that bound never drops a pair
@@ -150,6 +155,7 @@ __device__ __forceinline__ float mate_bar(float m) { return m == -INFINITY ? INF
 #define NEED_TOP 2u
 #define NEED_TAIL 4u
 #define NEED_COLUMN 8u
+#define NEED_BAND 16u
 
 // Two blocks per multiprocessor (the host sizes the histogram window to
 // fit): 32 warps streaming scores per SM, at most 64 registers a thread.
@@ -229,6 +235,8 @@ extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(const FoldParam
 #if TOPK > 0
                     if (valid && !(any_floor && gj == gi) && __fadd_rn(s, p.margin) >= ks) need |= NEED_TOP;
 #endif
+                    for (int q = 0; pair && q < p.n_bands; ++q)
+                        if (s >= p.bands[q].reach_lo && s <= p.bands[q].reach_hi) need |= NEED_BAND;
                 }
                 u64 pos = 0;
                 if (p.do_tail) {
@@ -268,6 +276,15 @@ extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(const FoldParam
 #endif
                     const u64 at = __shfl_sync(FULL_MASK, pos, src);
                     if ((what & NEED_TAIL) && lane == 0) p.tail_buf[at] = make_float2(cs, x);
+                    if ((what & NEED_BAND) && lane == 0) {
+                        atomicAdd(&p.moved_out[score_bin(cs, p.half_bins, p.bins)], 1ull);
+                        atomicAdd(&p.moved_in[score_bin(x, p.half_bins, p.bins)], 1ull);
+                        for (int q = 0; q < p.n_bands; ++q) {
+                            const BandSpec b = p.bands[q];
+                            if (x >= b.lo && x <= b.hi)
+                                atomicAdd(&p.band_counts[b.offset + (descending_key(x) - b.first)], 1ull);
+                        }
+                    }
                 }
             }
         }
