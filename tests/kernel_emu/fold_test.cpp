@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <random>
+#include <tuple>
 
 #include "common.cuh"
 u32 sh_hist[1 << 17];  // the fold's dynamic shared memory
@@ -268,7 +269,7 @@ static void run(const Config& c, unsigned seed) {
             const bool non_mate = pl[i] != gl[j];
             if (non_mate && (!c.all_distinct || j > i)) {
                 want_hist[score_bin(k, half_bins, c.bins)]++;
-                impostors.push_back(make_float2(k, s));
+                impostors.push_back(TailEntry{k, s, (u32)i, (u32)j});
                 for (const BandSpec& b : bands) {
                     if (k >= b.reach_lo && k <= b.reach_hi) {
                         want_out[score_bin(k, half_bins, c.bins)]++;
@@ -312,21 +313,24 @@ static void run(const Config& c, unsigned seed) {
         for (int b = state.bin; b < c.bins; ++b) above += want_hist[b];
         CHECK(state.above == above, "running count %llu, want %llu", state.above, above);
         // The store holds every pair with product + 2m >= X, X the want-th
-        // highest product (those rescore::exact_tail takes), and so the
-        // want highest decision scores.
-        auto by_product = [](TailEntry a, TailEntry b) { return a.x > b.x || (a.x == b.x && a.y > b.y); };
+        // highest product (those rescore::exact_tail takes), with its row
+        // and column, and so the want highest decision scores.
+        auto by_product = [](TailEntry a, TailEntry b) {
+            return std::make_tuple(-a.product, -a.decision, a.row, a.col) <
+                   std::make_tuple(-b.product, -b.decision, b.row, b.col);
+        };
         std::vector<TailEntry> got(tail.begin(), tail.begin() + state.count);
         std::sort(got.begin(), got.end(), by_product);
         std::sort(impostors.begin(), impostors.end(), by_product);
-        const float x = impostors.size() > c.want ? impostors[c.want - 1].x : -INFINITY;
+        const float x = impostors.size() > c.want ? impostors[c.want - 1].product : -INFINITY;
         std::vector<TailEntry> near, kept;
         for (auto t : impostors)
-            if (t.x + 2 * MARGIN >= x) near.push_back(t);
+            if (t.product + 2 * MARGIN >= x) near.push_back(t);
         std::set_intersection(got.begin(), got.end(), near.begin(), near.end(), std::back_inserter(kept), by_product);
         CHECK(kept.size() == near.size(), "the store holds %zu of the %zu pairs near the tail", kept.size(), near.size());
         auto top = [&](std::vector<TailEntry> v) {
             std::vector<float> s;
-            for (auto t : v) s.push_back(t.y);
+            for (auto t : v) s.push_back(t.decision);
             std::sort(s.begin(), s.end(), std::greater<float>());
             if (s.size() > c.want) s.resize(c.want);
             return s;

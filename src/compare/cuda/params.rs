@@ -34,6 +34,16 @@ pub struct BandSpec {
     pub offset: u64,
 }
 
+/// One entry of the impostor tail store (`common.cuh`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TailEntry {
+    pub product: f32,
+    pub decision: f32,
+    pub row: u32,
+    pub col: u32,
+}
+
 /// One launch of the fold over one tile (`fold.cu`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
@@ -98,6 +108,7 @@ pub struct TailParams {
 // out as the C structs the kernels declare; checked by the static_asserts
 // that `struct_defines` arms.
 unsafe impl DeviceRepr for BandSpec {}
+unsafe impl DeviceRepr for TailEntry {}
 unsafe impl DeviceRepr for TailState {}
 unsafe impl DeviceRepr for FoldParams {}
 unsafe impl DeviceRepr for TailParams {}
@@ -107,6 +118,7 @@ pub fn struct_defines() -> Vec<String> {
     use std::mem::size_of;
     vec![
         format!("-DBAND_SPEC_BYTES={}", size_of::<BandSpec>()),
+        format!("-DTAIL_ENTRY_BYTES={}", size_of::<TailEntry>()),
         format!("-DTAIL_STATE_BYTES={}", size_of::<TailState>()),
         format!("-DFOLD_PARAMS_BYTES={}", size_of::<FoldParams>()),
         format!("-DTAIL_PARAMS_BYTES={}", size_of::<TailParams>()),

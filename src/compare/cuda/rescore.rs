@@ -5,8 +5,8 @@
 //! module holds the same sum on the host, the bound on how far a product
 //! may be from it, and the tail's last step.
 
-use crate::compare::HistogramSpec;
-use crate::compare::Precision;
+use super::params::TailEntry;
+use crate::compare::{Hardest, HistogramSpec, PairScore, Precision};
 
 /// The decision score of two rows, bit for bit as `warp_dot32` in
 /// `kernels/common.cuh`: partial sum l (of 32) takes the terms l, l + 32,
@@ -82,35 +82,49 @@ pub fn margin(dim: usize, rounding: f64) -> f32 {
 /// those moves from the bin of its product to that of its decision score,
 /// so no bin above the tail's least score holds a pair outside it; but a
 /// pair whose product is within a band's `reach` has been moved already.
+/// Also the `examples` highest pairs by decision score ([`Hardest`]).
 pub fn exact_tail(
-    mut entries: Vec<[f32; 2]>,
+    mut entries: Vec<TailEntry>,
     want: usize,
     margin2: f32,
     spec: HistogramSpec,
     hist: &mut [u64],
     reach: &[(f32, f32)],
-) -> Vec<f32> {
+    examples: usize,
+) -> (Vec<f32>, Vec<PairScore>) {
     if want == 0 {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
     let x = if entries.len() > want {
-        let (_, kth, _) = entries.select_nth_unstable_by(want - 1, |a, b| b[0].total_cmp(&a[0]));
-        kth[0]
+        let by_product = |a: &TailEntry, b: &TailEntry| b.product.total_cmp(&a.product);
+        let (_, kth, _) = entries.select_nth_unstable_by(want - 1, by_product);
+        kth.product
     } else {
         f32::NEG_INFINITY
     };
-    entries.retain(|&[product, _]| product + margin2 >= x);
+    entries.retain(|e| e.product + margin2 >= x);
     let mut tail = Vec::with_capacity(entries.len());
-    for [product, decision] in entries {
-        if !reach.iter().any(|&(lo, hi)| product >= lo && product <= hi) {
-            hist[spec.bin(product)] -= 1;
-            hist[spec.bin(decision)] += 1;
+    let mut hardest = Vec::new();
+    for e in entries {
+        if !reach
+            .iter()
+            .any(|&(lo, hi)| e.product >= lo && e.product <= hi)
+        {
+            hist[spec.bin(e.product)] -= 1;
+            hist[spec.bin(e.decision)] += 1;
         }
-        tail.push(decision);
+        tail.push(e.decision);
+        let pair = PairScore {
+            score: e.decision,
+            probe: e.row,
+            gallery: e.col,
+        };
+        Hardest::Highest.offer(&mut hardest, examples, pair);
     }
+    Hardest::Highest.keep(&mut hardest, examples);
     tail.sort_unstable_by(|a, b| b.total_cmp(a));
     tail.truncate(want);
-    tail
+    (tail, hardest)
 }
 
 #[cfg(test)]
@@ -179,26 +193,35 @@ mod tests {
         }
     }
 
-    /// The tail's last step: the want highest decision scores, and each
-    /// moved pair out of its product's bin.
+    /// The tail's last step: the want highest decision scores, the
+    /// hardest pairs among them, and each moved pair out of its product's
+    /// bin.
     #[test]
     fn the_tail_moves_its_pairs_to_their_decision_bins() {
         let spec = HistogramSpec { bins: 20 };
         // (product, decision): the third pair's product is lower than the
         // fourth's, its decision score higher.
+        let entry = |product, decision, row, col| TailEntry {
+            product,
+            decision,
+            row,
+            col,
+        };
         let entries = vec![
-            [0.91, 0.90],
-            [0.72, 0.70],
-            [0.50, 0.56],
-            [0.52, 0.49],
-            [0.10, 0.12],
+            entry(0.91, 0.90, 0, 7),
+            entry(0.72, 0.70, 3, 4),
+            entry(0.50, 0.56, 1, 2),
+            entry(0.52, 0.49, 0, 5),
+            entry(0.10, 0.12, 2, 9),
         ];
         let mut hist = vec![0u64; 20];
         for e in &entries {
-            hist[spec.bin(e[0])] += 1;
+            hist[spec.bin(e.product)] += 1;
         }
-        let tail = exact_tail(entries, 3, 0.08, spec, &mut hist, &[]);
+        let (tail, hardest) = exact_tail(entries, 3, 0.08, spec, &mut hist, &[], 2);
         assert_eq!(tail, vec![0.90, 0.70, 0.56]);
+        let pairs: Vec<(u32, u32)> = hardest.iter().map(|p| (p.probe, p.gallery)).collect();
+        assert_eq!(pairs, [(0, 7), (3, 4)]);
         // The pair at 0.10 lies below X − 2m = 0.52 − 0.08 and stays.
         assert_eq!(hist[spec.bin(0.10)], 1);
         assert_eq!(hist[spec.bin(0.56)], 1);

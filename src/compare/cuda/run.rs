@@ -12,7 +12,7 @@ use cudarc::cublas::CudaBlas;
 use cudarc::driver::{sys as drv_sys, CudaEvent, CudaFunction, CudaStream, PushKernelArg};
 
 use super::device::{cfg, mark, plain_event, DeviceBuffer, Spans, Staging};
-use super::params::{BandSpec, FoldParams, TailParams, TailState};
+use super::params::{BandSpec, FoldParams, TailEntry, TailParams, TailState};
 use super::products::{first_column, operand_bytes, upload_rows, Gemm, RowsAt};
 use super::samples::{Samples, TileAt};
 use super::{kernels, rescore, tail, CudaEngine, CudaError, Profile, FOLD_BLOCKS_PER_SM};
@@ -273,7 +273,7 @@ impl<'e, 'j> Run<'e, 'j> {
             + (np + 1) * 8
             + mates.idx.len() * 8
             + (np + ng + 8) * 4
-            + tail_cap * 8
+            + tail_cap * std::mem::size_of::<TailEntry>()
             + (band_values + 2 * band_bins) * 8
             + rows_t * row_bytes
             + (64 << 20); // cuBLAS workspace and small buffers
@@ -316,7 +316,7 @@ impl<'e, 'j> Run<'e, 'j> {
             top_j: DeviceBuffer::upload(st, &main, &vec![u32::MAX; np * k])?,
             rank: DeviceBuffer::upload(st, &main, &vec![0u64; np])?,
             hist: DeviceBuffer::upload(st, &main, &vec![0u64; bins])?,
-            tail_buf: DeviceBuffer::new(tail_cap * 8)?,
+            tail_buf: DeviceBuffer::new(tail_cap * std::mem::size_of::<TailEntry>())?,
             tail_state: DeviceBuffer::upload(st, &main, &[TailState::default()])?,
             worst: DeviceBuffer::upload(st, &main, &[0u32])?,
             bands: DeviceBuffer::upload(st, &main, &bands.iter().map(|b| b.0).collect::<Vec<_>>())?,
@@ -727,14 +727,15 @@ impl<'e, 'j> Run<'e, 'j> {
             .iter()
             .map(|b| (b.0.reach_lo, b.0.reach_hi))
             .collect();
-        let entries: Vec<[f32; 2]> = st.download(main, &self.b.tail_buf, state.count as usize)?;
-        let tail = rescore::exact_tail(
+        let entries: Vec<TailEntry> = st.download(main, &self.b.tail_buf, state.count as usize)?;
+        let (tail, hardest_impostors) = rescore::exact_tail(
             entries,
             want,
             margin2,
             self.job.histogram,
             &mut hist,
             &reach,
+            self.job.examples.min(want),
         );
         let pair: Vec<f32> = st.download(main, &self.b.pair_score, self.mates.idx.len())?;
         let best: Vec<f32> = st.download(main, &self.b.mate_best, np)?;
@@ -801,7 +802,7 @@ impl<'e, 'j> Run<'e, 'j> {
             hardest_genuine,
             // The tail store keeps scores, not their pairs (yet): the
             // hardest impostor pairs come from the CPU engine only.
-            hardest_impostors: Vec::new(),
+            hardest_impostors,
             band_counts,
         };
         Ok((result, profile))

@@ -58,8 +58,12 @@ struct BandSpec {
 };
 
 // One entry of the impostor tail store: a pair's product score (what its
-// place in the store and the histogram follow) and its decision score.
-typedef float2 TailEntry;
+// place in the store and the histogram follow), its decision score, and
+// its row and column (global indices), for the hardest pairs.
+struct TailEntry {
+    float product, decision;
+    u32 row, col;
+};
 
 // The impostor tail store's state on the device (see tail.cu).
 struct TailState {
@@ -124,6 +128,7 @@ struct TailParams {
 
 #ifdef TAIL_STATE_BYTES
 static_assert(sizeof(BandSpec) == BAND_SPEC_BYTES, "BandSpec differs from params.rs");
+static_assert(sizeof(TailEntry) == TAIL_ENTRY_BYTES, "TailEntry differs from params.rs");
 static_assert(sizeof(TailState) == TAIL_STATE_BYTES, "TailState differs from params.rs");
 static_assert(sizeof(FoldParams) == FOLD_PARAMS_BYTES, "FoldParams differs from params.rs");
 static_assert(sizeof(TailParams) == TAIL_PARAMS_BYTES, "TailParams differs from params.rs");

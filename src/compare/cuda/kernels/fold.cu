@@ -275,7 +275,7 @@ extern "C" __global__ void __launch_bounds__(BLOCK, 2) fold_tile(const FoldParam
                     }
 #endif
                     const u64 at = __shfl_sync(FULL_MASK, pos, src);
-                    if ((what & NEED_TAIL) && lane == 0) p.tail_buf[at] = make_float2(cs, x);
+                    if ((what & NEED_TAIL) && lane == 0) p.tail_buf[at] = TailEntry{cs, x, gi, cj};
                     if ((what & NEED_BAND) && lane == 0) {
                         atomicAdd(&p.moved_out[score_bin(cs, p.half_bins, p.bins)], 1ull);
                         atomicAdd(&p.moved_in[score_bin(x, p.half_bins, p.bins)], 1ull);

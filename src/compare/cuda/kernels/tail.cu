@@ -144,8 +144,8 @@ extern "C" __global__ void __launch_bounds__(TB) tail_maintain(const TailParams 
         u64 out = 0;
         for (u64 start = 0; start < n; start += TB) {
             const u64 i = start + threadIdx.x;
-            const TailEntry t = i < n ? p.buf[i] : make_float2(0.0f, 0.0f);
-            const bool keep = i < n && score_bin(__fadd_rn(t.x, p.margin2), p.half_bins, p.bins) >= b;
+            const TailEntry t = i < n ? p.buf[i] : TailEntry{0.0f, 0.0f, 0u, 0u};
+            const bool keep = i < n && score_bin(__fadd_rn(t.product, p.margin2), p.half_bins, p.bins) >= b;
             u64 total;
             const u64 at = out + block_exclusive_scan(keep ? 1 : 0, &total, sh);
             if (keep) p.buf[at] = t;
