@@ -258,7 +258,9 @@ pub struct ShardArgs {
 
 impl ShardArgs {
     /// The part this run does: the flags, else the scheduler's environment.
-    pub fn resolve(&self) -> Result<crate::partition::Shard, crate::partition::PartitionError> {
+    pub(crate) fn resolve(
+        &self,
+    ) -> Result<crate::partition::Shard, crate::partition::PartitionError> {
         crate::partition::from_environment(self.shard, self.shard_count)
     }
 }

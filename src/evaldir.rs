@@ -46,13 +46,8 @@ pub fn cosine_to_l2(cos: f64) -> f64 {
 
 /// Whether two rate targets name the same operating point (to rounding:
 /// `1e-3` and `0.001` are the same target).
-pub fn same_target(a: f64, b: f64) -> bool {
+pub(crate) fn same_target(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
-}
-
-/// The cosine of two unit vectors at Euclidean distance `d`.
-pub fn l2_to_cosine(d: f64) -> f64 {
-    1.0 - d * d / 2.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,7 +335,7 @@ pub struct ProbeRow {
 pub const EXAMPLE_NON_MATED: &str = "non_mated_probe";
 /// `examples.csv`: a mated (in-DB) probe, missed unless its mate comes first
 /// (`mate_rank` 1) with a `score` >= the threshold.
-pub const EXAMPLE_MATED: &str = "mated_probe";
+pub(crate) const EXAMPLE_MATED: &str = "mated_probe";
 /// `examples.csv`: an impostor pair (two identities), a false match when
 /// its `score` is >= the threshold.
 pub const EXAMPLE_IMPOSTOR: &str = "impostor_pair";
@@ -348,7 +343,7 @@ pub const EXAMPLE_IMPOSTOR: &str = "impostor_pair";
 /// its `score` is below the threshold.
 pub const EXAMPLE_GENUINE: &str = "genuine_pair";
 /// Every kind of `examples.csv`, in the order of its rows.
-pub const EXAMPLE_KINDS: [&str; 4] = [
+pub(crate) const EXAMPLE_KINDS: [&str; 4] = [
     EXAMPLE_NON_MATED,
     EXAMPLE_MATED,
     EXAMPLE_IMPOSTOR,
@@ -583,7 +578,8 @@ mod tests {
         assert_eq!(cosine_to_l2(1.0), 0.0);
         assert_eq!(cosine_to_l2(-1.0), 2.0);
         for c in [-0.9, -0.2, 0.1, 0.38, 0.77] {
-            assert!((l2_to_cosine(cosine_to_l2(c)) - c).abs() < 1e-12);
+            let d = cosine_to_l2(c);
+            assert!((1.0 - d * d / 2.0 - c).abs() < 1e-12);
         }
     }
 

@@ -45,7 +45,7 @@ pub struct Pair {
 
 /// How many distinct pairs (orientation ignored) the selections allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Available {
+pub(crate) struct Available {
     pub genuine: u64,
     pub impostor: u64,
 }
@@ -228,7 +228,8 @@ impl Pool {
 }
 
 /// Distinct pairs the selections allow.
-pub fn available(images: &[EvalImage], first: &Selection, second: &Selection) -> Available {
+#[cfg(test)]
+pub(crate) fn available(images: &[EvalImage], first: &Selection, second: &Selection) -> Available {
     Pool::new(images, first, second).available()
 }
 
@@ -257,14 +258,14 @@ pub fn sample(images: &[EvalImage], request: &PairRequest) -> Result<Vec<Pair>, 
 }
 
 /// arcface_torch scores a `.bin` with 10 contiguous, unshuffled folds.
-pub const FOLDS: usize = 10;
+pub(crate) const FOLDS: usize = 10;
 
 /// Orders pairs as LFW's list does: `folds` contiguous blocks, each holding
 /// its share of the genuine pairs then its share of the impostors (sizes as
 /// scikit-learn's `KFold`: the first `n % folds` blocks take one more).
 /// Positives-first order would make every arcface_torch fold all-genuine
 /// or all-impostor.
-pub fn fold_order(genuine: &[Pair], impostor: &[Pair], folds: usize) -> Vec<Pair> {
+pub(crate) fn fold_order(genuine: &[Pair], impostor: &[Pair], folds: usize) -> Vec<Pair> {
     let bounds = |n: usize, i: usize| {
         let (size, extra) = (n / folds, n % folds);
         let start = i * size + i.min(extra);
@@ -281,7 +282,7 @@ pub fn fold_order(genuine: &[Pair], impostor: &[Pair], folds: usize) -> Vec<Pair
 }
 
 /// The K-Face pair-list text: `path1 path2 1|0`, one pair a line.
-pub fn pairs_txt(images: &[EvalImage], pairs: &[Pair]) -> String {
+pub(crate) fn pairs_txt(images: &[EvalImage], pairs: &[Pair]) -> String {
     let mut out = String::new();
     for p in pairs {
         out.push_str(&images[p.first].path);

@@ -20,7 +20,7 @@ pub struct ShardSpec {
 }
 
 impl ShardSpec {
-    pub const WHOLE: ShardSpec = ShardSpec { index: 0, count: 1 };
+    pub(crate) const WHOLE: ShardSpec = ShardSpec { index: 0, count: 1 };
 
     pub fn new(index: u32, count: u32) -> Result<ShardSpec, PartitionError> {
         if count == 0 {
@@ -32,14 +32,10 @@ impl ShardSpec {
         Ok(ShardSpec { index, count })
     }
 
-    pub fn is_whole(&self) -> bool {
-        self.count == 1
-    }
-
     /// This part's contiguous share of `len` items: part i of n holds
     /// `[len·i/n, len·(i+1)/n)`, so the parts tile the range in order and
     /// differ in size by at most one.
-    pub fn range(&self, len: usize) -> Range<usize> {
+    pub(crate) fn range(&self, len: usize) -> Range<usize> {
         let cut = |i: u32| (len as u128 * i as u128 / self.count as u128) as usize;
         cut(self.index)..cut(self.index + 1)
     }
@@ -48,7 +44,7 @@ impl ShardSpec {
     /// fall where the running cost crosses total·i/n, so each part does
     /// about the same work whatever the weights (e.g. the rows of an upper
     /// triangle). Every item lands in exactly one part.
-    pub fn weighted_range(&self, weights: &[u64]) -> Range<usize> {
+    pub(crate) fn weighted_range(&self, weights: &[u64]) -> Range<usize> {
         let total: u128 = weights.iter().map(|&w| w as u128).sum();
         let cut = |i: u32| {
             if i == 0 {
@@ -106,7 +102,7 @@ pub enum ShardSource {
 
 impl ShardSource {
     /// How the summary names it.
-    pub fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match self {
             ShardSource::Whole => "whole job (no --shard, no array task)",
             ShardSource::Flag => "--shard",
@@ -157,7 +153,7 @@ pub enum PartitionError {
 /// task, then a Kubernetes Indexed Job (which needs `--shard-count`, the
 /// count not being in its environment), else the whole job. `env` reads a
 /// variable (`std::env::var` in the binary, a map in tests).
-pub fn resolve(
+pub(crate) fn resolve(
     flag: Option<ShardSpec>,
     shard_count: Option<u32>,
     env: impl Fn(&str) -> Option<String>,
@@ -223,7 +219,7 @@ pub fn resolve(
 }
 
 /// [`resolve`] against this process's environment.
-pub fn from_environment(
+pub(crate) fn from_environment(
     flag: Option<ShardSpec>,
     shard_count: Option<u32>,
 ) -> Result<Shard, PartitionError> {
@@ -231,12 +227,12 @@ pub fn from_environment(
 }
 
 /// The file that makes a directory a part of a split job.
-pub const PART_FILE: &str = "partial.json";
+pub(crate) const PART_FILE: &str = "partial.json";
 /// The `format` field of [`PART_FILE`].
-pub const PART_FORMAT: &str = "facekit-partial";
+pub(crate) const PART_FORMAT: &str = "facekit-partial";
 /// Bumped whenever a part's contents change meaning; a merge refuses
 /// parts of another version.
-pub const PART_VERSION: u32 = 1;
+pub(crate) const PART_VERSION: u32 = 1;
 
 /// Which command wrote a part, and so how it merges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,7 +352,7 @@ pub enum PartError {
 /// Reads the parts at `dirs` and checks that they are every part of one
 /// job exactly once: same kind, count, version and fingerprint, no index
 /// twice, none missing. Returns them in part order.
-pub fn gather(dirs: &[PathBuf]) -> Result<Vec<Part>, PartError> {
+pub(crate) fn gather(dirs: &[PathBuf]) -> Result<Vec<Part>, PartError> {
     let mut parts = dirs
         .iter()
         .map(|dir| {

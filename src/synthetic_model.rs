@@ -34,7 +34,7 @@ const LOOKALIKE_WEIGHT: f64 = 0.3;
 const CONDITION_WEIGHT: f64 = 0.35;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyntheticModel {
+pub(crate) struct SyntheticModel {
     pub dim: usize,
     pub seed: u64,
 }
@@ -101,7 +101,7 @@ pub fn quality(a: &Attributes) -> f64 {
 }
 
 /// Yaw and pitch of a K-Face camera in degrees (official table).
-pub fn camera_angles(camera: u8) -> (f64, f64) {
+pub(crate) fn camera_angles(camera: u8) -> (f64, f64) {
     match camera {
         1..=13 => (90.0 - 15.0 * (camera as f64 - 1.0), 0.0),
         14 => (45.0, 30.0),
@@ -115,7 +115,7 @@ pub fn camera_angles(camera: u8) -> (f64, f64) {
 }
 
 /// Illuminance of a K-Face light code in lux (official table).
-pub fn light_lux(light: u8) -> f64 {
+pub(crate) fn light_lux(light: u8) -> f64 {
     const ALL: [f64; 7] = [1000.0, 400.0, 200.0, 150.0, 100.0, 40.0, 0.0];
     const FOUR: [f64; 4] = [400.0, 200.0, 100.0, 40.0];
     const THREE: [f64; 3] = [400.0, 200.0, 100.0];

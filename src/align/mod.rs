@@ -30,8 +30,10 @@ mod template;
 mod transform;
 mod warp;
 
-pub use template::{estimate_norm, template, ARCFACE_112};
-pub use transform::{check_in_image, face_box_transform, umeyama, Affine};
+pub use template::estimate_norm;
+pub(crate) use template::template;
+pub(crate) use transform::check_in_image;
+pub use transform::{face_box_transform, Affine};
 pub use warp::warp_affine;
 
 use image::RgbImage;

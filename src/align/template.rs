@@ -6,7 +6,7 @@ use super::AlignError;
 /// insightface's `arcface_dst` for a 112×112 crop, (x, y), float32 as there:
 /// eye on the image's left, eye on the image's right, nose tip, mouth corner
 /// image-left, mouth corner image-right.
-pub const ARCFACE_112: [[f32; 2]; 5] = [
+pub(crate) const ARCFACE_112: [[f32; 2]; 5] = [
     [38.2946, 51.6963],
     [73.5318, 51.5014],
     [56.0252, 71.7366],
@@ -18,7 +18,7 @@ pub const ARCFACE_112: [[f32; 2]; 5] = [
 /// multiple of 112 scales the 112 template; otherwise a multiple of 128
 /// scales it by `size/128` and shifts x by `8·size/128` (checked in that
 /// order, so 448 is 4×112). float32 arithmetic, as numpy does it.
-pub fn template(size: u32) -> Result<[[f32; 2]; 5], AlignError> {
+pub(crate) fn template(size: u32) -> Result<[[f32; 2]; 5], AlignError> {
     let (ratio, diff_x) = if size > 0 && size % 112 == 0 {
         ((size / 112) as f32, 0.0f32)
     } else if size > 0 && size % 128 == 0 {

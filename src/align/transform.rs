@@ -77,7 +77,8 @@ fn mean_f64<const N: usize>(points: &[[f64; 2]; N]) -> [f64; 2] {
 /// `Err(Degenerate)` where skimage returns NaN (all source or all
 /// destination points equal: rank 0) and where its fit has zero scale (the
 /// points are the template's mirror image).
-pub fn umeyama<const N: usize>(
+#[cfg(test)]
+pub(crate) fn umeyama<const N: usize>(
     src: &[[f64; 2]; N],
     dst: &[[f64; 2]; N],
 ) -> Result<Affine, AlignError> {
@@ -176,7 +177,7 @@ const MAX_FACE_OVER_IMAGE: f64 = 2.0;
 
 /// Refuses a source→crop transform whose crop would show nothing of the
 /// image: its centre off the image, or a face many times the image's size.
-pub fn check_in_image(
+pub(crate) fn check_in_image(
     matrix: &Affine,
     width: u32,
     height: u32,

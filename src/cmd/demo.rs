@@ -198,7 +198,7 @@ fn write_source(dir: &Path, seed: u64) -> anyhow::Result<synth::Summary> {
 /// (float32 [N, 512]) and `labels.csv` (the eval manifest's columns:
 /// identity, role, path, in_db and the four conditions), as `facekit embed`
 /// would, the dataset's fingerprint included. Returns the row count.
-pub fn write_embeddings(dataset: &Path, out: &Path, seed: u64) -> anyhow::Result<usize> {
+pub(crate) fn write_embeddings(dataset: &Path, out: &Path, seed: u64) -> anyhow::Result<usize> {
     let manifest = dataset.join("eval/manifest.parquet");
     let labels = labels::read_labels(&manifest)?;
     let paths = labels

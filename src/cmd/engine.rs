@@ -28,7 +28,7 @@ impl From<PrecisionArg> for Precision {
 }
 
 /// The engine for `--device D --precision P`.
-pub fn select_engine(
+pub(crate) fn select_engine(
     device: DeviceChoice,
     precision: PrecisionArg,
 ) -> Result<SelectedEngine, SelectError> {

@@ -12,7 +12,7 @@ use crate::cli::OutputFlags;
 use crate::shard::verification_bin;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct ImageSize {
+pub(crate) struct ImageSize {
     pub width: u32,
     pub height: u32,
     pub count: u64,
@@ -20,7 +20,7 @@ pub struct ImageSize {
 
 /// What a check of a `.bin` found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct BinReport {
+pub(crate) struct BinReport {
     pub pairs: u64,
     pub genuine: u64,
     pub impostor: u64,

@@ -7,7 +7,7 @@ pub mod embed;
 pub mod engine;
 pub mod evaluate;
 pub mod inspect;
-pub mod inspect_bin;
+pub(crate) mod inspect_bin;
 pub mod merge;
 pub mod pairs;
 pub mod report;

@@ -129,7 +129,7 @@ fn code(value: &str, letter: char) -> Option<u8> {
 /// The images of `eval/manifest.parquet`: path (relative to `eval/`),
 /// identity and the four condition codes; rows with a `status` other than
 /// `ok` are left out.
-pub fn read_eval_set(manifest: &Path) -> anyhow::Result<Vec<EvalImage>> {
+pub(crate) fn read_eval_set(manifest: &Path) -> anyhow::Result<Vec<EvalImage>> {
     let file = fs::File::open(manifest).with_context(|| {
         format!(
             "{}: cannot open the eval manifest (was DIR converted with --holdout?)",

@@ -177,7 +177,7 @@ impl HistogramSpec {
     }
 
     /// The lower edge of bin `i`: every score counted in it is >= this.
-    pub fn lower_edge(&self, i: usize) -> f64 {
+    pub(crate) fn lower_edge(&self, i: usize) -> f64 {
         i as f64 * 2.0 / self.bins as f64 - 1.0
     }
 }
@@ -266,7 +266,7 @@ impl ScoreBand {
     /// Scores a rounding error outside [-1, 1] fall in the end bins; the
     /// range reaches 64 ulps past either end (a score beyond leaves its
     /// bin's count unmatched, and the bin stays a count).
-    pub fn score_range(&self, spec: HistogramSpec) -> (f32, f32) {
+    pub(crate) fn score_range(&self, spec: HistogramSpec) -> (f32, f32) {
         let inside = |s: f32| self.holds(spec.bin(s));
         // From a score at the band's edge: the last score inside, going out.
         let last_inside = |mut s: f32, out: fn(f32) -> f32, back: fn(f32) -> f32| {
@@ -303,7 +303,7 @@ impl ScoreBand {
 
 /// The most f32 values a job's bands may span together (8 MiB of counters
 /// per 2^20): bands near cosine 0, where f32 values crowd, are refused.
-pub const MAX_BAND_VALUES: u64 = 1 << 23;
+pub(crate) const MAX_BAND_VALUES: u64 = 1 << 23;
 
 /// Scores as distinct values with their counts, highest first (the form of
 /// [`CompareResult::band_counts`]).
@@ -359,7 +359,7 @@ impl Hardest {
     /// pair); the caller's last [`Hardest::keep`] makes it exact. After a
     /// cut, the n-th score: a pair on the easy side of it can no longer
     /// enter, and a caller may skip offering it.
-    pub fn offer(self, list: &mut Vec<PairScore>, n: usize, pair: PairScore) -> Option<f32> {
+    pub(crate) fn offer(self, list: &mut Vec<PairScore>, n: usize, pair: PairScore) -> Option<f32> {
         if n == 0 {
             return None;
         }
@@ -484,7 +484,7 @@ impl fmt::Debug for dyn Engine {
 
 impl CompareJob<'_> {
     /// Checks the shapes every engine relies on.
-    pub fn validate(&self) -> Result<(), CompareError> {
+    pub(crate) fn validate(&self) -> Result<(), CompareError> {
         if self.probes.dim() != self.gallery.dim() {
             return Err(CompareError::Dimension {
                 probe: self.probes.dim(),

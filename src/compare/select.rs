@@ -10,7 +10,7 @@ use crate::evaldir::{EngineInfo, EngineKind};
 
 /// Where the comparisons run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Device {
+pub(crate) enum Device {
     /// CUDA when a driver and GPU are present, the CPU otherwise.
     Auto,
     Cpu,
@@ -18,7 +18,7 @@ pub enum Device {
 }
 
 /// The engine a run uses and what the summary says about it.
-pub struct SelectedEngine {
+pub(crate) struct SelectedEngine {
     pub engine: Box<dyn Engine>,
     pub info: EngineInfo,
     /// A GPU is there but could not be used (a driver too old for the
@@ -28,7 +28,7 @@ pub struct SelectedEngine {
 
 impl SelectedEngine {
     /// The one line to print when `--device auto` fell back to the CPU.
-    pub fn notice(&self) -> Option<String> {
+    pub(crate) fn notice(&self) -> Option<String> {
         self.info
             .fallback_reason
             .as_ref()
@@ -50,7 +50,10 @@ pub enum SelectError {
 /// saying why; `cuda` without a usable GPU is an error, never a panic.
 /// The CPU engine runs on the rayon pool it is called from, so `--jobs`
 /// is the caller's pool, not a parameter here.
-pub fn select_engine(device: Device, precision: Precision) -> Result<SelectedEngine, SelectError> {
+pub(crate) fn select_engine(
+    device: Device,
+    precision: Precision,
+) -> Result<SelectedEngine, SelectError> {
     select_with(device, precision, || CudaEngine::new(0, precision))
 }
 

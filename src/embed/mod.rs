@@ -7,6 +7,6 @@
 pub(crate) mod model;
 pub(crate) mod modelfile;
 pub(crate) mod pipeline;
-pub mod preprocess;
+pub(crate) mod preprocess;
 pub(crate) mod runtime;
 pub(crate) mod source;

@@ -25,7 +25,7 @@ use crate::evalinput::labels;
 use crate::shard::{recordio, verification_bin};
 
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum SourceError {
+pub enum SourceError {
     #[error("{path}: {message}")]
     Input { path: PathBuf, message: String },
 }

@@ -76,7 +76,7 @@ impl Labels {
     }
 
     /// Names of every column, for messages.
-    pub fn column_names(&self) -> Vec<String> {
+    pub(crate) fn column_names(&self) -> Vec<String> {
         let mut names = vec!["identity".to_string()];
         if self.role.is_some() {
             names.push("role".into());
@@ -90,7 +90,7 @@ impl Labels {
 
     /// Dense identity indices (by sorted name, so they do not depend on row
     /// order) and the names they index.
-    pub fn identity_indices(&self) -> (Vec<u32>, Vec<String>) {
+    pub(crate) fn identity_indices(&self) -> (Vec<u32>, Vec<String>) {
         let mut names: BTreeMap<&str, u32> =
             self.identity.iter().map(|s| (s.as_str(), 0)).collect();
         for (i, v) in names.values_mut().enumerate() {
@@ -103,7 +103,10 @@ impl Labels {
 
 /// Writes a label table of text columns, by extension: `.parquet` or CSV
 /// (anything else); the file appears only when complete.
-pub fn write_table(path: &Path, columns: &[(String, Vec<String>)]) -> Result<(), LabelsError> {
+pub(crate) fn write_table(
+    path: &Path,
+    columns: &[(String, Vec<String>)],
+) -> Result<(), LabelsError> {
     let err = |message: String| LabelsError::Write {
         path: path.to_path_buf(),
         message,
@@ -145,7 +148,7 @@ pub fn read_labels(path: &Path) -> Result<Labels, LabelsError> {
 
 /// Reads a table `write_table` wrote, exactly: every column as text, in
 /// file order, cells untrimmed (`merge` writes them again).
-pub fn read_table(path: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
+pub(crate) fn read_table(path: &Path) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
     if is_parquet(path) {
         read_parquet_text(path)
     } else {

@@ -78,7 +78,7 @@ pub fn read_matrix(path: &Path) -> Result<Matrix, NpyError> {
 /// Reads the rows `rows` (clamped to the array), and only those: a part of
 /// a split evaluation reads its share. The whole file's length is checked
 /// against the header all the same.
-pub fn read_rows(path: &Path, rows: Range<usize>) -> Result<Matrix, NpyError> {
+pub(crate) fn read_rows(path: &Path, rows: Range<usize>) -> Result<Matrix, NpyError> {
     let (header, mut reader) = open(path)?;
     let io_err = |source| NpyError::Io {
         path: path.to_path_buf(),
@@ -107,7 +107,7 @@ pub fn read_rows(path: &Path, rows: Range<usize>) -> Result<Matrix, NpyError> {
 
 /// Reads the rows listed (ascending, each below the array's row count),
 /// in that order: a sample of rows scattered over the file.
-pub fn read_row_list(path: &Path, rows: &[usize]) -> Result<Matrix, NpyError> {
+pub(crate) fn read_row_list(path: &Path, rows: &[usize]) -> Result<Matrix, NpyError> {
     let (header, mut reader) = open(path)?;
     let io_err = |source| NpyError::Io {
         path: path.to_path_buf(),
@@ -341,7 +341,7 @@ pub fn write_f32(path: &Path, rows: usize, cols: usize, data: &[f32]) -> io::Res
 /// `write_f32` would write them all, a buffer at a time (the arrays are
 /// never in memory whole). Arrays without rows join whatever their width.
 /// Returns the shape written.
-pub fn concat_f32(path: &Path, parts: &[PathBuf]) -> Result<Header, NpyError> {
+pub(crate) fn concat_f32(path: &Path, parts: &[PathBuf]) -> Result<Header, NpyError> {
     let mut shapes = Vec::with_capacity(parts.len());
     for part in parts {
         let header = shape(part)?;

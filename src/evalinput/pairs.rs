@@ -38,7 +38,7 @@ fn normalise(path: &str) -> String {
 }
 
 /// Reads a pair list, resolving each path to its row in `label_paths`.
-pub fn read_pairs(path: &Path, label_paths: &[String]) -> Result<Vec<Pair>, PairsError> {
+pub(crate) fn read_pairs(path: &Path, label_paths: &[String]) -> Result<Vec<Pair>, PairsError> {
     let mut rows: HashMap<String, usize> = HashMap::with_capacity(label_paths.len());
     for (i, p) in label_paths.iter().enumerate() {
         rows.entry(normalise(p)).or_insert(i);

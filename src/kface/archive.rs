@@ -27,7 +27,7 @@ use super::source::{FileKind, LoadedUnit, SourceError, SourceFile, Unit, MAX_FIL
 use super::Attributes;
 use window::Window;
 use zipread::{copy_entry, data_start, list, read_entry, ListError};
-pub use zipread::{Entry, ListingFault, MemberFault};
+pub(crate) use zipread::{Entry, MemberFault};
 
 /// Separates an archive from a member in a display source:
 /// `Middle_Resolution.zip!19062421.zip!S001/L1/E01/C7.jpg`.

@@ -59,7 +59,7 @@ impl Attributes {
 
 /// One image of the dataset: who, under which conditions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ImageKey {
+pub(crate) struct ImageKey {
     pub identity: String,
     pub attrs: Attributes,
 }

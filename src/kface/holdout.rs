@@ -19,7 +19,7 @@ pub(crate) const KFACE30: &str = include_str!("../../data/kface-test-identity30.
 
 /// What `--holdout` named.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HoldoutSpec {
+pub(crate) enum HoldoutSpec {
     /// These identities.
     List(Vec<String>),
     /// This many identities, chosen by seed.
@@ -27,7 +27,7 @@ pub enum HoldoutSpec {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum HoldoutError {
+pub(crate) enum HoldoutError {
     #[error("--holdout {0:?} is neither a file of IDs, a count, nor `kface30`")]
     Unrecognised(String),
     #[error("{path}: cannot read the holdout list: {source}")]
@@ -45,20 +45,10 @@ pub enum HoldoutError {
 
 /// Roles of a source image in the converted output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Split {
+pub(crate) enum Split {
     Train,
     Gallery,
     Probe,
-}
-
-impl Split {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Gallery => "gallery",
-            Split::Probe => "probe",
-        }
-    }
 }
 
 fn parse_id_list(text: &str) -> Vec<String> {
@@ -95,7 +85,7 @@ impl HoldoutSpec {
 
 /// The held-out identities and which of them are out-of-DB.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HoldoutPlan {
+pub(crate) struct HoldoutPlan {
     pub held_out: BTreeSet<String>,
     pub out_of_db: BTreeSet<String>,
     /// Listed identities that the sources do not contain.

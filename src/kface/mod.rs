@@ -11,6 +11,7 @@ pub mod path;
 pub mod select;
 pub mod source;
 
-pub use attrs::{Attributes, ImageKey};
-pub use holdout::{HoldoutPlan, HoldoutSpec, Split};
+pub use attrs::Attributes;
+pub(crate) use attrs::ImageKey;
+pub(crate) use holdout::{HoldoutPlan, HoldoutSpec, Split};
 pub use select::Selection;

@@ -18,7 +18,7 @@ use super::{Attributes, ImageKey};
 
 /// What a K-Face file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FileRole {
+pub(crate) enum FileRole {
     /// A JPEG photograph.
     Image,
     /// The `Cn.txt` landmark and box annotation beside it.
@@ -100,7 +100,7 @@ fn attributes(s: &str, l: &str, e: &str, c: &str) -> Option<Attributes> {
 /// Parses the four condition components inside an identity:
 /// `["S001", "L1", "E01", "C7.jpg"]`. This is also the form of the members
 /// of a per-identity zip (`S001/L1/E01/C7.jpg`).
-pub fn parse_in_identity(components: &[&str]) -> Option<(Attributes, FileRole)> {
+pub(crate) fn parse_in_identity(components: &[&str]) -> Option<(Attributes, FileRole)> {
     let [s, l, e, file] = components else {
         return None;
     };

@@ -199,7 +199,7 @@ pub(crate) const PATTERN: &str =
     "<ID>/S00a/Lb/E0c/Cn.jpg or <ID>_S00a_Lb_E0c_Cn.jpg (or zips of them)";
 
 /// The units of a zip file: the seam where the archive reader plugs in.
-pub fn zip_units(path: &Path) -> Result<Vec<Box<dyn Unit>>, SourceError> {
+pub(crate) fn zip_units(path: &Path) -> Result<Vec<Box<dyn Unit>>, SourceError> {
     super::archive::units(path)
 }
 

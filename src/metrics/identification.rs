@@ -99,7 +99,7 @@ pub fn cmc(probes: &[ProbeResult], max_rank: usize) -> Result<Vec<f64>, MetricsE
 /// the mate's rank is at most `rank`, minus infinity otherwise (a miss at
 /// every threshold); `None` for a non-mated probe. FNIR(R, T) is the share
 /// of these below T, which is how [`crate::metrics::bootstrap`] resamples it.
-pub fn mate_score_within(probe: &ProbeResult, rank: u64) -> Option<f64> {
+pub(crate) fn mate_score_within(probe: &ProbeResult, rank: u64) -> Option<f64> {
     match (probe.mate_rank, probe.mate_score) {
         (Some(r), Some(s)) if r <= rank => Some(s as f64),
         (Some(_), _) => Some(f64::NEG_INFINITY),

@@ -248,7 +248,7 @@ impl ScoreCounts {
 
     /// The ranges `[low, high)` whose scores are counted at bin edges,
     /// descending.
-    pub fn collapsed(&self) -> &[(f64, f64)] {
+    pub(crate) fn collapsed(&self) -> &[(f64, f64)] {
         &self.collapsed
     }
 
@@ -291,7 +291,7 @@ impl ScoreCounts {
     }
 
     /// The number of scores >= `t`.
-    pub fn at_or_above(&self, t: f64) -> u64 {
+    pub(crate) fn at_or_above(&self, t: f64) -> u64 {
         // values are descending: find the first index with value < t.
         match self.values.partition_point(|&v| v >= t) {
             0 => 0,

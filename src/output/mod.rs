@@ -8,7 +8,8 @@
 mod lock;
 pub(crate) mod owned;
 
-pub use owned::{claim, stale_source, Marker, OutputDir, OutputError};
+pub(crate) use owned::{claim, stale_source, Marker};
+pub use owned::{OutputDir, OutputError};
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, IsTerminal, Seek, SeekFrom, Write};
@@ -18,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A file being written; it appears under its final name only on `commit`.
 /// Dropped without `commit`, the temporary file is removed.
-pub struct AtomicFile {
+pub(crate) struct AtomicFile {
     final_path: PathBuf,
     temp_path: PathBuf,
     writer: Option<BufWriter<File>>,
@@ -42,10 +43,6 @@ impl AtomicFile {
             temp_path,
             writer: Some(BufWriter::with_capacity(1 << 20, file)),
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.final_path
     }
 
     /// Flushes, syncs and renames the file to its final name.

@@ -209,21 +209,21 @@ impl OutputDir {
 
     /// Refuses now, before the work, when a file this run will write is
     /// someone else's (`commit` checks every file again).
-    pub(crate) fn check_free(&self, names: &[&str]) -> Result<(), OutputError> {
+    pub fn check_free(&self, names: &[&str]) -> Result<(), OutputError> {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         self.check_foreign(&names)
     }
 
     /// Records a fingerprint of this staged file (relative to the stage) in
     /// the marker, for outputs derived from this one to compare against.
-    pub(crate) fn fingerprint_of(&mut self, file: &str) {
+    pub fn fingerprint_of(&mut self, file: &str) {
         self.fingerprint_file = Some(file.to_string());
     }
 
     /// Records that this output is made from the output of `command` in
     /// `source` (e.g. pairs from convert), with its current fingerprint; a
     /// source without one (written by an older facekit) records nothing.
-    pub(crate) fn derived_from(&mut self, source: &Path, command: &str) -> Result<(), OutputError> {
+    pub fn derived_from(&mut self, source: &Path, command: &str) -> Result<(), OutputError> {
         if let Some(fingerprint) = Marker::read(source, command)?.and_then(|m| m.fingerprint) {
             let dir = fs::canonicalize(source).map_err(io_at(source))?;
             self.derived_from = Some(Source {
@@ -237,7 +237,7 @@ impl OutputDir {
 
     /// Records `source` as it is, not as the dataset is now: an output
     /// joined from parts keeps the source its parts were made from.
-    pub fn keep_source(&mut self, source: Option<Source>) {
+    pub(crate) fn keep_source(&mut self, source: Option<Source>) {
         self.derived_from = source;
     }
 
@@ -494,7 +494,7 @@ fn is_leftover(name: &str) -> bool {
 /// commands (`demo`): refused with one line when one exists and an earlier
 /// claim of the same command does not list it, so a user's folder of that
 /// name is never replaced.
-pub fn claim(dir: &Path, command: &str, parts: &[&str]) -> Result<(), OutputError> {
+pub(crate) fn claim(dir: &Path, command: &str, parts: &[&str]) -> Result<(), OutputError> {
     fs::create_dir_all(dir).map_err(io_at(dir))?;
     let claimed = Marker::read(dir, command)?.map_or_else(Vec::new, |m| m.files);
     for part in parts {
@@ -518,7 +518,7 @@ pub fn claim(dir: &Path, command: &str, parts: &[&str]) -> Result<(), OutputErro
 
 /// When `path` (a file or a folder) was made from a dataset that has since
 /// been converted again, or is gone: the sentence that says so.
-pub fn stale_source(path: &Path) -> Result<Option<String>, OutputError> {
+pub(crate) fn stale_source(path: &Path) -> Result<Option<String>, OutputError> {
     let (dir, name) = if path.is_dir() {
         (path.to_path_buf(), None)
     } else {

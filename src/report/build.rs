@@ -35,7 +35,7 @@ pub struct Options {
 }
 
 /// Every chart the systems have data for, in page order.
-pub fn all_charts(systems: &[System], options: &Options) -> Vec<Chart> {
+pub(crate) fn all_charts(systems: &[System], options: &Options) -> Vec<Chart> {
     let mut charts = Vec::new();
     charts.extend(roc_chart(systems));
     charts.extend(det_chart(systems));

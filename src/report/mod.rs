@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-pub use build::{all_charts, Options, Unit};
+pub(crate) use build::all_charts;
+pub use build::{Options, Unit};
 pub use chart::{Body, Chart};
 pub use system::{system_names, System};
 

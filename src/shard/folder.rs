@@ -5,13 +5,13 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::output::write_atomic;
 
 /// Where each class's images go under `root`.
 #[derive(Debug, Clone)]
-pub struct FolderLayout {
+pub(crate) struct FolderLayout {
     root: PathBuf,
     label_width: usize,
 }
@@ -61,10 +61,6 @@ impl FolderLayout {
         let path = dir.join(file_name);
         write_atomic(&path, bytes)?;
         Ok(path)
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
 

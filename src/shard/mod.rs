@@ -26,8 +26,7 @@ pub mod folder;
 pub mod recordio;
 pub mod verification_bin;
 
-pub use folder::FolderLayout;
+pub(crate) use folder::FolderLayout;
 pub use recordio::{
-    pack, read_index, unpack, write_index, ImageRecord, IndexEntry, IrHeader, Label, RecordIoError,
-    RecordReader, RecordWriter,
+    pack, read_index, unpack, write_index, IndexEntry, Label, RecordReader, RecordWriter,
 };

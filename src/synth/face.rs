@@ -132,7 +132,7 @@ impl Identity {
 
 /// How an expression moves the mouth and brows.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Expression {
+pub(crate) struct Expression {
     /// Mouth width factor, corner lift (negative = up), mouth opening,
     /// brow drop.
     pub width: f32,
@@ -170,7 +170,7 @@ impl Expression {
 
 /// An orthographic camera: head frame → image pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct View {
+pub(crate) struct View {
     /// Rows of the rotation head frame → camera frame.
     pub rot: [[f32; 3]; 3],
     /// Pixels per head unit, and the head centre in pixels.
@@ -301,7 +301,7 @@ impl Annotation {
 /// Everything about one image's geometry: the view, and where the points
 /// land (before rounding).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Placement {
+pub(crate) struct Placement {
     pub view: View,
     pub expression: Expression,
     pub points3: [[f32; 3]; 7],
@@ -321,7 +321,7 @@ pub(crate) fn session_shift(identity_index: usize, accessory: u8, seed: u64) -> 
     [a * 0.02, b * 0.02]
 }
 
-pub fn place(
+pub(crate) fn place(
     identity: &Identity,
     attrs: &Attributes,
     width: u32,

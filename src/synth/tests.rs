@@ -472,7 +472,8 @@ fn tiers_have_their_sizes_and_scaled_points() {
 
 #[test]
 fn aligned_crops_put_the_drawn_eyes_and_mouth_on_the_arcface_template() {
-    use crate::align::{norm_crop, ARCFACE_112};
+    use crate::align::{norm_crop, template};
+    let arcface = template(112).unwrap();
     // Within `r` pixels of a template point, some pixel passes `test`. The
     // five-point fit leaves residuals: a smile or frown changes the mouth's
     // width, which the template's does not, hence the looser mouth check.
@@ -493,19 +494,19 @@ fn aligned_crops_put_the_drawn_eyes_and_mouth_on_the_arcface_template() {
                 let dark = |px: [u8; 3]| px.iter().all(|&v| v < 90);
                 let lips = |px: [u8; 3]| px[0] as i32 - px[1] as i32 > 45;
                 assert!(
-                    near(&crop, ARCFACE_112[0], 2, &dark),
+                    near(&crop, arcface[0], 2, &dark),
                     "{at}: right eye off the template"
                 );
                 assert!(
-                    near(&crop, ARCFACE_112[1], 2, &dark),
+                    near(&crop, arcface[1], 2, &dark),
                     "{at}: left eye off the template"
                 );
                 assert!(
-                    near(&crop, ARCFACE_112[3], 5, &lips),
+                    near(&crop, arcface[3], 5, &lips),
                     "{at}: right mouth corner off the template"
                 );
                 assert!(
-                    near(&crop, ARCFACE_112[4], 5, &lips),
+                    near(&crop, arcface[4], 5, &lips),
                     "{at}: left mouth corner off the template"
                 );
             }

@@ -14,7 +14,7 @@ use super::manifest::{Row, RowSplit, Status};
 
 /// What the assignment produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assignment {
+pub(crate) struct Assignment {
     /// Training identity → label, and its converted image count.
     pub classes: BTreeMap<String, (u32, u64)>,
     /// Row indices in record-key order: `order[key]` is the row of `key`.
@@ -23,7 +23,7 @@ pub struct Assignment {
 
 /// Sets `label` (every row of a training identity) and `record_key` (its
 /// converted training rows) on rows sorted canonically.
-pub fn assign(rows: &mut [Row], seed: u64) -> Assignment {
+pub(crate) fn assign(rows: &mut [Row], seed: u64) -> Assignment {
     let is_record = |r: &Row| r.split == RowSplit::Train && r.status == Status::Ok;
     let mut classes: BTreeMap<String, (u32, u64)> = BTreeMap::new();
     for row in rows.iter().filter(|r| is_record(r)) {

@@ -14,7 +14,7 @@ use crate::output::AtomicFile;
 
 /// Where a row's image went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum RowSplit {
+pub(crate) enum RowSplit {
     Train,
     Gallery,
     Probe,
@@ -34,7 +34,7 @@ impl RowSplit {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub(crate) enum Status {
     Ok,
     Failed,
     Skipped,
@@ -98,7 +98,7 @@ impl Row {
     }
 
     /// `19062421/S001/L1/E01/C7.jpg`, the K-Face relative path.
-    pub fn relative_path(&self) -> Option<String> {
+    pub(crate) fn relative_path(&self) -> Option<String> {
         self.attrs.map(|attrs| {
             ImageKey {
                 identity: self.identity.clone(),
@@ -109,7 +109,7 @@ impl Row {
     }
 
     /// The canonical order: identity, conditions, then source.
-    pub fn sort_key(&self) -> (&str, Option<Attributes>, &str) {
+    pub(crate) fn sort_key(&self) -> (&str, Option<Attributes>, &str) {
         (&self.identity, self.attrs, &self.source)
     }
 }
@@ -132,7 +132,7 @@ fn write_parquet(path: &Path, columns: Vec<Column>) -> anyhow::Result<()> {
 }
 
 /// `manifest.parquet`, rows in the order given.
-pub fn write_manifest(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
+pub(crate) fn write_manifest(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
     let mut columns = vec![
         Column::new(
             "source".into(),
@@ -192,7 +192,7 @@ pub fn write_manifest(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
 
 /// `eval/manifest.parquet`: the `ok` gallery and probe rows, with paths
 /// relative to `eval/`.
-pub fn write_eval_manifest(
+pub(crate) fn write_eval_manifest(
     path: &Path,
     rows: &[&Row],
     in_db: impl Fn(&str) -> bool,

@@ -26,7 +26,7 @@ fn crop_of(spool: &mut Spool, row: &Row) -> anyhow::Result<Vec<u8>> {
 
 /// `train.rec` and `train.idx`: records in key order, flag 0, scalar label,
 /// id = key.
-pub fn write_rec(
+pub(crate) fn write_rec(
     dir: &Path,
     rows: &[Row],
     assignment: &Assignment,
@@ -62,7 +62,7 @@ pub fn write_rec(
 
 /// `--format folder`: the training crops as `<label>_<ID>/S001_L1_E01_C7.jpg`
 /// under `root`, class folders sorting in label order.
-pub fn write_folder(
+pub(crate) fn write_folder(
     root: &Path,
     rows: &[Row],
     assignment: &Assignment,
@@ -114,7 +114,7 @@ pub fn write_eval(
 }
 
 /// `identities.csv`: label, identity, converted training images.
-pub fn write_identities(path: &Path, assignment: &Assignment) -> anyhow::Result<()> {
+pub(crate) fn write_identities(path: &Path, assignment: &Assignment) -> anyhow::Result<()> {
     let err = || format!("{}: cannot write", path.display());
     let mut file = AtomicFile::create(path).with_context(err)?;
     {
@@ -136,7 +136,7 @@ const PREVIEW_COLUMNS: usize = 8;
 
 /// `preview.png`: a contact sheet of converted crops spread evenly over the
 /// sorted rows, to see at a glance that alignment is right.
-pub fn write_preview(
+pub(crate) fn write_preview(
     path: &Path,
     rows: &[Row],
     size: u32,
@@ -170,7 +170,7 @@ pub fn write_preview(
 }
 
 /// The rows of the evaluation set: converted gallery and probe images.
-pub fn eval_rows(rows: &[Row]) -> Vec<&Row> {
+pub(crate) fn eval_rows(rows: &[Row]) -> Vec<&Row> {
     rows.iter()
         .filter(|r| {
             r.status == Status::Ok && matches!(r.split, RowSplit::Gallery | RowSplit::Probe)

@@ -18,7 +18,7 @@ use crate::kface::source::{FileKind, LoadedUnit, SourceError, Unit};
 use crate::kface::{Attributes, HoldoutPlan, Selection, Split};
 
 /// What every image is converted with.
-pub struct Settings {
+pub(crate) struct Settings {
     pub selection: Selection,
     pub enroll: Selection,
     pub policy: Policy,
@@ -101,7 +101,7 @@ fn read_annotations(unit: &dyn LoadedUnit) -> Annotations {
 /// Converts one unit, appending its rows and crops. Only the spool and
 /// the rows outlive the call; the loaded unit (and what it parked in
 /// `scratch`) is dropped at its end.
-pub fn process_unit(
+pub(crate) fn process_unit(
     unit: &dyn Unit,
     scratch: &Path,
     settings: &Settings,
@@ -215,7 +215,7 @@ pub fn process_unit(
 }
 
 /// Rows for the images of a unit whose identity was already read elsewhere.
-pub fn duplicate_rows(unit: &dyn Unit, scratch: &Path, winner: &str, rows: &mut Vec<Row>) {
+pub(crate) fn duplicate_rows(unit: &dyn Unit, scratch: &Path, winner: &str, rows: &mut Vec<Row>) {
     let identity = unit.identity().to_string();
     let reason = format!("duplicate identity: already read from {winner}");
     match unit.load(scratch) {

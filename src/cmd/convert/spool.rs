@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 /// Where a crop sits in the spool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpoolRef {
+pub(crate) struct SpoolRef {
     pub offset: u64,
     pub len: u32,
 }
 
-pub struct Spool {
+pub(crate) struct Spool {
     path: PathBuf,
     writer: Option<BufWriter<File>>,
     reader: Option<File>,
@@ -38,7 +38,7 @@ impl Spool {
         })
     }
 
-    pub fn append(&mut self, bytes: &[u8]) -> io::Result<SpoolRef> {
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> io::Result<SpoolRef> {
         let writer = self
             .writer
             .as_mut()

@@ -151,7 +151,7 @@ pub(crate) struct SourceRecord {
 
 /// A part's counts are its own; a merge adds them up.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Counts {
+pub struct Counts {
     pub faces: usize,
     pub embedded: usize,
     pub failed: usize,

@@ -16,13 +16,13 @@ use super::tables::ProbeContext;
 
 /// How many probes of each kind `examples.csv` keeps: enough for several
 /// pages of faces, few enough that the report stays small.
-pub const PER_KIND: usize = 60;
+pub(crate) const PER_KIND: usize = 60;
 
 /// The `per_kind` non-mated probes with the highest nearest-gallery score,
 /// highest first, then the `per_kind` mated probes most easily missed:
 /// those whose mate is not first (missed at any threshold), then by mate
 /// score, lowest first. Ties keep probe order.
-pub fn example_rows(
+pub(crate) fn example_rows(
     results: &[ProbeResult],
     ctx: &ProbeContext<'_>,
     per_kind: usize,
@@ -95,7 +95,7 @@ pub fn example_rows(
 /// The hardest verification pairs: the impostor pairs with the highest
 /// scores, then the genuine pairs with the lowest, each as it is listed
 /// (rows of the labels, pairs in their tie order).
-pub fn pair_rows(
+pub(crate) fn pair_rows(
     impostors: &[PairScore],
     genuine: &[PairScore],
     identity: &[String],
@@ -125,7 +125,10 @@ pub fn pair_rows(
 
 /// The hardest pairs of a `--pairs` list and their scores: (impostors,
 /// genuine), `per_kind` of each.
-pub fn hardest_listed(listed: &[(Pair, f32)], per_kind: usize) -> (Vec<PairScore>, Vec<PairScore>) {
+pub(crate) fn hardest_listed(
+    listed: &[(Pair, f32)],
+    per_kind: usize,
+) -> (Vec<PairScore>, Vec<PairScore>) {
     let (mut impostors, mut genuine) = (Vec::new(), Vec::new());
     for &(pair, score) in listed {
         let p = PairScore {

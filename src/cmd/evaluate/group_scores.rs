@@ -9,7 +9,7 @@ use crate::metrics::groups::GroupScores;
 use super::tables::Bins;
 
 /// The non-empty bins of each group's genuine scores, groups in order.
-pub fn group_score_rows(
+pub(crate) fn group_score_rows(
     columns: &[String],
     groups: &[GroupScores],
     bins: Bins,

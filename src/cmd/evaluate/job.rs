@@ -16,12 +16,12 @@ use crate::cli::{EvaluateArgs, Protocol};
 use crate::evaldir::EngineInfo;
 
 /// The file name inside a part directory.
-pub const JOB_JSON: &str = "job.json";
+pub(crate) const JOB_JSON: &str = "job.json";
 
 /// One input file: its path as given (for summary.json), its absolute path
 /// (for a merge run elsewhere) and what identifies its contents.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InputFile {
+pub(crate) struct InputFile {
     pub given: String,
     pub path: PathBuf,
     /// `sha256:…` of small files (labels, pairs), `size:…,mtime:…` of the
@@ -55,7 +55,7 @@ impl InputFile {
     }
 
     /// Checks that the file still is what the parts were computed from.
-    pub fn check_unchanged(&self) -> anyhow::Result<()> {
+    pub(crate) fn check_unchanged(&self) -> anyhow::Result<()> {
         let now = InputFile::hashed(&self.path)?;
         if now.identity != self.identity {
             anyhow::bail!(

@@ -26,7 +26,7 @@ fn interval(ci: Option<[f64; 2]>) -> String {
     )
 }
 
-pub fn summary_md(s: &Summary) -> String {
+pub(crate) fn summary_md(s: &Summary) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# facekit evaluate\n");
     let i = &s.inputs;

@@ -1301,7 +1301,7 @@ fn impostor_count(
 }
 
 /// The largest `--exact-budget`: a partial file refuses a larger tail.
-pub const MAX_EXACT_BUDGET: u64 = 1 << 32;
+pub(crate) const MAX_EXACT_BUDGET: u64 = 1 << 32;
 
 /// Beyond the exact budget, the most impostor scores the exact tail keeps
 /// to reach FMR targets (a few MiB, and each part of a split job keeps as

@@ -60,7 +60,7 @@ pub enum Verification {
 
 /// Everything one part computed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Partial {
+pub(crate) struct Partial {
     pub verification: Verification,
     /// The search results of the part's block of probes, in probe order
     /// (empty without roles).
@@ -79,7 +79,7 @@ pub struct Partial {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MergeError {
+pub(crate) enum MergeError {
     #[error("the parts hold different kinds of verification results")]
     Kinds,
     #[error("the parts hold {0} and {1} group sets")]
@@ -94,7 +94,7 @@ pub enum MergeError {
 
 impl Scores {
     /// An engine's result for one comparison job, in canonical order.
-    pub fn from_result(r: CompareResult, exact: &Exact) -> Scores {
+    pub(crate) fn from_result(r: CompareResult, exact: &Exact) -> Scores {
         let subjects = if r.genuine_subjects.len() == r.genuine.len() {
             r.genuine_subjects
         } else {
@@ -285,7 +285,7 @@ fn merge_counts(a: &[(f32, u64)], b: &[(f32, u64)]) -> Vec<(f32, u64)> {
 }
 
 /// The larger of two sampled score errors, either of which may be absent.
-pub fn max_error(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+pub(crate) fn max_error(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),

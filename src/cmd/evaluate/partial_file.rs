@@ -31,12 +31,12 @@ use crate::compare::{Candidate, PairScore, ProbeResult, ScoreBand};
 use super::partial::{Partial, Scores, Verification};
 
 /// The file name inside a part directory.
-pub const PARTIAL_BIN: &str = "partial.bin";
+pub(crate) const PARTIAL_BIN: &str = "partial.bin";
 const MAGIC: &[u8; 8] = b"FKEVPART";
 const VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
-pub enum PartialFileError {
+pub(crate) enum PartialFileError {
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

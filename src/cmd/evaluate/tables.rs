@@ -10,7 +10,7 @@ use crate::evaldir::{
 /// Equal-width bins over `[low, high]`: the engine's cosine bins, or the
 /// range of scores read from a file.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Bins {
+pub(crate) struct Bins {
     pub low: f64,
     pub high: f64,
     pub count: usize,
@@ -28,7 +28,7 @@ impl Bins {
 
     /// Cosine bins when every score lies in [-1, 1] (so file scores and
     /// engine scores chart alike), else bins over the scores' own range.
-    pub fn covering(spec: HistogramSpec, scores: &[&[f32]]) -> Bins {
+    pub(crate) fn covering(spec: HistogramSpec, scores: &[&[f32]]) -> Bins {
         let (lo, hi) = scores
             .iter()
             .flat_map(|s| s.iter())
@@ -79,7 +79,7 @@ impl Bins {
     }
 
     /// Rows of counts already binned with these bins.
-    pub fn count_rows(&self, kind: &str, counts: &[u64]) -> Vec<HistogramRow> {
+    pub(crate) fn count_rows(&self, kind: &str, counts: &[u64]) -> Vec<HistogramRow> {
         counts
             .iter()
             .enumerate()
@@ -95,7 +95,7 @@ impl Bins {
 }
 
 /// Top-1 score histograms of mated and non-mated probes.
-pub fn top1_histograms(bins: Bins, probes: &[ProbeResult]) -> Vec<HistogramRow> {
+pub(crate) fn top1_histograms(bins: Bins, probes: &[ProbeResult]) -> Vec<HistogramRow> {
     let top1 = |mated: bool| {
         probes
             .iter()
@@ -147,7 +147,7 @@ pub fn decision_threshold(fpir: &[FpirPoint], eer_threshold: Option<f64>) -> Opt
 }
 
 /// Where each probe sits in the labels and in the gallery's identity names.
-pub struct ProbeContext<'a> {
+pub(crate) struct ProbeContext<'a> {
     /// Label row of each probe.
     pub rows: &'a [usize],
     /// Label row of each gallery row.
@@ -158,7 +158,7 @@ pub struct ProbeContext<'a> {
 
 /// `probes.csv`: one row per probe, deciding "top-1 identity if its score
 /// is >= threshold, else unknown".
-pub fn probe_rows(
+pub(crate) fn probe_rows(
     results: &[ProbeResult],
     ctx: &ProbeContext<'_>,
     threshold: f64,

@@ -24,7 +24,7 @@ const NR: usize = 32;
 /// the L2 cache for the fold that follows.
 const STRIP_PANELS: usize = 4;
 /// Rows of scores handed to the fold at once.
-pub const STRIP_ROWS: usize = MR * STRIP_PANELS;
+pub(crate) const STRIP_ROWS: usize = MR * STRIP_PANELS;
 
 /// Whether this CPU runs the kernel.
 pub fn supported() -> bool {
@@ -63,7 +63,7 @@ pub fn pairs(dim: usize) -> usize {
 /// the bf16 sums, γ for the fp32 ones. Flushed subnormals add less than
 /// 2^-100. The total is widened by 0.1% for the f32 arithmetic of the
 /// comparisons it guards and for rows a rounding off unit length.
-pub fn fp32_distance_bound(dim: usize, max_rounding: f64) -> f32 {
+pub(crate) fn fp32_distance_bound(dim: usize, max_rounding: f64) -> f32 {
     let e = max_rounding;
     let n = dim as f64 * 2f64.powi(-24);
     let gamma = n / (1.0 - n);
@@ -73,7 +73,7 @@ pub fn fp32_distance_bound(dim: usize, max_rounding: f64) -> f32 {
 
 /// The largest Euclidean distance between a row of `values` (rows of
 /// `dim`) and its bf16 rounding (rows in parallel).
-pub fn max_rounding(values: &[f32], dim: usize) -> f64 {
+pub(crate) fn max_rounding(values: &[f32], dim: usize) -> f64 {
     use rayon::prelude::*;
     values
         .par_chunks_exact(dim)
@@ -91,14 +91,14 @@ pub fn max_rounding(values: &[f32], dim: usize) -> f64 {
 
 /// Rounds to the nearest bf16, ties to even. Finite inputs only (the
 /// engine's rows are checked finite); NaN is not preserved.
-pub fn to_bf16(x: f32) -> u16 {
+pub(crate) fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
     let rounding = 0x7fff + ((bits >> 16) & 1);
     (bits.wrapping_add(rounding) >> 16) as u16
 }
 
 /// The value of a bf16.
-pub fn from_bf16(h: u16) -> f32 {
+pub(crate) fn from_bf16(h: u16) -> f32 {
     f32::from_bits(u32::from(h) << 16)
 }
 

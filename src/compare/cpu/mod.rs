@@ -41,7 +41,7 @@ impl TileShape {
     /// beat 256 × 2048 by 6-9% (sgemm packs each gallery block once per
     /// 1024 probes instead of 256) and tied 512 × 1024 and 2048 × 1024. A
     /// worker's scratch tile is 4 MiB.
-    pub const CPU_DEFAULT: TileShape = TileShape {
+    pub(crate) const CPU_DEFAULT: TileShape = TileShape {
         rows: 1024,
         cols: 1024,
     };
@@ -49,7 +49,7 @@ impl TileShape {
 
 /// The arithmetic of the CPU engine's products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CpuPrecision {
+pub(crate) enum CpuPrecision {
     /// fp32 products and sums (matrixmultiply sgemm).
     Fp32,
     /// Rows rounded to bf16, products summed in fp32 (AVX-512 BF16).
@@ -83,7 +83,7 @@ impl CpuEngine {
     }
 
     /// The engine computing in `precision`; bf16 needs AVX-512 BF16.
-    pub fn with_precision(precision: CpuPrecision) -> Result<CpuEngine, CompareError> {
+    pub(crate) fn with_precision(precision: CpuPrecision) -> Result<CpuEngine, CompareError> {
         if precision == CpuPrecision::Bf16 && !bf16::supported() {
             return Err(CompareError::Device(
                 "this CPU lacks AVX-512 BF16, which the CPU engine's bf16 products need".into(),
@@ -96,8 +96,9 @@ impl CpuEngine {
     }
 
     /// The same engine with another limit on the exact tail's share of
-    /// the comparisons for bf16 to run (tests, tuning).
-    pub fn with_bf16_tail_share(self, share: f64) -> CpuEngine {
+    /// the comparisons for bf16 to run (tests).
+    #[cfg(test)]
+    pub(crate) fn with_bf16_tail_share(self, share: f64) -> CpuEngine {
         CpuEngine {
             bf16_tail_share: share,
             ..self
@@ -284,12 +285,12 @@ impl Engine for CpuEngine {
 /// hundred times what bf16 saves on one comparison. Measured on 10^4 ×
 /// 10^5 × 512 (2 threads): at a share of 10^-3 bf16 still took 25% less
 /// CPU time than fp32; at 10^-1 it took several times more.
-pub const BF16_TAIL_SHARE: f64 = 1e-3;
+pub(crate) const BF16_TAIL_SHARE: f64 = 1e-3;
 
 /// Whether bf16 products pay for the fp32 rescoring the job needs: Err
 /// with the reason, for the summary, when its exact tail is more than
 /// `max_share` of its comparisons (then fp32 runs the job, and is faster).
-pub fn bf16_pays(job: &CompareJob<'_>, max_share: f64) -> Result<(), String> {
+pub(crate) fn bf16_pays(job: &CompareJob<'_>, max_share: f64) -> Result<(), String> {
     if !job.bands.is_empty() {
         return Err(
             "fp32 ran instead of bf16: the job keeps exact scores in bands below its exact tail, \
@@ -796,7 +797,7 @@ fn list_capacity(k: usize, margin: f32, slack: usize) -> usize {
 
 /// The fp32 engine's score of one pair of rows: a 1 × 1 product sums in
 /// the same order as any tile (see [`products`]).
-pub fn pair_score(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn pair_score(a: &[f32], b: &[f32]) -> f32 {
     let mut out = [0f32];
     products(a, b, a.len(), &mut out);
     out[0]

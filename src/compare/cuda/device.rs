@@ -14,7 +14,7 @@ use super::CudaError;
 /// A plain device allocation (cuMemAlloc), freed on drop. The engine orders
 /// its two streams with its own events, so cudarc's per-slice tracking is
 /// not used.
-pub struct DeviceBuffer {
+pub(crate) struct DeviceBuffer {
     pub ptr: u64,
     pub bytes: usize,
 }
@@ -30,7 +30,7 @@ impl DeviceBuffer {
     }
 
     /// A buffer holding a copy of `host`.
-    pub fn upload<T: DeviceRepr>(
+    pub(crate) fn upload<T: DeviceRepr>(
         staging: &mut Staging,
         stream: &CudaStream,
         host: &[T],
@@ -52,7 +52,7 @@ impl DeviceBuffer {
 /// runs while the host fills the other, and no copy waits for the driver
 /// to stage pageable memory. A chunk is refilled once its last copy has
 /// passed on the GPU, so the host runs at most two copies ahead.
-pub struct Staging {
+pub(crate) struct Staging {
     chunks: [PinnedHostSlice<u8>; 2],
     /// Recorded after the last copy through each chunk.
     done: [CudaEvent; 2],
@@ -85,7 +85,7 @@ impl Staging {
 
     /// Copies `host` to `dst`, an address inside `within`, on `stream`; it
     /// has read `host` when this returns.
-    pub fn upload<T: DeviceRepr>(
+    pub(crate) fn upload<T: DeviceRepr>(
         &mut self,
         stream: &CudaStream,
         host: &[T],
@@ -119,7 +119,7 @@ impl Staging {
     }
 
     /// The first `n` values of type T in `src`, once `stream` has caught up.
-    pub fn download<T: DeviceRepr + Default + Clone>(
+    pub(crate) fn download<T: DeviceRepr + Default + Clone>(
         &mut self,
         stream: &CudaStream,
         src: &DeviceBuffer,
@@ -178,12 +178,12 @@ pub fn cfg(blocks: u32, threads: u32, smem: u32) -> LaunchConfig {
 }
 
 /// An event for ordering only.
-pub fn plain_event(ctx: &Arc<CudaContext>) -> Result<CudaEvent, CudaError> {
+pub(crate) fn plain_event(ctx: &Arc<CudaContext>) -> Result<CudaEvent, CudaError> {
     Ok(ctx.new_event(None)?)
 }
 
 /// A timing event recorded on `stream` now.
-pub fn mark(ctx: &Arc<CudaContext>, stream: &CudaStream) -> Result<CudaEvent, CudaError> {
+pub(crate) fn mark(ctx: &Arc<CudaContext>, stream: &CudaStream) -> Result<CudaEvent, CudaError> {
     let ev = ctx.new_event(Some(drv_sys::CUevent_flags::CU_EVENT_DEFAULT))?;
     ev.record(stream)?;
     Ok(ev)
@@ -191,7 +191,7 @@ pub fn mark(ctx: &Arc<CudaContext>, stream: &CudaStream) -> Result<CudaEvent, Cu
 
 /// GPU time between pairs of events, in seconds.
 #[derive(Default)]
-pub struct Spans(Vec<(CudaEvent, CudaEvent)>);
+pub(crate) struct Spans(Vec<(CudaEvent, CudaEvent)>);
 
 impl Spans {
     pub fn push(&mut self, start: CudaEvent, end: CudaEvent) {

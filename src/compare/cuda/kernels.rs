@@ -13,12 +13,12 @@ use super::params;
 const COMMON: &str = include_str!("kernels/common.cuh");
 
 /// Threads per block of the fold kernel (also its -DBLOCK).
-pub const FOLD_BLOCK: u32 = 512;
+pub(crate) const FOLD_BLOCK: u32 = 512;
 /// The longest candidate list the fold keeps (in registers, two per lane
 /// per 32 entries).
 pub const MAX_TOP_K: usize = 64;
 /// Threads of the tail maintenance block (its TB).
-pub const TAIL_BLOCK: u32 = 1024;
+pub(crate) const TAIL_BLOCK: u32 = 1024;
 
 /// One kernel file and the functions it defines.
 #[derive(Debug, Clone, Copy)]
@@ -28,17 +28,17 @@ pub struct Source {
     pub functions: &'static [&'static str],
 }
 
-pub const CONVERT: Source = Source {
+pub(crate) const CONVERT: Source = Source {
     file: "convert.cu",
     text: include_str!("kernels/convert.cu"),
     functions: &["f32_to_bf16", "f32_to_f16", "gather_scores"],
 };
-pub const GENUINE: Source = Source {
+pub(crate) const GENUINE: Source = Source {
     file: "genuine.cu",
     text: include_str!("kernels/genuine.cu"),
     functions: &["genuine"],
 };
-pub const TAIL: Source = Source {
+pub(crate) const TAIL: Source = Source {
     file: "tail.cu",
     text: include_str!("kernels/tail.cu"),
     functions: &["tail_maintain"],
@@ -101,7 +101,7 @@ impl Compiled {
 
 /// [`compile`], once per process for each file, architecture and set of
 /// -D options (NVRTC takes 0.1 to 1 s a file; engines made later reuse it).
-pub fn compile_cached(
+pub(crate) fn compile_cached(
     source: &Source,
     arch: &str,
     defines: &[String],

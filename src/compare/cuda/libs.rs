@@ -17,7 +17,7 @@ pub const LIB_DIR_VAR: &str = "FACEKIT_NVRTC_LIB_DIR";
 /// Loads the CUDA libraries found in `$FACEKIT_NVRTC_LIB_DIR`, once per
 /// process. The NVRTC builtins go first: libnvrtc opens them by name when
 /// it compiles, and would not look in that folder itself.
-pub fn preload_from_env() {
+pub(crate) fn preload_from_env() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let Some(dir) = std::env::var_os(LIB_DIR_VAR) else {
@@ -64,7 +64,7 @@ pub fn nvrtc_present() -> bool {
 }
 
 /// Why the CUDA engine cannot start here, if a library is missing.
-pub fn missing_library() -> Option<String> {
+pub(crate) fn missing_library() -> Option<String> {
     preload_from_env();
     // SAFETY: dlopen probes, as above.
     unsafe {
@@ -90,7 +90,7 @@ pub fn missing_library() -> Option<String> {
 
 /// A CUDA version, as the driver and NVRTC report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct CudaVersion {
+pub(crate) struct CudaVersion {
     pub major: i32,
     pub minor: i32,
 }
@@ -103,7 +103,7 @@ impl std::fmt::Display for CudaVersion {
 
 /// The CUDA versions the driver and NVRTC present here support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Versions {
+pub(crate) struct Versions {
     pub driver: CudaVersion,
     pub nvrtc: CudaVersion,
 }

@@ -34,7 +34,7 @@
 mod device;
 pub mod kernels;
 pub mod libs;
-pub mod params;
+pub(crate) mod params;
 mod products;
 pub mod rescore;
 mod run;
@@ -58,7 +58,7 @@ const FOLD_BLOCKS_PER_SM: u32 = 2;
 impl TileShape {
     /// 8192 × 16384: 512 MiB of fp32 scores per buffer, products long
     /// enough (137 GFLOP at d = 512) to keep cuBLAS near its peak.
-    pub const CUDA_DEFAULT: TileShape = TileShape {
+    pub(crate) const CUDA_DEFAULT: TileShape = TileShape {
         rows: 8192,
         cols: 16384,
     };
@@ -114,7 +114,7 @@ pub enum CudaError {
 
 impl CudaError {
     /// Whether a GPU is present but unusable (see [`CudaError::Unusable`]).
-    pub fn gpu_unusable(&self) -> bool {
+    pub(crate) fn gpu_unusable(&self) -> bool {
         matches!(self, CudaError::Unusable(_))
     }
 }
@@ -255,11 +255,6 @@ impl CudaEngine {
 
     pub fn precision(&self) -> Precision {
         self.precision
-    }
-
-    /// The driver's and NVRTC's CUDA versions.
-    pub fn versions(&self) -> Versions {
-        self.versions
     }
 
     /// Runs a job and says where its time went.

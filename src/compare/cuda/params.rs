@@ -10,7 +10,7 @@ use cudarc::driver::DeviceRepr;
 /// is used).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TailState {
+pub(crate) struct TailState {
     pub count: u64,
     pub tile_start: u64,
     pub above: u64,
@@ -24,7 +24,7 @@ pub struct TailState {
 /// A score band as the fold reads it (`common.cuh` says how).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct BandSpec {
+pub(crate) struct BandSpec {
     pub reach_lo: f32,
     pub reach_hi: f32,
     pub lo: f32,
@@ -37,7 +37,7 @@ pub struct BandSpec {
 /// One entry of the impostor tail store (`common.cuh`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct TailEntry {
+pub(crate) struct TailEntry {
     pub product: f32,
     pub decision: f32,
     pub row: u32,
@@ -47,7 +47,7 @@ pub struct TailEntry {
 /// One launch of the fold over one tile (`fold.cu`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
-pub struct FoldParams {
+pub(crate) struct FoldParams {
     pub scores: u64,
     pub ld: u64,
     pub row0: u64,
@@ -91,7 +91,7 @@ pub struct FoldParams {
 /// One launch of the tail store's maintenance (`tail.cu`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TailParams {
+pub(crate) struct TailParams {
     pub hist: u64,
     pub buf: u64,
     pub state: u64,
@@ -114,7 +114,7 @@ unsafe impl DeviceRepr for FoldParams {}
 unsafe impl DeviceRepr for TailParams {}
 
 /// The -D options that arm `common.cuh`'s size checks.
-pub fn struct_defines() -> Vec<String> {
+pub(crate) fn struct_defines() -> Vec<String> {
     use std::mem::size_of;
     vec![
         format!("-DBAND_SPEC_BYTES={}", size_of::<BandSpec>()),

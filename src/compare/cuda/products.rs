@@ -11,7 +11,7 @@ use crate::compare::Precision;
 use crate::compare::SplitMix;
 
 /// Bytes of one operand value.
-pub fn operand_bytes(precision: Precision) -> usize {
+pub(crate) fn operand_bytes(precision: Precision) -> usize {
     match precision {
         Precision::Fp32 | Precision::Tf32 => 4,
         Precision::Bf16 | Precision::Fp16 => 2,
@@ -21,7 +21,7 @@ pub fn operand_bytes(precision: Precision) -> usize {
 /// Where rows go on the GPU: their fp32 copy, which decision scores are
 /// computed from (and the products read, in fp32 and tf32), and for the
 /// 16-bit precisions the operands of the products, converted from it.
-pub struct RowsAt<'b> {
+pub(crate) struct RowsAt<'b> {
     pub rows: u64,
     pub rows_in: &'b DeviceBuffer,
     pub operands: Option<(u64, &'b DeviceBuffer)>,
@@ -29,7 +29,7 @@ pub struct RowsAt<'b> {
 
 /// Copies host rows to the GPU (`to`), converting them there for the
 /// 16-bit precisions.
-pub fn upload_rows(
+pub(crate) fn upload_rows(
     engine: &CudaEngine,
     staging: &mut Staging,
     stream: &CudaStream,
@@ -66,7 +66,7 @@ pub fn upload_rows(
 /// One product tile: S (rows × cols, row-major, leading dimension ld)
 /// = probes · galleryᵀ. cuBLAS is column-major, so it computes
 /// Sᵀ = gallery · probesᵀ with gallery transposed.
-pub struct Gemm {
+pub(crate) struct Gemm {
     pub rows: usize,
     pub cols: usize,
     pub dim: usize,
@@ -134,7 +134,7 @@ impl Gemm {
 /// probe block from row `p0` is multiplied with: the first, or in the
 /// all-distinct triangle the block holding row p0 (those before lie wholly
 /// below the diagonal).
-pub fn first_column(p0: usize, cols_t: usize, triangle: bool) -> usize {
+pub(crate) fn first_column(p0: usize, cols_t: usize, triangle: bool) -> usize {
     if triangle {
         p0 / cols_t * cols_t
     } else {
@@ -145,7 +145,7 @@ pub fn first_column(p0: usize, cols_t: usize, triangle: bool) -> usize {
 /// cuBLAS alone over the tiles of a `probes` × `gallery` job (the
 /// triangle's with `triangle`) on random operands: seconds per sweep, the
 /// median of `repeats`.
-pub fn products_only(
+pub(crate) fn products_only(
     engine: &CudaEngine,
     probes: usize,
     gallery: usize,

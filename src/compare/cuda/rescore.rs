@@ -39,7 +39,7 @@ fn rounded(precision: Precision) -> Option<fn(f32) -> f32> {
 
 /// The largest Euclidean distance between a row of `values` (rows of
 /// `dim`) and its operands in `precision`, rows in parallel.
-pub fn operand_rounding(precision: Precision, values: &[f32], dim: usize) -> f64 {
+pub(crate) fn operand_rounding(precision: Precision, values: &[f32], dim: usize) -> f64 {
     use rayon::prelude::*;
     let Some(round) = rounded(precision) else {
         return 0.0;
@@ -83,7 +83,7 @@ pub fn margin(dim: usize, rounding: f64) -> f32 {
 /// so no bin above the tail's least score holds a pair outside it; but a
 /// pair whose product is within a band's `reach` has been moved already.
 /// Also the `examples` highest pairs by decision score ([`Hardest`]).
-pub fn exact_tail(
+pub(crate) fn exact_tail(
     mut entries: Vec<TailEntry>,
     want: usize,
     margin2: f32,

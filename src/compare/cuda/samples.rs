@@ -7,7 +7,7 @@ use super::device::{cfg, DeviceBuffer, Staging};
 use super::CudaError;
 use crate::compare::{dot_f64, Embeddings, SplitMix};
 
-pub struct Samples {
+pub(crate) struct Samples {
     at: Vec<(usize, usize)>,
     /// Row and column of each sample within its tile (device, u32 pairs).
     index: DeviceBuffer,
@@ -16,7 +16,7 @@ pub struct Samples {
 }
 
 /// Where one tile lies: its scores and its place in the job.
-pub struct TileAt {
+pub(crate) struct TileAt {
     pub scores: u64,
     pub ld: usize,
     pub p0: usize,

@@ -4,6 +4,7 @@
 //! the bound: what the store would hold after each step, for tile
 //! sequences far too large to run or emulate (10^6 × 10^6 all pairs).
 
+#[cfg(test)]
 use super::params::TailState;
 
 /// Spare places beyond three times the wanted scores: room for the ties
@@ -13,7 +14,7 @@ const SLACK: usize = 1 << 20;
 /// Places in the tail store for `want` scores. The store never needs more
 /// than want + (impostors in the bound's bin and in the margin's band below
 /// it) places (`tail.cu`); 2·want + 2^20 of them are for those.
-pub fn store_capacity(want: usize) -> usize {
+pub(crate) fn store_capacity(want: usize) -> usize {
     if want == 0 {
         0
     } else {
@@ -22,7 +23,7 @@ pub fn store_capacity(want: usize) -> usize {
 }
 
 /// The count above which the store is compacted after a tile.
-pub fn high_water(want: usize) -> usize {
+pub(crate) fn high_water(want: usize) -> usize {
     want + (store_capacity(want) - want) / 2
 }
 
@@ -30,8 +31,9 @@ pub fn high_water(want: usize) -> usize {
 /// impostors in bins >= the bound less the band, the maintenance raises
 /// the bound with a running count, drops and redoes a tile that
 /// overflowed, and compacts.
+#[cfg(test)]
 #[derive(Debug, Clone)]
-pub struct TailModel {
+pub(crate) struct TailModel {
     want: u64,
     /// Bins below the bound that the margin keeps too (twice the margin in
     /// bins, rounded up).
@@ -47,6 +49,7 @@ pub struct TailModel {
     pub peak: u64,
 }
 
+#[cfg(test)]
 impl TailModel {
     pub fn new(want: usize, bins: usize, band: usize) -> TailModel {
         TailModel {
@@ -61,12 +64,12 @@ impl TailModel {
         }
     }
 
-    pub fn capacity(&self) -> u64 {
+    pub(crate) fn capacity(&self) -> u64 {
         self.cap
     }
 
     /// One tile, in the engine's four launches.
-    pub fn fold_tile(&mut self, tile: &[u64]) {
+    pub(crate) fn fold_tile(&mut self, tile: &[u64]) {
         for (h, t) in self.hist.iter_mut().zip(tile) {
             *h += t;
         }
@@ -136,17 +139,17 @@ impl TailModel {
     }
 
     /// The lowest bin the store keeps: the bound less the band.
-    pub fn kept_from(&self) -> usize {
+    pub(crate) fn kept_from(&self) -> usize {
         (self.state.bin as usize).saturating_sub(self.band)
     }
 
     /// Impostors folded so far in bins >= `bin`.
-    pub fn folded_from(&self, bin: usize) -> u64 {
+    pub(crate) fn folded_from(&self, bin: usize) -> u64 {
         self.hist[bin..].iter().sum()
     }
 
     /// Entries the store holds in bins >= `bin`.
-    pub fn stored_from(&self, bin: usize) -> u64 {
+    pub(crate) fn stored_from(&self, bin: usize) -> u64 {
         self.stored[bin..].iter().sum()
     }
 }

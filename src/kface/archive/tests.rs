@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
-use super::zipread::{list, Listing};
+use super::zipread::{list, Listing, ListingFault};
 use super::*;
 
 fn options(method: CompressionMethod) -> SimpleFileOptions {
