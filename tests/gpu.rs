@@ -17,8 +17,8 @@ use facekit::compare::cuda::CudaEngine;
 use facekit::compare::Precision;
 use facekit::compare::{dot_f64, SplitMix, TileShape};
 use facekit::compare::{
-    Candidate, CompareJob, CompareResult, Embeddings, Engine, HistogramSpec, Pairing, ProbeResult,
-    ScoreBand,
+    Candidate, CompareJob, CompareResult, Embeddings, Engine, Hardest, HistogramSpec, PairScore,
+    Pairing, ProbeResult, ScoreBand,
 };
 
 const TOL: f64 = 1e-5;
@@ -102,6 +102,7 @@ fn reference_by(
     let mut genuine = Vec::new();
     let mut genuine_subjects = Vec::new();
     let mut tail = Vec::new();
+    let (mut hardest_genuine, mut hardest_impostors) = (Vec::new(), Vec::new());
     let mut near_edge = 0;
     let mut probes = Vec::new();
     for i in 0..job.probes.rows() {
@@ -123,12 +124,14 @@ fn reference_by(
                 if !ad || j > i {
                     genuine.push(s);
                     genuine_subjects.push(job.probe_labels[i]);
+                    hardest_genuine.push(pair(s, i, j));
                 }
             } else {
                 non_mates.push(s);
                 if !ad || j > i {
                     hist[h.bin(s)] += 1;
                     tail.push(s);
+                    hardest_impostors.push(pair(s, i, j));
                     let x = (s64 + 1.0) * h.bins as f64 / 2.0;
                     if (x - x.round()).abs() * 2.0 / (h.bins as f64) < EDGE {
                         near_edge += 1;
@@ -156,6 +159,9 @@ fn reference_by(
         .map(|run| (run[0] + 0.0, run.len() as u64))
         .collect();
     tail.truncate(job.tail_capacity);
+    Hardest::Lowest.keep(&mut hardest_genuine, job.examples);
+    // An engine names impostor pairs from its exact tail ([`CompareResult`]).
+    Hardest::Highest.keep(&mut hardest_impostors, job.examples.min(job.tail_capacity));
     (
         CompareResult {
             genuine,
@@ -165,12 +171,20 @@ fn reference_by(
             probes,
             score_error: None,
             precision_note: None,
-            hardest_genuine: Vec::new(),
-            hardest_impostors: Vec::new(),
+            hardest_genuine,
+            hardest_impostors,
             band_counts,
         },
         near_edge,
     )
+}
+
+fn pair(score: f32, probe: usize, gallery: usize) -> PairScore {
+    PairScore {
+        score,
+        probe: probe as u32,
+        gallery: gallery as u32,
+    }
 }
 
 fn close(a: f32, b: f32, tol: f64) -> bool {
@@ -297,7 +311,7 @@ fn job<'a>(
         top_k,
         histogram: HistogramSpec { bins },
         tail_capacity,
-        examples: 0,
+        examples: 8,
         bands: &[],
     }
 }
@@ -321,6 +335,15 @@ fn assert_same_decisions(
     assert_eq!(got.impostor_tail, want.impostor_tail, "{case}: tail");
     assert_eq!(got.impostor_count(), want.impostor_count(), "{case}: count");
     assert_eq!(got.band_counts, want.band_counts, "{case}: band counts");
+    // The faces the report's explorer shows (issue 16).
+    assert_eq!(
+        got.hardest_genuine, want.hardest_genuine,
+        "{case}: hardest genuine pairs"
+    );
+    assert_eq!(
+        got.hardest_impostors, want.hardest_impostors,
+        "{case}: hardest impostor pairs"
+    );
     for band in job.bands {
         let bins = band.low as usize..band.high as usize;
         assert_eq!(
