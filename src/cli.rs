@@ -343,6 +343,9 @@ pub struct EvaluateArgs {
     /// Impostor comparisons whose scores are all held exactly (about 10 bytes each at the peak); beyond it the highest and those near each --fmr target
     #[arg(long, value_name = "N", default_value_t = 1 << 28, value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
     pub exact_budget: u64,
+    /// Split the gallery too: part I of --shard I/N compares probe block I / G with gallery block I % G (N a multiple of G; probe × gallery on the CPU engine), so a part holds 1/G of the gallery
+    #[arg(long, value_name = "G", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub gallery_blocks: u32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Output directory

@@ -32,6 +32,32 @@ impl ShardSpec {
         Ok(ShardSpec { index, count })
     }
 
+    /// This part's place in a grid of probe blocks × `gallery_blocks`
+    /// gallery blocks, numbered row by row: part i of n compares probe
+    /// block i / g (of n / g) with gallery block i % g (of g).
+    pub(crate) fn grid(
+        self,
+        gallery_blocks: u32,
+    ) -> Result<(ShardSpec, ShardSpec), PartitionError> {
+        let g = gallery_blocks.max(1);
+        if !self.count.is_multiple_of(g) {
+            return Err(PartitionError::Grid {
+                count: self.count,
+                blocks: g,
+            });
+        }
+        Ok((
+            ShardSpec {
+                index: self.index / g,
+                count: self.count / g,
+            },
+            ShardSpec {
+                index: self.index % g,
+                count: g,
+            },
+        ))
+    }
+
     /// This part's contiguous share of `len` items: part i of n holds
     /// `[len·i/n, len·(i+1)/n)`, so the parts tile the range in order and
     /// differ in size by at most one.
@@ -127,6 +153,8 @@ pub enum PartitionError {
     Syntax(String),
     #[error("a job cannot be split into 0 parts")]
     ZeroCount,
+    #[error("--gallery-blocks {blocks} must divide the job's {count} parts (--shard I/N: N a multiple of it)")]
+    Grid { count: u32, blocks: u32 },
     #[error("shard {index}/{count}: parts are numbered 0 to {}", count - 1)]
     IndexOutOfRange { index: u32, count: u32 },
     #[error("{name}={value:?} is not a whole number")]

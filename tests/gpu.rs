@@ -313,6 +313,7 @@ fn job<'a>(
         tail_capacity,
         examples: 8,
         bands: &[],
+        mates_elsewhere: None,
     }
 }
 
@@ -503,6 +504,7 @@ fn reduced_precisions_make_the_same_decisions() {
         pairs(0),
         CompareJob {
             bands: &bands,
+            mates_elsewhere: None,
             ..pairs(0)
         },
     ];

@@ -43,16 +43,21 @@ fn p(path: &Path) -> &str {
     path.to_str().expect("utf-8 temp path")
 }
 
-/// Embeddings on a coarse grid (values -2..2), so that many scores tie,
-/// and labels with roles, paths and two attribute columns; a pairs list.
-fn dataset(dir: &Path, seed: u64, identities: usize) -> (PathBuf, PathBuf, PathBuf) {
+/// Values -2..2 drawn by a xorshift seeded with `seed`.
+fn grid_values(seed: u64) -> impl FnMut() -> f32 {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = || {
+    move || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         (x % 5) as f32 - 2.0
-    };
+    }
+}
+
+/// Embeddings on a coarse grid (values -2..2), so that many scores tie,
+/// and labels with roles, paths and two attribute columns; a pairs list.
+fn dataset(dir: &Path, seed: u64, identities: usize) -> (PathBuf, PathBuf, PathBuf) {
+    let mut next = grid_values(seed);
     let mut data = Vec::new();
     let mut csv = String::from("identity,role,path,camera,light\n");
     for id in 0..identities {
@@ -123,20 +128,58 @@ fn shard_note(dir: &Path) -> String {
     v["shards"].as_str().unwrap().to_string()
 }
 
+/// The splits of the byte-identity tests: N parts, the gallery in 1 block.
+const SPLITS: [(usize, usize); 4] = [(1, 1), (2, 1), (3, 1), (7, 1)];
+
 /// Runs the job whole and as N parts merged, for each N, and compares.
 fn merged_equals_plain(case: &str, identities: usize, extra: &[&str]) {
-    let tmp = tempfile::tempdir().unwrap();
-    let (emb, labels, pairs) = dataset(tmp.path(), 3, identities);
-    merged_equals_plain_on(case, tmp.path(), (&emb, &labels, &pairs), extra);
+    merged_equals_plain_split(case, identities, extra, &SPLITS);
 }
 
-/// [`merged_equals_plain`] on given embeddings, labels and pairs, with
-/// outputs in `d`; returns the plain run's summary.json.
+/// [`merged_equals_plain`] with `(N, G)` splits: N parts over G gallery
+/// blocks (`--gallery-blocks G`).
+fn merged_equals_plain_split(
+    case: &str,
+    identities: usize,
+    extra: &[&str],
+    splits: &[(usize, usize)],
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (emb, labels, pairs) = dataset(tmp.path(), 3, identities);
+    merged_equals_plain_on(case, tmp.path(), (&emb, &labels, &pairs), extra, splits);
+}
+
+/// A gallery of one image per identity and probes far from their mates
+/// (every coordinate moved by up to 2), on the same coarse grid: mates are
+/// often outranked, so ranks above 1 and their ties are common.
+fn noisy_probes(dir: &Path, identities: usize) -> (PathBuf, PathBuf) {
+    let mut next = grid_values(11);
+    let mut data = Vec::new();
+    let mut csv = String::from("identity,role,camera\n");
+    for id in 0..identities {
+        let center: Vec<f32> = (0..DIM).map(|_| next() + 0.5).collect();
+        data.extend(&center);
+        csv.push_str(&format!("id{id},gallery,C0\n"));
+        for image in 1..PER_ID {
+            data.extend(center.iter().map(|&c| c + next()));
+            csv.push_str(&format!("id{id},probe,C{}\n", image % 2));
+        }
+    }
+    let emb = dir.join("noisy.npy");
+    npy::write_f32(&emb, identities * PER_ID, DIM, &data).unwrap();
+    let labels = dir.join("noisy.csv");
+    std::fs::write(&labels, csv).unwrap();
+    (emb, labels)
+}
+
+/// [`merged_equals_plain_split`] on given embeddings, labels and pairs,
+/// with outputs in `d`; returns the plain run's summary.json.
 fn merged_equals_plain_on(
     case: &str,
     d: &Path,
     (emb, labels, pairs): (&Path, &Path, &Path),
     extra: &[&str],
+    splits: &[(usize, usize)],
 ) -> serde_json::Value {
     let mut args: Vec<String> = ["evaluate", "--embeddings", p(emb), "--labels", p(labels)]
         .map(String::from)
@@ -154,11 +197,17 @@ fn merged_equals_plain_on(
     assert_eq!(shard_note(&plain), "one machine");
     let want = files(&plain);
     let summary = serde_json::from_slice(&want["summary.json"]).unwrap();
-    for n in [1usize, 2, 3, 7] {
+    for &(n, g) in splits {
         let mut parts = Vec::new();
+        let blocks = g.to_string();
         for i in 0..n {
-            let part = d.join(format!("part-{n}-{i}"));
-            let out = run(&["--shard", &format!("{i}/{n}"), "--out", p(&part)]);
+            let part = d.join(format!("part-{n}x{g}-{i}"));
+            let shard = format!("{i}/{n}");
+            let mut more = vec!["--shard", &shard, "--out", p(&part)];
+            if g > 1 {
+                more.extend(["--gallery-blocks", &blocks]);
+            }
+            let out = run(&more);
             let said = String::from_utf8_lossy(&out.stdout);
             assert!(
                 said.contains(&format!("part {i}/{n}")) && said.contains("--shard"),
@@ -166,41 +215,89 @@ fn merged_equals_plain_on(
             );
             parts.push(part);
         }
-        let merged = d.join(format!("merged-{n}"));
+        let merged = d.join(format!("merged-{n}x{g}"));
         let mut merge: Vec<&str> = vec!["merge"];
         merge.extend(parts.iter().map(|p| p.to_str().unwrap()));
         merge.extend(["--out", p(&merged), "--quiet"]);
         ok(facekit(&merge, &[]));
-        assert_eq!(shard_note(&merged), format!("merged from {n} parts"));
+        let note = if g > 1 {
+            format!(
+                "merged from {n} parts ({} probe blocks × {g} gallery blocks)",
+                n / g
+            )
+        } else {
+            format!("merged from {n} parts")
+        };
+        assert_eq!(shard_note(&merged), note);
         let got = files(&merged);
         assert_eq!(
             got.keys().collect::<Vec<_>>(),
             want.keys().collect::<Vec<_>>(),
-            "{case}, {n} parts: the same files"
+            "{case}, {n} parts over {g} gallery blocks: the same files"
         );
         for (name, bytes) in &want {
             assert!(
                 &got[name] == bytes,
-                "{case}, {n} parts: {name} differs from the plain run's"
+                "{case}, {n} parts over {g} gallery blocks: {name} differs from the plain run's"
             );
         }
     }
     summary
 }
 
+/// The probe × gallery job of the byte-identity tests.
+const PROBE_GALLERY: [&str; 6] = [
+    "--protocol",
+    "probe-gallery",
+    "--group-by",
+    "camera",
+    "--top-k",
+    "3",
+];
+
 #[test]
 fn probe_gallery_parts_merge_to_the_plain_run() {
-    merged_equals_plain(
-        "probe × gallery",
-        IDENTITIES,
-        &[
-            "--protocol",
-            "probe-gallery",
-            "--group-by",
-            "camera",
-            "--top-k",
-            "3",
-        ],
+    merged_equals_plain("probe × gallery", IDENTITIES, &PROBE_GALLERY);
+}
+
+/// The gallery split too: each part holds one block of it (and its probes'
+/// mates from the others); candidates, ranks and every count merge to the
+/// plain run's, with empty blocks where there are more blocks than rows.
+#[test]
+fn gallery_blocks_merge_to_the_plain_run() {
+    let grid = [(2, 2), (4, 2), (6, 3), (7, 7)];
+    merged_equals_plain_split("probe × gallery blocks", IDENTITIES, &PROBE_GALLERY, &grid);
+    merged_equals_plain_split(
+        "tiny probe × gallery blocks",
+        2,
+        &["--protocol", "probe-gallery", "--top-k", "2"],
+        &[(3, 3)],
+    );
+    // Mates outranked by non-mates of other blocks: their ranks add up.
+    let tmp = tempfile::tempdir().unwrap();
+    let (emb, labels) = noisy_probes(tmp.path(), 40);
+    merged_equals_plain_on(
+        "noisy probes × gallery blocks",
+        tmp.path(),
+        (&emb, &labels, &labels),
+        &["--protocol", "probe-gallery", "--top-k", "5"],
+        &[(3, 3), (4, 2)],
+    );
+    let probes = std::fs::read_to_string(tmp.path().join("plain/probes.csv")).unwrap();
+    let rank = probes
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "mate_rank");
+    let ranks: Vec<u64> = probes
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(rank.unwrap())?.parse().ok())
+        .collect();
+    assert!(
+        ranks.iter().filter(|&&r| r > 1).count() >= 10,
+        "the noisy set outranks few mates: {ranks:?}"
     );
 }
 
@@ -256,6 +353,7 @@ fn parts_beyond_the_exact_budget_merge_to_the_plain_run() {
         tmp.path(),
         (&emb, &labels, &labels),
         &["--exact-budget", "5000", "--bootstrap", "20"],
+        &SPLITS,
     );
     // A band below the exact tail: a hole in the binned ranges.
     let binned = s["score"]["binned"].as_array().map_or(0, Vec::len);
@@ -385,6 +483,41 @@ fn parts_from_the_scheduler_and_refusals() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("--scores"), "{err}");
+    // Gallery blocks: a grid that the parts fill, of probe × gallery.
+    for (extra, needle) in [
+        (
+            &[
+                "--protocol",
+                "probe-gallery",
+                "--shard",
+                "0/4",
+                "--gallery-blocks",
+                "3",
+            ][..],
+            "divide",
+        ),
+        (
+            &["--protocol", "probe-gallery", "--gallery-blocks", "2"][..],
+            "divide",
+        ),
+        (
+            &["--shard", "0/2", "--gallery-blocks", "2"][..],
+            "probe-gallery",
+        ),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        let out = d.join("g");
+        args.extend(["--out", p(&out)]);
+        let o = facekit(&args, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            err.contains(needle) && err.contains("--gallery-blocks"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

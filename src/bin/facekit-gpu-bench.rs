@@ -126,6 +126,7 @@ fn all_pairs<'a>(
         tail_capacity: args.tail,
         examples: 0,
         bands: &[],
+        mates_elsewhere: None,
     }
 }
 

@@ -365,6 +365,7 @@ fn search(
         tail_capacity: 0,
         examples: 0,
         bands: &[],
+        mates_elsewhere: None,
     };
     job.validate()?;
     let result = engine.compare(&job)?;

@@ -244,6 +244,14 @@ pub struct CompareJob<'a> {
     /// Histogram bins whose impostor scores are wanted as themselves
     /// ([`CompareResult::band_counts`]), sorted and disjoint.
     pub bands: &'a [ScoreBand],
+    /// Gallery rows outside `gallery` that hold mates of the probes, with
+    /// their labels: a job over one block of a gallery split into blocks.
+    /// They count toward each probe's mate score, so that its rank counts
+    /// this block's non-mates at or above the whole gallery's mate score
+    /// (ranks of blocks then add up); they are compared with nothing else
+    /// (no genuine score, candidate or impostor). Probe × gallery only, and
+    /// only on engines that [`Engine::takes_mates_elsewhere`].
+    pub mates_elsewhere: Option<(&'a Embeddings, &'a [u32])>,
 }
 
 /// The histogram bins `[low, high)` of a job whose impostor scores it keeps
@@ -391,6 +399,29 @@ pub struct ProbeResult {
     pub mate_rank: Option<u64>,
 }
 
+impl ProbeResult {
+    /// One probe's results against two blocks of one gallery as its result
+    /// against both: candidates (indices in the whole gallery's order)
+    /// merged by the same rule and cut to `top_k`, and the ranks' non-mates
+    /// added. Each block's mate score is over the whole gallery
+    /// ([`CompareJob::mates_elsewhere`]), so both have the same.
+    pub(crate) fn with_block(mut self, other: ProbeResult, top_k: usize) -> ProbeResult {
+        self.top.extend(other.top);
+        self.top
+            .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        self.top.truncate(top_k);
+        self.mate_score = match (self.mate_score, other.mate_score) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.mate_rank = match (self.mate_rank, other.mate_rank) {
+            (Some(a), Some(b)) => Some(a + b - 1),
+            (a, b) => a.or(b),
+        };
+        self
+    }
+}
+
 #[cfg(test)]
 impl ProbeResult {
     /// A hand-made search result for tests: `(gallery index, score)`
@@ -473,6 +504,9 @@ pub trait Engine: Send + Sync {
     /// Whether the engine counts the scores of a job's bands
     /// ([`CompareJob::bands`]); one that does not leaves them empty.
     fn counts_bands(&self) -> bool;
+    /// Whether the engine takes [`CompareJob::mates_elsewhere`] (a block of
+    /// a split gallery); one that does not refuses such a job.
+    fn takes_mates_elsewhere(&self) -> bool;
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError>;
 }
 
@@ -504,6 +538,26 @@ impl CompareJob<'_> {
                 labels: self.gallery_labels.len(),
                 rows: self.gallery.rows(),
             });
+        }
+        if let Some((rows, labels)) = self.mates_elsewhere {
+            if self.pairing == Pairing::AllDistinct {
+                return Err(CompareError::Device(
+                    "mates outside the gallery need probe × gallery".into(),
+                ));
+            }
+            if rows.dim() != self.probes.dim() {
+                return Err(CompareError::Dimension {
+                    probe: self.probes.dim(),
+                    gallery: rows.dim(),
+                });
+            }
+            if labels.len() != rows.rows() {
+                return Err(CompareError::Labels {
+                    what: "mates outside the gallery",
+                    labels: labels.len(),
+                    rows: rows.rows(),
+                });
+            }
         }
         let values: u64 = self.bands.iter().map(|b| b.values(self.histogram)).sum();
         if values > MAX_BAND_VALUES {

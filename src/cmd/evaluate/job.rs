@@ -90,6 +90,8 @@ pub struct Job {
     pub seed: u64,
     /// Impostor scores held exactly (`--exact-budget`).
     pub exact_budget: u64,
+    /// Blocks the gallery is split into across the parts (`--gallery-blocks`).
+    pub gallery_blocks: u32,
     /// The embeddings' shape.
     pub rows: u64,
     pub dim: u64,
@@ -118,6 +120,7 @@ impl Job {
             bootstrap: args.bootstrap,
             seed: args.seed,
             exact_budget: args.exact_budget,
+            gallery_blocks: args.gallery_blocks,
             rows: shape.0 as u64,
             dim: shape.1 as u64,
             engine,

@@ -85,6 +85,13 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<()> {
     check_targets(&args.fpir, "--fpir")?;
     let shard = args.shard.resolve()?;
     let sharded = shard.source != ShardSource::Whole;
+    if args.gallery_blocks > 1
+        && (args.protocol != crate::cli::Protocol::ProbeGallery
+            || args.pairs.is_some()
+            || args.scores.is_some())
+    {
+        bail!("--gallery-blocks splits the gallery of --protocol probe-gallery, without --pairs or --scores");
+    }
     if sharded && args.scores.is_some() {
         bail!("--shard splits the comparisons of --embeddings; the scores of --scores are computed already: evaluate the file whole");
     }
@@ -172,11 +179,28 @@ pub fn merge(parts: &[Part], args: &MergeArgs) -> anyhow::Result<()> {
         || -> anyhow::Result<Partial> {
             use rayon::prelude::*;
             let mut merged: Option<Partial> = None;
-            for chunk in parts.chunks(rayon::current_num_threads().max(1)) {
-                let read: Vec<Partial> = chunk
+            // With gallery blocks a chunk is the parts of one probe block
+            // (numbered row by row), combined before they join the rest.
+            let blocks = job.gallery_blocks.max(1) as usize;
+            let size = if blocks > 1 {
+                blocks
+            } else {
+                rayon::current_num_threads().max(1)
+            };
+            for chunk in parts.chunks(size) {
+                let mut read: Vec<Partial> = chunk
                     .par_iter()
                     .map(|part| partial_file::read(&part.dir))
                     .collect::<Result<_, _>>()?;
+                if blocks > 1 {
+                    read = vec![Partial::merge_gallery_blocks(read, job.top_k.max(1))
+                        .with_context(|| {
+                            format!(
+                                "{}: cannot merge its gallery blocks",
+                                chunk[0].dir.display()
+                            )
+                        })?];
+                }
                 for (part, next) in chunk.iter().zip(read) {
                     let both = merged.take().into_iter().chain([next]).collect();
                     merged = Some(
@@ -196,7 +220,16 @@ pub fn merge(parts: &[Part], args: &MergeArgs) -> anyhow::Result<()> {
         },
     );
     let (merged, ctx) = (merged?, ctx?);
-    let note = format!("merged from {} parts", parts.len());
+    let note = if job.gallery_blocks > 1 {
+        format!(
+            "merged from {} parts ({} probe blocks × {} gallery blocks)",
+            parts.len(),
+            parts.len() / job.gallery_blocks as usize,
+            job.gallery_blocks
+        )
+    } else {
+        format!("merged from {} parts", parts.len())
+    };
     let evaluation = finish(&job, &ctx, merged, note)?;
     // Only now, with everything computed: a merge that fails leaves no output.
     let out = OutputDir::begin(&args.out, "evaluate", args.force)?;
@@ -590,17 +623,30 @@ fn from_embeddings(args: &EvaluateArgs, shard: Shard) -> anyhow::Result<Computed
         (header.rows, header.cols),
         selected.info.clone(),
     )?;
+    if job.gallery_blocks > 1 && !selected.engine.takes_mates_elsewhere() {
+        bail!(
+            "--gallery-blocks: {} does not take a block of a split gallery; run the parts with --device cpu",
+            selected.engine.description()
+        );
+    }
     let ctx = Context::load(&job, labels_path, args.pairs.as_deref())?;
+    let (probe_block, gallery_block) = shard.spec.grid(job.gallery_blocks)?;
+    if job.gallery_blocks > 1 && !ctx.has_roles() {
+        bail!(
+            "{}: --gallery-blocks needs gallery and probe roles",
+            labels_path.display()
+        );
+    }
     // Only the rows this part compares (each part checks those it reads).
-    let rows = rows_needed(&ctx, &job, shard.spec);
-    let matrix = npy::read_rows(emb_path, rows.clone())?;
+    let rows = Loaded::rows_needed(&ctx, &job, probe_block, gallery_block);
+    let matrix = rows.read(emb_path)?;
     let embeddings = Embeddings::normalized(matrix.data, matrix.cols).map_err(|e| {
         let e = match e {
             EmbeddingError::NotFinite { row } => EmbeddingError::NotFinite {
-                row: row + rows.start,
+                row: rows.rows[row],
             },
             EmbeddingError::Zero { row } => EmbeddingError::Zero {
-                row: row + rows.start,
+                row: rows.rows[row],
             },
             shape => shape,
         };
@@ -611,8 +657,9 @@ fn from_embeddings(args: &EvaluateArgs, shard: Shard) -> anyhow::Result<Computed
         job: &job,
         engine: selected.engine.as_ref(),
         embeddings: &embeddings,
-        first: rows.start,
-        shard: shard.spec,
+        loaded: &rows,
+        shard: probe_block,
+        gallery_block,
         observed: Default::default(),
     };
     let partial = compare.part()?;
@@ -632,12 +679,44 @@ struct Comparer<'a> {
     ctx: &'a Context,
     job: &'a Job,
     engine: &'a dyn Engine,
-    /// The rows read: `embeddings` row i is label row `first + i`.
+    /// The rows read: `embeddings` row i is label row `loaded.rows[i]`.
     embeddings: &'a Embeddings,
-    first: usize,
+    loaded: &'a Loaded,
+    /// The part's block of the probes (of the triangle, of the listed pairs).
     shard: ShardSpec,
+    /// The part's block of the gallery (probe × gallery with
+    /// `--gallery-blocks`; else the whole gallery).
+    gallery_block: ShardSpec,
     /// What the engine said of the jobs run so far.
     observed: std::cell::RefCell<Observed>,
+}
+
+/// The label rows of one comparison job: probes, gallery (unused for all
+/// distinct pairs) and the gallery rows of other blocks that hold the
+/// probes' mates.
+#[derive(Debug, Clone, Copy)]
+struct Rows<'r> {
+    probes: &'r [usize],
+    gallery: &'r [usize],
+    elsewhere: &'r [usize],
+}
+
+impl<'r> Rows<'r> {
+    fn of(probes: &'r [usize], gallery: &'r [usize]) -> Rows<'r> {
+        Rows::mated_elsewhere(probes, gallery, &[])
+    }
+
+    fn mated_elsewhere(
+        probes: &'r [usize],
+        gallery: &'r [usize],
+        elsewhere: &'r [usize],
+    ) -> Rows<'r> {
+        Rows {
+            probes,
+            gallery,
+            elsewhere,
+        }
+    }
 }
 
 /// The largest sampled score error of a part's jobs and the first note of
@@ -656,36 +735,110 @@ fn triangle_block(n: usize, shard: ShardSpec) -> Range<usize> {
     shard.weighted_range(&weights)
 }
 
-/// The one range of label rows that holds every row a part compares: its
-/// probes and the gallery, its listed pairs, or its block of the triangle
-/// and the rows after it.
-fn rows_needed(ctx: &Context, job: &Job, shard: ShardSpec) -> Range<usize> {
-    let n = job.rows as usize;
-    let (mut low, mut high) = (n, 0);
-    let mut take = |r: usize| {
-        low = low.min(r);
-        high = high.max(r + 1);
-    };
-    if ctx.has_roles() {
-        ctx.probes[shard.range(ctx.probes.len())]
-            .iter()
-            .chain(&ctx.gallery)
-            .for_each(|&r| take(r));
-    }
-    match &ctx.listed {
-        Some((_, pairs)) => pairs[shard.range(pairs.len())]
-            .iter()
-            .for_each(|p| [p.first, p.second].into_iter().for_each(&mut take)),
-        None if !job.probe_gallery => {
-            let block = triangle_block(n, shard);
-            if !block.is_empty() {
-                take(block.start);
-                take(n - 1);
-            }
+/// The gallery rows outside `block` (of the gallery's order) that hold
+/// mates of `probes`, ascending: what a gallery block needs besides itself
+/// for its probes' mate scores.
+fn mates_outside(ctx: &Context, probes: &[usize], block: Range<usize>) -> Vec<usize> {
+    let identities: BTreeSet<u32> = probes.iter().map(|&r| ctx.ids[r]).collect();
+    let mut rows: Vec<usize> = ctx.gallery[..block.start]
+        .iter()
+        .chain(&ctx.gallery[block.end..])
+        .copied()
+        .filter(|&r| identities.contains(&ctx.ids[r]))
+        .collect();
+    rows.sort_unstable();
+    rows
+}
+
+/// The label rows a part read, ascending: row i of its embeddings is
+/// label row `rows[i]`.
+struct Loaded {
+    rows: Vec<usize>,
+}
+
+impl Loaded {
+    /// The rows a part compares. With the whole gallery: one range of label
+    /// rows that holds its probes and the gallery, its listed pairs, or its
+    /// block of the triangle and the rows after it (read in one sweep).
+    /// With a gallery block: its probes, its block of the gallery and the
+    /// other gallery rows of its probes' identities (for their mate
+    /// scores), and no other row.
+    fn rows_needed(ctx: &Context, job: &Job, shard: ShardSpec, gallery: ShardSpec) -> Loaded {
+        let probes = &ctx.probes[shard.range(ctx.probes.len())];
+        if gallery.count > 1 {
+            let block = gallery.range(ctx.gallery.len());
+            let mut rows: Vec<usize> = probes.to_vec();
+            rows.extend_from_slice(&ctx.gallery[block.clone()]);
+            rows.extend(mates_outside(ctx, probes, block));
+            rows.sort_unstable();
+            rows.dedup();
+            return Loaded { rows };
         }
-        None => {}
+        let n = job.rows as usize;
+        let (mut low, mut high) = (n, 0);
+        let mut take = |r: usize| {
+            low = low.min(r);
+            high = high.max(r + 1);
+        };
+        if ctx.has_roles() {
+            probes.iter().chain(&ctx.gallery).for_each(|&r| take(r));
+        }
+        match &ctx.listed {
+            Some((_, pairs)) => pairs[shard.range(pairs.len())]
+                .iter()
+                .for_each(|p| [p.first, p.second].into_iter().for_each(&mut take)),
+            None if !job.probe_gallery => {
+                let block = triangle_block(n, shard);
+                if !block.is_empty() {
+                    take(block.start);
+                    take(n - 1);
+                }
+            }
+            None => {}
+        }
+        Loaded {
+            rows: (low..high.max(low)).collect(),
+        }
     }
-    low..high.max(low)
+
+    /// Whether the rows are one range.
+    fn contiguous(&self) -> bool {
+        match (self.rows.first(), self.rows.last()) {
+            (Some(&a), Some(&b)) => b - a + 1 == self.rows.len(),
+            _ => true,
+        }
+    }
+
+    fn read(&self, path: &Path) -> Result<npy::Matrix, npy::NpyError> {
+        if self.contiguous() {
+            let first = self.rows.first().copied().unwrap_or(0);
+            npy::read_rows(path, first..first + self.rows.len())
+        } else {
+            npy::read_row_list(path, &self.rows)
+        }
+    }
+
+    /// Where label row `r`, one of the rows read, is in the embeddings.
+    fn local(&self, r: usize) -> usize {
+        if self.contiguous() {
+            r - self.rows[0]
+        } else {
+            self.rows
+                .binary_search(&r)
+                .expect("a part compares only rows it read")
+        }
+    }
+
+    /// The label rows listed, as embeddings: borrowed when they are every
+    /// row read, in order.
+    fn subset<'a>(&self, e: &'a Embeddings, rows: &[usize]) -> Cow<'a, Embeddings> {
+        if rows == self.rows.as_slice() {
+            Cow::Borrowed(e)
+        } else {
+            let local: Vec<usize> = rows.iter().map(|&r| self.local(r)).collect();
+            Cow::Owned(e.select(&local))
+        }
+    }
 }
 
 impl Comparer<'_> {
@@ -694,6 +847,8 @@ impl Comparer<'_> {
         let spec = HistogramSpec::DEFAULT;
         let block = self.shard.range(ctx.probes.len());
         let block_rows = &ctx.probes[block];
+        let gallery = self.gallery_block.range(ctx.gallery.len());
+        let gallery_rows = &ctx.gallery[gallery.clone()];
         let mut comparisons = 0;
         let mut verification = None;
         let mut probes = Vec::new();
@@ -704,16 +859,24 @@ impl Comparer<'_> {
             } else {
                 Exact::default()
             };
+            let elsewhere = if self.gallery_block.count > 1 {
+                mates_outside(ctx, block_rows, gallery.clone())
+            } else {
+                Vec::new()
+            };
             let mut result = self.compare(
-                block_rows,
-                &ctx.gallery,
+                Rows::mated_elsewhere(block_rows, gallery_rows, &elsewhere),
                 Pairing::ProbeGallery,
                 job.top_k.max(1),
                 &exact,
                 if verification_too { PER_KIND } else { 0 },
             )?;
-            comparisons += (block_rows.len() * ctx.gallery.len()) as u64;
+            comparisons += (block_rows.len() * gallery_rows.len()) as u64;
             probes = std::mem::take(&mut result.probes);
+            // Candidates by their place in the whole gallery.
+            for c in probes.iter_mut().flat_map(|p| &mut p.top) {
+                c.index += gallery.start as u32;
+            }
             if verification_too {
                 verification = Some(Verification::Scored(Scores::from_result(result, &exact)));
             }
@@ -749,8 +912,7 @@ impl Comparer<'_> {
                             Scores::empty(spec.bins as usize, &exact)
                         } else {
                             let r = self.compare(
-                                &mine,
-                                &ctx.gallery,
+                                Rows::of(&mine, gallery_rows),
                                 Pairing::ProbeGallery,
                                 0,
                                 &exact,
@@ -789,7 +951,7 @@ impl Comparer<'_> {
         let mut parts = vec![Scores::empty(HistogramSpec::DEFAULT.bins as usize, &exact)];
         let mut comparisons = 0;
         let mut run = |probes: &[usize], gallery: &[usize], pairing| -> anyhow::Result<()> {
-            let r = self.compare(probes, gallery, pairing, 0, &exact, examples)?;
+            let r = self.compare(Rows::of(probes, gallery), pairing, 0, &exact, examples)?;
             comparisons += r.genuine.len() as u64 + r.impostor_count();
             parts.push(Scores::from_result(r, &exact));
             Ok(())
@@ -806,23 +968,31 @@ impl Comparer<'_> {
     /// Runs one job over row subsets.
     fn compare(
         &self,
-        probe_rows: &[usize],
-        gallery_rows: &[usize],
+        rows: Rows<'_>,
         pairing: Pairing,
         top_k: usize,
         exact: &Exact,
         examples: usize,
     ) -> anyhow::Result<CompareResult> {
+        let Rows {
+            probes: probe_rows,
+            gallery: gallery_rows,
+            elsewhere,
+        } = rows;
         let ids = &self.ctx.ids;
-        let probes = subset(self.embeddings, probe_rows, self.first);
-        let probe_labels: Vec<u32> = probe_rows.iter().map(|&r| ids[r]).collect();
+        let labels = |rows: &[usize]| -> Vec<u32> { rows.iter().map(|&r| ids[r]).collect() };
+        let probes = self.loaded.subset(self.embeddings, probe_rows);
+        let probe_labels = labels(probe_rows);
         let (gallery, gallery_labels) = match pairing {
             Pairing::AllDistinct => (None, probe_labels.clone()),
             Pairing::ProbeGallery => (
-                Some(subset(self.embeddings, gallery_rows, self.first)),
-                gallery_rows.iter().map(|&r| ids[r]).collect(),
+                Some(self.loaded.subset(self.embeddings, gallery_rows)),
+                labels(gallery_rows),
             ),
         };
+        let elsewhere_labels = labels(elsewhere);
+        let elsewhere_rows =
+            (!elsewhere.is_empty()).then(|| self.loaded.subset(self.embeddings, elsewhere));
         let job = CompareJob {
             probes: &probes,
             probe_labels: &probe_labels,
@@ -834,6 +1004,9 @@ impl Comparer<'_> {
             tail_capacity: exact.capacity,
             examples,
             bands: &exact.bands,
+            mates_elsewhere: elsewhere_rows
+                .as_deref()
+                .map(|e| (e, elsewhere_labels.as_slice())),
         };
         let mut r = self.engine.compare(&job)?;
         // The hardest pairs as rows of the labels.
@@ -910,10 +1083,10 @@ impl Comparer<'_> {
     /// The scores of listed pairs, each by the engine's product.
     fn score_pairs(&self, listed: &[Pair]) -> Vec<f32> {
         use rayon::prelude::*;
-        let (e, first) = (self.embeddings, self.first);
+        let (e, at) = (self.embeddings, self.loaded);
         listed
             .par_iter()
-            .map(|p| pair_score(e.row(p.first - first), e.row(p.second - first)))
+            .map(|p| pair_score(e.row(at.local(p.first)), e.row(at.local(p.second))))
             .collect()
     }
 }
@@ -1254,17 +1427,6 @@ impl VerificationPairs {
             VerificationPairs::ProbeGallery => "probe-gallery",
             VerificationPairs::Listed(_) => "pairs-file",
         }
-    }
-}
-
-/// The label rows listed, of embeddings whose row 0 is label row `first`;
-/// borrowed when they are every row in order.
-fn subset<'a>(e: &'a Embeddings, rows: &[usize], first: usize) -> Cow<'a, Embeddings> {
-    if rows.len() == e.rows() && rows.iter().enumerate().all(|(i, &r)| i + first == r) {
-        Cow::Borrowed(e)
-    } else {
-        let local: Vec<usize> = rows.iter().map(|&r| r - first).collect();
-        Cow::Owned(e.select(&local))
     }
 }
 

@@ -90,6 +90,8 @@ pub(crate) enum MergeError {
     Capacity(usize, usize),
     #[error("the parts keep the exact scores of different score bands")]
     Bands,
+    #[error("the gallery blocks of one probe block hold {0} and {1} probes")]
+    Probes(usize, usize),
 }
 
 impl Scores {
@@ -293,6 +295,33 @@ pub(crate) fn max_error(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 impl Partial {
+    /// The parts of one probe block against each block of the gallery
+    /// (`--gallery-blocks`) as that probe block against the whole gallery:
+    /// each probe's results combined ([`ProbeResult::with_block`]), the
+    /// rest as [`Partial::merge`] unites disjoint comparisons.
+    pub fn merge_gallery_blocks(parts: Vec<Partial>, top_k: usize) -> Result<Partial, MergeError> {
+        let mut probes: Option<Vec<ProbeResult>> = None;
+        let mut rest = Vec::with_capacity(parts.len());
+        for mut part in parts {
+            let block = std::mem::take(&mut part.probes);
+            probes = Some(match probes {
+                None => block,
+                Some(acc) if acc.len() != block.len() => {
+                    return Err(MergeError::Probes(acc.len(), block.len()))
+                }
+                Some(acc) => acc
+                    .into_iter()
+                    .zip(block)
+                    .map(|(a, b)| a.with_block(b, top_k))
+                    .collect(),
+            });
+            rest.push(part);
+        }
+        let mut merged = Partial::merge(rest)?;
+        merged.probes = probes.unwrap_or_default();
+        Ok(merged)
+    }
+
     /// The parts of one job, in part order, as one: the partial state the
     /// whole job would have computed on one machine.
     pub fn merge(parts: Vec<Partial>) -> Result<Partial, MergeError> {

@@ -257,6 +257,10 @@ impl Engine for CpuEngine {
         true
     }
 
+    fn takes_mates_elsewhere(&self) -> bool {
+        true
+    }
+
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError> {
         job.validate()?;
         if job.pairing == Pairing::AllDistinct
@@ -372,6 +376,7 @@ fn exact_tops_again<K: Kernel>(
         top_k: job.top_k + usize::from(distinct),
         tail_capacity: 0,
         bands: &[],
+        mates_elsewhere: None,
         ..*job
     };
     let wider = slack * 8;
@@ -414,29 +419,41 @@ fn gather(e: &Embeddings, rows: &[usize]) -> Vec<f32> {
 type Genuine = Vec<(f32, u32)>;
 
 /// Pass 1: genuine scores (each unordered pair once for all distinct pairs),
-/// each probe's best mate score (`-inf` when it has no mate) and the job's
-/// lowest genuine pairs.
+/// each probe's best mate score (`-inf` when it has no mate; mates outside
+/// the gallery count too) and the job's lowest genuine pairs.
 fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>, Vec<PairScore>) {
     use rayon::prelude::*;
+    use std::collections::BTreeMap;
     let distinct = job.pairing == Pairing::AllDistinct;
-    let mut gallery_of: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
-    for (q, &label) in job.gallery_labels.iter().enumerate() {
-        gallery_of.entry(label).or_default().push(q);
-    }
-    let mut probes_of: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    let rows_of = |labels: &[u32]| {
+        let mut of: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (q, &label) in labels.iter().enumerate() {
+            of.entry(label).or_default().push(q);
+        }
+        of
+    };
+    let gallery_of = rows_of(job.gallery_labels);
+    let elsewhere_of = job
+        .mates_elsewhere
+        .map_or_else(BTreeMap::new, |(_, l)| rows_of(l));
+    let mut probes_of: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (p, &label) in job.probe_labels.iter().enumerate() {
-        if gallery_of.contains_key(&label) {
+        if gallery_of.contains_key(&label) || elsewhere_of.contains_key(&label) {
             probes_of.entry(label).or_default().push(p);
         }
     }
-    let groups: Vec<(u32, &Vec<usize>, &Vec<usize>)> = probes_of
+    let none = Vec::new();
+    let groups: Vec<(u32, &Vec<usize>, &Vec<usize>, &Vec<usize>)> = probes_of
         .iter()
-        .map(|(&label, probes)| (label, probes, &gallery_of[&label]))
+        .map(|(&label, probes)| {
+            let (here, there) = (gallery_of.get(&label), elsewhere_of.get(&label));
+            (label, probes, here.unwrap_or(&none), there.unwrap_or(&none))
+        })
         .collect();
     let dim = job.probes.dim();
     let per_group: Vec<(Genuine, Vec<(usize, f32)>, Vec<PairScore>)> = groups
         .par_iter()
-        .map(|&(label, probes, gallery)| {
+        .map(|&(label, probes, gallery, elsewhere)| {
             let mut genuine = Vec::new();
             let mut best = Vec::with_capacity(probes.len());
             let mut hardest = Vec::new();
@@ -468,6 +485,20 @@ fn mate_pass(job: &CompareJob<'_>, tile: TileShape) -> (Genuine, Vec<f32>, Vec<P
                             }
                         }
                     });
+                }
+                // Mates in other blocks of the gallery: the mate score only.
+                if let Some((rows, _)) = job.mates_elsewhere {
+                    for chunk in elsewhere.chunks(tile.cols) {
+                        let b = gather(rows, chunk);
+                        let n = chunk.len();
+                        Fp32::products(&a, &b, dim, &mut scratch, &mut |first, scores| {
+                            for (r, row) in scores.chunks_exact(n).enumerate() {
+                                for &s in row {
+                                    chunk_best[first + r] = chunk_best[first + r].max(s);
+                                }
+                            }
+                        });
+                    }
                 }
                 best.extend(probe_chunk.iter().copied().zip(chunk_best));
             }
@@ -1655,6 +1686,7 @@ mod tests {
                 tail_capacity,
                 examples,
                 bands: &bands,
+                mates_elsewhere: None,
             };
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             // bf16 where the CPU has it (the engine refuses it otherwise).
@@ -1693,6 +1725,7 @@ mod tests {
                 tail_capacity: 40,
                 examples: 0,
                 bands: &[],
+                mates_elsewhere: None,
             };
             let tile = TileShape {
                 rows: 100,
@@ -1741,6 +1774,7 @@ mod tests {
                     tail_capacity: 5,
                     examples: 0,
                     bands: &[],
+                    mates_elsewhere: None,
                 };
                 let tile = TileShape { rows: 7, cols: 9 };
                 let margin = bf16::fp32_distance_bound(dim, 2f64.powi(-8));
@@ -1789,6 +1823,7 @@ mod tests {
                 tail_capacity: 400,
                 examples: 0,
                 bands: &[],
+                mates_elsewhere: None,
             };
             let fp32 = pool.install(|| CpuEngine::new().compare(&job)).unwrap();
             // The data does stress the band: many lists with three
@@ -1845,6 +1880,7 @@ mod tests {
             tail_capacity: 2,
             examples: 0,
             bands: &[],
+            mates_elsewhere: None,
         };
         // 2 of 2,700 comparisons is under 10^-3: bf16 runs.
         let engine = CpuEngine::with_precision(CpuPrecision::Bf16).unwrap();
@@ -1930,6 +1966,7 @@ mod tests {
             tail_capacity: 1,
             examples: 0,
             bands: &[],
+            mates_elsewhere: None,
         };
         assert!(CpuEngine::new().compare(&job).is_err());
     }

@@ -263,6 +263,13 @@ impl CudaEngine {
         job: &CompareJob<'_>,
     ) -> Result<(CompareResult, Profile), CompareError> {
         job.validate()?;
+        if job.mates_elsewhere.is_some() {
+            return Err(CompareError::Device(
+                "the CUDA engine does not take mates outside its gallery (a gallery block): \
+                 run gallery blocks with --device cpu"
+                    .into(),
+            ));
+        }
         Ok(guarded("CUDA job", || run::run(self, job))?)
     }
 
@@ -328,6 +335,12 @@ impl Engine for CudaEngine {
     /// The fold rescores every product within the margin of a band.
     fn counts_bands(&self) -> bool {
         true
+    }
+
+    /// The genuine kernel scores the mates of the gallery on the device
+    /// only: a block of a split gallery runs on the CPU engine.
+    fn takes_mates_elsewhere(&self) -> bool {
+        false
     }
 
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError> {
