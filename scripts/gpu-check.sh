@@ -64,7 +64,7 @@ start=$(date +%s)
 FACEKIT_REQUIRE=gpu,nvrtc "$here/gpu-tests" --test-threads=1 --nocapture >"$logs/gpu-tests.log" 2>&1
 tests_rc=$?
 tests_s=$(( $(date +%s) - start ))
-grep -E "agrees|same decisions|SKIPPED|sampled error|panicked|^test |test result" "$logs/gpu-tests.log"
+grep -E "agrees|same decisions|combine|SKIPPED|sampled error|panicked|^test |test result" "$logs/gpu-tests.log"
 
 # Each benchmark: name, then its arguments. Sized to finish in under 8
 # minutes on one H200 (the fp32 runs are the longest, about 20 s of

@@ -545,6 +545,105 @@ fn reduced_precisions_make_the_same_decisions() {
     }
 }
 
+/// A gallery in two blocks, each run with the other's rows as mates
+/// elsewhere (what `evaluate --gallery-blocks` does), combines to the whole
+/// gallery's run: the same candidates, mate scores and ranks (non-mates of
+/// both blocks added), and the genuine and impostor counts split between
+/// the blocks. Mates sit in both blocks, in one only, and in neither.
+/// On the CPU engine everywhere, on the GPU where there is one.
+#[test]
+fn gallery_blocks_combine_to_the_whole_gallery() {
+    blocks_combine("cpu", &CpuEngine::new());
+    if let Some(engine) = gpu(Precision::Fp32) {
+        blocks_combine("cuda", &engine);
+    }
+}
+
+fn blocks_combine(name: &str, engine: &dyn Engine) {
+    let (probes, pl) = faces(90, 3, 96, 1.3, 11);
+    let (gallery, gl) = faces(80, 2, 96, 1.3, 12);
+    // Identity 35's two images straddle the split.
+    let split = 71;
+    let (first, second): (Vec<usize>, Vec<usize>) =
+        ((0..split).collect(), (split..gallery.rows()).collect());
+    let block = |rows: &[usize]| {
+        (
+            gallery.select(rows),
+            rows.iter().map(|&r| gl[r]).collect::<Vec<u32>>(),
+        )
+    };
+    let (a, al) = block(&first);
+    let (b, bl) = block(&second);
+    let top_k = 7;
+    let whole = job(
+        &probes,
+        &pl,
+        &gallery,
+        &gl,
+        Pairing::ProbeGallery,
+        top_k,
+        1 << 16,
+        500,
+    );
+    let want = engine.compare(&whole).unwrap();
+    let run = |g: &Embeddings, l: &[u32], other: &Embeddings, ol: &[u32]| {
+        let j = CompareJob {
+            mates_elsewhere: Some((other, ol)),
+            ..job(
+                &probes,
+                &pl,
+                g,
+                l,
+                Pairing::ProbeGallery,
+                top_k,
+                1 << 16,
+                500,
+            )
+        };
+        engine.compare(&j).unwrap()
+    };
+    let (ra, rb) = (run(&a, &al, &b, &bl), run(&b, &bl, &a, &al));
+    for (i, w) in want.probes.iter().enumerate() {
+        let (x, y) = (&ra.probes[i], &rb.probes[i]);
+        let mut top: Vec<Candidate> = x.top.clone();
+        top.extend(y.top.iter().map(|c| Candidate {
+            index: c.index + split as u32,
+            score: c.score,
+        }));
+        top.sort_by(|p, q| q.score.total_cmp(&p.score).then(p.index.cmp(&q.index)));
+        top.truncate(top_k);
+        assert_eq!(top, w.top, "{name}, probe {i}: candidates");
+        for (block, r) in [("first", x), ("second", y)] {
+            let m = r.mate_score;
+            assert_eq!(
+                m, w.mate_score,
+                "{name}, probe {i}: mate score, {block} block"
+            );
+        }
+        let rank = x.mate_rank.zip(y.mate_rank).map(|(p, q)| p + q - 1);
+        assert_eq!(rank, w.mate_rank, "{name}, probe {i}: rank");
+    }
+    assert_eq!(
+        ra.genuine.len() + rb.genuine.len(),
+        want.genuine.len(),
+        "{name}: genuine scores"
+    );
+    let hist: Vec<u64> = ra
+        .impostor_hist
+        .iter()
+        .zip(&rb.impostor_hist)
+        .map(|(p, q)| p + q)
+        .collect();
+    assert_eq!(hist, want.impostor_hist, "{name}: impostor bins");
+    let outranked = want.probes.iter().filter(|p| p.mate_rank > Some(1)).count();
+    assert!(outranked > 0, "{name}: no mate outranked, ranks untested");
+    eprintln!(
+        "{name}, gallery blocks: {} probes ({outranked} mates outranked) combine to the whole \
+         gallery's results",
+        want.probes.len()
+    );
+}
+
 #[test]
 fn a_top_k_beyond_the_limit_is_an_error() {
     let Some(engine) = gpu(Precision::Fp32) else {

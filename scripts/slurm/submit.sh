@@ -14,7 +14,10 @@
 #   N               tasks per array (default 4)
 #   FACEKIT         the facekit binary (default: facekit on PATH)
 #   EMBED_FLAGS     more embed flags, e.g. "--flip"
-#   EVALUATE_FLAGS  more evaluate flags, e.g. "--group-by camera"
+#   EVALUATE_FLAGS  more evaluate flags, e.g. "--group-by camera"; for a
+#                   gallery too large for one task, "--protocol probe-gallery
+#                   --gallery-blocks G" with N a multiple of G (each task
+#                   holds 1/G of the gallery)
 #   STEPS           "embed" stops after the embeddings merge (default: all)
 #   SBATCH_FLAGS    more sbatch flags for every step, e.g. "--partition=gpu"
 #   WAIT=1          block until the last step ends; fail unless every job completed

@@ -30,6 +30,11 @@ pub struct ShardBench {
     /// Parts of the split run
     #[arg(long, default_value_t = 4)]
     pub parts: u32,
+    /// Blocks of the gallery among the parts (facekit's --gallery-blocks;
+    /// must divide --parts): 2 with 4 parts is 2 probe blocks × 2 gallery
+    /// blocks
+    #[arg(long, default_value_t = 1)]
+    pub gallery_blocks: u32,
     /// Where the inputs and outputs go (inputs are reused when present)
     #[arg(long, default_value = "target/bench-shard")]
     pub dir: PathBuf,
@@ -189,6 +194,8 @@ pub fn run(args: &ShardBench) -> anyhow::Result<()> {
                     parts.push(measure::run(&mut evaluate(&[
                         "--shard".into(),
                         format!("{i}/{}", args.parts),
+                        "--gallery-blocks".into(),
+                        args.gallery_blocks.to_string(),
                         "--out".into(),
                         path(part),
                     ]))?);
@@ -242,12 +249,12 @@ pub fn run(args: &ShardBench) -> anyhow::Result<()> {
     let single_rss = peak(&mut single.iter());
     let part_rss = peak(&mut split.iter().flatten());
     let merge_rss = peak(&mut merge.iter());
-    let n = args.parts;
+    let (n, g) = (args.parts, args.gallery_blocks);
     println!(
         "bench shard: search 10^4 probes × 10^5 gallery × 512, probe × gallery, top-10, cpu fp32"
     );
     println!(
-        "  command:  facekit {} --out DIR [--shard I/{n}]; facekit merge PART... --out DIR --force --quiet",
+        "  command:  facekit {} --out DIR [--shard I/{n} --gallery-blocks {g}]; facekit merge PART... --out DIR --force --quiet",
         base[..].join(" ")
     );
     println!(
@@ -259,7 +266,7 @@ pub fn run(args: &ShardBench) -> anyhow::Result<()> {
         gib(single_rss)
     );
     println!(
-        "  {n} parts in turn:   {split_wall:8.2} s wall {split_cpu:8.2} CPU-s   peak RSS per task {:.2} GiB   CPU ratio {:.3}× (target ≤ 1.1×)",
+        "  {n} parts ({g} gallery blocks) in turn: {split_wall:8.2} s wall {split_cpu:8.2} CPU-s   peak RSS per task {:.2} GiB   CPU ratio {:.3}× (target ≤ 1.1×)",
         gib(part_rss),
         split_cpu / single_cpu
     );

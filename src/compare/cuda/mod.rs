@@ -263,13 +263,6 @@ impl CudaEngine {
         job: &CompareJob<'_>,
     ) -> Result<(CompareResult, Profile), CompareError> {
         job.validate()?;
-        if job.mates_elsewhere.is_some() {
-            return Err(CompareError::Device(
-                "the CUDA engine does not take mates outside its gallery (a gallery block): \
-                 run gallery blocks with --device cpu"
-                    .into(),
-            ));
-        }
         Ok(guarded("CUDA job", || run::run(self, job))?)
     }
 
@@ -337,10 +330,10 @@ impl Engine for CudaEngine {
         true
     }
 
-    /// The genuine kernel scores the mates of the gallery on the device
-    /// only: a block of a split gallery runs on the CPU engine.
+    /// Mates outside the gallery are scored on the host in the genuine
+    /// kernel's arithmetic, and the device's mate scores start from them.
     fn takes_mates_elsewhere(&self) -> bool {
-        false
+        true
     }
 
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError> {

@@ -6,7 +6,30 @@
 //! may be from it, and the tail's last step.
 
 use super::params::TailEntry;
-use crate::compare::{Hardest, HistogramSpec, PairScore, Precision};
+use crate::compare::{CompareJob, Hardest, HistogramSpec, PairScore, Precision};
+
+/// Each probe's best decision score against its mates outside the job's
+/// gallery ([`CompareJob::mates_elsewhere`]; `-inf` where it has none), in
+/// the genuine kernel's arithmetic ([`decision_score`]): the device's mate
+/// scores start from them, so a probe has the same mate score in every
+/// block of a split gallery. Few pairs (a probe's mates), scored here.
+pub(crate) fn outside_mate_scores(job: &CompareJob<'_>) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut best = vec![f32::NEG_INFINITY; job.probes.rows()];
+    let Some((rows, labels)) = job.mates_elsewhere else {
+        return best;
+    };
+    let mut of: std::collections::HashMap<u32, Vec<usize>> = Default::default();
+    for (j, &label) in labels.iter().enumerate() {
+        of.entry(label).or_default().push(j);
+    }
+    best.par_iter_mut().enumerate().for_each(|(i, b)| {
+        for &j in of.get(&job.probe_labels[i]).into_iter().flatten() {
+            *b = b.max(decision_score(job.probes.row(i), rows.row(j)));
+        }
+    });
+    best
+}
 
 /// The decision score of two rows, bit for bit as `warp_dot32` in
 /// `kernels/common.cuh`: partial sum l (of 32) takes the terms l, l + 32,

@@ -27,13 +27,27 @@ pub fn run(
     job: &CompareJob<'_>,
 ) -> Result<(CompareResult, Profile), CudaError> {
     let started = Instant::now();
-    let Some(mut r) = Run::setup(engine, job)? else {
+    let outside = rescore::outside_mate_scores(job);
+    let Some(mut r) = Run::setup(engine, job, &outside)? else {
+        // No comparisons; a probe's mates in other gallery blocks still
+        // give its mate score, and no non-mate here outranks it.
+        let probes = outside
+            .iter()
+            .map(|&m| {
+                let mated = m != f32::NEG_INFINITY;
+                ProbeResult {
+                    top: Vec::new(),
+                    mate_score: mated.then_some(m),
+                    mate_rank: mated.then_some(1),
+                }
+            })
+            .collect();
         let result = CompareResult {
             genuine: Vec::new(),
             genuine_subjects: Vec::new(),
             impostor_hist: vec![0; job.histogram.bins as usize],
             impostor_tail: Vec::new(),
-            probes: vec![ProbeResult::default(); job.probes.rows()],
+            probes,
             score_error: None,
             precision_note: None,
             hardest_genuine: Vec::new(),
@@ -211,7 +225,13 @@ fn band_specs(job: &CompareJob<'_>, margin: f32) -> Vec<(BandSpec, usize)> {
 impl<'e, 'j> Run<'e, 'j> {
     /// Sizes, checks and allocates everything; None for a job with no
     /// comparisons.
-    fn setup(engine: &'e CudaEngine, job: &'j CompareJob<'j>) -> Result<Option<Self>, CudaError> {
+    /// `outside`: each probe's mate score from mates outside the gallery
+    /// ([`rescore::outside_mate_scores`]), where its mate scores start.
+    fn setup(
+        engine: &'e CudaEngine,
+        job: &'j CompareJob<'j>,
+        outside: &[f32],
+    ) -> Result<Option<Self>, CudaError> {
         let all_distinct = job.pairing == Pairing::AllDistinct;
         let (gallery, gallery_labels) = if all_distinct {
             (job.probes, job.probe_labels)
@@ -311,7 +331,7 @@ impl<'e, 'j> Run<'e, 'j> {
             mate_ptr: DeviceBuffer::upload(st, &main, &mates.ptr)?,
             mate_idx: DeviceBuffer::upload(st, &main, &mates.idx)?,
             pair_score: DeviceBuffer::new(mates.idx.len() * 4)?,
-            mate_best: DeviceBuffer::upload(st, &main, &vec![f32::NEG_INFINITY; np])?,
+            mate_best: DeviceBuffer::upload(st, &main, outside)?,
             top_s: DeviceBuffer::upload(st, &main, &vec![f32::NEG_INFINITY; np * k])?,
             top_j: DeviceBuffer::upload(st, &main, &vec![u32::MAX; np * k])?,
             rank: DeviceBuffer::upload(st, &main, &vec![0u64; np])?,
@@ -770,7 +790,7 @@ impl<'e, 'j> Run<'e, 'j> {
                 })
                 .filter(|c| c.index != u32::MAX)
                 .collect();
-            let mated = !range.is_empty();
+            let mated = !range.is_empty() || best[i] != f32::NEG_INFINITY;
             probes.push(ProbeResult {
                 top,
                 mate_score: mated.then_some(best[i]),
