@@ -1669,6 +1669,8 @@ mod tests {
             bf16 in any::<bool>(),
             // Bands where f32 values are sparse enough to count each one.
             band in proptest::option::of(prop_oneof![48u32..60, 0u32..12].prop_flat_map(|low| (Just(low), 1u32..5))),
+            // Where probe × gallery is cut into two gallery blocks.
+            cut in 0usize..40,
         ) {
             let probes = embeddings(n_probe, dim, &values);
             let gallery = if distinct { probes.clone() } else { embeddings(n_gallery, dim, &values[1..].iter().chain(&values[..1]).copied().collect::<Vec<_>>()) };
@@ -1694,6 +1696,27 @@ mod tests {
             let tile = TileShape { rows: tile_rows, cols: tile_cols };
             let engine = CpuEngine::with_precision(precision).unwrap().with_tile(tile).with_bf16_tail_share(f64::INFINITY);
             let tiled = pool.install(|| engine.compare(&job)).unwrap();
+            // Two gallery blocks, each with the other's rows as mates
+            // elsewhere, combine to the whole job's search results.
+            if !distinct {
+                let cut = cut.min(n_gallery);
+                let (first, second): (Vec<usize>, Vec<usize>) = ((0..cut).collect(), (cut..n_gallery).collect());
+                let (ga, gb) = (gallery.select(&first), gallery.select(&second));
+                let (la, lb) = gallery_labels.split_at(cut);
+                let block = |g: &Embeddings, l: &[u32], other: &Embeddings, ol: &[u32]| {
+                    let j = CompareJob { gallery: g, gallery_labels: l, mates_elsewhere: Some((other, ol)), ..job };
+                    pool.install(|| engine.compare(&j)).unwrap().probes
+                };
+                let combined: Vec<ProbeResult> = block(&ga, la, &gb, lb)
+                    .into_iter()
+                    .zip(block(&gb, lb, &ga, la))
+                    .map(|(a, mut b)| {
+                        b.top.iter_mut().for_each(|c| c.index += cut as u32);
+                        a.with_block(b, top_k)
+                    })
+                    .collect();
+                prop_assert_eq!(&combined, &tiled.probes);
+            }
             // A job with bands runs in fp32, and says so.
             let ran = if bands.is_empty() { precision } else { CpuPrecision::Fp32 };
             prop_assert_eq!(tiled.precision_note.is_some(), ran != precision);
