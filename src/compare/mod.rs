@@ -249,8 +249,7 @@ pub struct CompareJob<'a> {
     /// They count toward each probe's mate score, so that its rank counts
     /// this block's non-mates at or above the whole gallery's mate score
     /// (ranks of blocks then add up); they are compared with nothing else
-    /// (no genuine score, candidate or impostor). Probe × gallery only, and
-    /// only on engines that [`Engine::takes_mates_elsewhere`].
+    /// (no genuine score, candidate or impostor). Probe × gallery only.
     pub mates_elsewhere: Option<(&'a Embeddings, &'a [u32])>,
 }
 
@@ -307,6 +306,19 @@ impl ScoreBand {
         let (high, low) = self.score_range(spec);
         u64::from(descending_key(low) - descending_key(high)) + 1
     }
+}
+
+/// A band's counters, one per f32 value from its highest (whose
+/// [`descending_key`] is `first`) down, as the values met with their
+/// counts, highest first ([`CompareResult::band_counts`]), appended to `out`.
+pub(crate) fn push_band_runs(first: u32, counts: &[u64], out: &mut Vec<(f32, u64)>) {
+    out.extend(
+        counts
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(i, &n)| (score_of_descending_key(first + i as u32), n)),
+    );
 }
 
 /// The most f32 values a job's bands may span together (8 MiB of counters
@@ -387,6 +399,14 @@ pub struct Candidate {
     pub score: f32,
 }
 
+impl Candidate {
+    /// The order of a probe's candidate list: higher score first, ties by
+    /// lower index.
+    pub(crate) fn best_first(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+        b.score.total_cmp(&a.score).then(a.index.cmp(&b.index))
+    }
+}
+
 /// Per probe: its candidate list and its mate.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProbeResult {
@@ -407,8 +427,7 @@ impl ProbeResult {
     /// ([`CompareJob::mates_elsewhere`]), so both have the same.
     pub(crate) fn with_block(mut self, other: ProbeResult, top_k: usize) -> ProbeResult {
         self.top.extend(other.top);
-        self.top
-            .sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        self.top.sort_by(Candidate::best_first);
         self.top.truncate(top_k);
         self.mate_score = match (self.mate_score, other.mate_score) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -504,9 +523,6 @@ pub trait Engine: Send + Sync {
     /// Whether the engine counts the scores of a job's bands
     /// ([`CompareJob::bands`]); one that does not leaves them empty.
     fn counts_bands(&self) -> bool;
-    /// Whether the engine takes [`CompareJob::mates_elsewhere`] (a block of
-    /// a split gallery); one that does not refuses such a job.
-    fn takes_mates_elsewhere(&self) -> bool;
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError>;
 }
 

@@ -78,8 +78,8 @@ impl ScoreCounts {
     /// Impostor counts from an engine: the exact highest scores (`tail`,
     /// descending, also counted in `hist`), every score of the bins that
     /// the job's score bands cover (`band`: distinct values and their
-    /// counts, descending, also counted in `hist`), and the histogram. Scores held neither way stand at the
-    /// lower edge of their bin ("collapsed"), so the count of scores >= any
+    /// counts, descending, also counted in `hist`), and the histogram.
+    /// Scores held neither way stand at the lower edge of their bin ("collapsed"), so the count of scores >= any
     /// listed value is exact, and a threshold chosen among the values errs
     /// on the conservative side by less than one bin.
     ///

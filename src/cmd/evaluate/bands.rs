@@ -9,7 +9,9 @@
 //! probability, and should one, `fmr_point` finds it and the figure is
 //! marked inexact, never silently wrong.
 
-use crate::compare::{cpu::products, HistogramSpec, ScoreBand, SplitMix, MAX_BAND_VALUES};
+use crate::compare::{
+    cpu::products, sort_descending, HistogramSpec, ScoreBand, SplitMix, MAX_BAND_VALUES,
+};
 
 /// Rows drawn for each side of the sample: up to 1024 × 1024 scores. Every
 /// part of a split job scores the same sample, so it is kept small: at
@@ -82,7 +84,7 @@ impl Sample {
     /// Every impostor score once (all distinct pairs: the upper
     /// triangle), descending.
     fn sorted(&self) -> Vec<f32> {
-        let mut out: Vec<f32> = self
+        let out: Vec<f32> = self
             .scores
             .chunks(self.cols.max(1))
             .enumerate()
@@ -92,8 +94,7 @@ impl Sample {
             })
             .filter(|s| !s.is_nan())
             .collect();
-        out.sort_unstable_by(|a, b| b.total_cmp(a));
-        out
+        sort_descending(out)
     }
 
     /// The variance of the share of scores >= `t` as an estimate of the

@@ -615,6 +615,7 @@ fn from_embeddings(args: &EvaluateArgs, shard: Shard) -> anyhow::Result<Computed
     if header.cols == 0 {
         bail!("{}: the embeddings have 0 columns", emb_path.display());
     }
+    let (probe_block, gallery_block) = shard.spec.grid(args.gallery_blocks)?;
     let selected = select_engine(args.device, args.precision)?;
     let job = Job::new(
         args,
@@ -623,14 +624,7 @@ fn from_embeddings(args: &EvaluateArgs, shard: Shard) -> anyhow::Result<Computed
         (header.rows, header.cols),
         selected.info.clone(),
     )?;
-    if job.gallery_blocks > 1 && !selected.engine.takes_mates_elsewhere() {
-        bail!(
-            "--gallery-blocks: {} does not take a block of a split gallery; run the parts with --device cpu",
-            selected.engine.description()
-        );
-    }
     let ctx = Context::load(&job, labels_path, args.pairs.as_deref())?;
-    let (probe_block, gallery_block) = shard.spec.grid(job.gallery_blocks)?;
     if job.gallery_blocks > 1 && !ctx.has_roles() {
         bail!(
             "{}: --gallery-blocks needs gallery and probe roles",
@@ -702,19 +696,13 @@ struct Rows<'r> {
 }
 
 impl<'r> Rows<'r> {
+    /// No mates elsewhere: the whole gallery, or a job whose ranks are
+    /// not used.
     fn of(probes: &'r [usize], gallery: &'r [usize]) -> Rows<'r> {
-        Rows::mated_elsewhere(probes, gallery, &[])
-    }
-
-    fn mated_elsewhere(
-        probes: &'r [usize],
-        gallery: &'r [usize],
-        elsewhere: &'r [usize],
-    ) -> Rows<'r> {
         Rows {
             probes,
             gallery,
-            elsewhere,
+            elsewhere: &[],
         }
     }
 }
@@ -754,6 +742,9 @@ fn mates_outside(ctx: &Context, probes: &[usize], block: Range<usize>) -> Vec<us
 /// label row `rows[i]`.
 struct Loaded {
     rows: Vec<usize>,
+    /// With a gallery block, the gallery rows of other blocks that hold
+    /// mates of the part's probes ([`mates_outside`]); else empty.
+    mates_elsewhere: Vec<usize>,
 }
 
 impl Loaded {
@@ -767,12 +758,16 @@ impl Loaded {
         let probes = &ctx.probes[shard.range(ctx.probes.len())];
         if gallery.count > 1 {
             let block = gallery.range(ctx.gallery.len());
+            let mates_elsewhere = mates_outside(ctx, probes, block.clone());
             let mut rows: Vec<usize> = probes.to_vec();
-            rows.extend_from_slice(&ctx.gallery[block.clone()]);
-            rows.extend(mates_outside(ctx, probes, block));
+            rows.extend_from_slice(&ctx.gallery[block]);
+            rows.extend_from_slice(&mates_elsewhere);
             rows.sort_unstable();
             rows.dedup();
-            return Loaded { rows };
+            return Loaded {
+                rows,
+                mates_elsewhere,
+            };
         }
         let n = job.rows as usize;
         let (mut low, mut high) = (n, 0);
@@ -798,6 +793,7 @@ impl Loaded {
         }
         Loaded {
             rows: (low..high.max(low)).collect(),
+            mates_elsewhere: Vec::new(),
         }
     }
 
@@ -859,13 +855,13 @@ impl Comparer<'_> {
             } else {
                 Exact::default()
             };
-            let elsewhere = if self.gallery_block.count > 1 {
-                mates_outside(ctx, block_rows, gallery.clone())
-            } else {
-                Vec::new()
+            let rows = Rows {
+                probes: block_rows,
+                gallery: gallery_rows,
+                elsewhere: &self.loaded.mates_elsewhere,
             };
             let mut result = self.compare(
-                Rows::mated_elsewhere(block_rows, gallery_rows, &elsewhere),
+                rows,
                 Pairing::ProbeGallery,
                 job.top_k.max(1),
                 &exact,

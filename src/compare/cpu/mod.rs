@@ -30,9 +30,9 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
-    descending_key, dot_f64, score_of_descending_key, sort_descending, Candidate, CompareError,
-    CompareJob, CompareResult, Embeddings, Engine, Hardest, HistogramSpec, PairScore, Pairing,
-    ProbeResult, ScoreBand, SplitMix, TileShape,
+    descending_key, dot_f64, push_band_runs, sort_descending, Candidate, CompareError, CompareJob,
+    CompareResult, Embeddings, Engine, Hardest, HistogramSpec, PairScore, Pairing, ProbeResult,
+    ScoreBand, SplitMix, TileShape,
 };
 
 impl TileShape {
@@ -254,10 +254,6 @@ impl Engine for CpuEngine {
     }
 
     fn counts_bands(&self) -> bool {
-        true
-    }
-
-    fn takes_mates_elsewhere(&self) -> bool {
         true
     }
 
@@ -636,15 +632,6 @@ impl BandCounts {
             low,
             first: descending_key(high),
             counts: vec![0; band.values(spec) as usize],
-        }
-    }
-
-    /// Appends the values met, with their counts, highest first.
-    fn runs_into(&self, out: &mut Vec<(f32, u64)>) {
-        for (i, &n) in self.counts.iter().enumerate() {
-            if n > 0 {
-                out.push((score_of_descending_key(self.first + i as u32), n));
-            }
         }
     }
 }
@@ -1177,8 +1164,7 @@ impl TopLists {
 /// rescored in fp32 and the best k kept.
 fn exact_top(job: &CompareJob<'_>, p: usize, folds: &[Fold]) -> Option<Vec<Candidate>> {
     let k = job.top_k;
-    let by_rank =
-        |a: &Candidate, b: &Candidate| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index));
+    let by_rank = Candidate::best_first;
     let mut union: Vec<Candidate> = folds
         .iter()
         .flat_map(|f| f.top.list(p).iter().copied())
@@ -1363,7 +1349,7 @@ fn merge(
             }
         }
         for band in first.bands.iter().rev() {
-            band.runs_into(&mut band_counts);
+            push_band_runs(band.first, &band.counts, &mut band_counts);
         }
     }
     for fold in &mut folds {
@@ -1548,7 +1534,7 @@ mod tests {
                     })
                     .count() as u64
             });
-            all.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+            all.sort_by(Candidate::best_first);
             all.truncate(job.top_k);
             probes.push(ProbeResult {
                 top: all,

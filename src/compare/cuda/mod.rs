@@ -330,12 +330,6 @@ impl Engine for CudaEngine {
         true
     }
 
-    /// Mates outside the gallery are scored on the host in the genuine
-    /// kernel's arithmetic, and the device's mate scores start from them.
-    fn takes_mates_elsewhere(&self) -> bool {
-        true
-    }
-
     fn compare(&self, job: &CompareJob<'_>) -> Result<CompareResult, CompareError> {
         self.compare_profiled(job).map(|(result, _)| result)
     }

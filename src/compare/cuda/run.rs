@@ -17,8 +17,8 @@ use super::products::{first_column, operand_bytes, upload_rows, Gemm, RowsAt};
 use super::samples::{Samples, TileAt};
 use super::{kernels, rescore, tail, CudaEngine, CudaError, Profile, FOLD_BLOCKS_PER_SM};
 use crate::compare::{
-    descending_key, score_of_descending_key, Candidate, CompareJob, CompareResult, Embeddings,
-    Hardest, PairScore, Pairing, ProbeResult, SplitMix,
+    descending_key, push_band_runs, Candidate, CompareJob, CompareResult, Embeddings, Hardest,
+    PairScore, Pairing, ProbeResult, SplitMix,
 };
 
 /// Runs `job` on `engine`'s GPU.
@@ -735,11 +735,7 @@ impl<'e, 'j> Run<'e, 'j> {
             let counts: Vec<u64> = st.download(main, &self.b.band_counts, total)?;
             for (spec, len) in &self.bands {
                 let at = spec.offset as usize;
-                for (i, &n) in counts[at..at + len].iter().enumerate() {
-                    if n > 0 {
-                        band_counts.push((score_of_descending_key(spec.first + i as u32), n));
-                    }
-                }
+                push_band_runs(spec.first, &counts[at..at + len], &mut band_counts);
             }
         }
         let reach: Vec<(f32, f32)> = self
@@ -790,7 +786,8 @@ impl<'e, 'j> Run<'e, 'j> {
                 })
                 .filter(|c| c.index != u32::MAX)
                 .collect();
-            let mated = !range.is_empty() || best[i] != f32::NEG_INFINITY;
+            // Mated here or in another gallery block: a mate score.
+            let mated = best[i] != f32::NEG_INFINITY;
             probes.push(ProbeResult {
                 top,
                 mate_score: mated.then_some(best[i]),
