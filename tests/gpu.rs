@@ -17,8 +17,8 @@ use facekit::compare::cuda::CudaEngine;
 use facekit::compare::Precision;
 use facekit::compare::{dot_f64, SplitMix, TileShape};
 use facekit::compare::{
-    Candidate, CompareJob, CompareResult, Embeddings, Engine, Hardest, HistogramSpec, PairScore,
-    Pairing, ProbeResult, ScoreBand,
+    BandCounts, Candidate, CompareJob, CompareResult, Embeddings, Engine, Hardest, HistogramSpec,
+    PairScore, Pairing, ProbeResult, ScoreBand,
 };
 
 const TOL: f64 = 1e-5;
@@ -151,13 +151,16 @@ fn reference_by(
         });
     }
     tail.sort_by(|a, b| b.total_cmp(a));
-    // The bands' scores as distinct values and counts, highest first.
-    let in_band = |s: &f32| job.bands.iter().any(|b| b.holds(h.bin(*s)));
-    let band: Vec<f32> = tail.iter().copied().filter(in_band).collect();
-    let band_counts = band
-        .chunk_by(|a, b| a == b)
-        .map(|run| (run[0] + 0.0, run.len() as u64))
-        .collect();
+    // Every score in a band's bins, counted by value.
+    let mut band_counts: Vec<BandCounts> =
+        job.bands.iter().map(|&b| BandCounts::new(b, h)).collect();
+    for &s in &tail {
+        for (band, counts) in job.bands.iter().zip(&mut band_counts) {
+            if band.holds(h.bin(s)) {
+                assert!(counts.add(s, 1), "{s} in its band's bins but not its range");
+            }
+        }
+    }
     tail.truncate(job.tail_capacity);
     Hardest::Lowest.keep(&mut hardest_genuine, job.examples);
     // An engine names impostor pairs from its exact tail ([`CompareResult`]).

@@ -53,15 +53,26 @@ impl EmbeddingError {
 
 /// Scales one row to unit length, or says why it cannot be.
 fn normalize_row(row: usize, chunk: &mut [f32]) -> Result<(), EmbeddingError> {
-    if chunk.iter().any(|v| !v.is_finite()) {
+    // Accumulate in f64: a 512-d sum of squares loses digits in f32. Eight
+    // running sums, added in a fixed order at the end: the same result on
+    // every machine, without a chain of 512 dependent additions.
+    let mut lanes = [0f64; 8];
+    let mut octets = chunk.chunks_exact(8);
+    for octet in &mut octets {
+        for (lane, &v) in lanes.iter_mut().zip(octet) {
+            *lane += (v as f64) * (v as f64);
+        }
+    }
+    for (lane, &v) in lanes.iter_mut().zip(octets.remainder()) {
+        *lane += (v as f64) * (v as f64);
+    }
+    let sum: f64 = lanes.iter().sum();
+    // A square of any finite f32 is finite in f64: only a value that is
+    // not finite makes the sum so.
+    if !sum.is_finite() {
         return Err(EmbeddingError::NotFinite { row });
     }
-    // Accumulate in f64: a 512-d sum of squares loses digits in f32.
-    let norm = chunk
-        .iter()
-        .map(|&v| (v as f64) * (v as f64))
-        .sum::<f64>()
-        .sqrt();
+    let norm = sum.sqrt();
     if norm == 0.0 {
         return Err(EmbeddingError::Zero { row });
     }
@@ -242,7 +253,7 @@ pub struct CompareJob<'a> {
     /// [`CompareResult::hardest_impostors`]; 0: none).
     pub examples: usize,
     /// Histogram bins whose impostor scores are wanted as themselves
-    /// ([`CompareResult::band_counts`]), sorted and disjoint.
+    /// ([`CompareResult::band_counts`]), sorted ascending and disjoint.
     pub bands: &'a [ScoreBand],
     /// Gallery rows outside `gallery` that hold mates of the probes, with
     /// their labels: a job over one block of a gallery split into blocks.
@@ -308,32 +319,109 @@ impl ScoreBand {
     }
 }
 
-/// A band's counters, one per f32 value from its highest (whose
-/// [`descending_key`] is `first`) down, as the values met with their
-/// counts, highest first ([`CompareResult::band_counts`]), appended to `out`.
-pub(crate) fn push_band_runs(first: u32, counts: &[u64], out: &mut Vec<(f32, u64)>) {
-    out.extend(
-        counts
+/// The impostor scores of one [`ScoreBand`] by exact value: a counter per
+/// f32 value of its score range, from the highest down. Counts are sums,
+/// so the counts of disjoint comparisons add up exactly; dense, because a
+/// band is placed where scores crowd (most of its values are met), and
+/// adding in place allocates nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BandCounts {
+    /// The [`descending_key`] of the band's highest value: counter `i`
+    /// holds the value whose key is `first + i`.
+    first: u32,
+    counts: Vec<u64>,
+}
+
+impl BandCounts {
+    /// No scores yet, in `band` of a histogram by `spec`.
+    pub fn new(band: ScoreBand, spec: HistogramSpec) -> BandCounts {
+        let (high, _) = band.score_range(spec);
+        BandCounts {
+            first: descending_key(high),
+            counts: vec![0; band.values(spec) as usize],
+        }
+    }
+
+    /// The highest and the lowest value counted.
+    pub(crate) fn range(&self) -> (f32, f32) {
+        let last = self.first + self.counts.len().saturating_sub(1) as u32;
+        (
+            score_of_descending_key(self.first),
+            score_of_descending_key(last),
+        )
+    }
+
+    /// Counts `n` scores of value `s`; false, counting nothing, when `s` is
+    /// outside the band.
+    #[inline]
+    pub fn add(&mut self, s: f32, n: u64) -> bool {
+        let at = descending_key(s).wrapping_sub(self.first) as usize;
+        match self.counts.get_mut(at) {
+            Some(c) => {
+                *c += n;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Adds the counts of the same band's scores elsewhere; false, adding
+    /// nothing, when `other` counts another band.
+    pub(crate) fn add_counts(&mut self, other: &BandCounts) -> bool {
+        if other.first != self.first || other.counts.len() != self.counts.len() {
+            return false;
+        }
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        true
+    }
+
+    /// The values met and their counts, highest first.
+    pub fn runs(&self) -> impl Iterator<Item = (f32, u64)> + '_ {
+        self.counts
             .iter()
             .enumerate()
             .filter(|&(_, &n)| n > 0)
-            .map(|(i, &n)| (score_of_descending_key(first + i as u32), n)),
-    );
+            .map(|(i, &n)| (score_of_descending_key(self.first + i as u32), n))
+    }
+
+    /// How many values were met.
+    pub(crate) fn distinct(&self) -> usize {
+        self.counts.iter().filter(|&&n| n > 0).count()
+    }
+
+    /// How many counters the band has.
+    pub(crate) fn width(&self) -> usize {
+        self.counts.len()
+    }
 }
 
 /// The most f32 values a job's bands may span together (8 MiB of counters
 /// per 2^20): bands near cosine 0, where f32 values crowd, are refused.
 pub(crate) const MAX_BAND_VALUES: u64 = 1 << 23;
 
-/// Scores as distinct values with their counts, highest first (the form of
-/// [`CompareResult::band_counts`]).
+/// The counts of `scores` in each of `bands` (scores outside them left
+/// out): what an engine's [`CompareResult::band_counts`] must be.
 #[cfg(test)]
-pub(crate) fn value_counts(scores: &[f32]) -> Vec<(f32, u64)> {
-    let mut keys: Vec<u32> = scores.iter().map(|&s| descending_key(s)).collect();
-    keys.sort_unstable();
-    keys.chunk_by(|a, b| a == b)
-        .map(|run| (score_of_descending_key(run[0]), run.len() as u64))
-        .collect()
+pub(crate) fn band_counts_of(
+    bands: &[ScoreBand],
+    spec: HistogramSpec,
+    scores: &[f32],
+) -> Vec<BandCounts> {
+    let mut out: Vec<BandCounts> = bands.iter().map(|&b| BandCounts::new(b, spec)).collect();
+    for &s in scores {
+        for (band, counts) in bands.iter().zip(&mut out) {
+            if band.holds(spec.bin(s)) {
+                assert!(
+                    counts.add(s, 1),
+                    "{s} in bin {} but not in its band's range",
+                    spec.bin(s)
+                );
+            }
+        }
+    }
+    out
 }
 
 /// One compared pair: a probe row, a gallery row and their score. For all
@@ -487,10 +575,10 @@ pub struct CompareResult {
     /// The job's `examples` highest impostor pairs ([`Hardest::Highest`]),
     /// at most as many as the exact tail holds.
     pub hardest_impostors: Vec<PairScore>,
-    /// Every impostor score in the job's bands, as distinct values with
-    /// their counts, highest first; empty from an engine that counts none
+    /// Every impostor score in the job's bands, a [`BandCounts`] per band
+    /// in the job's order; empty from an engine that counts none
     /// ([`Engine::counts_bands`]: those bins then stay counts).
-    pub band_counts: Vec<(f32, u64)>,
+    pub band_counts: Vec<BandCounts>,
 }
 
 impl CompareResult {

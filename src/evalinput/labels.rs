@@ -3,8 +3,9 @@
 //! and any further attribute columns (`camera`, `light`, ...). CSV or
 //! Parquet; convert's `eval/manifest.parquet` is one.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use rayon::slice::ParallelSliceMut;
 
 use polars::prelude::*;
 
@@ -91,13 +92,20 @@ impl Labels {
     /// Dense identity indices (by sorted name, so they do not depend on row
     /// order) and the names they index.
     pub(crate) fn identity_indices(&self) -> (Vec<u32>, Vec<String>) {
-        let mut names: BTreeMap<&str, u32> =
-            self.identity.iter().map(|s| (s.as_str(), 0)).collect();
-        for (i, v) in names.values_mut().enumerate() {
-            *v = i as u32;
+        // Rows sorted by name, then numbered run by run: a sort of row
+        // numbers, not a tree of names searched once per row.
+        let id = &self.identity;
+        let mut order: Vec<u32> = (0..id.len() as u32).collect();
+        order.par_sort_unstable_by(|&a, &b| id[a as usize].cmp(&id[b as usize]));
+        let mut indices = vec![0u32; id.len()];
+        let mut names = Vec::new();
+        for run in order.chunk_by(|&a, &b| id[a as usize] == id[b as usize]) {
+            for &row in run {
+                indices[row as usize] = names.len() as u32;
+            }
+            names.push(id[run[0] as usize].clone());
         }
-        let indices = self.identity.iter().map(|s| names[s.as_str()]).collect();
-        (indices, names.into_keys().map(str::to_string).collect())
+        (indices, names)
     }
 }
 
@@ -230,8 +238,12 @@ fn read_csv_text(path: &Path, trim: csv::Trim) -> Result<Vec<(String, Vec<String
         .map(str::to_string)
         .collect();
     let mut values: Vec<Vec<String>> = vec![Vec::new(); names.len()];
-    for (row, record) in reader.records().enumerate() {
-        let record = record.map_err(err)?;
+    // One record reused: a row costs its fields' strings alone.
+    let mut record = csv::StringRecord::new();
+    for row in 0.. {
+        if !reader.read_record(&mut record).map_err(err)? {
+            break;
+        }
         if record.len() != names.len() {
             return Err(LabelsError::Read {
                 path: path.to_path_buf(),

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use super::bootstrap::{miss_rate_intervals, SubjectScore};
 use super::verification::*;
 use super::ScoreCounts;
-use crate::compare::HistogramSpec;
+use crate::compare::{HistogramSpec, ScoreBand};
 
 /// Scores on a coarse grid so ties within and across classes are common.
 fn scores(max: usize) -> impl Strategy<Value = Vec<f32>> {
@@ -97,19 +97,23 @@ proptest! {
         prop_assert_eq!((fmr.min(fnmr), fmr.max(fnmr)), (e.low, e.high));
     }
 
-    /// Impostor scores on the edges of 1/32-wide bins and inside them, many
-    /// tied, with the exact tail cut anywhere (an engine may cut it inside
-    /// a run of ties) and a band of bins held exactly anywhere: every figure
-    /// marked exact is the exact scores' one, and a tail or a band holding
-    /// every score marks everything exact.
+    /// Impostor scores on the edges of 64 bins and inside them, many tied,
+    /// with the exact tail cut anywhere (an engine may cut it inside a run
+    /// of ties) and a band of bins held exactly anywhere among them: every
+    /// figure marked exact is the exact scores' one, and a tail or a band
+    /// holding every score marks everything exact. The bins are those of a
+    /// 4,096-bin histogram from 0.5 up: a band counts every f32 value of
+    /// its bins, 8,192 a bin there (in the 64 bins of [-1, 1] a band would
+    /// span up to 10^9, beyond what engines place, `MAX_BAND_VALUES`).
     #[test]
     fn figures_marked_exact_are_the_exact_ones(
         g in scores(60),
-        i in prop::collection::vec((-32i32..32, 0i32..3).prop_map(|(k, sub)| k as f32 / 32.0 + sub as f32 / 128.0), 1..400),
+        i in prop::collection::vec((0i32..64, 0i32..3).prop_map(|(k, sub)| 0.5 + k as f32 / 2048.0 + sub as f32 / 8192.0), 1..400),
         keep in 0usize..420,
-        band in prop::option::of((0usize..64, 1usize..70)),
+        band in prop::option::of((0u32..64, 1u32..70)),
     ) {
-        let spec = HistogramSpec { bins: 64 };
+        let spec = HistogramSpec { bins: 4096 };
+        let first = spec.bin(0.5) as u32;
         let mut hist = vec![0u64; spec.bins as usize];
         for &s in &i {
             hist[spec.bin(s)] += 1;
@@ -117,15 +121,18 @@ proptest! {
         let mut tail = i.clone();
         tail.sort_by(|a, b| b.total_cmp(a));
         tail.truncate(keep);
-        let in_band = |s: f32| band.is_some_and(|(low, len)| (low..low + len).contains(&spec.bin(s)));
-        let band_scores: Vec<f32> = i.iter().copied().filter(|&s| in_band(s)).collect();
-        let band_counts = crate::compare::value_counts(&band_scores);
+        let bands: Vec<ScoreBand> = band
+            .map(|(low, len)| ScoreBand { low: first + low, high: first + (low + len).min(64) })
+            .into_iter()
+            .collect();
+        let band_counts = crate::compare::band_counts_of(&bands, spec, &i);
         let binned_counts = ScoreCounts::from_binned(&tail, &band_counts, &hist, spec);
         let exact_counts = ScoreCounts::from_scores(i.clone());
         for &t in binned_counts.values() {
             prop_assert_eq!(binned_counts.at_or_above(t), exact_counts.at_or_above(t));
         }
-        let gc = ScoreCounts::from_scores(g);
+        // The genuine scores among the impostors'.
+        let gc = ScoreCounts::from_scores(g.iter().map(|&s| 0.515 + s * 0.016).collect());
         let binned = verification(&gc, &binned_counts, &TARGETS).unwrap();
         let exact = verification(&gc, &exact_counts, &TARGETS).unwrap();
         let (b, e) = (&binned.summary, &exact.summary);
@@ -142,7 +149,7 @@ proptest! {
             prop_assert_eq!((b.eer_low, b.eer_high, b.eer_threshold), (e.eer_low, e.eer_high, e.eer_threshold));
             prop_assert_eq!(binned.eer, exact.eer);
         }
-        if keep >= i.len() || band_scores.len() == i.len() {
+        if keep >= i.len() || band_counts.iter().flat_map(|b| b.runs()).map(|r| r.1).sum::<u64>() == i.len() as u64 {
             prop_assert_eq!(&binned_counts, &exact_counts);
             prop_assert_eq!(&binned, &exact);
         }

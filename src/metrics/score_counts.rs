@@ -4,9 +4,11 @@
 
 use rayon::prelude::*;
 
-use crate::compare::{score_of_descending_key, sorted_keys, split_by_sizes, HistogramSpec};
+use crate::compare::{
+    score_of_descending_key, sorted_keys, split_by_sizes, BandCounts, HistogramSpec,
+};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScoreCounts {
     /// Distinct values, strictly descending.
     values: Vec<f64>,
@@ -21,12 +23,6 @@ pub struct ScoreCounts {
     /// low end), descending and disjoint; empty when every score is held
     /// as itself. Outside them the values are the scores, ties complete.
     collapsed: Vec<(f64, f64)>,
-}
-
-impl Default for ScoreCounts {
-    fn default() -> Self {
-        ScoreCounts::from_runs(Vec::new(), Vec::new(), Vec::new())
-    }
 }
 
 impl ScoreCounts {
@@ -77,11 +73,11 @@ impl ScoreCounts {
 
     /// Impostor counts from an engine: the exact highest scores (`tail`,
     /// descending, also counted in `hist`), every score of the bins that
-    /// the job's score bands cover (`band`: distinct values and their
-    /// counts, descending, also counted in `hist`), and the histogram.
-    /// Scores held neither way stand at the lower edge of their bin ("collapsed"), so the count of scores >= any
-    /// listed value is exact, and a threshold chosen among the values errs
-    /// on the conservative side by less than one bin.
+    /// the job's score bands cover (`bands`, in ascending order, also
+    /// counted in `hist`), and the histogram. Scores held neither way stand
+    /// at the lower edge of their bin ("collapsed"), so the count of scores
+    /// at or above any listed value is exact, and a threshold chosen among
+    /// the values errs on the conservative side by less than one bin.
     ///
     /// Unless the tail holds every score, its lowest value may have tied
     /// scores left out of it (an engine cuts the tail at its capacity), so
@@ -90,12 +86,12 @@ impl ScoreCounts {
     /// bands) stays collapsed.
     pub(crate) fn from_binned(
         tail: &[f32],
-        band: &[(f32, u64)],
+        bands: &[BandCounts],
         hist: &[u64],
         spec: HistogramSpec,
     ) -> ScoreCounts {
         let total: u64 = hist.iter().sum();
-        if tail.len() as u64 >= total && band.is_empty() {
+        if tail.len() as u64 >= total && bands.is_empty() {
             // Every score, sorted: the exact counts in one pass (2·10^8 of
             // them took 4 s through the bins and a second sort).
             return ScoreCounts::from_descending(tail);
@@ -107,8 +103,9 @@ impl ScoreCounts {
             &tail[..tail.partition_point(|&s| s > lowest)]
         };
         // Per bin, whether the band counts hold all its scores.
+        let band_runs = || bands.iter().rev().flat_map(BandCounts::runs);
         let mut in_band = vec![0u64; hist.len()];
-        for &(s, n) in band {
+        for (s, n) in band_runs() {
             in_band[spec.bin(s)] += n;
         }
         let complete: Vec<bool> = in_band
@@ -141,34 +138,31 @@ impl ScoreCounts {
         // The tail's values and the bands', both descending, in one list
         // (their bins are disjoint: no value is in both).
         let tail_counts = ScoreCounts::from_scores(exact);
-        let mut tail_runs = tail_counts
-            .values
-            .iter()
-            .copied()
-            .zip(tail_counts.counts())
-            .peekable();
-        let mut exact: Vec<(f64, u64)> = Vec::with_capacity(tail_counts.values.len() + band.len());
-        for &(s, n) in band.iter().filter(|&&(s, _)| complete[spec.bin(s)]) {
-            let v = s as f64;
-            while let Some(t) = tail_runs.next_if(|t| t.0 > v) {
-                exact.push(t);
-            }
-            exact.push((v, n));
-        }
-        exact.extend(tail_runs);
+        let mut exact_runs = interleave_descending(
+            tail_counts.values.iter().copied().zip(tail_counts.counts()),
+            band_runs()
+                .filter(|&(s, _)| complete[spec.bin(s)])
+                .map(|(s, n)| (s as f64, n)),
+        )
+        .peekable();
 
         // The exact values and the collapsed bins' edges, descending, as
         // one list (an edge equal to an exact value adds to its count).
-        let mut values = Vec::with_capacity(exact.len());
-        let mut counts = Vec::with_capacity(exact.len());
+        // Room for every value: pages not written cost nothing.
+        let room = tail_counts.values.len()
+            + bands.iter().map(BandCounts::width).sum::<usize>()
+            + rest.iter().filter(|&&n| n > 0).count();
+        let mut values = Vec::with_capacity(room);
+        let mut at_or_above = Vec::with_capacity(room);
+        let mut sum = 0u64;
         let mut collapsed: Vec<(f64, f64)> = Vec::new();
-        let mut exact_runs = exact.into_iter().peekable();
-        let push = |values: &mut Vec<f64>, counts: &mut Vec<u64>, v: f64, n: u64| {
+        let mut push = |values: &mut Vec<f64>, v: f64, n: u64| {
+            sum += n;
             if values.last() == Some(&v) {
-                *counts.last_mut().expect("counts follow values") += n;
+                *at_or_above.last_mut().expect("counts follow values") = sum;
             } else {
                 values.push(v);
-                counts.push(n);
+                at_or_above.push(sum);
             }
         };
         for (i, &n) in rest.iter().enumerate().rev() {
@@ -177,7 +171,7 @@ impl ScoreCounts {
             }
             let edge = spec.lower_edge(i);
             while let Some((v, c)) = exact_runs.next_if(|&(v, _)| v >= edge) {
-                push(&mut values, &mut counts, v, c);
+                push(&mut values, v, c);
             }
             // The bin's scores lie below its next edge and below any exact
             // value in it (those are the tail's, above every other score).
@@ -190,16 +184,21 @@ impl ScoreCounts {
             let joins = values
                 .last()
                 .is_some_and(|&v| collapsed.last().is_some_and(|r| r.0 == v));
-            push(&mut values, &mut counts, edge, n);
+            push(&mut values, edge, n);
             match collapsed.last_mut() {
                 Some(last) if joins || last.0 == top => last.0 = edge,
                 _ => collapsed.push((edge, top)),
             }
         }
         for (v, c) in exact_runs {
-            push(&mut values, &mut counts, v, c);
+            push(&mut values, v, c);
         }
-        ScoreCounts::from_runs(values, counts, collapsed)
+        ScoreCounts {
+            values,
+            at_or_above,
+            total: sum,
+            collapsed,
+        }
     }
 
     /// Exact counts of scores sorted descending: runs of equal scores, in
@@ -219,23 +218,6 @@ impl ScoreCounts {
             at_or_above,
             total: end,
             collapsed: Vec::new(),
-        }
-    }
-
-    fn from_runs(values: Vec<f64>, counts: Vec<u64>, collapsed: Vec<(f64, f64)>) -> ScoreCounts {
-        let mut total = 0u64;
-        let at_or_above = counts
-            .iter()
-            .map(|&c| {
-                total += c;
-                total
-            })
-            .collect();
-        ScoreCounts {
-            values,
-            at_or_above,
-            total,
-            collapsed,
         }
     }
 
@@ -303,6 +285,20 @@ impl ScoreCounts {
     pub fn below(&self, t: f64) -> u64 {
         self.total - self.at_or_above(t)
     }
+}
+
+/// Two lists of distinct values and their counts, descending, with no
+/// value in both, as one descending list.
+fn interleave_descending(
+    a: impl Iterator<Item = (f64, u64)>,
+    b: impl Iterator<Item = (f64, u64)>,
+) -> impl Iterator<Item = (f64, u64)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if x.0 > y.0 => a.next(),
+        (Some(_), None) => a.next(),
+        _ => b.next(),
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! first false accepts as the threshold falls) and the mated probes first
 //! missed as it rises.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::compare::{Hardest, PairScore, ProbeResult};
 use crate::evaldir::{
@@ -42,10 +42,35 @@ pub(crate) fn example_rows(
     mated.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.total_cmp(&b.2)));
 
     // A mate's face: the best-scoring image of the identity among the
-    // candidates, else the identity's first gallery image.
-    let mut first_image: HashMap<&str, usize> = HashMap::new();
+    // candidates, else the identity's first gallery image (found in one
+    // pass over the gallery, for those identities alone).
+    let mated: Vec<(usize, f32, Option<usize>)> = mated
+        .iter()
+        .take(per_kind)
+        .map(|&(i, _, score)| {
+            let identity = ctx.identity[ctx.rows[i]].as_str();
+            let candidate = results[i]
+                .top
+                .iter()
+                .find(|c| ctx.identity[ctx.gallery_rows[c.index as usize]] == identity)
+                .map(|c| c.index as usize);
+            (i, score, candidate)
+        })
+        .collect();
+    let wanted: HashSet<&str> = mated
+        .iter()
+        .filter(|m| m.2.is_none())
+        .map(|m| ctx.identity[ctx.rows[m.0]].as_str())
+        .collect();
+    let mut first_image: HashMap<&str, usize> = HashMap::with_capacity(wanted.len());
     for (g, &row) in ctx.gallery_rows.iter().enumerate() {
-        first_image.entry(ctx.identity[row].as_str()).or_insert(g);
+        if first_image.len() == wanted.len() {
+            break;
+        }
+        let name = ctx.identity[row].as_str();
+        if wanted.contains(name) {
+            first_image.entry(name).or_insert(g);
+        }
     }
     let gallery_path = |g: usize| ctx.path.map(|p| p[ctx.gallery_rows[g]].clone());
     let row = |i: usize, kind: &str, gallery: usize, score: f32| {
@@ -77,13 +102,8 @@ pub(crate) fn example_rows(
             )
         })
         .collect();
-    for &(i, _, score) in mated.iter().take(per_kind) {
+    for (i, score, candidate) in mated {
         let identity = ctx.identity[ctx.rows[i]].as_str();
-        let candidate = results[i]
-            .top
-            .iter()
-            .find(|c| ctx.identity[ctx.gallery_rows[c.index as usize]] == identity)
-            .map(|c| c.index as usize);
         // A mated probe has a gallery image of its identity by definition.
         if let Some(g) = candidate.or_else(|| first_image.get(identity).copied()) {
             rows.push(row(i, EXAMPLE_MATED, g, score));

@@ -169,49 +169,53 @@ pub fn merge(parts: &[Part], args: &MergeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let first = &parts[0];
     let job = Job::read(&first.dir, &first.header.fingerprint)?;
-    job.labels.check_unchanged()?;
-    if let Some(p) = &job.pairs {
-        p.check_unchanged()?;
-    }
-    // The labels load while the parts are read, a part per thread at a
-    // time: memory holds the merged state and that many parts.
+    // The parts are read and merged while the labels are checked and load.
+    // Each worker folds the parts it reads into its own merged state, and
+    // the states merge in part order: memory holds a state and a part per
+    // thread. With gallery blocks a chunk is the parts of one probe block
+    // (numbered row by row), combined before it joins the rest.
     let (merged, ctx) = rayon::join(
         || -> anyhow::Result<Partial> {
             use rayon::prelude::*;
-            let mut merged: Option<Partial> = None;
-            // With gallery blocks a chunk is the parts of one probe block
-            // (numbered row by row), combined before they join the rest.
             let blocks = job.gallery_blocks.max(1) as usize;
-            let size = if blocks > 1 {
-                blocks
-            } else {
-                rayon::current_num_threads().max(1)
+            let fold = |acc: Option<Partial>, (dir, next): (&Path, Partial)| {
+                let both = acc.into_iter().chain([next]).collect();
+                Partial::merge(both).with_context(|| format!("{}: cannot merge", dir.display()))
             };
-            for chunk in parts.chunks(size) {
-                let mut read: Vec<Partial> = chunk
-                    .par_iter()
-                    .map(|part| partial_file::read(&part.dir))
-                    .collect::<Result<_, _>>()?;
-                if blocks > 1 {
-                    read = vec![Partial::merge_gallery_blocks(read, job.top_k.max(1))
-                        .with_context(|| {
-                            format!(
-                                "{}: cannot merge its gallery blocks",
-                                chunk[0].dir.display()
-                            )
-                        })?];
-                }
-                for (part, next) in chunk.iter().zip(read) {
-                    let both = merged.take().into_iter().chain([next]).collect();
-                    merged = Some(
-                        Partial::merge(both)
-                            .with_context(|| format!("{}: cannot merge", part.dir.display()))?,
-                    );
-                }
-            }
-            merged.context("no parts to merge")
+            parts
+                .par_chunks(blocks)
+                .map(|chunk| -> anyhow::Result<(&Path, Partial)> {
+                    let mut read: Vec<Partial> = chunk
+                        .iter()
+                        .map(|part| partial_file::read(&part.dir))
+                        .collect::<Result<_, _>>()?;
+                    let dir = chunk[0].dir.as_path();
+                    let one = if blocks > 1 {
+                        Partial::merge_gallery_blocks(read, job.top_k.max(1)).with_context(
+                            || format!("{}: cannot merge its gallery blocks", dir.display()),
+                        )?
+                    } else {
+                        read.pop().context("an empty chunk of parts")?
+                    };
+                    Ok((dir, one))
+                })
+                .try_fold(|| None, |acc, next| fold(acc, next?).map(Some))
+                .try_reduce(
+                    || None,
+                    |a, b| match (a, b) {
+                        (Some(a), Some(b)) => Partial::merge(vec![a, b])
+                            .context("cannot merge the parts")
+                            .map(Some),
+                        (a, b) => Ok(a.or(b)),
+                    },
+                )?
+                .context("no parts to merge")
         },
-        || {
+        || -> anyhow::Result<Context> {
+            job.labels.check_unchanged()?;
+            if let Some(p) = &job.pairs {
+                p.check_unchanged()?;
+            }
             Context::load(
                 &job,
                 &job.labels.path,

@@ -7,7 +7,7 @@
 //! A plain run is the merge of its one part, so a merge of N parts gives
 //! the same bytes whatever N is.
 
-use crate::compare::{CompareResult, Hardest, PairScore, ProbeResult, ScoreBand};
+use crate::compare::{BandCounts, CompareResult, Hardest, PairScore, ProbeResult, ScoreBand};
 
 use super::examples::PER_KIND;
 
@@ -39,9 +39,9 @@ pub struct Scores {
     pub capacity: usize,
     /// The job's score bands ([`Exact::bands`]).
     pub bands: Vec<ScoreBand>,
-    /// Every impostor score in the bands, as distinct values with their
-    /// counts, descending.
-    pub band_counts: Vec<(f32, u64)>,
+    /// Every impostor score in the bands, a [`BandCounts`] per band in
+    /// `bands`' order; empty when the engine counted none.
+    pub band_counts: Vec<BandCounts>,
     /// The lowest genuine pairs (rows of the labels), at most
     /// [`PER_KIND`], in [`Hardest::Lowest`] order.
     pub hardest_genuine: Vec<PairScore>,
@@ -199,7 +199,7 @@ impl Scores {
             if p.bands != acc.bands {
                 return Err(MergeError::Bands);
             }
-            acc.band_counts = merge_counts(&acc.band_counts, &p.band_counts);
+            add_band_counts(&mut acc.band_counts, p.band_counts)?;
             all_subjects &= p.subjects.len() == p.genuine.len();
             acc.genuine.extend(p.genuine);
             acc.subjects.extend(p.subjects);
@@ -256,34 +256,21 @@ fn merge_descending(a: Vec<f32>, b: Vec<f32>, capacity: usize) -> Vec<f32> {
     out
 }
 
-/// Two descending lists of distinct values and their counts as one, the
-/// counts of a value in both added.
-fn merge_counts(a: &[(f32, u64)], b: &[(f32, u64)]) -> Vec<(f32, u64)> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        let order = match (a.get(i), b.get(j)) {
-            (Some(x), Some(y)) => y.0.total_cmp(&x.0),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
-        };
-        match order {
-            std::cmp::Ordering::Less => {
-                out.push(a[i]);
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                out.push(b[j]);
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                out.push((a[i].0, a[i].1 + b[j].1));
-                i += 1;
-                j += 1;
-            }
-        }
+/// The band counts of other comparisons added to `acc`'s, in place (the
+/// merge of many parts allocates none). A side with no counts (an engine
+/// that counts none) leaves the other's.
+fn add_band_counts(acc: &mut Vec<BandCounts>, more: Vec<BandCounts>) -> Result<(), MergeError> {
+    if acc.is_empty() {
+        *acc = more;
+        return Ok(());
     }
-    out
+    if more.is_empty() {
+        return Ok(());
+    }
+    if acc.len() != more.len() || !acc.iter_mut().zip(&more).all(|(a, b)| a.add_counts(b)) {
+        return Err(MergeError::Bands);
+    }
+    Ok(())
 }
 
 /// The larger of two sampled score errors, either of which may be absent.

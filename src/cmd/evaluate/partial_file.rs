@@ -26,7 +26,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::compare::{Candidate, PairScore, ProbeResult, ScoreBand};
+use crate::compare::{
+    BandCounts, Candidate, HistogramSpec, PairScore, ProbeResult, ScoreBand, MAX_BAND_VALUES,
+};
 
 use super::partial::{Partial, Scores, Verification};
 
@@ -228,7 +230,7 @@ impl Writer {
             self.u32(b.low);
             self.u32(b.high);
         }
-        self.runs(&s.band_counts);
+        self.band_counts(&s.band_counts);
     }
 
     fn pairs(&mut self, pairs: &[PairScore]) {
@@ -249,19 +251,26 @@ impl Writer {
     }
 
     fn tail(&mut self, tail: &[f32]) {
-        let runs: Vec<(f32, u64)> = tail
-            .chunk_by(|a, b| a.to_bits() == b.to_bits())
-            .map(|run| (run[0], run.len() as u64))
-            .collect();
-        self.runs(&runs);
+        let runs = || {
+            tail.chunk_by(|a, b| a.to_bits() == b.to_bits())
+                .map(|run| (run[0], run.len() as u64))
+        };
+        self.runs(tail.len() as u64, runs().count(), runs());
     }
 
-    /// Distinct values, descending, with their counts (TAIL).
-    fn runs(&mut self, runs: &[(f32, u64)]) {
-        self.u64(runs.iter().map(|r| r.1).sum());
-        self.u64(runs.len() as u64);
+    /// The band counts as one TAIL, from the highest band down.
+    fn band_counts(&mut self, bands: &[BandCounts]) {
+        let total = bands.iter().flat_map(|b| b.runs()).map(|r| r.1).sum();
+        let distinct = bands.iter().map(BandCounts::distinct).sum();
+        self.runs(total, distinct, bands.iter().rev().flat_map(|b| b.runs()));
+    }
+
+    /// `n` distinct values, descending, with their counts (TAIL).
+    fn runs(&mut self, total: u64, n: usize, runs: impl Iterator<Item = (f32, u64)>) {
+        self.u64(total);
+        self.u64(n as u64);
         let mut previous = 1u64 << 32;
-        for &(value, count) in runs {
+        for (value, count) in runs {
             let key = u64::from(order_key(value));
             self.varint(previous - key);
             self.varint(count);
@@ -286,6 +295,45 @@ fn score_of_key(key: u32) -> f32 {
     } else {
         !key
     })
+}
+
+/// A TAIL being read: each distinct value and its count, highest first,
+/// then the check that the counts add up to the total announced.
+struct Runs<'r, 'a> {
+    r: &'r mut Reader<'a>,
+    total: u64,
+    left: usize,
+    key: u64,
+    sum: u64,
+}
+
+impl Runs<'_, '_> {
+    fn next(&mut self) -> Result<Option<(f32, u64)>, String> {
+        if self.left == 0 {
+            return match self.sum == self.total {
+                true => Ok(None),
+                false => Err(format!("{} of the {} tail scores", self.sum, self.total)),
+            };
+        }
+        self.left -= 1;
+        let step = self.r.varint()?;
+        let count = self.r.varint()?;
+        if step == 0 || step > self.key || count == 0 {
+            return Err(format!(
+                "a tail that does not descend at byte {}",
+                self.r.at
+            ));
+        }
+        self.sum = self.sum.saturating_add(count);
+        if self.sum > self.total {
+            return Err(format!(
+                "more than the {} tail scores announced",
+                self.total
+            ));
+        }
+        self.key -= step;
+        Ok(Some((score_of_key(self.key as u32), count)))
+    }
 }
 
 /// The most scores a tail may hold: a job keeps at most
@@ -351,53 +399,77 @@ impl<'a> Reader<'a> {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect())
     }
+    #[inline]
     fn varint(&mut self) -> Result<u64, String> {
+        // Counts and steps are mostly below 128: one byte.
+        if let Some(&b) = self.bytes.get(self.at).filter(|&&b| b < 0x80) {
+            self.at += 1;
+            return Ok(u64::from(b));
+        }
         let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            v |= u64::from(b & 0x7f) << shift;
+        for (i, &b) in self.bytes[self.at..].iter().take(10).enumerate() {
+            v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
+                self.at += i + 1;
                 return Ok(v);
             }
         }
-        Err(format!("an overlong number before byte {}", self.at))
+        Err(format!(
+            "a truncated or overlong number at byte {}",
+            self.at
+        ))
     }
 
     fn tail(&mut self) -> Result<Vec<f32>, String> {
-        let (total, runs) = self.runs()?;
-        if total > TAIL_LIMIT {
-            return Err(format!("a tail of {total} scores"));
+        let mut runs = self.runs()?;
+        if runs.total > TAIL_LIMIT {
+            return Err(format!("a tail of {} scores", runs.total));
         }
-        let mut tail = Vec::with_capacity(total as usize);
-        for (value, count) in runs {
+        let mut tail = Vec::with_capacity(runs.total as usize);
+        while let Some((value, count)) = runs.next()? {
             tail.resize(tail.len() + count as usize, value);
         }
         Ok(tail)
     }
 
-    /// TAIL as distinct values and counts, with their total.
-    fn runs(&mut self) -> Result<(u64, Vec<(f32, u64)>), String> {
+    /// TAIL, read a run at a time.
+    fn runs(&mut self) -> Result<Runs<'_, 'a>, String> {
         let total = self.u64()?;
-        let n = self.count(2)?;
-        let mut runs = Vec::with_capacity(n);
-        let (mut key, mut sum) = (1u64 << 32, 0u64);
-        for _ in 0..n {
-            let step = self.varint()?;
-            let count = self.varint()?;
-            if step == 0 || step > key || count == 0 {
-                return Err(format!("a tail that does not descend at byte {}", self.at));
-            }
-            sum = sum.saturating_add(count);
-            if sum > total {
-                return Err(format!("more than the {total} tail scores announced"));
-            }
-            key -= step;
-            runs.push((score_of_key(key as u32), count));
+        let left = self.count(2)?;
+        Ok(Runs {
+            r: self,
+            total,
+            left,
+            key: 1 << 32,
+            sum: 0,
+        })
+    }
+
+    /// The band counts of `bands` in a histogram of `bins` bins: counters
+    /// for every value of each band (their number checked first), filled
+    /// from a TAIL whose every value lies in a band.
+    fn band_counts(&mut self, bands: &[ScoreBand], bins: u32) -> Result<Vec<BandCounts>, String> {
+        let spec = HistogramSpec { bins };
+        let width: u64 = bands.iter().map(|b| b.values(spec)).sum();
+        if width > MAX_BAND_VALUES {
+            return Err(format!("score bands of {width} values"));
         }
-        if sum != total {
-            return Err(format!("{sum} of the {total} tail scores"));
+        let mut counts: Vec<BandCounts> = bands.iter().map(|&b| BandCounts::new(b, spec)).collect();
+        // Values descend, so the band that holds them does too.
+        let mut below = counts.len();
+        let mut runs = self.runs()?;
+        while let Some((value, count)) = runs.next()? {
+            loop {
+                let Some(band) = below.checked_sub(1).map(|b| &mut counts[b]) else {
+                    return Err(format!("a band score {value} outside the score bands"));
+                };
+                if band.add(value, count) {
+                    break;
+                }
+                below -= 1;
+            }
         }
-        Ok((total, runs))
+        Ok(counts)
     }
 
     fn pairs(&mut self) -> Result<Vec<PairScore>, String> {
@@ -443,7 +515,7 @@ impl<'a> Reader<'a> {
         let hardest_impostors = self.pairs()?;
         let n_bands = self.u32()? as u64;
         self.fits(n_bands, 8)?;
-        let bands = (0..n_bands)
+        let bands: Vec<ScoreBand> = (0..n_bands)
             .map(|_| {
                 let (low, high) = (self.u32()?, self.u32()?);
                 if low >= high || high as usize > bins {
@@ -452,7 +524,10 @@ impl<'a> Reader<'a> {
                 Ok(ScoreBand { low, high })
             })
             .collect::<Result<_, String>>()?;
-        let band_counts = self.runs()?.1;
+        if bands.windows(2).any(|w| w[0].high > w[1].low) {
+            return Err("score bands out of order".into());
+        }
+        let band_counts = self.band_counts(&bands, bins as u32)?;
         Ok(Scores {
             bands,
             band_counts,
@@ -469,19 +544,42 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::partial::Exact;
     use super::*;
 
     #[test]
     fn a_partial_reads_back_as_written_and_damage_is_named() {
         let note = "fp32 ran instead of bf16: …";
+        let spec = HistogramSpec::DEFAULT;
+        let mut impostor_hist = vec![0; spec.bins as usize];
+        for s in [0.6, -0.25, 0.5, 0.4, 0.4, 0.0, -0.5, -1.0] {
+            impostor_hist[spec.bin(s)] += 1;
+        }
+        // Two bands, the higher with two values met, the lower with one.
+        let at = |s: f32| spec.bin(s) as u32;
+        let bands = vec![
+            ScoreBand {
+                low: at(-0.25),
+                high: at(-0.25) + 1,
+            },
+            ScoreBand {
+                low: at(0.5),
+                high: at(0.5) + 2,
+            },
+        ];
+        let mut band_counts: Vec<BandCounts> =
+            bands.iter().map(|&b| BandCounts::new(b, spec)).collect();
+        assert!(band_counts[0].add(-0.25, 1 << 40));
+        assert!(band_counts[1].add(0.5, 3));
+        assert!(band_counts[1].add(0.5f32.next_up(), 1));
         let scores = Scores {
             genuine: vec![0.9, 0.5],
             subjects: vec![3, 1],
-            impostor_hist: vec![0, 4, 0, 1],
-            impostor_tail: vec![0.4, 0.4, 0.0, -0.0, -0.0, -0.5, f32::NEG_INFINITY],
-            capacity: 7,
-            bands: vec![ScoreBand { low: 1, high: 3 }],
-            band_counts: vec![(0.25, 3), (-0.1, 1 << 40)],
+            impostor_hist,
+            impostor_tail: vec![0.6, 0.4, 0.4, 0.0, -0.0, -0.0, -0.5, f32::NEG_INFINITY],
+            capacity: 8,
+            bands,
+            band_counts,
             hardest_genuine: vec![PairScore {
                 score: 0.5,
                 probe: 1,
@@ -514,7 +612,7 @@ mod tests {
             precision_note: None,
             comparisons: 2,
         };
-        assert_eq!(decode(&encode(&listed)), Ok(listed));
+        assert_eq!(decode(&encode(&listed)), Ok(listed.clone()));
         for cut in [0, 9, 30, bytes.len() - 1] {
             assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
@@ -525,5 +623,22 @@ mod tests {
         let at = 12 + 8 + 1 + 8 + 1 + 4 + note.len() + 1 + 8;
         huge[at..at + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
         assert!(decode(&huge).unwrap_err().contains("runs past the end"));
+        // Bands too wide to hold counters for are refused before any are
+        // allocated.
+        let wide = Partial {
+            verification: Verification::Scored(Scores::empty(
+                spec.bins as usize,
+                &Exact {
+                    capacity: 0,
+                    bands: vec![ScoreBand {
+                        low: 0,
+                        high: spec.bins,
+                    }],
+                },
+            )),
+            ..listed
+        };
+        let problem = decode(&encode(&wide)).unwrap_err();
+        assert!(problem.contains("score bands of"), "{problem}");
     }
 }

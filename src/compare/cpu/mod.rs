@@ -30,9 +30,9 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
-    descending_key, dot_f64, push_band_runs, sort_descending, Candidate, CompareError, CompareJob,
-    CompareResult, Embeddings, Engine, Hardest, HistogramSpec, PairScore, Pairing, ProbeResult,
-    ScoreBand, SplitMix, TileShape,
+    dot_f64, sort_descending, BandCounts, Candidate, CompareError, CompareJob, CompareResult,
+    Embeddings, Engine, Hardest, HistogramSpec, PairScore, Pairing, ProbeResult, SplitMix,
+    TileShape,
 };
 
 impl TileShape {
@@ -614,28 +614,6 @@ struct Fold {
     bands: Vec<BandCounts>,
 }
 
-/// One band's impostor counts, one per f32 value in its score range,
-/// highest first.
-struct BandCounts {
-    high: f32,
-    low: f32,
-    /// The [`descending_key`] of `high`: counts are indexed from it.
-    first: u32,
-    counts: Vec<u64>,
-}
-
-impl BandCounts {
-    fn new(band: ScoreBand, spec: HistogramSpec) -> BandCounts {
-        let (high, low) = band.score_range(spec);
-        BandCounts {
-            high,
-            low,
-            first: descending_key(high),
-            counts: vec![0; band.values(spec) as usize],
-        }
-    }
-}
-
 impl Fold {
     fn new(job: &CompareJob<'_>, mate: &[f32], margin: f32, slack: usize) -> Fold {
         let bins = job.histogram.bins as usize;
@@ -944,7 +922,7 @@ impl BandCounts {
     /// `label`: a branch-free scan of each chunk first (a band holds a
     /// small share of the scores), then the few in range one by one.
     fn count(&mut self, scores: &[f32], labels: &[u32], label: u32) {
-        let (high, low) = (self.high, self.low);
+        let (high, low) = self.range();
         for (chunk, chunk_labels) in scores.chunks(SCAN_CHUNK).zip(labels.chunks(SCAN_CHUNK)) {
             let hit = chunk
                 .iter()
@@ -954,7 +932,7 @@ impl BandCounts {
             }
             for (&s, &l) in chunk.iter().zip(chunk_labels) {
                 if l != label && s >= low && s <= high {
-                    self.counts[(descending_key(s) - self.first) as usize] += 1;
+                    self.add(s, 1);
                 }
             }
         }
@@ -1337,20 +1315,15 @@ fn merge(
     let mut hardest = Vec::new();
     let n = job.probes.rows();
     let mut above_mate = vec![0u64; n];
-    // The bands' counts summed into the first worker's, then listed from
-    // the highest band down.
+    // The bands' counts summed into the first worker's.
     let mut band_counts = Vec::new();
     if let Some((first, rest)) = folds.split_first_mut() {
         for (i, sum) in first.bands.iter_mut().enumerate() {
             for fold in rest.iter() {
-                for (a, b) in sum.counts.iter_mut().zip(&fold.bands[i].counts) {
-                    *a += b;
-                }
+                sum.add_counts(&fold.bands[i]);
             }
         }
-        for band in first.bands.iter().rev() {
-            push_band_runs(band.first, &band.counts, &mut band_counts);
-        }
+        band_counts = std::mem::take(&mut first.bands);
     }
     for fold in &mut folds {
         for (h, f) in hist.iter_mut().zip(&fold.hist) {
@@ -1460,7 +1433,7 @@ pub(crate) fn band_stress_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::HistogramSpec;
+    use crate::compare::{HistogramSpec, ScoreBand};
     use proptest::prelude::*;
 
     /// The O(N²) reference: every pair scored by a 1×1 product, folded by
@@ -1545,12 +1518,7 @@ mod tests {
         genuine.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         let (genuine, genuine_subjects) = genuine.into_iter().unzip();
         impostor.sort_by(|a, b| b.total_cmp(a));
-        let in_bands: Vec<f32> = impostor
-            .iter()
-            .copied()
-            .filter(|&s| job.bands.iter().any(|b| b.holds(job.histogram.bin(s))))
-            .collect();
-        let band_counts = crate::compare::value_counts(&in_bands);
+        let band_counts = crate::compare::band_counts_of(job.bands, job.histogram, &impostor);
         impostor.truncate(job.tail_capacity);
         Hardest::Lowest.keep(&mut genuine_pairs, job.examples);
         Hardest::Highest.keep(&mut impostor_pairs, job.examples.min(job.tail_capacity));

@@ -17,7 +17,7 @@ use super::products::{first_column, operand_bytes, upload_rows, Gemm, RowsAt};
 use super::samples::{Samples, TileAt};
 use super::{kernels, rescore, tail, CudaEngine, CudaError, Profile, FOLD_BLOCKS_PER_SM};
 use crate::compare::{
-    descending_key, push_band_runs, Candidate, CompareJob, CompareResult, Embeddings, Hardest,
+    descending_key, BandCounts, Candidate, CompareJob, CompareResult, Embeddings, Hardest,
     PairScore, Pairing, ProbeResult, SplitMix,
 };
 
@@ -733,9 +733,13 @@ impl<'e, 'j> Run<'e, 'j> {
             }
             let total = self.bands.iter().map(|b| b.1).sum();
             let counts: Vec<u64> = st.download(main, &self.b.band_counts, total)?;
-            for (spec, len) in &self.bands {
+            // The fold's bands are highest first; the result's in the job's order.
+            for (spec, len) in self.bands.iter().rev() {
                 let at = spec.offset as usize;
-                push_band_runs(spec.first, &counts[at..at + len], &mut band_counts);
+                band_counts.push(BandCounts {
+                    first: spec.first,
+                    counts: counts[at..at + len].to_vec(),
+                });
             }
         }
         let reach: Vec<(f32, f32)> = self
