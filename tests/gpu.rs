@@ -17,8 +17,8 @@ use facekit::compare::cuda::CudaEngine;
 use facekit::compare::Precision;
 use facekit::compare::{dot_f64, SplitMix, TileShape};
 use facekit::compare::{
-    BandCounts, Candidate, CompareJob, CompareResult, Embeddings, Engine, Hardest, HistogramSpec,
-    PairScore, Pairing, ProbeResult, ScoreBand,
+    BandCounts, Candidate, CompareJob, CompareResult, EmbeddingRows, Embeddings, Engine, Hardest,
+    HistogramSpec, PairScore, Pairing, ProbeResult, ScoreBand,
 };
 
 const TOL: f64 = 1e-5;
@@ -70,7 +70,7 @@ fn faces(ids: usize, per_id: usize, dim: usize, noise: f32, seed: u64) -> (Embed
     (Embeddings::normalized(data, dim).unwrap(), labels)
 }
 
-fn exact(a: &Embeddings, i: usize, b: &Embeddings, j: usize) -> f64 {
+fn exact(a: EmbeddingRows<'_>, i: usize, b: EmbeddingRows<'_>, j: usize) -> f64 {
     dot_f64(a.row(i), b.row(j))
 }
 
@@ -306,9 +306,9 @@ fn job<'a>(
     tail_capacity: usize,
 ) -> CompareJob<'a> {
     CompareJob {
-        probes,
+        probes: probes.view(),
         probe_labels: pl,
-        gallery,
+        gallery: gallery.view(),
         gallery_labels: gl,
         pairing,
         top_k,
@@ -591,7 +591,7 @@ fn blocks_combine(name: &str, engine: &dyn Engine) {
     let want = engine.compare(&whole).unwrap();
     let run = |g: &Embeddings, l: &[u32], other: &Embeddings, ol: &[u32]| {
         let j = CompareJob {
-            mates_elsewhere: Some((other, ol)),
+            mates_elsewhere: Some((other.view(), ol)),
             ..job(
                 &probes,
                 &pl,

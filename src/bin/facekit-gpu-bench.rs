@@ -112,9 +112,9 @@ fn all_pairs<'a>(
     args: &Args,
 ) -> CompareJob<'a> {
     CompareJob {
-        probes: p,
+        probes: p.view(),
         probe_labels: &pl[..p.rows()],
-        gallery: g,
+        gallery: g.view(),
         gallery_labels: &gl[..g.rows()],
         pairing: if args.all_pairs {
             Pairing::AllDistinct

@@ -354,9 +354,9 @@ fn search(
     let gallery_labels: Vec<u32> = gallery.identity.iter().map(|n| index[n.as_str()]).collect();
     let probe_labels: Vec<u32> = probes.identity.iter().map(|n| index[n.as_str()]).collect();
     let job = CompareJob {
-        probes: &probes.embeddings,
+        probes: probes.embeddings.view(),
         probe_labels: &probe_labels,
-        gallery: &gallery.embeddings,
+        gallery: gallery.embeddings.view(),
         gallery_labels: &gallery_labels,
         pairing: Pairing::ProbeGallery,
         top_k: rows_needed(top_k, &gallery_labels),

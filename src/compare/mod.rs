@@ -16,6 +16,7 @@ pub mod cpu;
 mod order;
 
 use std::fmt;
+use std::ops::Range;
 
 pub(crate) use order::{
     descending_key, score_of_descending_key, sort_descending, sorted_keys, split_by_sizes,
@@ -120,6 +121,46 @@ impl Embeddings {
         &self.data
     }
     pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+    /// Every row, borrowed.
+    pub fn view(&self) -> EmbeddingRows<'_> {
+        self.view_rows(0..self.rows)
+    }
+    /// Rows `range`, borrowed: a block of a gallery costs no copy.
+    pub fn view_rows(&self, range: Range<usize>) -> EmbeddingRows<'_> {
+        EmbeddingRows {
+            rows: range.len(),
+            dim: self.dim,
+            data: &self.data[range.start * self.dim..range.end * self.dim],
+        }
+    }
+    /// The rows whose indices are given, in that order (copied).
+    pub fn select(&self, indices: &[usize]) -> Embeddings {
+        self.view().select(indices)
+    }
+}
+
+/// Consecutive rows of an [`Embeddings`], borrowed: what a comparison job
+/// reads.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddingRows<'a> {
+    rows: usize,
+    dim: usize,
+    data: &'a [f32],
+}
+
+impl<'a> EmbeddingRows<'a> {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    pub fn as_slice(&self) -> &'a [f32] {
+        self.data
+    }
+    pub fn row(&self, i: usize) -> &'a [f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
     }
     /// The rows whose indices are given, in that order (copied in
@@ -239,9 +280,9 @@ pub enum Pairing {
 /// when some gallery row carries its label.
 #[derive(Debug, Clone, Copy)]
 pub struct CompareJob<'a> {
-    pub probes: &'a Embeddings,
+    pub probes: EmbeddingRows<'a>,
     pub probe_labels: &'a [u32],
-    pub gallery: &'a Embeddings,
+    pub gallery: EmbeddingRows<'a>,
     pub gallery_labels: &'a [u32],
     pub pairing: Pairing,
     /// Candidates kept per probe (0: none).
@@ -261,7 +302,7 @@ pub struct CompareJob<'a> {
     /// this block's non-mates at or above the whole gallery's mate score
     /// (ranks of blocks then add up); they are compared with nothing else
     /// (no genuine score, candidate or impostor). Probe × gallery only.
-    pub mates_elsewhere: Option<(&'a Embeddings, &'a [u32])>,
+    pub mates_elsewhere: Option<(EmbeddingRows<'a>, &'a [u32])>,
 }
 
 /// The histogram bins `[low, high)` of a job whose impostor scores it keeps

@@ -30,7 +30,6 @@ mod partial;
 mod partial_file;
 mod tables;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -42,8 +41,8 @@ use crate::cli::{EvaluateArgs, MergeArgs, OutputFlags};
 use crate::cmd::engine::select_engine;
 use crate::compare::cpu::pair_score;
 use crate::compare::{
-    CompareJob, CompareResult, EmbeddingError, Embeddings, Engine, HistogramSpec, Pairing,
-    ProbeResult,
+    CompareJob, CompareResult, EmbeddingError, EmbeddingRows, Embeddings, Engine, HistogramSpec,
+    PairScore, Pairing, ProbeResult,
 };
 use crate::evaldir::{
     self, EngineInfo, EngineKind, ExampleRow, GroupBreakdown, GroupScoreRow, HistogramRow,
@@ -829,14 +828,31 @@ impl Loaded {
         }
     }
 
-    /// The label rows listed, as embeddings: borrowed when they are every
-    /// row read, in order.
-    fn subset<'a>(&self, e: &'a Embeddings, rows: &[usize]) -> Cow<'a, Embeddings> {
-        if rows == self.rows.as_slice() {
-            Cow::Borrowed(e)
+    /// The label rows listed, as embeddings: borrowed when they are
+    /// consecutive rows read (a gallery read with its probes is not copied
+    /// again), else copied.
+    fn subset<'a>(&self, e: &'a Embeddings, rows: &[usize]) -> Subset<'a> {
+        let local: Vec<usize> = rows.iter().map(|&r| self.local(r)).collect();
+        let first = local.first().copied().unwrap_or(0);
+        if local.iter().enumerate().all(|(i, &l)| l == first + i) {
+            Subset::Borrowed(e.view_rows(first..first + local.len()))
         } else {
-            let local: Vec<usize> = rows.iter().map(|&r| self.local(r)).collect();
-            Cow::Owned(e.select(&local))
+            Subset::Owned(e.select(&local))
+        }
+    }
+}
+
+/// Rows of one side of a comparison job ([`Loaded::subset`]).
+enum Subset<'a> {
+    Borrowed(EmbeddingRows<'a>),
+    Owned(Embeddings),
+}
+
+impl Subset<'_> {
+    fn rows(&self) -> EmbeddingRows<'_> {
+        match self {
+            Subset::Borrowed(rows) => *rows,
+            Subset::Owned(e) => e.view(),
         }
     }
 }
@@ -994,9 +1010,9 @@ impl Comparer<'_> {
         let elsewhere_rows =
             (!elsewhere.is_empty()).then(|| self.loaded.subset(self.embeddings, elsewhere));
         let job = CompareJob {
-            probes: &probes,
+            probes: probes.rows(),
             probe_labels: &probe_labels,
-            gallery: gallery.as_deref().unwrap_or(&probes),
+            gallery: gallery.as_ref().unwrap_or(&probes).rows(),
             gallery_labels: &gallery_labels,
             pairing,
             top_k,
@@ -1005,8 +1021,8 @@ impl Comparer<'_> {
             examples,
             bands: &exact.bands,
             mates_elsewhere: elsewhere_rows
-                .as_deref()
-                .map(|e| (e, elsewhere_labels.as_slice())),
+                .as_ref()
+                .map(|e| (e.rows(), elsewhere_labels.as_slice())),
         };
         let mut r = self.engine.compare(&job)?;
         // The hardest pairs as rows of the labels.
@@ -1109,58 +1125,33 @@ const ONE_MACHINE: &str = "one machine";
 fn finish(job: &Job, ctx: &Context, partial: Partial, note: String) -> anyhow::Result<Evaluation> {
     let spec = HistogramSpec::DEFAULT;
     let settings = Settings::of_job(job);
-    let mut kfold = None;
-    let hardest;
-    let (protocol, set) = match partial.verification {
-        Verification::Listed(scores) => {
-            let (path, pairs) = ctx.listed.as_ref().context("listed scores need --pairs")?;
-            if scores.len() != pairs.len() {
-                bail!(
-                    "{}: {} pairs, but the parts scored {}",
-                    path.display(),
-                    pairs.len(),
-                    scores.len()
-                );
-            }
-            let listed: Vec<(Pair, f32)> = pairs.iter().copied().zip(scores).collect();
-            hardest = examples::hardest_listed(&listed, PER_KIND);
-            let (set, accuracy) = pairs_set(ctx, &listed, path, spec)?;
-            kfold = accuracy;
-            (VerificationPairs::Listed(listed), set)
-        }
-        Verification::Scored(mut scores) => {
-            hardest = (
-                std::mem::take(&mut scores.hardest_impostors),
-                std::mem::take(&mut scores.hardest_genuine),
-            );
-            let protocol = if job.probe_gallery {
-                VerificationPairs::ProbeGallery
-            } else {
-                VerificationPairs::AllDistinct
-            };
-            (protocol, set_from_scores(scores, spec))
-        }
-    };
-    let (mut verification, roc) = verify(&settings, &set.genuine, &set.impostor, &set.subjects)
-        .with_context(|| format!("{}: cannot compute verification", ctx.labels_path.display()))?;
-    verification.kfold_accuracy = kfold;
+    // Verification and identification read disjoint results: computed
+    // side by side, the probes' tables then decided at their threshold.
+    let results = &partial.probes;
+    let (verified, identified) = rayon::join(
+        || verified(job, ctx, &settings, partial.verification, spec),
+        || {
+            ctx.has_roles()
+                .then(|| identification_of(ctx, &settings, results))
+                .transpose()
+        },
+    );
+    let Verified {
+        protocol,
+        set,
+        summary: verification,
+        roc,
+        hardest,
+    } = verified?;
     let (groups, group_scores) = groups(ctx, partial.groups, &protocol, &verification, spec)?;
     let mut histograms = set.histograms;
-    let (identification, probes, mut examples) = if ctx.has_roles() {
-        if partial.probes.len() != ctx.probes.len() {
-            bail!(
-                "{}: {} probes, but the parts searched {}",
-                ctx.labels_path.display(),
-                ctx.probes.len(),
-                partial.probes.len()
-            );
+    let (identification, probes, mut examples) = match identified? {
+        Some(ident) => {
+            let (rows, examples) = probe_tables(ctx, &ident, results, verification.eer_threshold);
+            histograms.extend(tables::top1_histograms(Bins::cosine(spec), results));
+            (Some(ident), rows, examples)
         }
-        let (ident, rows, examples) =
-            identify(ctx, &settings, &partial.probes, verification.eer_threshold)?;
-        histograms.extend(tables::top1_histograms(Bins::cosine(spec), &partial.probes));
-        (Some(ident), rows, examples)
-    } else {
-        (None, Vec::new(), Vec::new())
+        None => (None, Vec::new(), Vec::new()),
     };
     examples.extend(examples::pair_rows(
         &hardest.0,
@@ -1200,6 +1191,67 @@ fn finish(job: &Job, ctx: &Context, partial: Partial, note: String) -> anyhow::R
         examples,
         group_scores,
         comparisons: partial.comparisons,
+    })
+}
+
+/// The verification figures of a job's scores.
+struct Verified {
+    protocol: VerificationPairs,
+    set: VerificationSet,
+    summary: VerificationSummary,
+    roc: Vec<RocRow>,
+    /// The hardest pairs: (impostors, genuine).
+    hardest: (Vec<PairScore>, Vec<PairScore>),
+}
+
+fn verified(
+    job: &Job,
+    ctx: &Context,
+    settings: &Settings,
+    scored: Verification,
+    spec: HistogramSpec,
+) -> anyhow::Result<Verified> {
+    let mut kfold = None;
+    let hardest;
+    let (protocol, set) = match scored {
+        Verification::Listed(scores) => {
+            let (path, pairs) = ctx.listed.as_ref().context("listed scores need --pairs")?;
+            if scores.len() != pairs.len() {
+                bail!(
+                    "{}: {} pairs, but the parts scored {}",
+                    path.display(),
+                    pairs.len(),
+                    scores.len()
+                );
+            }
+            let listed: Vec<(Pair, f32)> = pairs.iter().copied().zip(scores).collect();
+            hardest = examples::hardest_listed(&listed, PER_KIND);
+            let (set, accuracy) = pairs_set(ctx, &listed, path, spec)?;
+            kfold = accuracy;
+            (VerificationPairs::Listed(listed), set)
+        }
+        Verification::Scored(mut scores) => {
+            hardest = (
+                std::mem::take(&mut scores.hardest_impostors),
+                std::mem::take(&mut scores.hardest_genuine),
+            );
+            let protocol = if job.probe_gallery {
+                VerificationPairs::ProbeGallery
+            } else {
+                VerificationPairs::AllDistinct
+            };
+            (protocol, set_from_scores(scores, spec))
+        }
+    };
+    let (mut summary, roc) = verify(settings, &set.genuine, &set.impostor, &set.subjects)
+        .with_context(|| format!("{}: cannot compute verification", ctx.labels_path.display()))?;
+    summary.kfold_accuracy = kfold;
+    Ok(Verified {
+        protocol,
+        set,
+        summary,
+        roc,
+        hardest,
     })
 }
 
@@ -1272,12 +1324,21 @@ fn pairs_set(
     Ok((set, kfold))
 }
 
-fn identify(
+/// The identification figures of the probes' results, with their
+/// bootstrap intervals.
+fn identification_of(
     ctx: &Context,
     settings: &Settings,
     results: &[ProbeResult],
-    eer_threshold: f64,
-) -> anyhow::Result<(Identification, Vec<ProbeRow>, Vec<ExampleRow>)> {
+) -> anyhow::Result<Identification> {
+    if results.len() != ctx.probes.len() {
+        bail!(
+            "{}: {} probes, but the parts searched {}",
+            ctx.labels_path.display(),
+            ctx.probes.len(),
+            results.len()
+        );
+    }
     let gallery_identities: BTreeSet<u32> = ctx.gallery.iter().map(|&r| ctx.ids[r]).collect();
     let mut ident = identification(
         results,
@@ -1313,6 +1374,17 @@ fn identify(
             }
         }
     }
+    Ok(ident)
+}
+
+/// probes.csv, decided at the identification's threshold (else the
+/// EER's), and the example probes.
+fn probe_tables(
+    ctx: &Context,
+    ident: &Identification,
+    results: &[ProbeResult],
+    eer_threshold: f64,
+) -> (Vec<ProbeRow>, Vec<ExampleRow>) {
     let threshold = tables::decision_threshold(&ident.operating_points, Some(eer_threshold))
         .expect("the EER threshold is always there");
     let probe_ctx = ProbeContext {
@@ -1321,11 +1393,10 @@ fn identify(
         identity: &ctx.labels.identity,
         path: ctx.labels.path.as_deref(),
     };
-    Ok((
-        ident,
+    (
         tables::probe_rows(results, &probe_ctx, threshold),
         examples::example_rows(results, &probe_ctx, examples::PER_KIND),
-    ))
+    )
 }
 
 /// FNMR and FMR per value of each `--group-by` column (or `a+b` cross)

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{
     dot_f64, sort_descending, BandCounts, Candidate, CompareError, CompareJob, CompareResult,
-    Embeddings, Engine, Hardest, HistogramSpec, PairScore, Pairing, ProbeResult, SplitMix,
+    EmbeddingRows, Engine, Hardest, HistogramSpec, PairScore, Pairing, ProbeResult, SplitMix,
     TileShape,
 };
 
@@ -169,7 +169,7 @@ trait Kernel: Sync {
     /// Elements per converted row of `dim` values.
     fn width(dim: usize) -> usize;
     /// The rows of `e`, converted.
-    fn rows(e: &Embeddings) -> Cow<'_, [Self::Elem]>;
+    fn rows<'a>(e: EmbeddingRows<'a>) -> Cow<'a, [Self::Elem]>;
     /// The scores of every row of `a` with every row of `b`, handed to
     /// `emit(first_row, scores)` in strips of consecutive rows, `scores`
     /// row-major over all of `b`.
@@ -194,7 +194,7 @@ impl Kernel for Fp32 {
     fn width(dim: usize) -> usize {
         dim
     }
-    fn rows(e: &Embeddings) -> Cow<'_, [f32]> {
+    fn rows<'a>(e: EmbeddingRows<'a>) -> Cow<'a, [f32]> {
         Cow::Borrowed(e.as_slice())
     }
     fn products(
@@ -230,7 +230,7 @@ impl Kernel for Bf16 {
     fn width(dim: usize) -> usize {
         bf16::pairs(dim)
     }
-    fn rows(e: &Embeddings) -> Cow<'_, [u32]> {
+    fn rows<'a>(e: EmbeddingRows<'a>) -> Cow<'a, [u32]> {
         Cow::Owned(bf16::rows(e.as_slice(), e.dim()))
     }
     fn products(
@@ -366,7 +366,7 @@ fn exact_tops_again<K: Kernel>(
     let probes = job.probes.select(unsure);
     let labels: Vec<u32> = unsure.iter().map(|&p| job.probe_labels[p]).collect();
     let sub = CompareJob {
-        probes: &probes,
+        probes: probes.view(),
         probe_labels: &labels,
         pairing: Pairing::ProbeGallery,
         top_k: job.top_k + usize::from(distinct),
@@ -403,7 +403,7 @@ impl<K: Kernel> Rows<'_, K> {
 }
 
 /// The rows of `e` listed, in that order.
-fn gather(e: &Embeddings, rows: &[usize]) -> Vec<f32> {
+fn gather(e: EmbeddingRows<'_>, rows: &[usize]) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * e.dim());
     for &r in rows {
         out.extend_from_slice(e.row(r));
@@ -1384,7 +1384,7 @@ pub(crate) fn band_stress_rows(
     gallery_rows: usize,
     probe_rows: usize,
     dim: usize,
-) -> (Embeddings, Vec<u32>, Embeddings, Vec<u32>) {
+) -> (super::Embeddings, Vec<u32>, super::Embeddings, Vec<u32>) {
     let mut rng = SplitMix(2024);
     let base: Vec<Vec<f32>> = (0..gallery_rows.div_ceil(3))
         .map(|_| (0..dim).map(|_| rng.uniform()).collect())
@@ -1423,9 +1423,9 @@ pub(crate) fn band_stress_rows(
         }
     }
     (
-        Embeddings::normalized(gallery, dim).expect("finite rows"),
+        super::Embeddings::normalized(gallery, dim).expect("finite rows"),
         gallery_labels,
-        Embeddings::normalized(probes, dim).expect("finite rows"),
+        super::Embeddings::normalized(probes, dim).expect("finite rows"),
         probe_labels,
     )
 }
@@ -1433,7 +1433,7 @@ pub(crate) fn band_stress_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::{HistogramSpec, ScoreBand};
+    use crate::compare::{Embeddings, HistogramSpec, ScoreBand};
     use proptest::prelude::*;
 
     /// The O(N²) reference: every pair scored by a 1×1 product, folded by
@@ -1632,9 +1632,9 @@ mod tests {
             let gallery_labels = if distinct { probe_labels } else { &labels[40..40 + n_gallery] };
             let bands: Vec<ScoreBand> = band.map(|(low, len)| ScoreBand { low, high: (low + len).min(64) }).into_iter().collect();
             let job = CompareJob {
-                probes: &probes,
+                probes: probes.view(),
                 probe_labels,
-                gallery: &gallery,
+                gallery: gallery.view(),
                 gallery_labels,
                 pairing: pairing(distinct),
                 top_k,
@@ -1658,7 +1658,7 @@ mod tests {
                 let (ga, gb) = (gallery.select(&first), gallery.select(&second));
                 let (la, lb) = gallery_labels.split_at(cut);
                 let block = |g: &Embeddings, l: &[u32], other: &Embeddings, ol: &[u32]| {
-                    let j = CompareJob { gallery: g, gallery_labels: l, mates_elsewhere: Some((other, ol)), ..job };
+                    let j = CompareJob { gallery: g.view(), gallery_labels: l, mates_elsewhere: Some((other.view(), ol)), ..job };
                     pool.install(|| engine.compare(&j)).unwrap().probes
                 };
                 let combined: Vec<ProbeResult> = block(&ga, la, &gb, lb)
@@ -1692,9 +1692,13 @@ mod tests {
         let labels: Vec<u32> = (0..130).map(|i| (i * 7 % 23) as u32).collect();
         for distinct in [false, true] {
             let job = CompareJob {
-                probes: &probes,
+                probes: probes.view(),
                 probe_labels: &labels,
-                gallery: if distinct { &probes } else { &gallery },
+                gallery: if distinct {
+                    probes.view()
+                } else {
+                    gallery.view()
+                },
                 gallery_labels: if distinct { &labels } else { &labels[..70] },
                 pairing: pairing(distinct),
                 top_k: 5,
@@ -1741,9 +1745,9 @@ mod tests {
             );
             for distinct in [false, true] {
                 let job = CompareJob {
-                    probes: &rows,
+                    probes: rows.view(),
                     probe_labels: &labels,
-                    gallery: &rows,
+                    gallery: rows.view(),
                     gallery_labels: &labels,
                     pairing: pairing(distinct),
                     top_k: 3,
@@ -1790,9 +1794,9 @@ mod tests {
                 (&probes, &probe_labels)
             };
             let job = CompareJob {
-                probes: p,
+                probes: p.view(),
                 probe_labels: pl,
-                gallery: &gallery,
+                gallery: gallery.view(),
                 gallery_labels: &gallery_labels,
                 pairing: pairing(distinct),
                 top_k: 10,
@@ -1847,9 +1851,9 @@ mod tests {
         }
         let (gallery, gallery_labels, probes, probe_labels) = band_stress_rows(90, 30, 16);
         let mut job = CompareJob {
-            probes: &probes,
+            probes: probes.view(),
             probe_labels: &probe_labels,
-            gallery: &gallery,
+            gallery: gallery.view(),
             gallery_labels: &gallery_labels,
             pairing: Pairing::ProbeGallery,
             top_k: 3,
@@ -1933,9 +1937,9 @@ mod tests {
         let e = embeddings(3, 4, &[1, 2, -1]);
         let f = embeddings(4, 4, &[1, 2, -1]);
         let job = CompareJob {
-            probes: &e,
+            probes: e.view(),
             probe_labels: &[0, 0, 1],
-            gallery: &f,
+            gallery: f.view(),
             gallery_labels: &[0, 0, 1, 1],
             pairing: Pairing::AllDistinct,
             top_k: 1,

@@ -17,7 +17,7 @@ use super::products::{first_column, operand_bytes, upload_rows, Gemm, RowsAt};
 use super::samples::{Samples, TileAt};
 use super::{kernels, rescore, tail, CudaEngine, CudaError, Profile, FOLD_BLOCKS_PER_SM};
 use crate::compare::{
-    descending_key, BandCounts, Candidate, CompareJob, CompareResult, Embeddings, Hardest,
+    descending_key, BandCounts, Candidate, CompareJob, CompareResult, EmbeddingRows, Hardest,
     PairScore, Pairing, ProbeResult, SplitMix,
 };
 
@@ -163,7 +163,7 @@ struct Timings {
 struct Run<'e, 'j> {
     engine: &'e CudaEngine,
     job: &'j CompareJob<'j>,
-    gallery: &'j Embeddings,
+    gallery: EmbeddingRows<'j>,
     s: Shape,
     mates: Mates,
     main: Arc<CudaStream>,
@@ -893,7 +893,7 @@ fn impostor_pairs(probe_labels: &[u32], gallery_labels: &[u32], all_distinct: bo
 /// impostor lands in it (the rest take a slower global atomic).
 fn window_start(
     job: &CompareJob<'_>,
-    gallery: &Embeddings,
+    gallery: EmbeddingRows<'_>,
     gallery_labels: &[u32],
     all_distinct: bool,
     win_len: usize,

@@ -5,7 +5,7 @@ use cudarc::driver::{CudaFunction, CudaStream, PushKernelArg};
 
 use super::device::{cfg, DeviceBuffer, Staging};
 use super::CudaError;
-use crate::compare::{dot_f64, Embeddings, SplitMix};
+use crate::compare::{dot_f64, EmbeddingRows, SplitMix};
 
 pub(crate) struct Samples {
     at: Vec<(usize, usize)>,
@@ -84,8 +84,8 @@ impl Samples {
         &self,
         staging: &mut Staging,
         stream: &CudaStream,
-        probes: &Embeddings,
-        gallery: &Embeddings,
+        probes: EmbeddingRows<'_>,
+        gallery: EmbeddingRows<'_>,
     ) -> Result<Option<f64>, CudaError> {
         let got: Vec<f32> = staging.download(stream, &self.out, self.at.len())?;
         Ok(got
