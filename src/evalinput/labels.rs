@@ -149,7 +149,7 @@ pub fn read_labels(path: &Path) -> Result<Labels, LabelsError> {
         read_parquet_text(path)?
     } else {
         // Hand-made CSVs pad their cells.
-        read_csv_text(path, csv::Trim::All)?
+        read_csv_text(path, true)?
     };
     from_columns(path, columns)
 }
@@ -160,7 +160,7 @@ pub(crate) fn read_table(path: &Path) -> Result<Vec<(String, Vec<String>)>, Labe
     if is_parquet(path) {
         read_parquet_text(path)
     } else {
-        read_csv_text(path, csv::Trim::None)
+        read_csv_text(path, false)
     }
 }
 
@@ -222,21 +222,17 @@ fn from_columns(path: &Path, columns: Vec<(String, Vec<String>)>) -> Result<Labe
     })
 }
 
-fn read_csv_text(path: &Path, trim: csv::Trim) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
+/// Every column of a CSV file as text; with `trim`, header and cells lose
+/// their surrounding whitespace (as the csv crate's `Trim::All` does,
+/// without rebuilding each record).
+fn read_csv_text(path: &Path, trim: bool) -> Result<Vec<(String, Vec<String>)>, LabelsError> {
     let err = |e: csv::Error| LabelsError::Read {
         path: path.to_path_buf(),
         message: super::one_line(&e),
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(trim)
-        .from_path(path)
-        .map_err(err)?;
-    let names: Vec<String> = reader
-        .headers()
-        .map_err(err)?
-        .iter()
-        .map(str::to_string)
-        .collect();
+    let text = |field: &str| if trim { field.trim() } else { field }.to_string();
+    let mut reader = csv::ReaderBuilder::new().from_path(path).map_err(err)?;
+    let names: Vec<String> = reader.headers().map_err(err)?.iter().map(text).collect();
     let mut values: Vec<Vec<String>> = vec![Vec::new(); names.len()];
     // One record reused: a row costs its fields' strings alone.
     let mut record = csv::StringRecord::new();
@@ -255,7 +251,7 @@ fn read_csv_text(path: &Path, trim: csv::Trim) -> Result<Vec<(String, Vec<String
             });
         }
         for (column, field) in values.iter_mut().zip(record.iter()) {
-            column.push(field.to_string());
+            column.push(text(field));
         }
     }
     Ok(names.into_iter().zip(values).collect())

@@ -323,19 +323,28 @@ fn write_outputs(dir: &Path, e: &Evaluation) -> anyhow::Result<()> {
             .as_ref()
             .map_or(&[][..], |i| &i.operating_points),
     );
-    evaldir::write_csv(&dir.join(evaldir::ROC_CSV), &e.roc)?;
-    evaldir::write_csv(&dir.join(evaldir::OPERATING_POINTS_CSV), &operating)?;
-    evaldir::write_histograms(&dir.join(evaldir::SCORES_PARQUET), &e.histograms)?;
-    evaldir::write_csv(&dir.join(evaldir::PROBES_CSV), &e.probes)?;
-    evaldir::write_csv(&dir.join(evaldir::EXAMPLES_CSV), &e.examples)?;
-    evaldir::write_csv(&dir.join(evaldir::GROUP_SCORES_CSV), &e.group_scores)?;
-    crate::output::write_atomic(
-        dir.join(evaldir::SUMMARY_MD),
-        markdown::summary_md(&e.summary).as_bytes(),
-    )
-    .with_context(|| format!("{}: cannot write", dir.join(evaldir::SUMMARY_MD).display()))?;
-    evaldir::write_summary(dir, &e.summary)?;
-    Ok(())
+    // The histograms' Parquet file is written beside the tables.
+    let (histograms, tables) = rayon::join(
+        || evaldir::write_histograms(&dir.join(evaldir::SCORES_PARQUET), &e.histograms),
+        || -> anyhow::Result<()> {
+            evaldir::write_csv(&dir.join(evaldir::ROC_CSV), &e.roc)?;
+            evaldir::write_csv(&dir.join(evaldir::OPERATING_POINTS_CSV), &operating)?;
+            evaldir::write_csv(&dir.join(evaldir::PROBES_CSV), &e.probes)?;
+            evaldir::write_csv(&dir.join(evaldir::EXAMPLES_CSV), &e.examples)?;
+            evaldir::write_csv(&dir.join(evaldir::GROUP_SCORES_CSV), &e.group_scores)?;
+            crate::output::write_atomic(
+                dir.join(evaldir::SUMMARY_MD),
+                markdown::summary_md(&e.summary).as_bytes(),
+            )
+            .with_context(|| {
+                format!("{}: cannot write", dir.join(evaldir::SUMMARY_MD).display())
+            })?;
+            evaldir::write_summary(dir, &e.summary)?;
+            Ok(())
+        },
+    );
+    histograms?;
+    tables
 }
 
 /// What the scores are, and how exactly the impostor scores are held.
