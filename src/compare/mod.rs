@@ -427,11 +427,6 @@ impl BandCounts {
             .map(|(i, &n)| (score_of_descending_key(self.first + i as u32), n))
     }
 
-    /// How many values were met.
-    pub(crate) fn distinct(&self) -> usize {
-        self.counts.iter().filter(|&&n| n > 0).count()
-    }
-
     /// How many counters the band has.
     pub(crate) fn width(&self) -> usize {
         self.counts.len()

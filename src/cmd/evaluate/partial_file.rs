@@ -260,9 +260,15 @@ impl Writer {
 
     /// The band counts as one TAIL, from the highest band down.
     fn band_counts(&mut self, bands: &[BandCounts]) {
-        let total = bands.iter().flat_map(|b| b.runs()).map(|r| r.1).sum();
-        let distinct = bands.iter().map(BandCounts::distinct).sum();
-        self.runs(total, distinct, bands.iter().rev().flat_map(|b| b.runs()));
+        let (total, distinct) = bands
+            .iter()
+            .flat_map(BandCounts::runs)
+            .fold((0, 0), |(total, n), (_, count)| (total + count, n + 1));
+        self.runs(
+            total,
+            distinct,
+            bands.iter().rev().flat_map(BandCounts::runs),
+        );
     }
 
     /// `n` distinct values, descending, with their counts (TAIL).
